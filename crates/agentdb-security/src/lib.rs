@@ -1,0 +1,26 @@
+//! Security for Federated AgentDB: encryption at rest, the certificate authority, tokens and the
+//! tenant access policy.
+//!
+//! - [`MasterKey`], [`TenantKey`], [`Keyring`]: envelope encryption. A master key (KEK) wraps one
+//!   random data key (DEK) per tenant and key version; records are sealed with AES-256-GCM under
+//!   the tenant's DEK with AAD binding tenant, record id and key version.
+//! - [`ca`]: a certificate authority (rcgen) issuing hub and agent certificates with SPIFFE URIs.
+//! - [`identity`]: extracting the identity from a verified peer certificate.
+//! - [`token`]: short-lived JWTs (EdDSA by default, HS256 for compatibility).
+//! - [`revocation`]: the list of revoked token ids.
+//! - [`policy`]: the single function that decides whether an identity may act on a tenant.
+
+pub mod ca;
+mod envelope;
+mod file;
+pub mod identity;
+mod keyring;
+mod master_key;
+pub mod policy;
+pub mod revocation;
+pub mod token;
+
+pub use envelope::{sealed_key_version, RecordAad, SealError};
+pub use file::{write_private_file, write_public_file, FileError};
+pub use keyring::{Keyring, KeyringError, TenantKey, WrappedTenantKey};
+pub use master_key::{MasterKey, MasterKeyError, MASTER_KEY_ENV};
