@@ -1,1 +1,71 @@
+//! The memory engine of Federated AgentDB: encrypted, tenant-isolated episodes with vector
+//! search.
+//!
+//! - [`MemoryEngine`]: store, query, get, delete, stats, erase, key rotation.
+//! - [`storage`]: the [`Storage`] trait with [`RedbStorage`] (embedded default) and
+//!   [`MemStorage`].
+//! - [`index`]: the per-tenant [`VectorIndex`] (exact scan + usearch HNSW).
+//! - [`embedder`]: the [`Embedder`] trait and the default [`LexicalEmbedder`].
+//!
+//! [`open_data_dir`] opens the standard on-disk layout: `DIR/agentdb.redb` and, unless the master
+//! key comes from `AGENTDB_MASTER_KEY`, `DIR/master.key`.
 
+mod clock;
+pub mod embedder;
+mod engine;
+mod error;
+pub mod index;
+pub mod storage;
+
+use std::path::Path;
+use std::sync::Arc;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use embedder::{EmbedError, Embedder, LexicalEmbedder};
+pub use engine::{
+    EngineBuilder, EngineConfig, EraseReport, Match, MemoryEngine, Query, QueryInput, Stored,
+    TaskCount, TenantStats, MAX_BATCH, MAX_K,
+};
+pub use error::{KeyError, OpenError, QueryError, ReadError, StoreError};
+pub use index::{Filter, Outcome, VectorIndex};
+pub use storage::{MemStorage, RedbStorage, Storage};
+
+/// File name of the database inside a data directory.
+pub const DB_FILE: &str = "agentdb.redb";
+/// File name of the master key inside a data directory (when not given by environment).
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+/// Why a data directory could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DataDirError {
+    /// The directory could not be created.
+    #[error("cannot create data directory {}: {source}", path.display())]
+    CreateDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The master key could not be obtained.
+    #[error(transparent)]
+    MasterKey(#[from] agentdb_security::MasterKeyError),
+    /// The database could not be opened.
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
+    /// The engine could not start.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+}
+
+/// Opens (creating if needed) the engine stored in `dir`, with the master key from
+/// `AGENTDB_MASTER_KEY` or `dir/master.key`, the default embedder and `config`.
+pub fn open_data_dir(dir: &Path, config: EngineConfig) -> Result<MemoryEngine, DataDirError> {
+    std::fs::create_dir_all(dir).map_err(|source| DataDirError::CreateDir {
+        path: dir.to_owned(),
+        source,
+    })?;
+    let master = agentdb_security::MasterKey::from_env_or_file(&dir.join(MASTER_KEY_FILE))?;
+    let storage = Arc::new(RedbStorage::open(&dir.join(DB_FILE))?);
+    Ok(MemoryEngine::builder(storage, master).config(config).open()?)
+}

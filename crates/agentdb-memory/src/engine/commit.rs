@@ -1,0 +1,100 @@
+//! Group commit: concurrent writers share one durable transaction.
+//!
+//! Writers hand their writes to a committer thread and block until it answers. The committer
+//! takes everything queued (up to a bound), applies it in one [`Storage::apply`] — one fsync for
+//! the whole group — and answers each writer with its own outcome flags. If a group fails, each
+//! request in it is retried alone, so one writer's failure (a full disk, say) is reported to that
+//! writer without deciding the fate of the others by association.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::storage::{Storage, StorageError, Write};
+
+type Reply = mpsc::SyncSender<Result<Vec<bool>, StorageError>>;
+
+struct Pending {
+    writes: Vec<Write>,
+    reply: Reply,
+}
+
+/// Handle to the committer thread; dropping it lets the thread finish what is queued and stop.
+#[derive(Debug)]
+pub(crate) struct GroupCommit {
+    tx: Option<mpsc::Sender<Pending>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pending({} writes)", self.writes.len())
+    }
+}
+
+impl GroupCommit {
+    /// Starts the committer. At most `max_group` requests share one transaction.
+    pub fn start(storage: Arc<dyn Storage>, max_group: usize) -> Self {
+        let (tx, rx) = mpsc::channel::<Pending>();
+        let thread = std::thread::Builder::new()
+            .name("agentdb-commit".into())
+            .spawn(move || run(&*storage, &rx, max_group.max(1)))
+            .ok();
+        Self {
+            tx: Some(tx),
+            thread,
+        }
+    }
+
+    /// Applies `writes` atomically and durably, sharing the commit with concurrent callers.
+    pub fn submit(&self, writes: Vec<Write>) -> Result<Vec<bool>, StorageError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let stopped = || StorageError::Backend("the store is shutting down".into());
+        self.tx
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send(Pending { writes, reply })
+            .map_err(|_| stopped())?;
+        answer.recv().map_err(|_| stopped())?
+    }
+}
+
+impl Drop for GroupCommit {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(storage: &dyn Storage, rx: &mpsc::Receiver<Pending>, max_group: usize) {
+    while let Ok(first) = rx.recv() {
+        let mut group = vec![first];
+        while group.len() < max_group {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        commit_group(storage, group);
+    }
+}
+
+fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
+    if group.len() > 1 {
+        let all: Vec<Write> = group.iter().flat_map(|p| p.writes.iter().cloned()).collect();
+        if let Ok(flags) = storage.apply(&all) {
+            let mut flags = flags.into_iter();
+            for p in group {
+                let mine: Vec<bool> = flags.by_ref().take(p.writes.len()).collect();
+                let _ = p.reply.send(Ok(mine));
+            }
+            return;
+        }
+        // Fall through: isolate the failure by committing each request alone.
+    }
+    for p in group {
+        let _ = p.reply.send(storage.apply(&p.writes));
+    }
+}

@@ -1,0 +1,160 @@
+//! Errors, one enum per engine operation.
+
+use agentdb_core::{EpisodeError, ModelId, TenantId};
+use agentdb_security::{KeyringError, SealError};
+
+use crate::embedder::EmbedError;
+use crate::index::IndexError;
+use crate::storage::StorageError;
+
+/// Why a store could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    /// The storage backend failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The master key is not the one the data was written with. Nothing was changed.
+    #[error("wrong master key: this data was written with a different AGENTDB_MASTER_KEY / key file")]
+    WrongMasterKey,
+    /// A tenant's stored state could not be read.
+    #[error("cannot load tenant {tenant}: {reason}")]
+    Tenant {
+        /// The tenant.
+        tenant: TenantId,
+        /// Why.
+        reason: String,
+    },
+    /// The keyring could not be set up.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+}
+
+/// Why episodes could not be stored. Nothing of the request was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The episode failed validation.
+    #[error("invalid episode: {0}")]
+    Invalid(#[from] EpisodeError),
+    /// The batch holds more episodes than allowed.
+    #[error("batch of {len} episodes exceeds the limit of {limit}")]
+    BatchTooLarge {
+        /// Episodes in the batch.
+        len: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The episode's embedding model differs from the tenant's.
+    #[error("tenant {tenant} stores {tenant_model} vectors; refusing {given} vectors (re-index to switch models)")]
+    EmbedderMismatch {
+        /// The tenant.
+        tenant: TenantId,
+        /// The tenant's model.
+        tenant_model: ModelId,
+        /// The model offered.
+        given: ModelId,
+    },
+    /// Embedding the text failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// Encryption failed.
+    #[error("encryption failed: {0}")]
+    Crypto(String),
+    /// The vector index refused the vector.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why a query failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueryError {
+    /// `k` is zero or above the limit.
+    #[error("k must be between 1 and {limit} (got {k})")]
+    BadK {
+        /// Requested.
+        k: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The query vector is malformed.
+    #[error("invalid query vector: {0}")]
+    InvalidVector(#[from] EpisodeError),
+    /// The query's embedding model differs from the tenant's.
+    #[error("tenant {tenant} stores {tenant_model} vectors; cannot query with {given} vectors")]
+    EmbedderMismatch {
+        /// The tenant.
+        tenant: TenantId,
+        /// The tenant's model.
+        tenant_model: ModelId,
+        /// The query's model.
+        given: ModelId,
+    },
+    /// Embedding the query failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// A result could not be decrypted.
+    #[error("cannot decrypt a stored episode: {0}")]
+    Crypto(String),
+    /// The vector index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why reading, deleting or summarising episodes failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// A record could not be decrypted (wrong key or tampered data).
+    #[error("cannot decrypt a stored episode: {0}")]
+    Crypto(String),
+    /// A record could not be decoded.
+    #[error("stored episode is corrupt: {0}")]
+    Corrupt(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// Why a key operation (rotation, master-key rewrap) failed. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// The tenant has no data.
+    #[error("tenant {0} has no keys")]
+    UnknownTenant(TenantId),
+    /// Wrapping or unwrapping failed.
+    #[error(transparent)]
+    Keyring(#[from] KeyringError),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<SealError> for StoreError {
+    fn from(e: SealError) -> Self {
+        StoreError::Crypto(e.to_string())
+    }
+}
+
+impl From<SealError> for ReadError {
+    fn from(e: SealError) -> Self {
+        ReadError::Crypto(e.to_string())
+    }
+}
+
+impl From<ReadError> for QueryError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Storage(s) => QueryError::Storage(s),
+            other => QueryError::Crypto(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! The per-tenant vector index: an exact scan for small and fresh data, HNSW (usearch) for the
+//! rest.
+//!
+//! Each tenant has its own [`VectorIndex`], so a search can only ever see that tenant's vectors:
+//! isolation is structural, not a filter. The index is derived data — the engine rebuilds it from
+//! storage on open — and it is bound to one embedding model ([`VectorIndex::model`]); vectors
+//! of any other model are refused.
+//!
+//! Layout: slots `0..len` hold every vector ever inserted (unit length, in a flat array) with the
+//! metadata the filters need. Slots `0..indexed` are also in the HNSW graph; the tail
+//! `indexed..len` is searched exactly. A background builder ([`VectorIndex::build_pending`])
+//! moves the tail into the graph, so a write is searchable the moment it is acknowledged without
+//! waiting for the (comparatively slow) graph insertion. Tenants with fewer than
+//! [`IndexConfig::exact_below`] vectors have no graph at all: an exact scan over a thousand
+//! vectors is faster than a graph search and exact by definition.
+
+mod exact;
+mod filter;
+
+pub use filter::{Filter, Outcome, SlotMeta};
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use agentdb_core::{EpisodeId, ModelId};
+use parking_lot::{Mutex, RwLock};
+
+use crate::embedder::normalize;
+use exact::{dot, Scored, TopK};
+
+/// Tuning of a [`VectorIndex`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexConfig {
+    /// Below this many vectors a tenant is searched exactly and has no graph. Default 1024.
+    pub exact_below: usize,
+    /// HNSW edges per node (M). Default 16.
+    pub connectivity: usize,
+    /// HNSW candidate list size while inserting (efConstruction). Default 128.
+    pub expansion_add: usize,
+    /// HNSW candidate list size while searching (ef). Default 64; a search for more than
+    /// `expansion_search / 2` results widens it to `2 * k`.
+    pub expansion_search: usize,
+    /// Searches that may run concurrently inside the graph; more wait for the exact path.
+    /// Default 64.
+    pub search_threads: usize,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self {
+            exact_below: 1024,
+            connectivity: 16,
+            expansion_add: 128,
+            expansion_search: 64,
+            search_threads: 64,
+        }
+    }
+}
+
+/// Why a vector was refused or a search failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The vector comes from another model than the index's.
+    #[error("vectors of model {given} cannot be mixed with this index's model {index}")]
+    ModelMismatch {
+        /// The index's model.
+        index: ModelId,
+        /// The model offered.
+        given: ModelId,
+    },
+    /// The vector has the wrong length.
+    #[error("vector has {given} dimensions; the index has {index}")]
+    Dimensions {
+        /// The index's dimensions.
+        index: usize,
+        /// The length offered.
+        given: usize,
+    },
+    /// The HNSW library reported an error.
+    #[error("vector index error: {0}")]
+    Hnsw(String),
+}
+
+/// One search result.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Hit {
+    /// The episode.
+    pub id: EpisodeId,
+    /// Cosine similarity to the query, in [-1, 1]; higher is closer.
+    pub score: f32,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    ids: Vec<EpisodeId>,
+    metas: Vec<SlotMeta>,
+    live: Vec<bool>,
+    vectors: Vec<f32>,
+    by_id: HashMap<EpisodeId, u32>,
+}
+
+/// A tenant's vector index. See the module docs.
+pub struct VectorIndex {
+    model: ModelId,
+    dims: usize,
+    config: IndexConfig,
+    slots: RwLock<Slots>,
+    hnsw: RwLock<Option<usearch::Index>>,
+    /// Slots `0..indexed` are in the graph.
+    indexed: AtomicUsize,
+    build: Mutex<()>,
+}
+
+impl std::fmt::Debug for VectorIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VectorIndex")
+            .field("model", &self.model)
+            .field("dims", &self.dims)
+            .field("len", &self.len())
+            .field("indexed", &self.indexed.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl VectorIndex {
+    /// An empty index for vectors of `model` with `dims` dimensions.
+    pub fn new(model: ModelId, dims: usize, config: IndexConfig) -> Self {
+        Self {
+            model,
+            dims,
+            config,
+            slots: RwLock::new(Slots::default()),
+            hnsw: RwLock::new(None),
+            indexed: AtomicUsize::new(0),
+            build: Mutex::new(()),
+        }
+    }
+
+    /// The model whose vectors this index holds.
+    pub fn model(&self) -> &ModelId {
+        &self.model
+    }
+
+    /// The vector length.
+    pub fn dimensions(&self) -> usize {
+        self.dims
+    }
+
+    /// Number of slots (live and removed).
+    pub fn len(&self) -> usize {
+        self.slots.read().ids.len()
+    }
+
+    /// Whether nothing was ever inserted.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Vectors waiting to be added to the graph (searched exactly meanwhile).
+    pub fn pending(&self) -> usize {
+        let len = self.len();
+        if len < self.config.exact_below {
+            0
+        } else {
+            len - self.indexed.load(Ordering::Acquire).min(len)
+        }
+    }
+
+    fn check(&self, model: &ModelId, vector: &[f32]) -> Result<(), IndexError> {
+        if model != &self.model {
+            return Err(IndexError::ModelMismatch {
+                index: self.model.clone(),
+                given: model.clone(),
+            });
+        }
+        if vector.len() != self.dims {
+            return Err(IndexError::Dimensions {
+                index: self.dims,
+                given: vector.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Adds a vector for `id`. Returns false (and changes nothing) if `id` is already present.
+    /// The vector is stored normalised.
+    pub fn insert(
+        &self,
+        id: EpisodeId,
+        model: &ModelId,
+        vector: &[f32],
+        meta: SlotMeta,
+    ) -> Result<bool, IndexError> {
+        self.check(model, vector)?;
+        let mut v = vector.to_vec();
+        normalize(&mut v);
+        let mut s = self.slots.write();
+        if s.by_id.contains_key(&id) {
+            return Ok(false);
+        }
+        let slot = s.ids.len() as u32;
+        s.ids.push(id);
+        s.metas.push(meta);
+        s.live.push(true);
+        s.vectors.extend_from_slice(&v);
+        s.by_id.insert(id, slot);
+        Ok(true)
+    }
+
+    /// Removes `id` from results. Returns whether it was present and live.
+    pub fn remove(&self, id: &EpisodeId) -> bool {
+        let mut s = self.slots.write();
+        match s.by_id.get(id).copied() {
+            Some(slot) => std::mem::replace(&mut s.live[slot as usize], false),
+            None => false,
+        }
+    }
+
+    /// Whether `id` is present and live.
+    pub fn contains(&self, id: &EpisodeId) -> bool {
+        let s = self.slots.read();
+        s.by_id.get(id).is_some_and(|slot| s.live[*slot as usize])
+    }
+
+    /// The `k` nearest live vectors that pass `filter`, best first.
+    pub fn search(
+        &self,
+        model: &ModelId,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.check(model, query)?;
+        let mut q = query.to_vec();
+        normalize(&mut q);
+        let s = self.slots.read();
+        let len = s.ids.len();
+        let indexed = if len < self.config.exact_below {
+            0
+        } else {
+            self.indexed.load(Ordering::Acquire).min(len)
+        };
+        let accept = |slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
+        let mut top = TopK::new(k);
+        let mut exact_from = indexed;
+        if indexed > 0 && k > 0 {
+            match self.graph_search(&q, k, indexed, &accept) {
+                Ok(found) => found.into_iter().for_each(|c| top.push(c)),
+                Err(e) => {
+                    // The graph could not serve this search (e.g. every search context busy):
+                    // answer exactly instead of failing.
+                    tracing::debug!(error = %e, "graph search unavailable; scanning exactly");
+                    exact_from = 0;
+                }
+            }
+        }
+        scan(&s, &q, exact_from..len, &accept, &mut top);
+        Ok(hits(&s, top))
+    }
+
+    fn graph_search(
+        &self,
+        q: &[f32],
+        k: usize,
+        indexed: usize,
+        accept: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<Scored>, IndexError> {
+        let guard = self.hnsw.read();
+        let Some(graph) = guard.as_ref() else {
+            return Err(IndexError::Hnsw("graph not built".into()));
+        };
+        let ef = self.config.expansion_search.max(2 * k);
+        if graph.expansion_search() != ef {
+            graph.change_expansion_search(ef);
+        }
+        let m = graph
+            .filtered_search(q, k, |key| {
+                let slot = key as usize;
+                slot < indexed && accept(slot)
+            })
+            .map_err(hnsw_err)?;
+        Ok(m.keys
+            .iter()
+            .zip(&m.distances)
+            .map(|(key, d)| Scored {
+                slot: *key,
+                score: 1.0 - d,
+            })
+            .collect())
+    }
+
+    /// The exact answer: every live vector that passes `filter` is scored. The oracle for tests.
+    pub fn exact_search(
+        &self,
+        model: &ModelId,
+        query: &[f32],
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Hit>, IndexError> {
+        self.check(model, query)?;
+        let mut q = query.to_vec();
+        normalize(&mut q);
+        let s = self.slots.read();
+        let accept = |slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
+        let mut top = TopK::new(k);
+        scan(&s, &q, 0..s.ids.len(), &accept, &mut top);
+        Ok(hits(&s, top))
+    }
+
+    /// Adds up to `max` pending vectors to the graph, creating it when the tenant first reaches
+    /// [`IndexConfig::exact_below`] vectors. Returns how many were added. Safe to call from any
+    /// thread; concurrent calls take turns.
+    pub fn build_pending(&self, max: usize) -> Result<usize, IndexError> {
+        let _turn = self.build.lock();
+        let (start, end, batch) = {
+            let s = self.slots.read();
+            let len = s.ids.len();
+            if len < self.config.exact_below {
+                return Ok(0);
+            }
+            let start = self.indexed.load(Ordering::Acquire);
+            let end = len.min(start.saturating_add(max));
+            (start, end, s.vectors[start * self.dims..end * self.dims].to_vec())
+        };
+        if start == end {
+            return Ok(0);
+        }
+        self.ensure_capacity(end)?;
+        let guard = self.hnsw.read();
+        let graph = guard
+            .as_ref()
+            .ok_or_else(|| IndexError::Hnsw("graph missing after reserve".into()))?;
+        for (i, v) in batch.chunks_exact(self.dims).enumerate() {
+            graph
+                .add((start + i) as u64, v)
+                .map_err(hnsw_err)?;
+            // Publish each vector as soon as it is in the graph.
+            self.indexed.store(start + i + 1, Ordering::Release);
+        }
+        Ok(end - start)
+    }
+
+    fn ensure_capacity(&self, needed: usize) -> Result<(), IndexError> {
+        let fits = self
+            .hnsw
+            .read()
+            .as_ref()
+            .is_some_and(|g| g.capacity() >= needed);
+        if fits {
+            return Ok(());
+        }
+        let mut guard = self.hnsw.write();
+        if guard.is_none() {
+            let options = usearch::IndexOptions {
+                dimensions: self.dims,
+                metric: usearch::MetricKind::Cos,
+                quantization: usearch::ScalarKind::F32,
+                connectivity: self.config.connectivity,
+                expansion_add: self.config.expansion_add,
+                expansion_search: self.config.expansion_search,
+                multi: false,
+            };
+            *guard = Some(usearch::Index::new(&options).map_err(hnsw_err)?);
+        }
+        if let Some(g) = guard.as_ref() {
+            let capacity = needed.next_power_of_two().max(1024);
+            g.reserve_capacity_and_threads(capacity, self.config.search_threads.max(1))
+                .map_err(hnsw_err)?;
+        }
+        Ok(())
+    }
+
+    /// Bytes held by the graph (vectors included), as usearch reports it.
+    pub fn graph_memory(&self) -> usize {
+        self.hnsw.read().as_ref().map_or(0, |g| g.memory_usage())
+    }
+}
+
+fn hnsw_err(e: impl std::fmt::Display) -> IndexError {
+    IndexError::Hnsw(e.to_string())
+}
+
+fn scan(
+    s: &Slots,
+    q: &[f32],
+    range: std::ops::Range<usize>,
+    accept: &dyn Fn(usize) -> bool,
+    top: &mut TopK,
+) {
+    let dims = q.len();
+    for slot in range {
+        if accept(slot) {
+            let v = &s.vectors[slot * dims..(slot + 1) * dims];
+            top.push(Scored {
+                slot: slot as u64,
+                score: dot(q, v),
+            });
+        }
+    }
+}
+
+fn hits(s: &Slots, top: TopK) -> Vec<Hit> {
+    top.into_sorted()
+        .into_iter()
+        .map(|c| Hit {
+            id: s.ids[c.slot as usize],
+            score: c.score,
+        })
+        .collect()
+}

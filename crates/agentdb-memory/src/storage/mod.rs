@@ -1,0 +1,123 @@
+//! Where episodes and keys live: a small trait with an embedded redb backend and an in-memory
+//! backend.
+//!
+//! The engine encrypts before anything reaches a backend; a backend sees only what may be stored
+//! in the clear (ids, timestamps, reward, success, keyed hashes, model ids) and sealed bytes.
+//! Every write of one [`Storage::apply`] call lands atomically and durably, or not at all, which
+//! is what lets the engine group many writers' requests into one commit.
+
+mod mem;
+mod redb;
+mod row;
+
+pub use self::mem::MemStorage;
+pub use self::redb::RedbStorage;
+pub use row::{RowError, StoredEpisode};
+
+use std::ops::ControlFlow;
+use std::path::PathBuf;
+
+use agentdb_core::{EpisodeId, TenantId, Timestamp};
+use agentdb_security::WrappedTenantKey;
+
+/// A storage failure. Carries a one-line reason; the operation that failed had no effect.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The database file could not be opened or created.
+    #[error("cannot open database {}: {reason}", path.display())]
+    Open {
+        /// The database file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The backend failed (I/O error, full disk, corruption).
+    #[error("storage failed: {0}")]
+    Backend(String),
+    /// A stored row could not be decoded.
+    #[error(transparent)]
+    Row(#[from] RowError),
+}
+
+/// One change inside an atomic [`Storage::apply`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Write {
+    /// Inserts an episode unless one with the same id exists (live or tombstoned); the outcome
+    /// says whether it was inserted.
+    PutEpisode {
+        /// The owner.
+        tenant: TenantId,
+        /// The row.
+        row: StoredEpisode,
+    },
+    /// Replaces a live episode with a tombstone; the outcome says whether it was live.
+    Tombstone {
+        /// The owner.
+        tenant: TenantId,
+        /// The episode.
+        id: EpisodeId,
+        /// When it was deleted.
+        at: Timestamp,
+    },
+    /// Stores a tenant key version (overwriting the same version).
+    PutTenantKey {
+        /// The owner.
+        tenant: TenantId,
+        /// The wrapped key.
+        key: WrappedTenantKey,
+    },
+    /// Stores a named per-tenant setting.
+    PutTenantMeta {
+        /// The owner.
+        tenant: TenantId,
+        /// The setting's name.
+        name: String,
+        /// Its value.
+        value: Vec<u8>,
+    },
+    /// Stores a named store-wide setting.
+    PutMeta {
+        /// The setting's name.
+        name: String,
+        /// Its value.
+        value: Vec<u8>,
+    },
+    /// Deletes every episode, key and setting of a tenant. The outcome says whether anything
+    /// existed.
+    EraseTenant {
+        /// The tenant.
+        tenant: TenantId,
+    },
+}
+
+/// A storage backend. See the module docs for the contract.
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+    /// Applies `writes` in order, atomically and durably: when this returns `Ok`, all of them
+    /// survive a crash; when it returns `Err`, none of them happened. Returns one flag per write
+    /// (see each [`Write`] variant for its meaning).
+    fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError>;
+
+    /// One episode row (live or tombstone).
+    fn episode(&self, tenant: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError>;
+
+    /// Visits a tenant's episode rows in id (creation) order until `visit` breaks.
+    fn scan_episodes(
+        &self,
+        tenant: &TenantId,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError>;
+
+    /// Every tenant that has a key.
+    fn tenants(&self) -> Result<Vec<TenantId>, StorageError>;
+
+    /// A tenant's key versions, oldest first.
+    fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError>;
+
+    /// A named per-tenant setting.
+    fn tenant_meta(&self, tenant: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// A named store-wide setting.
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
+}

@@ -1,0 +1,224 @@
+//! The embedded default backend: one redb file.
+//!
+//! Tables (every per-tenant key starts with the tenant name; the key functions below are the
+//! only place that prefix is built):
+//!
+//! | table         | key                      | value                          |
+//! |---------------|--------------------------|--------------------------------|
+//! | `episodes`    | (tenant, episode id u128)| [`StoredEpisode::encode`]      |
+//! | `tenant_keys` | (tenant, version u32)    | wrapped tenant key             |
+//! | `tenant_meta` | (tenant, name)           | setting bytes                  |
+//! | `meta`        | name                     | setting bytes                  |
+//!
+//! Commits use `Durability::Immediate`: `apply` returns after the data is fsynced.
+
+use std::ops::ControlFlow;
+use std::path::Path;
+
+use agentdb_core::{EpisodeId, TenantId};
+use agentdb_security::WrappedTenantKey;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::{Storage, StorageError, StoredEpisode, Write};
+
+const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
+const TENANT_KEYS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("tenant_keys");
+const TENANT_META: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("tenant_meta");
+const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+
+fn episode_key<'a>(tenant: &'a TenantId, id: &EpisodeId) -> (&'a str, u128) {
+    (tenant.as_str(), id.as_uuid().as_u128())
+}
+
+fn episode_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, u128)> {
+    (tenant.as_str(), 0)..=(tenant.as_str(), u128::MAX)
+}
+
+fn key_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, u32)> {
+    (tenant.as_str(), 0)..=(tenant.as_str(), u32::MAX)
+}
+
+fn meta_key<'a>(tenant: &'a TenantId, name: &'a str) -> (&'a str, &'a str) {
+    (tenant.as_str(), name)
+}
+
+fn backend(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Backend(e.to_string())
+}
+
+/// A redb database file.
+#[derive(Debug)]
+pub struct RedbStorage {
+    db: Database,
+}
+
+impl RedbStorage {
+    /// Opens the database at `path`, creating it (and its tables) if needed.
+    pub fn open(path: &Path) -> Result<Self, StorageError> {
+        let db = Database::create(path).map_err(|e| StorageError::Open {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })?;
+        let tx = db.begin_write().map_err(backend)?;
+        {
+            tx.open_table(EPISODES).map_err(backend)?;
+            tx.open_table(TENANT_KEYS).map_err(backend)?;
+            tx.open_table(TENANT_META).map_err(backend)?;
+            tx.open_table(META).map_err(backend)?;
+        }
+        tx.commit().map_err(backend)?;
+        Ok(Self { db })
+    }
+}
+
+impl Storage for RedbStorage {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
+        let tx = self.db.begin_write().map_err(backend)?;
+        let mut out = Vec::with_capacity(writes.len());
+        {
+            let mut episodes = tx.open_table(EPISODES).map_err(backend)?;
+            let mut keys = tx.open_table(TENANT_KEYS).map_err(backend)?;
+            let mut tmeta = tx.open_table(TENANT_META).map_err(backend)?;
+            let mut meta = tx.open_table(META).map_err(backend)?;
+            for w in writes {
+                let applied = match w {
+                    Write::PutEpisode { tenant, row } => {
+                        let key = episode_key(tenant, &row.id);
+                        if episodes.get(key).map_err(backend)?.is_some() {
+                            false
+                        } else {
+                            episodes
+                                .insert(key, row.encode().as_slice())
+                                .map_err(backend)?;
+                            true
+                        }
+                    }
+                    Write::Tombstone { tenant, id, at } => {
+                        let key = episode_key(tenant, id);
+                        let existing = match episodes.get(key).map_err(backend)? {
+                            Some(v) => Some(StoredEpisode::decode(v.value())?),
+                            None => None,
+                        };
+                        match existing {
+                            Some(row) if row.deleted.is_none() => {
+                                let tomb = row.into_tombstone(*at).encode();
+                                episodes.insert(key, tomb.as_slice()).map_err(backend)?;
+                                true
+                            }
+                            _ => false,
+                        }
+                    }
+                    Write::PutTenantKey { tenant, key } => {
+                        keys.insert((tenant.as_str(), key.version), key.bytes.as_slice())
+                            .map_err(backend)?;
+                        true
+                    }
+                    Write::PutTenantMeta {
+                        tenant,
+                        name,
+                        value,
+                    } => {
+                        tmeta
+                            .insert(meta_key(tenant, name), value.as_slice())
+                            .map_err(backend)?;
+                        true
+                    }
+                    Write::PutMeta { name, value } => {
+                        meta.insert(name.as_str(), value.as_slice()).map_err(backend)?;
+                        true
+                    }
+                    Write::EraseTenant { tenant } => {
+                        let mut any = false;
+                        episodes
+                            .retain_in(episode_range(tenant), |_, _| {
+                                any = true;
+                                false
+                            })
+                            .map_err(backend)?;
+                        keys.retain_in(key_range(tenant), |_, _| {
+                            any = true;
+                            false
+                        })
+                        .map_err(backend)?;
+                        let t = tenant.as_str();
+                        tmeta
+                            .retain_in((t, "")..(t, "\u{10ffff}"), |_, _| false)
+                            .map_err(backend)?;
+                        any
+                    }
+                };
+                out.push(applied);
+            }
+        }
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
+
+    fn episode(&self, tenant: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(EPISODES).map_err(backend)?;
+        match table.get(episode_key(tenant, id)).map_err(backend)? {
+            Some(v) => Ok(Some(StoredEpisode::decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    fn scan_episodes(
+        &self,
+        tenant: &TenantId,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(EPISODES).map_err(backend)?;
+        for item in table.range(episode_range(tenant)).map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            if visit(StoredEpisode::decode(v.value())?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(TENANT_KEYS).map_err(backend)?;
+        let mut out: Vec<TenantId> = Vec::new();
+        for item in table.iter().map_err(backend)? {
+            let (k, _) = item.map_err(backend)?;
+            let (name, _) = k.value();
+            if out.last().is_none_or(|t| t.as_str() != name) {
+                out.push(TenantId::new(name).map_err(backend)?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn tenant_keys(&self, tenant: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(TENANT_KEYS).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.range(key_range(tenant)).map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            out.push(WrappedTenantKey {
+                version: k.value().1,
+                bytes: v.value().to_vec(),
+            });
+        }
+        Ok(out)
+    }
+
+    fn tenant_meta(&self, tenant: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(TENANT_META).map_err(backend)?;
+        Ok(table
+            .get(meta_key(tenant, name))
+            .map_err(backend)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(META).map_err(backend)?;
+        Ok(table.get(name).map_err(backend)?.map(|v| v.value().to_vec()))
+    }
+}
