@@ -51,7 +51,7 @@ impl Default for IndexConfig {
             exact_below: 1024,
             connectivity: 16,
             expansion_add: 128,
-            expansion_search: 64,
+            expansion_search: 160,
             search_threads: 64,
         }
     }

@@ -59,6 +59,14 @@ impl RedbStorage {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
+        let has_tables = db
+            .begin_read()
+            .map_err(backend)?
+            .open_table(META)
+            .is_ok();
+        if has_tables {
+            return Ok(Self { db });
+        }
         let tx = db.begin_write().map_err(backend)?;
         {
             tx.open_table(EPISODES).map_err(backend)?;
