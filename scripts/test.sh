@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Runs the whole test suite from a fresh clone: installs what the tests need, then runs them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The certificate tests check issued certificates with the real `openssl verify`.
+if ! command -v openssl >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+  else
+    echo "error: the tests need the openssl command-line tool" >&2
+    exit 1
+  fi
+fi
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked
