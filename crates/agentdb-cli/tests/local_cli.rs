@@ -1,5 +1,7 @@
 //! `agentdb local` through the real binary.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -31,36 +33,100 @@ fn store_query_stats_erase_round_trip() {
     let stored = ok_json(
         d,
         &[
-            "store", "--tenant", "acme", "--task", "summarise invoice", "--input", "invoice 42",
-            "--output", "total 300", "--reward", "0.95", "--critique", "good", "--json",
+            "store",
+            "--tenant",
+            "acme",
+            "--task",
+            "summarise invoice",
+            "--input",
+            "invoice 42",
+            "--output",
+            "total 300",
+            "--reward",
+            "0.95",
+            "--critique",
+            "good",
+            "--json",
         ],
     );
     let id = stored["id"].as_str().unwrap().to_owned();
     ok_json(
         d,
-        &["store", "--tenant", "acme", "--task", "triage bug", "--reward", "0.5", "--json"],
+        &[
+            "store",
+            "--tenant",
+            "acme",
+            "--task",
+            "triage bug",
+            "--reward",
+            "0.5",
+            "--json",
+        ],
     );
     ok_json(
         d,
-        &["store", "--tenant", "other", "--task", "summarise invoice", "--reward", "0.9", "--json"],
+        &[
+            "store",
+            "--tenant",
+            "other",
+            "--task",
+            "summarise invoice",
+            "--reward",
+            "0.9",
+            "--json",
+        ],
     );
 
-    let hits = ok_json(d, &["query", "--tenant", "acme", "summarise the invoice", "-k", "5", "--json"]);
+    let hits = ok_json(
+        d,
+        &[
+            "query",
+            "--tenant",
+            "acme",
+            "summarise the invoice",
+            "-k",
+            "5",
+            "--json",
+        ],
+    );
     let hits = hits.as_array().unwrap();
     assert_eq!(hits.len(), 2, "only acme's two episodes: {hits:?}");
     let top = &hits[0];
     assert_eq!(top["id"], id.as_str());
-    for field in ["task", "input", "output", "reward", "critique", "success", "score"] {
+    for field in [
+        "task", "input", "output", "reward", "critique", "success", "score",
+    ] {
         assert!(top.get(field).is_some(), "missing {field}");
     }
     assert_eq!(top["task"], "summarise invoice");
     assert_eq!(top["critique"], "good");
     assert_eq!(top["success"], true);
 
-    let only_fail = ok_json(d, &["query", "--tenant", "acme", "invoice", "--only-failures", "--json"]);
+    let only_fail = ok_json(
+        d,
+        &[
+            "query",
+            "--tenant",
+            "acme",
+            "invoice",
+            "--only-failures",
+            "--json",
+        ],
+    );
     assert_eq!(only_fail.as_array().unwrap().len(), 1);
     assert_eq!(only_fail[0]["success"], false);
-    let min = ok_json(d, &["query", "--tenant", "acme", "invoice", "--min-reward", "0.9", "--json"]);
+    let min = ok_json(
+        d,
+        &[
+            "query",
+            "--tenant",
+            "acme",
+            "invoice",
+            "--min-reward",
+            "0.9",
+            "--json",
+        ],
+    );
     assert_eq!(min.as_array().unwrap().len(), 1);
 
     let stats = ok_json(d, &["stats", "--tenant", "acme", "--json"]);
@@ -82,7 +148,9 @@ fn bad_input_is_one_line_on_stderr_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     for args in [
-        vec!["store", "--tenant", "acme", "--task", "t", "--reward", "NaN"],
+        vec![
+            "store", "--tenant", "acme", "--task", "t", "--reward", "NaN",
+        ],
         vec!["store", "--tenant", "", "--task", "t", "--reward", "0.5"],
         vec!["store", "--tenant", "a/b", "--task", "t", "--reward", "0.5"],
         vec!["store", "--tenant", "acme", "--task", "", "--reward", "0.5"],
@@ -94,7 +162,12 @@ fn bad_input_is_one_line_on_stderr_and_stores_nothing() {
         assert!(err.contains("error"), "{err}");
     }
     let big = "x".repeat(70 * 1024);
-    let out = agentdb(d, &["store", "--tenant", "acme", "--task", "t", "--input", &big, "--reward", "0.5"]);
+    let out = agentdb(
+        d,
+        &[
+            "store", "--tenant", "acme", "--task", "t", "--input", &big, "--reward", "0.5",
+        ],
+    );
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
@@ -107,12 +180,20 @@ fn bad_input_is_one_line_on_stderr_and_stores_nothing() {
 fn wrong_master_key_fails_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    ok_json(d, &["store", "--tenant", "acme", "--task", "t", "--reward", "0.5", "--json"]);
+    ok_json(
+        d,
+        &[
+            "store", "--tenant", "acme", "--task", "t", "--reward", "0.5", "--json",
+        ],
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_agentdb"))
         .args(["local", "--data"])
         .arg(d)
         .args(["stats", "--tenant", "acme"])
-        .env("AGENTDB_MASTER_KEY", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")
+        .env(
+            "AGENTDB_MASTER_KEY",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        )
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -300,7 +300,10 @@ mod tests {
         e.output = "x".repeat(64 * 1024 + 1);
         assert!(matches!(
             e.validate(&l),
-            Err(EpisodeError::TooLarge { field: "output", .. })
+            Err(EpisodeError::TooLarge {
+                field: "output",
+                ..
+            })
         ));
         let mut e = ok();
         e.metadata = serde_json::json!([1, 2]);
@@ -330,7 +333,10 @@ mod tests {
         e.output = "y".repeat(60);
         assert!(matches!(
             e.validate(&l),
-            Err(EpisodeError::TooLarge { field: "episode", .. })
+            Err(EpisodeError::TooLarge {
+                field: "episode",
+                ..
+            })
         ));
     }
 }

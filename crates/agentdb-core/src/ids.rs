@@ -240,10 +240,7 @@ mod tests {
     #[test]
     fn names_are_validated() {
         assert!(TenantId::new("acme-corp.eu_1").is_ok());
-        assert_eq!(
-            TenantId::new(""),
-            Err(IdError::Empty { kind: "tenant id" })
-        );
+        assert_eq!(TenantId::new(""), Err(IdError::Empty { kind: "tenant id" }));
         assert!(matches!(
             TenantId::new("a/b"),
             Err(IdError::BadChar { found: '/', .. })

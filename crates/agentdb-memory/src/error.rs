@@ -15,7 +15,9 @@ pub enum OpenError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The master key is not the one the data was written with. Nothing was changed.
-    #[error("wrong master key: this data was written with a different AGENTDB_MASTER_KEY / key file")]
+    #[error(
+        "wrong master key: this data was written with a different AGENTDB_MASTER_KEY / key file"
+    )]
     WrongMasterKey,
     /// A tenant's stored state could not be read.
     #[error("cannot load tenant {tenant}: {reason}")]

@@ -67,5 +67,7 @@ pub fn open_data_dir(dir: &Path, config: EngineConfig) -> Result<MemoryEngine, D
     })?;
     let master = agentdb_security::MasterKey::from_env_or_file(&dir.join(MASTER_KEY_FILE))?;
     let storage = Arc::new(RedbStorage::open(&dir.join(DB_FILE))?);
-    Ok(MemoryEngine::builder(storage, master).config(config).open()?)
+    Ok(MemoryEngine::builder(storage, master)
+        .config(config)
+        .open()?)
 }

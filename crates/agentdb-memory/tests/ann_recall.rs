@@ -1,5 +1,7 @@
 //! The HNSW index against the exact scan: recall@10 on random vectors.
 
+#![allow(clippy::unwrap_used)]
+
 use agentdb_core::{EpisodeId, ModelId, Timestamp};
 use agentdb_memory::index::{Filter, IndexConfig, SlotMeta, VectorIndex};
 
@@ -14,12 +16,17 @@ impl Rng {
     }
     /// Roughly normal, by summing uniforms.
     fn gauss(&mut self) -> f32 {
-        (0..4).map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32).sum::<f32>() - 2.0
+        (0..4)
+            .map(|_| (self.next() >> 40) as f32 / (1u64 << 24) as f32)
+            .sum::<f32>()
+            - 2.0
     }
 }
 
 fn vectors(rng: &mut Rng, n: usize, dims: usize) -> Vec<Vec<f32>> {
-    (0..n).map(|_| (0..dims).map(|_| rng.gauss()).collect()).collect()
+    (0..n)
+        .map(|_| (0..dims).map(|_| rng.gauss()).collect())
+        .collect()
 }
 
 /// Lexical embeddings (the default embedder's output) of random six-word texts over a
@@ -28,7 +35,9 @@ fn lexical_texts(rng: &mut Rng, n: usize) -> Vec<Vec<f32>> {
     let e = agentdb_memory::LexicalEmbedder::new();
     (0..n)
         .map(|_| {
-            let words: Vec<String> = (0..6).map(|_| format!("w{}x{}", rng.next() % 3000, rng.next() % 7)).collect();
+            let words: Vec<String> = (0..6)
+                .map(|_| format!("w{}x{}", rng.next() % 3000, rng.next() % 7))
+                .collect();
             e.embed_text(&words.join(" "))
         })
         .collect()
@@ -53,7 +62,9 @@ fn recall_with(
             success: i % 10 >= 7,
             created: Timestamp(i as u64),
         };
-        index.insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, &v, meta).unwrap();
+        index
+            .insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, &v, meta)
+            .unwrap();
     }
     while index.build_pending(4096).unwrap() > 0 {}
     assert_eq!(index.pending(), 0);
@@ -65,7 +76,10 @@ fn recall_with(
         let approx = index.search(&model, q, 10, filter).unwrap();
         assert_eq!(approx.len(), exact.len());
         total += exact.len();
-        found += approx.iter().filter(|a| exact.iter().any(|e| e.id == a.id)).count();
+        found += approx
+            .iter()
+            .filter(|a| exact.iter().any(|e| e.id == a.id))
+            .count();
     }
     found as f64 / total as f64
 }
@@ -98,19 +112,32 @@ fn recall_holds_with_a_filter_applied_inside_the_search() {
 #[test]
 fn fresh_vectors_are_found_before_they_reach_the_graph() {
     let model = ModelId::new("random").unwrap();
-    let config = IndexConfig { exact_below: 100, ..Default::default() };
+    let config = IndexConfig {
+        exact_below: 100,
+        ..Default::default()
+    };
     let index = VectorIndex::new(model.clone(), 8, config);
     let mut rng = Rng(7);
     for (i, v) in vectors(&mut rng, 500, 8).into_iter().enumerate() {
-        let meta = SlotMeta { reward: 1.0, success: true, created: Timestamp(0) };
-        index.insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, &v, meta).unwrap();
+        let meta = SlotMeta {
+            reward: 1.0,
+            success: true,
+            created: Timestamp(0),
+        };
+        index
+            .insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, &v, meta)
+            .unwrap();
     }
     index.build_pending(300).unwrap();
     assert_eq!(index.pending(), 200);
     // A vector only in the exact tail is its own nearest neighbour.
     let probe = vec![9.0, -3.0, 2.0, 7.0, 1.0, 0.5, -8.0, 4.0];
     let id = EpisodeId::from_parts(9999, [1; 10]);
-    let meta = SlotMeta { reward: 1.0, success: true, created: Timestamp(0) };
+    let meta = SlotMeta {
+        reward: 1.0,
+        success: true,
+        created: Timestamp(0),
+    };
     index.insert(id, &model, &probe, meta).unwrap();
     let hits = index.search(&model, &probe, 1, &Filter::default()).unwrap();
     assert_eq!(hits[0].id, id);

@@ -1,5 +1,7 @@
 //! The memory engine through its public API, on the real redb backend in temp dirs.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -32,16 +34,26 @@ fn store_then_query_returns_the_episode_with_success_by_threshold() {
     let good = db
         .store(
             &acme,
-            NewEpisode::new("summarise invoice", "invoice #42 for ACME", "Total 300 EUR", 0.95)
-                .with_critique("concise"),
+            NewEpisode::new(
+                "summarise invoice",
+                "invoice #42 for ACME",
+                "Total 300 EUR",
+                0.95,
+            )
+            .with_critique("concise"),
         )
         .unwrap();
     let bad = db
-        .store(&acme, NewEpisode::new("deploy cluster", "k8s manifests", "failed", 0.5))
+        .store(
+            &acme,
+            NewEpisode::new("deploy cluster", "k8s manifests", "failed", 0.5),
+        )
         .unwrap();
     assert!(good.inserted && bad.inserted);
 
-    let found = db.query(&acme, &Query::text("summarise the invoice", 5)).unwrap();
+    let found = db
+        .query(&acme, &Query::text("summarise the invoice", 5))
+        .unwrap();
     assert_eq!(found.len(), 2);
     let top = &found[0];
     assert_eq!(top.episode.id, good.id);
@@ -50,7 +62,10 @@ fn store_then_query_returns_the_episode_with_success_by_threshold() {
     assert_eq!(top.episode.output, "Total 300 EUR");
     assert_eq!(top.episode.critique.as_deref(), Some("concise"));
     assert_eq!(top.episode.tenant, acme);
-    assert!(top.episode.success, "reward 0.95 is a success at threshold 0.7");
+    assert!(
+        top.episode.success,
+        "reward 0.95 is a success at threshold 0.7"
+    );
     assert!(top.score > found[1].score);
     let failed = db.get(&acme, &bad.id).unwrap().unwrap();
     assert!(!failed.success, "reward 0.5 is a failure at threshold 0.7");
@@ -80,7 +95,9 @@ fn persistence_survives_close_and_reopen() {
     assert_eq!(e.task, "task number 1234");
     // The index was rebuilt: a query finds the exact task.
     db.build_indexes().unwrap();
-    let hits = db.query(&acme, &Query::text("task number 1234 input 1234", 1)).unwrap();
+    let hits = db
+        .query(&acme, &Query::text("task number 1234 input 1234", 1))
+        .unwrap();
     assert_eq!(hits[0].episode.id, ids[1234]);
 }
 
@@ -91,10 +108,15 @@ fn nothing_sensitive_reaches_disk_in_plaintext() {
     let marker = "ZQXJ-marker-7731";
     {
         let db = open(dir.path(), &key).unwrap();
-        let e = NewEpisode::new(format!("task {marker}"), format!("in {marker}"), format!("out {marker}"), 0.8)
-            .with_critique(format!("critique {marker}"))
-            .with_tags(vec![format!("tag-{marker}")])
-            .with_metadata(serde_json::json!({ "note": marker }));
+        let e = NewEpisode::new(
+            format!("task {marker}"),
+            format!("in {marker}"),
+            format!("out {marker}"),
+            0.8,
+        )
+        .with_critique(format!("critique {marker}"))
+        .with_tags(vec![format!("tag-{marker}")])
+        .with_metadata(serde_json::json!({ "note": marker }));
         db.store(&tenant("acme"), e).unwrap();
     }
     let mut scanned = 0;
@@ -134,7 +156,8 @@ fn wrong_master_key_is_refused_and_damages_nothing() {
     let acme = tenant("acme");
     let stored = {
         let db = open(dir.path(), &key).unwrap();
-        db.store(&acme, NewEpisode::new("t", "i", "o", 0.9)).unwrap()
+        db.store(&acme, NewEpisode::new("t", "i", "o", 0.9))
+            .unwrap()
     };
     for _ in 0..2 {
         let err = open(dir.path(), &MasterKey::generate().unwrap()).unwrap_err();
@@ -145,7 +168,8 @@ fn wrong_master_key_is_refused_and_damages_nothing() {
     let db = open(dir.path(), &key).unwrap();
     assert_eq!(db.get(&acme, &stored.id).unwrap().unwrap().task, "t");
     assert_eq!(db.stats(&acme).unwrap().episodes, 1);
-    db.store(&acme, NewEpisode::new("t2", "i", "o", 0.9)).unwrap();
+    db.store(&acme, NewEpisode::new("t2", "i", "o", 0.9))
+        .unwrap();
     assert_eq!(db.stats(&acme).unwrap().episodes, 2);
 }
 
@@ -154,10 +178,16 @@ fn erase_tenant_shreds_its_keys_and_leaves_others() {
     let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::generate().unwrap();
     let storage = Arc::new(RedbStorage::open(&dir.path().join(DB_FILE)).unwrap());
-    let db = MemoryEngine::builder(storage.clone(), key.clone()).open().unwrap();
+    let db = MemoryEngine::builder(storage.clone(), key.clone())
+        .open()
+        .unwrap();
     let (a, b) = (tenant("a"), tenant("b"));
-    let ea = db.store(&a, NewEpisode::new("shared task", "secret a", "o", 0.9)).unwrap();
-    let eb = db.store(&b, NewEpisode::new("shared task", "secret b", "o", 0.9)).unwrap();
+    let ea = db
+        .store(&a, NewEpisode::new("shared task", "secret a", "o", 0.9))
+        .unwrap();
+    let eb = db
+        .store(&b, NewEpisode::new("shared task", "secret b", "o", 0.9))
+        .unwrap();
     use agentdb_memory::Storage as _;
     let row = storage.episode(&a, &ea.id).unwrap().unwrap();
     assert_eq!(storage.tenant_keys(&a).unwrap().len(), 1);
@@ -165,7 +195,10 @@ fn erase_tenant_shreds_its_keys_and_leaves_others() {
     let report = db.erase_tenant(&a).unwrap();
     assert!(report.existed);
     assert_eq!(report.episodes, 1);
-    assert!(db.query(&a, &Query::text("shared task", 5)).unwrap().is_empty());
+    assert!(db
+        .query(&a, &Query::text("shared task", 5))
+        .unwrap()
+        .is_empty());
     assert!(db.get(&a, &ea.id).unwrap().is_none());
     assert_eq!(db.stats(&a).unwrap().episodes, 0);
     // The keys are gone from storage, so the captured ciphertext can never be opened again.
@@ -174,9 +207,13 @@ fn erase_tenant_shreds_its_keys_and_leaves_others() {
     assert!(!row.sealed_body.is_empty());
     // B is untouched.
     assert_eq!(db.get(&b, &eb.id).unwrap().unwrap().input, "secret b");
-    assert_eq!(db.query(&b, &Query::text("shared task", 5)).unwrap().len(), 1);
+    assert_eq!(
+        db.query(&b, &Query::text("shared task", 5)).unwrap().len(),
+        1
+    );
     // A can start afresh, with a new key.
-    db.store(&a, NewEpisode::new("again", "x", "y", 0.1)).unwrap();
+    db.store(&a, NewEpisode::new("again", "x", "y", 0.1))
+        .unwrap();
     assert_eq!(db.stats(&a).unwrap().episodes, 1);
     drop(db);
     drop(storage);
@@ -190,15 +227,24 @@ fn bad_input_gets_typed_errors_and_stores_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(dir.path(), &MasterKey::generate().unwrap()).unwrap();
     let acme = tenant("acme");
-    db.store(&acme, NewEpisode::new("ok", "i", "o", 0.9)).unwrap();
+    db.store(&acme, NewEpisode::new("ok", "i", "o", 0.9))
+        .unwrap();
 
     assert!(TenantId::new("").is_err());
-    let nan = db.store(&acme, NewEpisode::new("t", "i", "o", f64::NAN)).unwrap_err();
-    assert!(matches!(nan, StoreError::Invalid(EpisodeError::NonFiniteReward)), "{nan}");
+    let nan = db
+        .store(&acme, NewEpisode::new("t", "i", "o", f64::NAN))
+        .unwrap_err();
+    assert!(
+        matches!(nan, StoreError::Invalid(EpisodeError::NonFiniteReward)),
+        "{nan}"
+    );
     let big = db
         .store(&acme, NewEpisode::new("t", "x".repeat(70 * 1024), "o", 0.5))
         .unwrap_err();
-    assert!(matches!(big, StoreError::Invalid(EpisodeError::TooLarge { field: "input", .. })));
+    assert!(matches!(
+        big,
+        StoreError::Invalid(EpisodeError::TooLarge { field: "input", .. })
+    ));
     // A batch with one bad episode stores none of them.
     let batch = vec![
         NewEpisode::new("fine", "i", "o", 0.5),
@@ -261,32 +307,66 @@ fn filters_apply_inside_the_search() {
     // afterwards would return (almost) nothing.
     let mut batch = Vec::new();
     for i in 0..3000 {
-        batch.push(NewEpisode::new("classify ticket", format!("ticket {i}"), "label", 0.1));
+        batch.push(NewEpisode::new(
+            "classify ticket",
+            format!("ticket {i}"),
+            "label",
+            0.1,
+        ));
         if batch.len() == 1000 {
             db.store_batch(&acme, std::mem::take(&mut batch)).unwrap();
         }
     }
     clock.advance(60_000);
     for i in 0..6 {
-        db.store(&acme, NewEpisode::new("unrelated words entirely", format!("{i}"), "x", 0.9 + i as f64 / 100.0))
-            .unwrap();
+        db.store(
+            &acme,
+            NewEpisode::new(
+                "unrelated words entirely",
+                format!("{i}"),
+                "x",
+                0.9 + i as f64 / 100.0,
+            ),
+        )
+        .unwrap();
     }
     db.build_indexes().unwrap();
     assert_eq!(db.index(&acme).unwrap().pending(), 0);
-    let q = |f: Filter| db.query(&acme, &Query::text("classify ticket", 5).with_filter(f)).unwrap();
-    let ok = q(Filter { outcome: Outcome::Successes, ..Default::default() });
+    let q = |f: Filter| {
+        db.query(&acme, &Query::text("classify ticket", 5).with_filter(f))
+            .unwrap()
+    };
+    let ok = q(Filter {
+        outcome: Outcome::Successes,
+        ..Default::default()
+    });
     assert_eq!(ok.len(), 5);
     assert!(ok.iter().all(|m| m.episode.success));
-    let high = q(Filter { min_reward: Some(0.94), ..Default::default() });
+    let high = q(Filter {
+        min_reward: Some(0.94),
+        ..Default::default()
+    });
     assert_eq!(high.len(), 2);
     assert!(high.iter().all(|m| m.episode.reward >= 0.94));
-    let fails = q(Filter { outcome: Outcome::Failures, ..Default::default() });
+    let fails = q(Filter {
+        outcome: Outcome::Failures,
+        ..Default::default()
+    });
     assert_eq!(fails.len(), 5);
     assert!(fails.iter().all(|m| !m.episode.success));
-    let late = q(Filter { created_from: Some(Timestamp(1_030_000)), ..Default::default() });
+    let late = q(Filter {
+        created_from: Some(Timestamp(1_030_000)),
+        ..Default::default()
+    });
     assert_eq!(late.len(), 5);
-    assert!(late.iter().all(|m| m.episode.created >= Timestamp(1_030_000)));
-    let early = q(Filter { created_until: Some(Timestamp(1_030_000)), outcome: Outcome::Successes, ..Default::default() });
+    assert!(late
+        .iter()
+        .all(|m| m.episode.created >= Timestamp(1_030_000)));
+    let early = q(Filter {
+        created_until: Some(Timestamp(1_030_000)),
+        outcome: Outcome::Successes,
+        ..Default::default()
+    });
     assert!(early.is_empty());
 }
 
@@ -296,7 +376,8 @@ fn embedders_are_never_mixed() {
     let db = open(dir.path(), &MasterKey::generate().unwrap()).unwrap();
     let acme = tenant("acme");
     let other = ModelId::new("someone-elses-model").unwrap();
-    db.store(&acme, NewEpisode::new("t", "i", "o", 0.9)).unwrap();
+    db.store(&acme, NewEpisode::new("t", "i", "o", 0.9))
+        .unwrap();
     let own = NewEpisode::new("t2", "i", "o", 0.9).with_embedding(Embedding {
         model: other.clone(),
         vector: vec![0.5; 384],
@@ -305,17 +386,38 @@ fn embedders_are_never_mixed() {
         db.store(&acme, own).unwrap_err(),
         StoreError::EmbedderMismatch { .. }
     ));
-    let q = Query::vector(Embedding { model: other.clone(), vector: vec![0.5; 384] }, 3);
-    assert!(matches!(db.query(&acme, &q).unwrap_err(), QueryError::EmbedderMismatch { .. }));
+    let q = Query::vector(
+        Embedding {
+            model: other.clone(),
+            vector: vec![0.5; 384],
+        },
+        3,
+    );
+    assert!(matches!(
+        db.query(&acme, &q).unwrap_err(),
+        QueryError::EmbedderMismatch { .. }
+    ));
     // A tenant that starts with caller-supplied vectors is bound to that model instead.
     let beta = tenant("beta");
     db.store(
         &beta,
-        NewEpisode::new("t", "i", "o", 0.9).with_embedding(Embedding { model: other.clone(), vector: vec![1.0, 0.0, 0.0] }),
+        NewEpisode::new("t", "i", "o", 0.9).with_embedding(Embedding {
+            model: other.clone(),
+            vector: vec![1.0, 0.0, 0.0],
+        }),
     )
     .unwrap();
     let hits = db
-        .query(&beta, &Query::vector(Embedding { model: other, vector: vec![1.0, 0.1, 0.0] }, 3))
+        .query(
+            &beta,
+            &Query::vector(
+                Embedding {
+                    model: other,
+                    vector: vec![1.0, 0.1, 0.0],
+                },
+                3,
+            ),
+        )
         .unwrap();
     assert_eq!(hits.len(), 1);
     assert!(matches!(
@@ -332,20 +434,39 @@ fn key_rotation_and_master_key_rewrap() {
     let acme = tenant("acme");
     let (first, second) = {
         let db = open(dir.path(), &old).unwrap();
-        let first = db.store(&acme, NewEpisode::new("before rotation", "i", "o", 0.9)).unwrap();
+        let first = db
+            .store(&acme, NewEpisode::new("before rotation", "i", "o", 0.9))
+            .unwrap();
         assert_eq!(db.rotate_tenant_key(&acme).unwrap(), 2);
-        let second = db.store(&acme, NewEpisode::new("after rotation", "i", "o", 0.9)).unwrap();
+        let second = db
+            .store(&acme, NewEpisode::new("after rotation", "i", "o", 0.9))
+            .unwrap();
         assert_eq!(db.stats(&acme).unwrap().key_version, 2);
         db.rewrap_master_key(&new).unwrap();
         // Still usable after the rewrap.
-        assert_eq!(db.get(&acme, &first.id).unwrap().unwrap().task, "before rotation");
+        assert_eq!(
+            db.get(&acme, &first.id).unwrap().unwrap().task,
+            "before rotation"
+        );
         (first.id, second.id)
     };
-    assert!(matches!(open(dir.path(), &old).unwrap_err(), OpenError::WrongMasterKey));
+    assert!(matches!(
+        open(dir.path(), &old).unwrap_err(),
+        OpenError::WrongMasterKey
+    ));
     let db = open(dir.path(), &new).unwrap();
-    assert_eq!(db.get(&acme, &first).unwrap().unwrap().task, "before rotation");
-    assert_eq!(db.get(&acme, &second).unwrap().unwrap().task, "after rotation");
-    assert_eq!(db.query(&acme, &Query::text("rotation", 5)).unwrap().len(), 2);
+    assert_eq!(
+        db.get(&acme, &first).unwrap().unwrap().task,
+        "before rotation"
+    );
+    assert_eq!(
+        db.get(&acme, &second).unwrap().unwrap().task,
+        "after rotation"
+    );
+    assert_eq!(
+        db.query(&acme, &Query::text("rotation", 5)).unwrap().len(),
+        2
+    );
 }
 
 #[test]
@@ -360,7 +481,8 @@ fn concurrent_writers_share_commits_and_lose_nothing() {
                 std::thread::spawn(move || {
                     let ten = tenant(if t % 2 == 0 { "even" } else { "odd" });
                     for i in 0..40 {
-                        db.store(&ten, NewEpisode::new(format!("w{t} e{i}"), "i", "o", 0.8)).unwrap();
+                        db.store(&ten, NewEpisode::new(format!("w{t} e{i}"), "i", "o", 0.8))
+                            .unwrap();
                     }
                 })
             })
@@ -380,9 +502,11 @@ fn stats_report_real_numbers() {
     let db = open(dir.path(), &MasterKey::generate().unwrap()).unwrap();
     let acme = tenant("acme");
     for r in [1.0, 0.8, 0.2] {
-        db.store(&acme, NewEpisode::new("Summarise  Invoice", "i", "o", r)).unwrap();
+        db.store(&acme, NewEpisode::new("Summarise  Invoice", "i", "o", r))
+            .unwrap();
     }
-    db.store(&acme, NewEpisode::new("triage bug", "i", "o", 0.6)).unwrap();
+    db.store(&acme, NewEpisode::new("triage bug", "i", "o", 0.6))
+        .unwrap();
     let s = db.stats(&acme).unwrap();
     assert_eq!(s.episodes, 4);
     assert!((s.success_rate - 0.5).abs() < 1e-9);
@@ -400,8 +524,16 @@ fn stats_report_real_numbers() {
 fn config_threshold_is_respected() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Arc::new(RedbStorage::open(&dir.path().join(DB_FILE)).unwrap());
-    let config = EngineConfig { success_threshold: 0.95, ..Default::default() };
-    let db = MemoryEngine::builder(storage, MasterKey::generate().unwrap()).config(config).open().unwrap();
-    let s = db.store(&tenant("a"), NewEpisode::new("t", "i", "o", 0.9)).unwrap();
+    let config = EngineConfig {
+        success_threshold: 0.95,
+        ..Default::default()
+    };
+    let db = MemoryEngine::builder(storage, MasterKey::generate().unwrap())
+        .config(config)
+        .open()
+        .unwrap();
+    let s = db
+        .store(&tenant("a"), NewEpisode::new("t", "i", "o", 0.9))
+        .unwrap();
     assert!(!db.get(&tenant("a"), &s.id).unwrap().unwrap().success);
 }

@@ -1,6 +1,8 @@
 //! Tenant isolation as a property: random interleavings of two tenants' writes, deletes and
 //! queries never let one tenant see the other's episodes, through any read API.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashSet;
 use std::sync::Arc;
 
@@ -11,10 +13,23 @@ use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Store { tenant: usize, word: usize },
-    Query { tenant: usize, word: usize, k: usize },
-    Get { tenant: usize, target: usize },
-    Delete { tenant: usize, target: usize },
+    Store {
+        tenant: usize,
+        word: usize,
+    },
+    Query {
+        tenant: usize,
+        word: usize,
+        k: usize,
+    },
+    Get {
+        tenant: usize,
+        target: usize,
+    },
+    Delete {
+        tenant: usize,
+        target: usize,
+    },
 }
 
 const WORDS: [&str; 6] = ["invoice", "ticket", "deploy", "refund", "summary", "login"];

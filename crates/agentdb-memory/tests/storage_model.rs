@@ -1,5 +1,7 @@
 //! The redb backend against the in-memory model: the same random writes give the same state.
 
+#![allow(clippy::unwrap_used)]
+
 use std::ops::ControlFlow;
 
 use agentdb_core::{EpisodeId, ModelId, TenantId, Timestamp};
@@ -22,7 +24,8 @@ fn row(n: u8) -> StoredEpisode {
 }
 
 fn write() -> impl Strategy<Value = Write> {
-    let tenant = prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
+    let tenant =
+        prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
     prop_oneof![
         5 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::PutEpisode { tenant, row: row(n) }),
         2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::Tombstone {

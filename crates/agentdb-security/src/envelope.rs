@@ -38,7 +38,8 @@ pub struct RecordAad<'a> {
 impl RecordAad<'_> {
     pub(crate) fn encode(&self, key_version: u32) -> Vec<u8> {
         let tenant = self.tenant.as_str().as_bytes();
-        let mut aad = Vec::with_capacity(32 + self.kind.len() + tenant.len() + self.record_id.len());
+        let mut aad =
+            Vec::with_capacity(32 + self.kind.len() + tenant.len() + self.record_id.len());
         aad.extend_from_slice(b"agentdb/record/v1");
         push_field(&mut aad, self.kind.as_bytes(), 1);
         push_field(&mut aad, tenant, 2);

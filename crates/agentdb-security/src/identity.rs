@@ -73,10 +73,9 @@ impl TrustDomain {
         if s.len() > MAX_TRUST_DOMAIN_LEN {
             return Err(TrustDomainError::TooLong { len: s.len() });
         }
-        if let Some(found) = s
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')))
-        {
+        if let Some(found) = s.chars().find(|c| {
+            !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        }) {
             return Err(TrustDomainError::BadChar { found });
         }
         Ok(Self(s))
@@ -146,7 +145,9 @@ pub enum IdentityError {
         reason: String,
     },
     /// The certificate carries no `spiffe://` URI, so it names no hub, tenant or agent.
-    #[error("the peer certificate carries no SPIFFE ID (no spiffe:// URI subject alternative name)")]
+    #[error(
+        "the peer certificate carries no SPIFFE ID (no spiffe:// URI subject alternative name)"
+    )]
     NoSpiffeId,
     /// The certificate carries more than one `spiffe://` URI.
     #[error("the peer certificate carries {count} SPIFFE IDs; exactly one is allowed")]
@@ -217,10 +218,11 @@ impl PeerIdentity {
     /// URIs, DNS names and IP addresses are ignored) and must not be a CA certificate. The
     /// caller is responsible for having verified the certificate chain first.
     pub fn from_der(der: &[u8]) -> Result<Self, IdentityError> {
-        let (_, cert) =
-            x509_parser::parse_x509_certificate(der).map_err(|e| IdentityError::NotACertificate {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+            IdentityError::NotACertificate {
                 reason: e.to_string(),
-            })?;
+            }
+        })?;
         let basic_constraints =
             cert.basic_constraints()
                 .map_err(|e| IdentityError::NotACertificate {
@@ -229,11 +231,11 @@ impl PeerIdentity {
         if basic_constraints.is_some_and(|bc| bc.value.ca) {
             return Err(IdentityError::CaCertificate);
         }
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|e| IdentityError::BadSubjectAltName {
-                reason: e.to_string(),
-            })?;
+        let san =
+            cert.subject_alternative_name()
+                .map_err(|e| IdentityError::BadSubjectAltName {
+                    reason: e.to_string(),
+                })?;
         let mut spiffe_uris = san
             .iter()
             .flat_map(|ext| ext.value.general_names.iter())
@@ -299,7 +301,10 @@ impl PeerIdentity {
                 trust_domain,
                 tenant,
                 agent,
-            } => format!("{}/tenant/{tenant}/agent/{agent}", trust_domain.spiffe_uri()),
+            } => format!(
+                "{}/tenant/{tenant}/agent/{agent}",
+                trust_domain.spiffe_uri()
+            ),
             Self::Tenant {
                 trust_domain,
                 tenant,

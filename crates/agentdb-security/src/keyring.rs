@@ -65,7 +65,12 @@ pub struct WrappedTenantKey {
 
 impl fmt::Debug for WrappedTenantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "WrappedTenantKey(v{}, {} bytes)", self.version, self.bytes.len())
+        write!(
+            f,
+            "WrappedTenantKey(v{}, {} bytes)",
+            self.version,
+            self.bytes.len()
+        )
     }
 }
 
@@ -91,7 +96,8 @@ impl TenantKey {
         version: u32,
         secret: Zeroizing<[u8; SECRET_LEN]>,
     ) -> Result<Self, KeyringError> {
-        let aead = RandomizedNonceKey::new(&AES_256_GCM, &secret[..32]).map_err(|_| KeyringError::Wrap)?;
+        let aead =
+            RandomizedNonceKey::new(&AES_256_GCM, &secret[..32]).map_err(|_| KeyringError::Wrap)?;
         let hash = hmac::Key::new(hmac::HMAC_SHA256, &secret[32..]);
         Ok(Self {
             tenant,
@@ -115,7 +121,12 @@ impl TenantKey {
     /// Seals `plaintext` bound to `aad`. See the envelope format in the crate docs.
     pub fn seal(&self, aad: RecordAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
         self.check_tenant(&aad)?;
-        envelope::seal(&self.aead, self.version, &aad.encode(self.version), plaintext)
+        envelope::seal(
+            &self.aead,
+            self.version,
+            &aad.encode(self.version),
+            plaintext,
+        )
     }
 
     /// Opens a record sealed by [`Self::seal`] with the same `aad`.
@@ -159,7 +170,8 @@ impl fmt::Debug for Keyring {
 impl Keyring {
     /// A keyring using `master` as the key-encryption key.
     pub fn new(master: &MasterKey) -> Result<Self, KeyringError> {
-        let kek = RandomizedNonceKey::new(&AES_256_GCM, master.bytes()).map_err(|_| KeyringError::Wrap)?;
+        let kek = RandomizedNonceKey::new(&AES_256_GCM, master.bytes())
+            .map_err(|_| KeyringError::Wrap)?;
         Ok(Self { kek })
     }
 
@@ -178,14 +190,20 @@ impl Keyring {
     }
 
     /// A new first key version (1) for `tenant`, and its wrapped form for storage.
-    pub fn generate(&self, tenant: &TenantId) -> Result<(TenantKey, WrappedTenantKey), KeyringError> {
+    pub fn generate(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<(TenantKey, WrappedTenantKey), KeyringError> {
         let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
         aws_lc_rs::rand::fill(&mut secret[..]).map_err(|_| KeyringError::Random)?;
         self.finish(tenant.clone(), 1, secret)
     }
 
     /// The next key version after `current`: a fresh data key, the same hash key.
-    pub fn rotate(&self, current: &TenantKey) -> Result<(TenantKey, WrappedTenantKey), KeyringError> {
+    pub fn rotate(
+        &self,
+        current: &TenantKey,
+    ) -> Result<(TenantKey, WrappedTenantKey), KeyringError> {
         let mut secret = Zeroizing::new([0u8; SECRET_LEN]);
         aws_lc_rs::rand::fill(&mut secret[..32]).map_err(|_| KeyringError::Random)?;
         secret[32..].copy_from_slice(&current.secret[32..]);
@@ -204,7 +222,11 @@ impl Keyring {
     }
 
     /// Unwraps a stored key version of `tenant`.
-    pub fn unwrap(&self, tenant: &TenantId, wrapped: &WrappedTenantKey) -> Result<TenantKey, KeyringError> {
+    pub fn unwrap(
+        &self,
+        tenant: &TenantId,
+        wrapped: &WrappedTenantKey,
+    ) -> Result<TenantKey, KeyringError> {
         let plain = self
             .unwrap_bytes(&wrap_aad(tenant, wrapped.version), &wrapped.bytes)
             .ok_or_else(|| KeyringError::CorruptWrappedKey {
@@ -257,7 +279,11 @@ impl Keyring {
         }
         let nonce = Nonce::try_assume_unique_for_key(&wrapped[1..1 + NONCE_LEN]).ok()?;
         let mut in_out = Zeroizing::new(wrapped[1 + NONCE_LEN..].to_vec());
-        let len = self.kek.open_in_place(nonce, Aad::from(aad), &mut in_out[..]).ok()?.len();
+        let len = self
+            .kek
+            .open_in_place(nonce, Aad::from(aad), &mut in_out[..])
+            .ok()?
+            .len();
         in_out.truncate(len);
         Some(in_out)
     }
@@ -302,19 +328,34 @@ mod tests {
         let sealed = key.seal(aad(&acme, b"id-1"), b"secret text").unwrap();
         assert_eq!(sealed_key_version(&sealed).unwrap(), 1);
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
-        assert_eq!(key.open(aad(&acme, b"id-1"), &sealed).unwrap(), b"secret text");
+        assert_eq!(
+            key.open(aad(&acme, b"id-1"), &sealed).unwrap(),
+            b"secret text"
+        );
         // Another id, another kind, or a flipped bit: refused.
-        assert_eq!(key.open(aad(&acme, b"id-2"), &sealed), Err(SealError::Authentication));
+        assert_eq!(
+            key.open(aad(&acme, b"id-2"), &sealed),
+            Err(SealError::Authentication)
+        );
         let other_kind = RecordAad {
             kind: "snapshot",
             ..aad(&acme, b"id-1")
         };
-        assert_eq!(key.open(other_kind, &sealed), Err(SealError::Authentication));
+        assert_eq!(
+            key.open(other_kind, &sealed),
+            Err(SealError::Authentication)
+        );
         let mut tampered = sealed.clone();
         let last = tampered.len() - 1;
         tampered[last] ^= 1;
-        assert_eq!(key.open(aad(&acme, b"id-1"), &tampered), Err(SealError::Authentication));
-        assert_eq!(key.open(aad(&acme, b"id-1"), &sealed[..10]), Err(SealError::Malformed));
+        assert_eq!(
+            key.open(aad(&acme, b"id-1"), &tampered),
+            Err(SealError::Authentication)
+        );
+        assert_eq!(
+            key.open(aad(&acme, b"id-1"), &sealed[..10]),
+            Err(SealError::Malformed)
+        );
     }
 
     #[test]
@@ -352,11 +393,14 @@ mod tests {
         let sealed2 = k2.seal(aad(&acme, b"2"), b"new").unwrap();
         assert!(matches!(
             k2.open(aad(&acme, b"1"), &sealed1),
-            Err(SealError::WrongKeyVersion { found: 1, expected: 2 })
+            Err(SealError::WrongKeyVersion {
+                found: 1,
+                expected: 2
+            })
         ));
 
         // Master-key rotation: rewrap both versions; both records still open.
-        let new_ring = super::tests::ring();
+        let new_ring = self::ring();
         let r1 = ring.rewrap(&new_ring, &acme, &w1).unwrap();
         let r2 = ring.rewrap(&new_ring, &acme, &w2).unwrap();
         assert!(ring.unwrap(&acme, &r1).is_err());
@@ -383,7 +427,13 @@ mod tests {
         let b = ring();
         let check = a.check_value().unwrap();
         assert_eq!(a.verify_check_value(&check), Ok(()));
-        assert_eq!(b.verify_check_value(&check), Err(KeyringError::WrongMasterKey));
-        assert_eq!(a.verify_check_value(b"junk"), Err(KeyringError::WrongMasterKey));
+        assert_eq!(
+            b.verify_check_value(&check),
+            Err(KeyringError::WrongMasterKey)
+        );
+        assert_eq!(
+            a.verify_check_value(b"junk"),
+            Err(KeyringError::WrongMasterKey)
+        );
     }
 }

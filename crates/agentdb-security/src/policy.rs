@@ -1,0 +1,292 @@
+//! The tenant access policy: the one place that decides whether a caller may perform an
+//! operation on a tenant.
+//!
+//! A caller is known by a [`VerifiedIdentity`]: the claims of a token that
+//! [`crate::token::TokenVerifier`] accepted, and the identity from the client certificate that
+//! the TLS layer verified ([`PeerIdentity::from_der`]), absent when mutual TLS is off.
+//! [`authorize`] applies these rules in order:
+//!
+//! 1. A hub certificate is never accepted for agent operations. Hub-to-hub federation is
+//!    authorised separately.
+//! 2. If the certificate names a tenant (an agent or tenant-wide certificate), the token's
+//!    tenant must be that tenant ([`PolicyError::CertificateTenantMismatch`]).
+//! 3. If the certificate names an agent, the token's subject must be that agent
+//!    ([`PolicyError::AgentMismatch`]): a stolen token cannot be used over another agent's
+//!    connection. A tenant-wide certificate accepts any agent of its tenant.
+//! 4. The token's tenant must be the tenant the operation targets
+//!    ([`PolicyError::TenantMismatch`]).
+//! 5. The token must grant the operation's [`Operation::required_scope`]
+//!    ([`PolicyError::Forbidden`]).
+//!
+//! The tenant is therefore always taken from verified credentials, never from a request body.
+
+use std::fmt;
+
+use agentdb_core::{AgentId, HubId, TenantId};
+
+use crate::identity::PeerIdentity;
+use crate::token::{Claims, Scope};
+
+/// Something a caller asks to do to a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// Semantic search over the tenant's memory.
+    Query,
+    /// Store a new episode or update one.
+    Store,
+    /// Pull changes to synchronise a local cache.
+    Pull,
+    /// Read the tenant's statistics.
+    Stats,
+    /// Administer the tenant (keys, settings).
+    Admin,
+    /// Erase all of the tenant's data.
+    Erase,
+}
+
+impl Operation {
+    /// Every operation.
+    pub const ALL: [Operation; 6] = [
+        Operation::Query,
+        Operation::Store,
+        Operation::Pull,
+        Operation::Stats,
+        Operation::Admin,
+        Operation::Erase,
+    ];
+
+    /// The scope a token must grant for this operation.
+    pub fn required_scope(self) -> Scope {
+        match self {
+            Operation::Query | Operation::Stats => Scope::Read,
+            Operation::Store => Scope::Write,
+            Operation::Pull => Scope::Sync,
+            Operation::Admin => Scope::Admin,
+            Operation::Erase => Scope::Erase,
+        }
+    }
+
+    /// The lowercase name of the operation.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Query => "query",
+            Operation::Store => "store",
+            Operation::Pull => "pull",
+            Operation::Stats => "stats",
+            Operation::Admin => "admin",
+            Operation::Erase => "erase",
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verified credentials of a caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedIdentity {
+    /// The identity from the verified client certificate; `None` when mutual TLS is off.
+    pub certificate: Option<PeerIdentity>,
+    /// The claims of the verified token.
+    pub claims: Claims,
+}
+
+/// Why a caller may not perform an operation.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// A hub certificate was presented for an agent operation.
+    #[error("hub certificate {hub} cannot be used for agent operations")]
+    HubCertificate {
+        /// The hub the certificate names.
+        hub: HubId,
+    },
+    /// The certificate names a different tenant from the token.
+    #[error("the certificate is for tenant {certificate} but the token is for tenant {token}")]
+    CertificateTenantMismatch {
+        /// The certificate's tenant.
+        certificate: TenantId,
+        /// The token's tenant.
+        token: TenantId,
+    },
+    /// The certificate names a different agent from the token's subject.
+    #[error("the certificate is for agent {certificate} but the token is for agent {token}")]
+    AgentMismatch {
+        /// The certificate's agent.
+        certificate: AgentId,
+        /// The token's subject.
+        token: AgentId,
+    },
+    /// The token is for a different tenant from the one the operation targets.
+    #[error("the token is for tenant {token}, not tenant {requested}")]
+    TenantMismatch {
+        /// The tenant the operation targets.
+        requested: TenantId,
+        /// The token's tenant.
+        token: TenantId,
+    },
+    /// The token does not grant the scope the operation needs.
+    #[error("{operation} needs the {needed} scope, which the token does not grant")]
+    Forbidden {
+        /// The operation.
+        operation: Operation,
+        /// The scope it needs.
+        needed: Scope,
+    },
+}
+
+impl PolicyError {
+    /// A stable code for the failure, suitable for the wire: `tenant_mismatch` when the
+    /// credentials name another tenant, `agent_mismatch` when certificate and token name
+    /// different agents, `forbidden` otherwise.
+    pub fn code(&self) -> &'static str {
+        match self {
+            PolicyError::CertificateTenantMismatch { .. } | PolicyError::TenantMismatch { .. } => {
+                "tenant_mismatch"
+            }
+            PolicyError::AgentMismatch { .. } => "agent_mismatch",
+            PolicyError::HubCertificate { .. } | PolicyError::Forbidden { .. } => "forbidden",
+        }
+    }
+}
+
+/// Decides whether `identity` may perform `operation` on `tenant`. See the module
+/// documentation for the rules.
+pub fn authorize(
+    identity: &VerifiedIdentity,
+    operation: Operation,
+    tenant: &TenantId,
+) -> Result<(), PolicyError> {
+    let claims = &identity.claims;
+    match &identity.certificate {
+        None => {}
+        Some(PeerIdentity::Hub { hub, .. }) => {
+            return Err(PolicyError::HubCertificate { hub: hub.clone() });
+        }
+        Some(PeerIdentity::Tenant {
+            tenant: cert_tenant,
+            ..
+        }) => check_certificate_tenant(cert_tenant, claims)?,
+        Some(PeerIdentity::Agent {
+            tenant: cert_tenant,
+            agent,
+            ..
+        }) => {
+            check_certificate_tenant(cert_tenant, claims)?;
+            if *agent != claims.sub {
+                return Err(PolicyError::AgentMismatch {
+                    certificate: agent.clone(),
+                    token: claims.sub.clone(),
+                });
+            }
+        }
+    }
+    if claims.tenant != *tenant {
+        return Err(PolicyError::TenantMismatch {
+            requested: tenant.clone(),
+            token: claims.tenant.clone(),
+        });
+    }
+    let needed = operation.required_scope();
+    if !claims.has_scope(needed) {
+        return Err(PolicyError::Forbidden { operation, needed });
+    }
+    Ok(())
+}
+
+fn check_certificate_tenant(cert_tenant: &TenantId, claims: &Claims) -> Result<(), PolicyError> {
+    if *cert_tenant != claims.tenant {
+        return Err(PolicyError::CertificateTenantMismatch {
+            certificate: cert_tenant.clone(),
+            token: claims.tenant.clone(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::TrustDomain;
+
+    fn tenant(s: &str) -> TenantId {
+        TenantId::new(s).expect("valid tenant")
+    }
+
+    fn agent(s: &str) -> AgentId {
+        AgentId::new(s).expect("valid agent")
+    }
+
+    fn claims(t: &str, a: &str, scope: &[Scope]) -> Claims {
+        Claims {
+            iss: "agentdb".to_owned(),
+            aud: "agentdb-hub".to_owned(),
+            sub: agent(a),
+            tenant: tenant(t),
+            scope: scope.to_vec(),
+            iat: 0,
+            exp: 300,
+            nbf: None,
+            jti: "j".to_owned(),
+        }
+    }
+
+    #[test]
+    fn every_operation_needs_its_scope() {
+        for op in Operation::ALL {
+            let only = VerifiedIdentity {
+                certificate: None,
+                claims: claims("acme", "a1", &[op.required_scope()]),
+            };
+            assert_eq!(authorize(&only, op, &tenant("acme")), Ok(()));
+            let others: Vec<Scope> = Scope::ALL
+                .into_iter()
+                .filter(|s| *s != op.required_scope())
+                .collect();
+            let without = VerifiedIdentity {
+                certificate: None,
+                claims: claims("acme", "a1", &others),
+            };
+            let err = authorize(&without, op, &tenant("acme")).expect_err("must be refused");
+            assert_eq!(err.code(), "forbidden");
+        }
+    }
+
+    #[test]
+    fn hub_certificates_are_refused() {
+        let identity = VerifiedIdentity {
+            certificate: Some(PeerIdentity::Hub {
+                trust_domain: TrustDomain::default(),
+                hub: HubId::new("eu").expect("valid"),
+            }),
+            claims: claims("acme", "a1", &Scope::ALL),
+        };
+        let err = authorize(&identity, Operation::Query, &tenant("acme")).expect_err("refused");
+        assert!(matches!(err, PolicyError::HubCertificate { .. }));
+        assert_eq!(err.code(), "forbidden");
+    }
+
+    #[test]
+    fn agent_certificate_must_match_subject() {
+        let identity = VerifiedIdentity {
+            certificate: Some(PeerIdentity::Agent {
+                trust_domain: TrustDomain::default(),
+                tenant: tenant("acme"),
+                agent: agent("a2"),
+            }),
+            claims: claims("acme", "a1", &Scope::ALL),
+        };
+        let err = authorize(&identity, Operation::Query, &tenant("acme")).expect_err("refused");
+        assert_eq!(
+            err,
+            PolicyError::AgentMismatch {
+                certificate: agent("a2"),
+                token: agent("a1")
+            }
+        );
+        assert_eq!(err.code(), "agent_mismatch");
+    }
+}

@@ -9,6 +9,8 @@
 //! through the public API into a redb store in a temporary directory, embedded with the default
 //! lexical embedder. Every figure printed is measured in this run.
 
+#![allow(clippy::print_stdout)] // A benchmark prints its table.
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,12 +75,31 @@ impl Rng {
 }
 
 const VERBS: [&str; 12] = [
-    "summarise", "classify", "translate", "refund", "triage", "draft", "review", "extract",
-    "reconcile", "escalate", "schedule", "answer",
+    "summarise",
+    "classify",
+    "translate",
+    "refund",
+    "triage",
+    "draft",
+    "review",
+    "extract",
+    "reconcile",
+    "escalate",
+    "schedule",
+    "answer",
 ];
 const OBJECTS: [&str; 12] = [
-    "invoice", "support ticket", "contract", "bug report", "purchase order", "email thread",
-    "meeting notes", "expense claim", "shipping label", "pull request", "chat transcript",
+    "invoice",
+    "support ticket",
+    "contract",
+    "bug report",
+    "purchase order",
+    "email thread",
+    "meeting notes",
+    "expense claim",
+    "shipping label",
+    "pull request",
+    "chat transcript",
     "customer complaint",
 ];
 
@@ -151,12 +172,23 @@ fn main() -> anyhow::Result<()> {
         p50_us: None,
         p99_us: None,
         per_sec: Some(args.episodes as f64 / load.as_secs_f64()),
-        note: format!("{:.1} s stored+acked; graph build {:.1} s", load.as_secs_f64(), build.as_secs_f64()),
+        note: format!(
+            "{:.1} s stored+acked; graph build {:.1} s",
+            load.as_secs_f64(),
+            build.as_secs_f64()
+        ),
     });
 
     // Queries, single thread: text → embed → HNSW → read + decrypt 5.
     let texts: Vec<String> = (0..args.queries)
-        .map(|_| format!("{} {} customer c{}", rng.pick(&VERBS), rng.pick(&OBJECTS), rng.next() % 5000))
+        .map(|_| {
+            format!(
+                "{} {} customer c{}",
+                rng.pick(&VERBS),
+                rng.pick(&OBJECTS),
+                rng.next() % 5000
+            )
+        })
         .collect();
     let mut h = Histogram::<u64>::new(3)?;
     let pb = bar(texts.len() as u64, "query k=5");
@@ -178,15 +210,26 @@ fn main() -> anyhow::Result<()> {
     let embedder = LexicalEmbedder::new();
     let model = index.model().clone();
     let (mut hit, mut total) = (0usize, 0usize);
+    let vectors: Vec<Vec<f32>> = texts
+        .iter()
+        .take(500)
+        .map(|t| embedder.embed_text(t))
+        .collect();
+    // Timed in a loop of its own: the exact scans below sweep every vector through the cache.
     let mut hs = Histogram::<u64>::new(3)?;
-    for t in texts.iter().take(500) {
-        let v = embedder.embed_text(t);
-        let exact = index.exact_search(&model, &v, 5, &Filter::default())?;
+    for v in &vectors {
         let t0 = Instant::now();
-        let approx = index.search(&model, &v, 5, &Filter::default())?;
+        index.search(&model, v, 5, &Filter::default())?;
         hs.record(t0.elapsed().as_nanos() as u64)?;
+    }
+    for v in &vectors {
+        let exact = index.exact_search(&model, v, 5, &Filter::default())?;
+        let approx = index.search(&model, v, 5, &Filter::default())?;
         total += exact.len();
-        hit += approx.iter().filter(|a| exact.iter().any(|e| e.id == a.id)).count();
+        hit += approx
+            .iter()
+            .filter(|a| exact.iter().any(|e| e.id == a.id))
+            .count();
     }
     let recall = hit as f64 / total.max(1) as f64;
     rows.push(Row {
@@ -230,7 +273,9 @@ fn main() -> anyhow::Result<()> {
         let started = Instant::now();
         let mut all = Histogram::<u64>::new(3)?;
         for t in threads {
-            let h = t.join().map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+            let h = t
+                .join()
+                .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
             all.add(&h)?;
             pb.inc(1);
         }
@@ -251,11 +296,18 @@ fn main() -> anyhow::Result<()> {
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("agentdb memory engine benchmark — {cpu}, {cores} cores");
-    println!("{:<44} {:>10} {:>10} {:>12}  note", "measure", "p50 µs", "p99 µs", "per second");
+    println!(
+        "{:<44} {:>10} {:>10} {:>12}  note",
+        "measure", "p50 µs", "p99 µs", "per second"
+    );
     let fmt = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |x| format!("{x:.1}"));
     for r in &rows {
         println!(
@@ -263,7 +315,8 @@ fn main() -> anyhow::Result<()> {
             r.measure,
             fmt(r.p50_us),
             fmt(r.p99_us),
-            r.per_sec.map_or_else(|| "-".to_owned(), |x| format!("{x:.0}")),
+            r.per_sec
+                .map_or_else(|| "-".to_owned(), |x| format!("{x:.0}")),
             r.note
         );
     }

@@ -46,7 +46,10 @@ impl LexicalEmbedder {
         let mut v = vec![0f32; LEXICAL_DIMENSIONS];
         let mut word = String::new();
         let mut gram = Vec::with_capacity(64);
-        for w in text.split(|c: char| !c.is_alphanumeric()).filter(|w| !w.is_empty()) {
+        for w in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
             word.clear();
             word.extend(w.chars().flat_map(char::to_lowercase));
             add(&mut v, fnv1a(b"w:", word.as_bytes()), WORD_WEIGHT);

@@ -37,20 +37,33 @@ pub(crate) fn aad<'a>(kind: &'static str, tenant: &'a TenantId, id: &'a [u8; 16]
     }
 }
 
-pub(crate) fn seal_body(key: &TenantKey, id: &EpisodeId, body: &Body) -> Result<Vec<u8>, agentdb_security::SealError> {
+pub(crate) fn seal_body(
+    key: &TenantKey,
+    id: &EpisodeId,
+    body: &Body,
+) -> Result<Vec<u8>, agentdb_security::SealError> {
     let plain = zeroize::Zeroizing::new(postcard::to_stdvec(body).unwrap_or_default());
     key.seal(aad(BODY_KIND, key.tenant(), &id.to_bytes()), &plain)
 }
 
-pub(crate) fn seal_vector(key: &TenantKey, id: &EpisodeId, v: &[f32]) -> Result<Vec<u8>, agentdb_security::SealError> {
+pub(crate) fn seal_vector(
+    key: &TenantKey,
+    id: &EpisodeId,
+    v: &[f32],
+) -> Result<Vec<u8>, agentdb_security::SealError> {
     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
     key.seal(aad(VECTOR_KIND, key.tenant(), &id.to_bytes()), &bytes)
 }
 
 pub(crate) fn open_vector(key: &TenantKey, row: &StoredEpisode) -> Result<Vec<f32>, ReadError> {
-    let bytes = key.open(aad(VECTOR_KIND, key.tenant(), &row.id.to_bytes()), &row.sealed_vector)?;
+    let bytes = key.open(
+        aad(VECTOR_KIND, key.tenant(), &row.id.to_bytes()),
+        &row.sealed_vector,
+    )?;
     if bytes.len() % 4 != 0 {
-        return Err(ReadError::Corrupt("vector length is not a multiple of 4".into()));
+        return Err(ReadError::Corrupt(
+            "vector length is not a multiple of 4".into(),
+        ));
     }
     Ok(bytes
         .chunks_exact(4)
@@ -59,7 +72,10 @@ pub(crate) fn open_vector(key: &TenantKey, row: &StoredEpisode) -> Result<Vec<f3
 }
 
 pub(crate) fn open_episode(key: &TenantKey, row: &StoredEpisode) -> Result<Episode, ReadError> {
-    let plain = zeroize::Zeroizing::new(key.open(aad(BODY_KIND, key.tenant(), &row.id.to_bytes()), &row.sealed_body)?);
+    let plain = zeroize::Zeroizing::new(key.open(
+        aad(BODY_KIND, key.tenant(), &row.id.to_bytes()),
+        &row.sealed_body,
+    )?);
     let body: Body = postcard::from_bytes(&plain).map_err(|e| ReadError::Corrupt(e.to_string()))?;
     let metadata = if body.metadata_json.is_empty() {
         serde_json::Value::Null

@@ -83,7 +83,10 @@ fn run(storage: &dyn Storage, rx: &mpsc::Receiver<Pending>, max_group: usize) {
 
 fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
     if group.len() > 1 {
-        let all: Vec<Write> = group.iter().flat_map(|p| p.writes.iter().cloned()).collect();
+        let all: Vec<Write> = group
+            .iter()
+            .flat_map(|p| p.writes.iter().cloned())
+            .collect();
         if let Ok(flags) = storage.apply(&all) {
             let mut flags = flags.into_iter();
             for p in group {

@@ -45,7 +45,11 @@ impl Indexer {
     /// Asks for `tenant`'s pending vectors to be indexed (no-op if already queued).
     pub fn notify(&self, tenant: &Arc<TenantState>) {
         if tenant.index.pending() > 0 && !tenant.queued.swap(true, Ordering::AcqRel) {
-            self.shared.queue.lock().tenants.push_back(Arc::clone(tenant));
+            self.shared
+                .queue
+                .lock()
+                .tenants
+                .push_back(Arc::clone(tenant));
             self.shared.wake.notify_one();
         }
     }

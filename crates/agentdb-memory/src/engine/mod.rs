@@ -324,7 +324,9 @@ impl MemoryEngine {
         ])?;
         let index = VectorIndex::new(model.clone(), dims, self.config.index.clone());
         let state = Arc::new(TenantState::new(tenant.clone(), vec![key], index));
-        self.tenants.write().insert(tenant.clone(), Arc::clone(&state));
+        self.tenants
+            .write()
+            .insert(tenant.clone(), Arc::clone(&state));
         Ok(state)
     }
 
@@ -367,7 +369,10 @@ impl MemoryEngine {
         }
         let model = vectors[0].model.clone();
         let dims = vectors[0].vector.len();
-        if let Some(v) = vectors.iter().find(|v| v.model != model || v.vector.len() != dims) {
+        if let Some(v) = vectors
+            .iter()
+            .find(|v| v.model != model || v.vector.len() != dims)
+        {
             return Err(StoreError::EmbedderMismatch {
                 tenant: tenant.clone(),
                 tenant_model: model,
@@ -501,9 +506,10 @@ impl MemoryEngine {
                 given: embedding.model,
             });
         }
-        let hits = state
-            .index
-            .search(&embedding.model, &embedding.vector, query.k, &query.filter)?;
+        let hits =
+            state
+                .index
+                .search(&embedding.model, &embedding.vector, query.k, &query.filter)?;
         let mut out = Vec::with_capacity(hits.len());
         for hit in hits {
             // A hit deleted since the search is skipped, not an error.
@@ -591,10 +597,11 @@ impl MemoryEngine {
             }
             ControlFlow::Continue(())
         })?;
-        let mut ranked: Vec<Group> = groups.into_values().collect();
-        ranked.sort_by(|a, b| b.count.cmp(&a.count));
+        // Most frequent first; ties in hash order, so the answer does not depend on map order.
+        let mut ranked: Vec<([u8; 16], Group)> = groups.into_iter().collect();
+        ranked.sort_by_key(|(hash, g)| (std::cmp::Reverse(g.count), *hash));
         let mut top_tasks = Vec::new();
-        for g in ranked.into_iter().take(5) {
+        for (_, g) in ranked.into_iter().take(5) {
             let Some(row) = g.sample else { continue };
             let key = state.key_for(&row)?;
             top_tasks.push(TaskCount {
@@ -745,13 +752,21 @@ fn load_tenant(
     };
     let mut keys = Vec::new();
     for wrapped in storage.tenant_keys(id)? {
-        keys.push(keyring.unwrap(id, &wrapped).map_err(|e| fail(e.to_string()))?);
+        keys.push(
+            keyring
+                .unwrap(id, &wrapped)
+                .map_err(|e| fail(e.to_string()))?,
+        );
     }
     let (model, dims) = storage
         .tenant_meta(id, MODEL_META)?
         .and_then(|b| decode_model(&b))
         .ok_or_else(|| fail("embedding model setting is missing or corrupt".into()))?;
-    let state = TenantState::new(id.clone(), keys, VectorIndex::new(model, dims, config.index.clone()));
+    let state = TenantState::new(
+        id.clone(),
+        keys,
+        VectorIndex::new(model, dims, config.index.clone()),
+    );
     let mut failure = None;
     storage.scan_episodes(id, &mut |row| {
         if row.deleted.is_some() {

@@ -32,7 +32,11 @@ impl TenantState {
     pub fn new(id: TenantId, keys: Vec<TenantKey>, index: VectorIndex) -> Self {
         Self {
             id,
-            keys: RwLock::new(keys.into_iter().map(|k| (k.version(), Arc::new(k))).collect()),
+            keys: RwLock::new(
+                keys.into_iter()
+                    .map(|k| (k.version(), Arc::new(k)))
+                    .collect(),
+            ),
             index: Arc::new(index),
             erased: RwLock::new(false),
             queued: AtomicBool::new(false),
@@ -56,11 +60,12 @@ impl TenantState {
             &row.sealed_body
         };
         let version = sealed_key_version(sealed)?;
-        self.keys
-            .read()
-            .get(&version)
-            .cloned()
-            .ok_or_else(|| ReadError::Crypto(format!("key version {version} of tenant {} is gone", self.id)))
+        self.keys.read().get(&version).cloned().ok_or_else(|| {
+            ReadError::Crypto(format!(
+                "key version {version} of tenant {} is gone",
+                self.id
+            ))
+        })
     }
 }
 

@@ -69,11 +69,29 @@ mod tests {
         };
         assert!(Filter::default().accepts(&m));
         let f = |f: Filter| f.accepts(&m);
-        assert!(f(Filter { min_reward: Some(0.8), ..Default::default() }));
-        assert!(!f(Filter { min_reward: Some(0.81), ..Default::default() }));
-        assert!(f(Filter { outcome: Outcome::Successes, ..Default::default() }));
-        assert!(!f(Filter { outcome: Outcome::Failures, ..Default::default() }));
-        assert!(f(Filter { created_from: Some(Timestamp(100)), ..Default::default() }));
-        assert!(!f(Filter { created_until: Some(Timestamp(100)), ..Default::default() }));
+        assert!(f(Filter {
+            min_reward: Some(0.8),
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            min_reward: Some(0.81),
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            outcome: Outcome::Successes,
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            outcome: Outcome::Failures,
+            ..Default::default()
+        }));
+        assert!(f(Filter {
+            created_from: Some(Timestamp(100)),
+            ..Default::default()
+        }));
+        assert!(!f(Filter {
+            created_until: Some(Timestamp(100)),
+            ..Default::default()
+        }));
     }
 }

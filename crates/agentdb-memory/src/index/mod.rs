@@ -321,7 +321,11 @@ impl VectorIndex {
             }
             let start = self.indexed.load(Ordering::Acquire);
             let end = len.min(start.saturating_add(max));
-            (start, end, s.vectors[start * self.dims..end * self.dims].to_vec())
+            (
+                start,
+                end,
+                s.vectors[start * self.dims..end * self.dims].to_vec(),
+            )
         };
         if start == end {
             return Ok(0);
@@ -332,9 +336,7 @@ impl VectorIndex {
             .as_ref()
             .ok_or_else(|| IndexError::Hnsw("graph missing after reserve".into()))?;
         for (i, v) in batch.chunks_exact(self.dims).enumerate() {
-            graph
-                .add((start + i) as u64, v)
-                .map_err(hnsw_err)?;
+            graph.add((start + i) as u64, v).map_err(hnsw_err)?;
             // Publish each vector as soon as it is in the graph.
             self.indexed.store(start + i + 1, Ordering::Release);
         }

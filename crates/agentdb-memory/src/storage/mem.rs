@@ -39,12 +39,12 @@ impl Storage for MemStorage {
         for w in writes {
             out.push(match w {
                 Write::PutEpisode { tenant, row } => {
-                    let key = (tenant.clone(), row.id);
-                    if t.episodes.contains_key(&key) {
-                        false
-                    } else {
-                        t.episodes.insert(key, row.clone());
-                        true
+                    match t.episodes.entry((tenant.clone(), row.id)) {
+                        std::collections::btree_map::Entry::Occupied(_) => false,
+                        std::collections::btree_map::Entry::Vacant(slot) => {
+                            slot.insert(row.clone());
+                            true
+                        }
                     }
                 }
                 Write::Tombstone { tenant, id, at } => {
@@ -57,7 +57,8 @@ impl Storage for MemStorage {
                     }
                 }
                 Write::PutTenantKey { tenant, key } => {
-                    t.keys.insert((tenant.clone(), key.version), key.bytes.clone());
+                    t.keys
+                        .insert((tenant.clone(), key.version), key.bytes.clone());
                     true
                 }
                 Write::PutTenantMeta {
@@ -85,8 +86,17 @@ impl Storage for MemStorage {
         Ok(out)
     }
 
-    fn episode(&self, tenant: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
-        Ok(self.tables.read().episodes.get(&(tenant.clone(), *id)).cloned())
+    fn episode(
+        &self,
+        tenant: &TenantId,
+        id: &EpisodeId,
+    ) -> Result<Option<StoredEpisode>, StorageError> {
+        Ok(self
+            .tables
+            .read()
+            .episodes
+            .get(&(tenant.clone(), *id))
+            .cloned())
     }
 
     fn scan_episodes(
@@ -111,7 +121,13 @@ impl Storage for MemStorage {
     }
 
     fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
-        let mut out: Vec<TenantId> = self.tables.read().keys.keys().map(|(t, _)| t.clone()).collect();
+        let mut out: Vec<TenantId> = self
+            .tables
+            .read()
+            .keys
+            .keys()
+            .map(|(t, _)| t.clone())
+            .collect();
         out.dedup();
         Ok(out)
     }

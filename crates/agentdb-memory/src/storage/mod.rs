@@ -100,7 +100,11 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError>;
 
     /// One episode row (live or tombstone).
-    fn episode(&self, tenant: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError>;
+    fn episode(
+        &self,
+        tenant: &TenantId,
+        id: &EpisodeId,
+    ) -> Result<Option<StoredEpisode>, StorageError>;
 
     /// Visits a tenant's episode rows in id (creation) order until `visit` breaks.
     fn scan_episodes(

@@ -59,11 +59,7 @@ impl RedbStorage {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        let has_tables = db
-            .begin_read()
-            .map_err(backend)?
-            .open_table(META)
-            .is_ok();
+        let has_tables = db.begin_read().map_err(backend)?.open_table(META).is_ok();
         if has_tables {
             return Ok(Self { db });
         }
@@ -132,7 +128,8 @@ impl Storage for RedbStorage {
                         true
                     }
                     Write::PutMeta { name, value } => {
-                        meta.insert(name.as_str(), value.as_slice()).map_err(backend)?;
+                        meta.insert(name.as_str(), value.as_slice())
+                            .map_err(backend)?;
                         true
                     }
                     Write::EraseTenant { tenant } => {
@@ -162,7 +159,11 @@ impl Storage for RedbStorage {
         Ok(out)
     }
 
-    fn episode(&self, tenant: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
+    fn episode(
+        &self,
+        tenant: &TenantId,
+        id: &EpisodeId,
+    ) -> Result<Option<StoredEpisode>, StorageError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let table = tx.open_table(EPISODES).map_err(backend)?;
         match table.get(episode_key(tenant, id)).map_err(backend)? {
@@ -227,6 +228,9 @@ impl Storage for RedbStorage {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let table = tx.open_table(META).map_err(backend)?;
-        Ok(table.get(name).map_err(backend)?.map(|v| v.value().to_vec()))
+        Ok(table
+            .get(name)
+            .map_err(backend)?
+            .map(|v| v.value().to_vec()))
     }
 }
