@@ -43,12 +43,15 @@ fn main() -> ExitCode {
             ) {
                 err.exit();
             }
-            // Usage errors are one line too; `--help` has the details.
+            // Usage errors are one line too (the message without clap's usage and tip
+            // paragraphs); `--help` has the details.
             let text = err.to_string();
-            eprintln!(
-                "{}",
-                text.lines().next().unwrap_or("error: invalid arguments")
-            );
+            let message: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
+                .map(str::trim)
+                .collect();
+            eprintln!("{}", message.join(" "));
             return ExitCode::from(2);
         }
     };

@@ -468,5 +468,10 @@ fn cert_issue_failures() {
         "--san",
         "example.com",
     ]);
-    assert!(err.contains("--hub"), "{err}");
+    assert!(err.contains("--san") && err.contains("--agent"), "{err}");
+    assert_eq!(
+        err.trim().lines().count(),
+        1,
+        "usage errors are one line: {err}"
+    );
 }
