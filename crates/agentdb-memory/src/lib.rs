@@ -20,11 +20,12 @@ pub mod storage;
 use std::path::Path;
 use std::sync::Arc;
 
+pub use agentdb_core::{TaskCount, TenantStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedder::{EmbedError, Embedder, LexicalEmbedder};
 pub use engine::{
     EngineBuilder, EngineConfig, EraseReport, Match, MemoryEngine, Query, QueryInput, Stored,
-    TaskCount, TenantStats, MAX_BATCH, MAX_K,
+    MAX_BATCH, MAX_K,
 };
 pub use error::{KeyError, OpenError, QueryError, ReadError, StoreError};
 pub use index::{Filter, Outcome, VectorIndex};

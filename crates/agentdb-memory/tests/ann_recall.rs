@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 use agentdb_core::{EpisodeId, ModelId, Timestamp};
-use agentdb_memory::index::{Filter, IndexConfig, SlotMeta, VectorIndex};
+use agentdb_memory::index::{EpisodeFacts, Filter, IndexConfig, VectorIndex};
 
 /// A small deterministic generator (xorshift64*), so the test data is the same on every run.
 struct Rng(u64);
@@ -57,7 +57,7 @@ fn recall_with(
     let index = VectorIndex::new(model.clone(), dims, IndexConfig::default());
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for (i, v) in make(&mut rng, n).into_iter().enumerate() {
-        let meta = SlotMeta {
+        let meta = EpisodeFacts {
             reward: (i % 10) as f64 / 10.0,
             success: i % 10 >= 7,
             created: Timestamp(i as u64),
@@ -119,7 +119,7 @@ fn fresh_vectors_are_found_before_they_reach_the_graph() {
     let index = VectorIndex::new(model.clone(), 8, config);
     let mut rng = Rng(7);
     for (i, v) in vectors(&mut rng, 500, 8).into_iter().enumerate() {
-        let meta = SlotMeta {
+        let meta = EpisodeFacts {
             reward: 1.0,
             success: true,
             created: Timestamp(0),
@@ -133,7 +133,7 @@ fn fresh_vectors_are_found_before_they_reach_the_graph() {
     // A vector only in the exact tail is its own nearest neighbour.
     let probe = vec![9.0, -3.0, 2.0, 7.0, 1.0, 0.5, -8.0, 4.0];
     let id = EpisodeId::from_parts(9999, [1; 10]);
-    let meta = SlotMeta {
+    let meta = EpisodeFacts {
         reward: 1.0,
         success: true,
         created: Timestamp(0),

@@ -15,8 +15,8 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use agentdb_core::{
-    validate_vector, Embedding, Episode, EpisodeId, HubId, Limits, ModelId, NewEpisode, TenantId,
-    Timestamp, DEFAULT_SUCCESS_THRESHOLD,
+    validate_vector, Embedding, Episode, EpisodeId, HubId, Limits, ModelId, NewEpisode, TaskCount,
+    TenantId, TenantStats, Timestamp, DEFAULT_SUCCESS_THRESHOLD,
 };
 use agentdb_security::{Keyring, MasterKey, TenantKey};
 use parking_lot::{Mutex, RwLock};
@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::{Clock, SystemClock};
 use crate::embedder::{Embedder, LexicalEmbedder};
 use crate::error::{KeyError, OpenError, QueryError, ReadError, StoreError};
-use crate::index::{Filter, IndexConfig, SlotMeta, VectorIndex};
+use crate::index::{EpisodeFacts, Filter, IndexConfig, VectorIndex};
 use crate::storage::{Storage, StoredEpisode, Write};
 use body::Body;
 use commit::GroupCommit;
@@ -130,36 +130,6 @@ pub struct Stored {
     pub id: EpisodeId,
     /// False when an episode with this id already existed (the write was a retry).
     pub inserted: bool,
-}
-
-/// A tenant's numbers.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TenantStats {
-    /// Live episodes.
-    pub episodes: u64,
-    /// Deleted episodes whose tombstones remain.
-    pub deleted: u64,
-    /// Share of live episodes that were successes (0 when there are none).
-    pub success_rate: f64,
-    /// Mean reward of live episodes (0 when there are none).
-    pub avg_reward: f64,
-    /// The most frequent tasks, most frequent first.
-    pub top_tasks: Vec<TaskCount>,
-    /// The tenant's embedding model, if it has any data.
-    pub embedding_model: Option<ModelId>,
-    /// The tenant's current key version (0 when it has no key).
-    pub key_version: u32,
-}
-
-/// How often one task occurs.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TaskCount {
-    /// The task text (decrypted from one of its episodes).
-    pub task: String,
-    /// Live episodes with this task.
-    pub count: u64,
-    /// Their mean reward.
-    pub avg_reward: f64,
 }
 
 /// What erasing a tenant removed.
@@ -418,7 +388,7 @@ impl MemoryEngine {
             let row = self.seal_row(&key, id, e, v, now)?;
             metas.push((
                 id,
-                SlotMeta {
+                EpisodeFacts {
                     reward: row.reward,
                     success: row.success,
                     created: row.created,
@@ -777,7 +747,7 @@ fn load_tenant(
             .and_then(|key| body::open_vector(&key, &row))
             .map_err(|e| e.to_string())
             .and_then(|v| {
-                let meta = SlotMeta {
+                let meta = EpisodeFacts {
                     reward: row.reward,
                     success: row.success,
                     created: row.created,

@@ -1,6 +1,6 @@
 //! Metadata filters applied inside a vector search.
 
-use agentdb_core::Timestamp;
+use crate::Timestamp;
 use serde::{Deserialize, Serialize};
 
 /// Which outcomes a query wants.
@@ -31,9 +31,9 @@ pub struct Filter {
     pub created_until: Option<Timestamp>,
 }
 
-/// What the index keeps in memory about each episode, to filter without touching storage.
+/// The clear-text facts about an episode that filters look at (what an index keeps in memory).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct SlotMeta {
+pub struct EpisodeFacts {
     /// The reward.
     pub reward: f64,
     /// Whether the reward reached the success threshold.
@@ -44,7 +44,7 @@ pub struct SlotMeta {
 
 impl Filter {
     /// Whether an episode with `meta` passes.
-    pub fn accepts(&self, meta: &SlotMeta) -> bool {
+    pub fn accepts(&self, meta: &EpisodeFacts) -> bool {
         self.min_reward.is_none_or(|m| meta.reward >= m)
             && match self.outcome {
                 Outcome::Any => true,
@@ -62,7 +62,7 @@ mod tests {
 
     #[test]
     fn filter_conditions_combine() {
-        let m = SlotMeta {
+        let m = EpisodeFacts {
             reward: 0.8,
             success: true,
             created: Timestamp(100),
