@@ -262,6 +262,9 @@ impl VectorIndex {
         let mut exact_from = indexed;
         if indexed > 0 && k > 0 {
             match self.graph_search(&q, k, indexed, &s.vectors, &accept) {
+                // A selective filter can leave the graph walk short of `k` matches even though
+                // they exist; only the exact scan can then promise them.
+                Ok(found) if found.len() < k.min(indexed) => exact_from = 0,
                 Ok(found) => found.into_iter().for_each(|c| top.push(c)),
                 Err(e) => {
                     // The graph could not serve this search (e.g. every search context busy):
