@@ -24,8 +24,8 @@ pub use agentdb_core::{TaskCount, TenantStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use embedder::{EmbedError, Embedder, LexicalEmbedder};
 pub use engine::{
-    EngineBuilder, EngineConfig, EraseReport, Match, MemoryEngine, Query, QueryInput, Stored,
-    MAX_BATCH, MAX_K,
+    Change, ChangePage, EngineBuilder, EngineConfig, EraseReport, Match, MemoryEngine, Query,
+    QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
 };
 pub use error::{KeyError, OpenError, QueryError, ReadError, StoreError};
 pub use index::{Filter, Outcome, VectorIndex};

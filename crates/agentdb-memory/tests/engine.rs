@@ -537,3 +537,70 @@ fn config_threshold_is_respected() {
         .unwrap();
     assert!(!db.get(&tenant("a"), &s.id).unwrap().unwrap().success);
 }
+
+#[test]
+fn change_feed_pages_through_puts_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), &MasterKey::generate().unwrap()).unwrap();
+    let (acme, other) = (tenant("acme"), tenant("other"));
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        ids.push(
+            db.store(&acme, NewEpisode::new(format!("task {i}"), "i", "o", 0.5))
+                .unwrap()
+                .id,
+        );
+    }
+    db.store(&other, NewEpisode::new("not yours", "i", "o", 0.5))
+        .unwrap();
+    db.delete(&acme, &ids[3]).unwrap();
+    // A retried write adds nothing to the feed.
+    db.store(
+        &acme,
+        NewEpisode::new("task 0", "i", "o", 0.5).with_id(ids[0]),
+    )
+    .unwrap();
+
+    let mut cursor = 0;
+    let mut seen = Vec::new();
+    loop {
+        let page = db.changes_since(&acme, cursor, 10).unwrap();
+        assert!(page.changes.len() <= 10);
+        for (seq, change) in &page.changes {
+            assert!(*seq > cursor);
+            seen.push(change.clone());
+        }
+        cursor = page.next_cursor;
+        if !page.more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 26, "25 puts and one delete");
+    assert!(seen.iter().all(|c| match c {
+        agentdb_memory::Change::Put(e) => e.tenant == acme,
+        agentdb_memory::Change::Deleted(id) => *id == ids[3],
+    }));
+    // The put of the deleted episode now reads as deleted too.
+    assert_eq!(
+        seen.iter()
+            .filter(|c| matches!(c, agentdb_memory::Change::Deleted(_)))
+            .count(),
+        2
+    );
+    // Nothing new after the last cursor; a new write shows up.
+    assert!(db
+        .changes_since(&acme, cursor, 10)
+        .unwrap()
+        .changes
+        .is_empty());
+    db.store(&acme, NewEpisode::new("late", "i", "o", 0.5))
+        .unwrap();
+    let page = db.changes_since(&acme, cursor, 10).unwrap();
+    assert_eq!(page.changes.len(), 1);
+    assert_eq!(page.next_cursor, cursor + 1);
+    assert!(db
+        .changes_since(&tenant("nobody"), 0, 10)
+        .unwrap()
+        .changes
+        .is_empty());
+}

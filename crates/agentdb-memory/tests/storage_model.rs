@@ -48,6 +48,14 @@ fn dump(s: &dyn Storage) -> Vec<String> {
         .unwrap();
         out.push(format!("{t} keys {:?}", s.tenant_keys(&t).unwrap()));
         out.push(format!("{t} meta {:?}", s.tenant_meta(&t, "x").unwrap()));
+        out.push(format!(
+            "{t} changes {:?}",
+            s.changes(&t, 0, usize::MAX).unwrap()
+        ));
+        out.push(format!(
+            "{t} changes after 2 {:?}",
+            s.changes(&t, 2, 3).unwrap()
+        ));
     }
     out
 }

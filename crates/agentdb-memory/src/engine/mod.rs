@@ -132,6 +132,29 @@ pub struct Stored {
     pub inserted: bool,
 }
 
+/// One entry of a tenant's change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    /// The episode exists (as it is now).
+    Put(Episode),
+    /// The episode was deleted.
+    Deleted(EpisodeId),
+}
+
+/// A page of a tenant's change feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChangePage {
+    /// Changes with their sequence numbers, oldest first.
+    pub changes: Vec<(u64, Change)>,
+    /// The cursor to ask with next time (the last sequence number seen, or the cursor given).
+    pub next_cursor: u64,
+    /// Whether more changes were waiting beyond this page.
+    pub more: bool,
+}
+
+/// Most bytes of episode text one change page carries (it must fit in one wire frame).
+pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
 /// What erasing a tenant removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EraseReport {
@@ -528,6 +551,51 @@ impl MemoryEngine {
         }])?;
         state.index.remove(id);
         Ok(flags.first().copied().unwrap_or(false))
+    }
+
+    /// The changes to `tenant` after `cursor` (0 = from the beginning), at most `limit` and at
+    /// most [`MAX_PAGE_BYTES`] of episode text per page (but always at least one change).
+    pub fn changes_since(
+        &self,
+        tenant: &TenantId,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<ChangePage, ReadError> {
+        let empty = ChangePage {
+            changes: Vec::new(),
+            next_cursor: cursor,
+            more: false,
+        };
+        let Some(state) = self.tenant(tenant) else {
+            return Ok(empty);
+        };
+        let limit = limit.clamp(1, MAX_BATCH);
+        // One extra entry tells whether more are waiting.
+        let log = self.storage.changes(tenant, cursor, limit + 1)?;
+        let mut page = ChangePage {
+            more: log.len() > limit,
+            ..empty
+        };
+        let mut bytes = 0usize;
+        for (seq, id) in log.into_iter().take(limit) {
+            let change = match self.read(&state, &id)? {
+                Some(e) => {
+                    bytes += e.task.len()
+                        + e.input.len()
+                        + e.output.len()
+                        + e.critique.as_ref().map_or(0, String::len);
+                    Change::Put(e)
+                }
+                None => Change::Deleted(id),
+            };
+            if bytes > MAX_PAGE_BYTES && !page.changes.is_empty() {
+                page.more = true;
+                break;
+            }
+            page.changes.push((seq, change));
+            page.next_cursor = seq;
+        }
+        Ok(page)
     }
 
     /// Counts, rates and the most common tasks of `tenant`.

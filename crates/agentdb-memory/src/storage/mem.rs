@@ -16,6 +16,18 @@ struct Tables {
     keys: BTreeMap<(TenantId, u32), Vec<u8>>,
     tenant_meta: BTreeMap<(TenantId, String), Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
+    changes: BTreeMap<(TenantId, u64), EpisodeId>,
+}
+
+impl Tables {
+    fn log_change(&mut self, tenant: &TenantId, id: EpisodeId) {
+        let last = self
+            .changes
+            .range((tenant.clone(), 0)..=(tenant.clone(), u64::MAX))
+            .next_back()
+            .map_or(0, |((_, seq), _)| *seq);
+        self.changes.insert((tenant.clone(), last + 1), id);
+    }
 }
 
 /// In-memory storage with the same contract as [`super::RedbStorage`].
@@ -43,6 +55,7 @@ impl Storage for MemStorage {
                         std::collections::btree_map::Entry::Occupied(_) => false,
                         std::collections::btree_map::Entry::Vacant(slot) => {
                             slot.insert(row.clone());
+                            t.log_change(tenant, row.id);
                             true
                         }
                     }
@@ -51,6 +64,7 @@ impl Storage for MemStorage {
                     match t.episodes.get_mut(&(tenant.clone(), *id)) {
                         Some(row) if row.deleted.is_none() => {
                             *row = row.clone().into_tombstone(*at);
+                            t.log_change(tenant, *id);
                             true
                         }
                         _ => false,
@@ -79,6 +93,7 @@ impl Storage for MemStorage {
                     t.episodes.retain(|(owner, _), _| owner != tenant);
                     t.keys.retain(|(owner, _), _| owner != tenant);
                     t.tenant_meta.retain(|(owner, _), _| owner != tenant);
+                    t.changes.retain(|(owner, _), _| owner != tenant);
                     before != t.episodes.len() + t.keys.len()
                 }
             });
@@ -118,6 +133,22 @@ impl Storage for MemStorage {
             }
         }
         Ok(())
+    }
+
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        Ok(self
+            .tables
+            .read()
+            .changes
+            .range((tenant.clone(), after.saturating_add(1))..=(tenant.clone(), u64::MAX))
+            .take(limit)
+            .map(|((_, seq), id)| (*seq, *id))
+            .collect())
     }
 
     fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {

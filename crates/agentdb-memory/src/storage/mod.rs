@@ -45,14 +45,15 @@ pub enum StorageError {
 #[non_exhaustive]
 pub enum Write {
     /// Inserts an episode unless one with the same id exists (live or tombstoned); the outcome
-    /// says whether it was inserted.
+    /// says whether it was inserted. An insert appends to the tenant's change log.
     PutEpisode {
         /// The owner.
         tenant: TenantId,
         /// The row.
         row: StoredEpisode,
     },
-    /// Replaces a live episode with a tombstone; the outcome says whether it was live.
+    /// Replaces a live episode with a tombstone; the outcome says whether it was live. A
+    /// tombstone appends to the tenant's change log.
     Tombstone {
         /// The owner.
         tenant: TenantId,
@@ -112,6 +113,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         tenant: &TenantId,
         visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
     ) -> Result<(), StorageError>;
+
+    /// The tenant's change log after sequence number `after`, oldest first, at most `limit`
+    /// entries. Every inserted episode and every tombstone appends one entry; sequence numbers
+    /// start at 1 and grow by one per change within a tenant.
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError>;
 
     /// Every tenant that has a key.
     fn tenants(&self) -> Result<Vec<TenantId>, StorageError>;

@@ -8,6 +8,7 @@
 //! | `episodes`    | (tenant, episode id u128)| [`StoredEpisode::encode`]      |
 //! | `tenant_keys` | (tenant, version u32)    | wrapped tenant key             |
 //! | `tenant_meta` | (tenant, name)           | setting bytes                  |
+//! | `changes`     | (tenant, seq u64)        | episode id (16 bytes)          |
 //! | `meta`        | name                     | setting bytes                  |
 //!
 //! Commits use `Durability::Immediate`: `apply` returns after the data is fsynced.
@@ -25,6 +26,7 @@ const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new(
 const TENANT_KEYS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("tenant_keys");
 const TENANT_META: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("tenant_meta");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
+const CHANGES: TableDefinition<'_, (&str, u64), u128> = TableDefinition::new("changes");
 
 fn episode_key<'a>(tenant: &'a TenantId, id: &EpisodeId) -> (&'a str, u128) {
     (tenant.as_str(), id.as_uuid().as_u128())
@@ -36,6 +38,29 @@ fn episode_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, u128)> {
 
 fn key_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, u32)> {
     (tenant.as_str(), 0)..=(tenant.as_str(), u32::MAX)
+}
+
+fn change_range(tenant: &TenantId, after: u64) -> std::ops::RangeInclusive<(&str, u64)> {
+    (tenant.as_str(), after.saturating_add(1))..=(tenant.as_str(), u64::MAX)
+}
+
+/// Appends `id` to the tenant's change log.
+fn log_change(
+    changes: &mut redb::Table<'_, (&'static str, u64), u128>,
+    tenant: &TenantId,
+    id: &EpisodeId,
+) -> Result<(), StorageError> {
+    let last = changes
+        .range(change_range(tenant, 0))
+        .map_err(backend)?
+        .next_back()
+        .transpose()
+        .map_err(backend)?
+        .map_or(0, |(k, _)| k.value().1);
+    changes
+        .insert((tenant.as_str(), last + 1), id.as_uuid().as_u128())
+        .map_err(backend)?;
+    Ok(())
 }
 
 fn meta_key<'a>(tenant: &'a TenantId, name: &'a str) -> (&'a str, &'a str) {
@@ -69,6 +94,7 @@ impl RedbStorage {
             tx.open_table(TENANT_KEYS).map_err(backend)?;
             tx.open_table(TENANT_META).map_err(backend)?;
             tx.open_table(META).map_err(backend)?;
+            tx.open_table(CHANGES).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         Ok(Self { db })
@@ -84,6 +110,7 @@ impl Storage for RedbStorage {
             let mut keys = tx.open_table(TENANT_KEYS).map_err(backend)?;
             let mut tmeta = tx.open_table(TENANT_META).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
+            let mut changes = tx.open_table(CHANGES).map_err(backend)?;
             for w in writes {
                 let applied = match w {
                     Write::PutEpisode { tenant, row } => {
@@ -94,6 +121,7 @@ impl Storage for RedbStorage {
                             episodes
                                 .insert(key, row.encode().as_slice())
                                 .map_err(backend)?;
+                            log_change(&mut changes, tenant, &row.id)?;
                             true
                         }
                     }
@@ -107,6 +135,7 @@ impl Storage for RedbStorage {
                             Some(row) if row.deleted.is_none() => {
                                 let tomb = row.into_tombstone(*at).encode();
                                 episodes.insert(key, tomb.as_slice()).map_err(backend)?;
+                                log_change(&mut changes, tenant, id)?;
                                 true
                             }
                             _ => false,
@@ -145,6 +174,9 @@ impl Storage for RedbStorage {
                             false
                         })
                         .map_err(backend)?;
+                        changes
+                            .retain_in(change_range(tenant, 0), |_, _| false)
+                            .map_err(backend)?;
                         let t = tenant.as_str();
                         tmeta
                             .retain_in((t, "")..(t, "\u{10ffff}"), |_, _| false)
@@ -186,6 +218,29 @@ impl Storage for RedbStorage {
             }
         }
         Ok(())
+    }
+
+    fn changes(
+        &self,
+        tenant: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CHANGES).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table
+            .range(change_range(tenant, after))
+            .map_err(backend)?
+            .take(limit)
+        {
+            let (k, v) = item.map_err(backend)?;
+            out.push((
+                k.value().1,
+                EpisodeId::from_uuid(uuid::Uuid::from_u128(v.value())),
+            ));
+        }
+        Ok(out)
     }
 
     fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
