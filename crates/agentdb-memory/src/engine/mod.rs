@@ -136,7 +136,7 @@ pub struct Stored {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Change {
     /// The episode exists (as it is now).
-    Put(Episode),
+    Put(Box<Episode>),
     /// The episode was deleted.
     Deleted(EpisodeId),
 }
@@ -584,7 +584,7 @@ impl MemoryEngine {
                         + e.input.len()
                         + e.output.len()
                         + e.critique.as_ref().map_or(0, String::len);
-                    Change::Put(e)
+                    Change::Put(Box::new(e))
                 }
                 None => Change::Deleted(id),
             };
