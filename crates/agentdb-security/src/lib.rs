@@ -18,6 +18,7 @@ mod keyring;
 mod master_key;
 pub mod policy;
 pub mod revocation;
+pub mod tls;
 pub mod token;
 
 pub use envelope::{sealed_key_version, RecordAad, SealError};

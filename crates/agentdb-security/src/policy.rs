@@ -160,16 +160,35 @@ pub fn authorize(
     operation: Operation,
     tenant: &TenantId,
 ) -> Result<(), PolicyError> {
+    check_identity(identity)?;
+    let claims = &identity.claims;
+    if claims.tenant != *tenant {
+        return Err(PolicyError::TenantMismatch {
+            requested: tenant.clone(),
+            token: claims.tenant.clone(),
+        });
+    }
+    let needed = operation.required_scope();
+    if !claims.has_scope(needed) {
+        return Err(PolicyError::Forbidden { operation, needed });
+    }
+    Ok(())
+}
+
+/// The part of [`authorize`] that does not depend on the operation: the certificate (when there
+/// is one) and the token must name the same tenant and agent, and a hub certificate never acts
+/// for an agent. The hub checks this when a connection authenticates, before any operation.
+pub fn check_identity(identity: &VerifiedIdentity) -> Result<(), PolicyError> {
     let claims = &identity.claims;
     match &identity.certificate {
-        None => {}
+        None => Ok(()),
         Some(PeerIdentity::Hub { hub, .. }) => {
-            return Err(PolicyError::HubCertificate { hub: hub.clone() });
+            Err(PolicyError::HubCertificate { hub: hub.clone() })
         }
         Some(PeerIdentity::Tenant {
             tenant: cert_tenant,
             ..
-        }) => check_certificate_tenant(cert_tenant, claims)?,
+        }) => check_certificate_tenant(cert_tenant, claims),
         Some(PeerIdentity::Agent {
             tenant: cert_tenant,
             agent,
@@ -182,19 +201,9 @@ pub fn authorize(
                     token: claims.sub.clone(),
                 });
             }
+            Ok(())
         }
     }
-    if claims.tenant != *tenant {
-        return Err(PolicyError::TenantMismatch {
-            requested: tenant.clone(),
-            token: claims.tenant.clone(),
-        });
-    }
-    let needed = operation.required_scope();
-    if !claims.has_scope(needed) {
-        return Err(PolicyError::Forbidden { operation, needed });
-    }
-    Ok(())
 }
 
 fn check_certificate_tenant(cert_tenant: &TenantId, claims: &Claims) -> Result<(), PolicyError> {

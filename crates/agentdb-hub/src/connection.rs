@@ -1,0 +1,229 @@
+//! One agent connection: the thin async driver around the sans-IO `ServerSession`.
+//!
+//! Each request arrives on its own bi-stream: read it whole (bounded by the frame limit), feed it
+//! to the session, act on the step it returns, write one response frame and finish the stream.
+//! Authentication and token refresh happen in order on the connection task; data requests run
+//! concurrently as tasks owned by the connection, which waits for them before it ends (so a
+//! shutdown never drops an acknowledgement that is being written).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentdb_proto::{
+    Close, ErrorCode, Response, ServerSession, SessionConfig, Step, Welcome, WireError,
+};
+use agentdb_security::identity::PeerIdentity;
+use agentdb_security::policy::VerifiedIdentity;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::auth::{self, error};
+use crate::metrics::ReasonLabels;
+use crate::ops;
+use crate::state::{unix_ms, AgentSlot, HubState};
+
+/// QUIC application close code for an orderly close.
+const CLOSE_OK: u32 = 0;
+
+pub(crate) async fn serve(
+    state: Arc<HubState>,
+    incoming: quinn::Incoming,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            // A failed handshake: no certificate, a certificate of another CA, wrong ALPN.
+            tracing::debug!(error = %e, "handshake failed");
+            state
+                .metrics
+                .auth_failures
+                .get_or_create(&ReasonLabels {
+                    reason: "tls_handshake",
+                })
+                .inc();
+            return;
+        }
+    };
+    state.metrics.connections_total.inc();
+    let certificate = match auth::certificate_identity(&conn) {
+        Ok(c) => c,
+        Err(e) => {
+            fail_auth(&state, &e);
+            conn.close(
+                quinn::VarInt::from_u32(u32::from(e.code.to_u16())),
+                e.message.as_bytes(),
+            );
+            return;
+        }
+    };
+    let limits = &state.config.limits;
+    let mut session = ServerSession::new(
+        unix_ms(),
+        SessionConfig {
+            auth_timeout_ms: limits.auth_timeout.as_millis() as u64,
+            max_frame_len: limits.max_frame_len,
+            ..SessionConfig::default()
+        },
+    );
+    let mut identity: Option<Arc<VerifiedIdentity>> = None;
+    let mut slot: Option<AgentSlot> = None;
+    let mut requests = JoinSet::new();
+    let mut said_goodbye = false;
+    let close = loop {
+        let timeout = session
+            .poll_timeout()
+            .map_or(Duration::from_secs(3600), |at| {
+                Duration::from_millis(at.saturating_sub(unix_ms()))
+            });
+        tokio::select! {
+            _ = shutdown.changed() => break None,
+            _ = tokio::time::sleep(timeout) => {
+                if let Some(close) = session.handle_timeout(unix_ms()) {
+                    if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
+                        fail_auth(&state, &error(code, close.reason.clone()));
+                    }
+                    break Some(close);
+                }
+            }
+            Some(_) = requests.join_next(), if !requests.is_empty() => {}
+            stream = conn.accept_bi() => {
+                let Ok((mut send, mut recv)) = stream else { break None };
+                let bytes = match recv.read_to_end(limits.max_frame_len).await {
+                    Ok(b) => b,
+                    Err(quinn::ReadToEndError::TooLong) => {
+                        let e = error(ErrorCode::TooLarge, format!("frame exceeds {} bytes", limits.max_frame_len));
+                        respond(&mut send, &Response::Error(e).encode()).await;
+                        continue;
+                    }
+                    Err(_) => continue,
+                };
+                match session.handle_stream(unix_ms(), &bytes) {
+                    Step::Authenticate(hello) => {
+                        let result = auth::verify(&state, certificate.as_ref(), &hello.token)
+                            .and_then(|id| {
+                                let admitted = state.admit(&id.claims.tenant).ok_or_else(|| {
+                                    error(ErrorCode::Overloaded, "the hub is at its agent limit; retry later")
+                                })?;
+                                Ok((id, admitted))
+                            });
+                        let result = match result {
+                            Ok((id, admitted)) => {
+                                let welcome = welcome(&state, &id);
+                                identity = Some(Arc::new(id));
+                                slot = Some(admitted);
+                                Ok(welcome)
+                            }
+                            Err(e) => {
+                                fail_auth(&state, &e);
+                                Err(e)
+                            }
+                        };
+                        let failed = result.is_err();
+                        let frame = session.handle_auth(unix_ms(), result);
+                        respond(&mut send, &frame).await;
+                        if failed || session.is_closed() {
+                            break Some(session.close_reason().cloned().unwrap_or(Close {
+                                code: Some(ErrorCode::Unauthenticated),
+                                reason: "authentication failed".into(),
+                            }));
+                        }
+                    }
+                    Step::Dispatch(req) => {
+                        let Some(id) = identity.clone() else { continue };
+                        let st = Arc::clone(&state);
+                        requests.spawn(async move {
+                            let response = ops::execute(st, id, req).await;
+                            respond(&mut send, &response.encode()).await;
+                        });
+                    }
+                    Step::Refresh(refresh) => {
+                        let result = match &identity {
+                            Some(current) => refreshed(&state, certificate.as_ref(), current, &refresh.token)
+                                .map(|(id, exp)| { identity = Some(Arc::new(id)); exp }),
+                            None => Err(error(ErrorCode::Unauthenticated, "not authenticated")),
+                        };
+                        let frame = session.handle_token_refreshed(unix_ms(), result);
+                        respond(&mut send, &frame).await;
+                    }
+                    Step::Reply(frame) => respond(&mut send, &frame).await,
+                    Step::ReplyAndClose(frame, close) => {
+                        // A close without an error code is the answer to Goodbye.
+                        said_goodbye = close.code.is_none();
+                        respond(&mut send, &frame).await;
+                        if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
+                            fail_auth(&state, &error(code, close.reason.clone()));
+                        }
+                        break Some(close);
+                    }
+                    Step::Closed => break session.close_reason().cloned(),
+                }
+            }
+        }
+    };
+    // Drain: every request already accepted gets its answer.
+    while requests.join_next().await.is_some() {}
+    if let (Some(id), true) = (&identity, said_goodbye) {
+        // An agent that said goodbye is done: its token is revoked until it expires.
+        state.revoked.revoke(id.claims.jti.clone(), id.claims.exp);
+    }
+    match close {
+        Some(c) => conn.close(
+            quinn::VarInt::from_u32(c.app_error_code()),
+            c.reason.as_bytes(),
+        ),
+        None => conn.close(quinn::VarInt::from_u32(CLOSE_OK), b"hub shutting down"),
+    }
+    drop(slot);
+}
+
+async fn respond(send: &mut quinn::SendStream, frame: &[u8]) {
+    if send.write_all(frame).await.is_ok() {
+        let _ = send.finish();
+        // Wait until the peer has the bytes (or the stream is gone) before dropping it.
+        let _ = send.stopped().await;
+    }
+}
+
+fn fail_auth(state: &HubState, e: &WireError) {
+    state
+        .metrics
+        .auth_failures
+        .get_or_create(&ReasonLabels {
+            reason: e.code.as_str(),
+        })
+        .inc();
+}
+
+fn welcome(state: &HubState, id: &VerifiedIdentity) -> Welcome {
+    Welcome {
+        agent: id.claims.sub.clone(),
+        tenant: id.claims.tenant.clone(),
+        hub: state.config.hub_id.clone(),
+        session: agentdb_core::SessionId::from_random(*uuid::Uuid::new_v4().as_bytes()),
+        expires_at: id.claims.exp,
+        embedder: state.engine.embedder().model().clone(),
+    }
+}
+
+/// A refreshed token must name the same tenant and agent as the session's.
+fn refreshed(
+    state: &HubState,
+    certificate: Option<&PeerIdentity>,
+    current: &VerifiedIdentity,
+    token: &str,
+) -> Result<(VerifiedIdentity, u64), WireError> {
+    let id = auth::verify(state, certificate, token)?;
+    if id.claims.tenant != current.claims.tenant || id.claims.sub != current.claims.sub {
+        return Err(error(
+            ErrorCode::TenantMismatch,
+            "a refreshed token must name the same tenant and agent",
+        ));
+    }
+    // The old token is no longer needed by this session.
+    state
+        .revoked
+        .revoke(current.claims.jti.clone(), current.claims.exp);
+    let exp = id.claims.exp;
+    Ok((id, exp))
+}

@@ -1,0 +1,209 @@
+//! The Federated AgentDB hub: a QUIC endpoint (quinn) with mutual TLS (rustls) where agents
+//! authenticate with short-lived tokens and store and query their tenant's memory, plus an admin
+//! HTTP API (axum).
+//!
+//! ```text
+//! agent ──QUIC+mTLS──► accept ─► connection::serve ─► ServerSession (sans-IO, agentdb-proto)
+//!                                    │ Hello ─► auth::verify (token + certificate, policy::check_identity)
+//!                                    │ Store/Query/Pull/Stats ─► ops::execute ─► policy::authorize ─► MemoryEngine
+//! admin ──HTTP──► admin::router (/health, /metrics, /v1/tenants/{t}/stats)
+//! ```
+//!
+//! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
+
+mod admin;
+mod auth;
+pub mod config;
+mod connection;
+mod metrics;
+mod ops;
+mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentdb_memory::MemoryEngine;
+use agentdb_security::token::TokenVerifier;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{HubConfig, HubLimits, TokenKey};
+
+use state::HubState;
+
+/// Why a hub could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The TLS material is unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] agentdb_security::tls::TlsError),
+    /// The token key is unusable.
+    #[error("token key: {0}")]
+    TokenKey(String),
+    /// A socket could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+}
+
+/// A running hub. Dropping it aborts the hub; call [`HubHandle::shutdown`] to drain it.
+#[derive(Debug)]
+pub struct HubHandle {
+    quic_addr: SocketAddr,
+    http_addr: Option<SocketAddr>,
+    endpoint: quinn::Endpoint,
+    shutdown: watch::Sender<bool>,
+    accept: Option<JoinHandle<()>>,
+    http: Option<JoinHandle<()>>,
+    state: Arc<HubState>,
+}
+
+impl HubHandle {
+    /// The bound QUIC address.
+    pub fn quic_addr(&self) -> SocketAddr {
+        self.quic_addr
+    }
+
+    /// The bound admin HTTP address, if enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    /// Agents connected and authenticated now.
+    pub fn connected_agents(&self) -> usize {
+        self.state.connected_agents()
+    }
+
+    /// The memory engine behind the hub.
+    pub fn engine(&self) -> &Arc<MemoryEngine> {
+        &self.state.engine
+    }
+
+    /// Stops accepting connections, lets every connection finish the requests it has accepted
+    /// (so no acknowledged write is lost), closes them and waits for the endpoint to go idle.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(accept) = self.accept.take() {
+            let _ = accept.await;
+        }
+        if let Some(http) = self.http.take() {
+            http.abort();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+    }
+}
+
+impl Drop for HubHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(t) = self.accept.take() {
+            t.abort();
+        }
+        if let Some(t) = self.http.take() {
+            t.abort();
+        }
+    }
+}
+
+/// Starts a hub serving `engine`. Must be called inside a tokio runtime.
+pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHandle, StartError> {
+    let verifier = match &config.token_key {
+        TokenKey::Ed25519PublicPem(pem) => TokenVerifier::from_ed25519_public_pem(pem),
+        TokenKey::Hs256Secret(secret) => TokenVerifier::from_hs256_secret(secret),
+    }
+    .map_err(|e| StartError::TokenKey(e.to_string()))?
+    .with_audience(config.audience.clone());
+
+    let crypto = agentdb_security::tls::server_config(
+        &config.tls,
+        config.require_client_cert,
+        agentdb_proto::ALPN,
+    )?;
+    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
+        .map_err(|e| StartError::Tls(agentdb_security::tls::TlsError::Config(e.to_string())))?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_bidi_streams(256u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    if let Ok(idle) = config.limits.idle_timeout.try_into() {
+        transport.max_idle_timeout(Some(idle));
+    }
+    server.transport_config(Arc::new(transport));
+    let endpoint =
+        quinn::Endpoint::server(server, config.quic_addr).map_err(|source| StartError::Bind {
+            addr: config.quic_addr,
+            source,
+        })?;
+    let quic_addr = endpoint.local_addr().map_err(|source| StartError::Bind {
+        addr: config.quic_addr,
+        source,
+    })?;
+
+    let http_listener = match config.http_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+
+    let state = Arc::new(HubState::new(config, engine, verifier));
+    let (shutdown, shutdown_rx) = watch::channel(false);
+
+    let accept = tokio::spawn(accept_loop(
+        endpoint.clone(),
+        Arc::clone(&state),
+        shutdown_rx.clone(),
+    ));
+    let http = http_listener.map(|listener| {
+        let app = admin::router(Arc::clone(&state));
+        let mut rx = shutdown_rx;
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                })
+                .await;
+        })
+    });
+    tracing::info!(%quic_addr, ?http_addr, hub = %state.config.hub_id, "hub listening");
+    Ok(HubHandle {
+        quic_addr,
+        http_addr,
+        endpoint,
+        shutdown,
+        accept: Some(accept),
+        http,
+        state,
+    })
+}
+
+async fn accept_loop(
+    endpoint: quinn::Endpoint,
+    state: Arc<HubState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    let for_connections = shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => break,
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                connections.spawn(connection::serve(Arc::clone(&state), incoming, for_connections.clone()));
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    // Refuse new connections; let the open ones drain.
+    endpoint.set_server_config(None);
+    while connections.join_next().await.is_some() {}
+}

@@ -1,0 +1,206 @@
+//! Executing an authenticated request against the memory engine.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use agentdb_core::NewEpisode;
+use agentdb_memory::{
+    Change as EngineChange, Query, QueryError, QueryInput as EngineInput, StoreError,
+};
+use agentdb_proto::{
+    Change, ChangeItem, ErrorCode, MatchesResponse, PageResponse, QueryInput, Request, Response,
+    StoredItem, StoredResponse, WireEpisode, WireError, WireMatch,
+};
+use agentdb_security::policy::{self, Operation, VerifiedIdentity};
+
+use crate::auth::{error, policy_error};
+use crate::metrics::{KindLabels, RequestLabels};
+use crate::state::HubState;
+
+/// Most changes one pull returns.
+const MAX_PULL: usize = 1000;
+
+fn kind(req: &Request) -> &'static str {
+    match req {
+        Request::Hello(_) => "hello",
+        Request::Store(_) => "store",
+        Request::Query(_) => "query",
+        Request::Pull(_) => "pull",
+        Request::Stats => "stats",
+        Request::RefreshToken(_) => "refresh",
+        Request::Goodbye => "goodbye",
+    }
+}
+
+/// Runs `req` for `identity` and returns the response. Counts it in the metrics.
+pub(crate) async fn execute(
+    state: Arc<HubState>,
+    identity: Arc<VerifiedIdentity>,
+    req: Request,
+) -> Response {
+    let kind = kind(&req);
+    let started = Instant::now();
+    let response = match state.begin_request(&identity.claims.tenant) {
+        None => Response::Error(error(
+            ErrorCode::Overloaded,
+            "too many requests of this tenant in flight; retry shortly",
+        )),
+        Some(slot) => {
+            let st = Arc::clone(&state);
+            let result = tokio::task::spawn_blocking(move || {
+                let _slot = slot;
+                run(&st, &identity, req)
+            })
+            .await;
+            match result {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => Response::Error(e),
+                Err(_) => Response::Error(error(ErrorCode::Internal, "request handler failed")),
+            }
+        }
+    };
+    let outcome = match &response {
+        Response::Error(e) => e.code.as_str(),
+        _ => "ok",
+    };
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels { kind, outcome })
+        .inc();
+    state
+        .metrics
+        .latency
+        .get_or_create(&KindLabels { kind })
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Response, WireError> {
+    // The tenant is the token's — never anything the request says.
+    let tenant = &identity.claims.tenant;
+    let engine = &state.engine;
+    match req {
+        Request::Store(store) => {
+            policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
+            let mut episodes = Vec::with_capacity(store.episodes.len());
+            for wire in store.episodes {
+                let mut e: NewEpisode =
+                    wire.try_into().map_err(|e: agentdb_proto::DecodeError| {
+                        error(ErrorCode::InvalidRequest, e.to_string())
+                    })?;
+                if e.id.is_none() {
+                    return Err(error(
+                        ErrorCode::InvalidRequest,
+                        "every episode needs an id minted by the writer",
+                    ));
+                }
+                // The agent is the authenticated one, whatever the episode says.
+                e.agent = Some(identity.claims.sub.clone());
+                episodes.push(e);
+            }
+            let stored = engine
+                .store_batch(tenant, episodes)
+                .map_err(|e| store_error(&e))?;
+            let new = stored.iter().filter(|s| s.inserted).count() as u64;
+            state.metrics.episodes_stored.inc_by(new);
+            Ok(Response::Stored(StoredResponse {
+                results: stored
+                    .into_iter()
+                    .map(|s| StoredItem {
+                        id: s.id,
+                        inserted: s.inserted,
+                    })
+                    .collect(),
+            }))
+        }
+        Request::Query(q) => {
+            policy::authorize(identity, Operation::Query, tenant).map_err(|e| policy_error(&e))?;
+            let input = match q.input {
+                QueryInput::Text(t) => {
+                    // Embed here so that the agent gets the query vector back and can search its
+                    // local cache with the same vector.
+                    let v = engine
+                        .embedder()
+                        .embed(&t)
+                        .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+                    agentdb_core::Embedding {
+                        model: engine.embedder().model().clone(),
+                        vector: v,
+                    }
+                }
+                QueryInput::Vector(v) => v,
+            };
+            let query = Query {
+                input: EngineInput::Vector(input.clone()),
+                k: q.k as usize,
+                filter: q.filter,
+            };
+            let matches = engine.query(tenant, &query).map_err(|e| query_error(&e))?;
+            Ok(Response::Matches(MatchesResponse {
+                matches: matches
+                    .into_iter()
+                    .map(|m| WireMatch {
+                        episode: WireEpisode::from(m.episode),
+                        score: m.score,
+                    })
+                    .collect(),
+                model: input.model,
+                query_vector: input.vector,
+            }))
+        }
+        Request::Pull(p) => {
+            policy::authorize(identity, Operation::Pull, tenant).map_err(|e| policy_error(&e))?;
+            let limit = (p.limit as usize).clamp(1, MAX_PULL);
+            let page = engine
+                .changes_since(tenant, p.cursor, limit)
+                .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+            Ok(Response::Page(PageResponse {
+                changes: page
+                    .changes
+                    .into_iter()
+                    .map(|(seq, c)| ChangeItem {
+                        seq,
+                        change: match c {
+                            EngineChange::Put(e) => Change::Put(WireEpisode::from(*e)),
+                            EngineChange::Deleted(id) => Change::Deleted { id },
+                        },
+                    })
+                    .collect(),
+                next_cursor: page.next_cursor,
+                more: page.more,
+            }))
+        }
+        Request::Stats => {
+            policy::authorize(identity, Operation::Stats, tenant).map_err(|e| policy_error(&e))?;
+            let stats = engine
+                .stats(tenant)
+                .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+            Ok(Response::Stats(stats))
+        }
+        Request::Hello(_) | Request::RefreshToken(_) | Request::Goodbye => Err(error(
+            ErrorCode::InvalidRequest,
+            "session requests are handled by the session",
+        )),
+    }
+}
+
+fn store_error(e: &StoreError) -> WireError {
+    let code = match e {
+        StoreError::Invalid(agentdb_core::EpisodeError::TooLarge { .. })
+        | StoreError::BatchTooLarge { .. } => ErrorCode::TooLarge,
+        StoreError::Invalid(_) | StoreError::EmbedderMismatch { .. } => ErrorCode::InvalidRequest,
+        _ => ErrorCode::Internal,
+    };
+    error(code, e.to_string())
+}
+
+fn query_error(e: &QueryError) -> WireError {
+    let code = match e {
+        QueryError::BadK { .. }
+        | QueryError::InvalidVector(_)
+        | QueryError::EmbedderMismatch { .. } => ErrorCode::InvalidRequest,
+        _ => ErrorCode::Internal,
+    };
+    error(code, e.to_string())
+}
