@@ -1,0 +1,121 @@
+//! How an agent is set up.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentdb_core::{AgentId, TenantId};
+use agentdb_memory::{Clock, SystemClock};
+
+use crate::credentials::TokenProvider;
+
+/// Settings of an [`crate::EphemeralAgent`].
+#[derive(Clone)]
+pub struct AgentConfig {
+    /// The tenant the agent works for.
+    pub tenant: TenantId,
+    /// The agent's id; a unique one is generated when absent.
+    pub agent: Option<AgentId>,
+    /// How long the agent lives. Default 300 s.
+    pub lifetime: Duration,
+    /// The hub, as `quic://host:port`.
+    pub hub: String,
+    /// The name the hub's certificate must carry; defaults to the host of [`Self::hub`].
+    pub server_name: Option<String>,
+    /// The deployment CA (PEM) that signed the hub's certificate.
+    pub ca_pem: Vec<u8>,
+    /// The agent's client certificate and key (PEM), for mutual TLS.
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    /// Where tokens come from.
+    pub tokens: Arc<dyn TokenProvider>,
+    /// How often the agent syncs in the background. Default 30 s.
+    pub sync_interval: Duration,
+    /// Where unsent episodes are kept so they survive the agent; `None` keeps them in memory.
+    pub spool_dir: Option<PathBuf>,
+    /// How many changes the pre-sync pulls at most. Default 5,000.
+    pub pull_budget: usize,
+    /// How long a hub request may take. Default 10 s.
+    pub request_timeout: Duration,
+    /// The agent's clock (lifetime, token refresh); injected in tests.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for AgentConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentConfig")
+            .field("tenant", &self.tenant)
+            .field("agent", &self.agent)
+            .field("lifetime", &self.lifetime)
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AgentConfig {
+    /// An agent of `tenant` talking to `hub` (`quic://host:port`), trusting `ca_pem`, getting
+    /// tokens from `tokens`.
+    pub fn new(
+        tenant: TenantId,
+        hub: impl Into<String>,
+        ca_pem: Vec<u8>,
+        tokens: Arc<dyn TokenProvider>,
+    ) -> Self {
+        Self {
+            tenant,
+            agent: None,
+            lifetime: Duration::from_secs(300),
+            hub: hub.into(),
+            server_name: None,
+            ca_pem,
+            client_cert: None,
+            tokens,
+            sync_interval: Duration::from_secs(30),
+            spool_dir: None,
+            pull_budget: 5_000,
+            request_timeout: Duration::from_secs(10),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Sets the lifetime.
+    pub fn lifetime(mut self, lifetime: Duration) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+
+    /// Sets the agent id.
+    pub fn agent(mut self, agent: AgentId) -> Self {
+        self.agent = Some(agent);
+        self
+    }
+
+    /// Presents a client certificate (PEM) and key (PEM).
+    pub fn client_cert(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.client_cert = Some((cert_pem, key_pem));
+        self
+    }
+
+    /// Keeps unsent episodes in `dir`.
+    pub fn spool_dir(mut self, dir: PathBuf) -> Self {
+        self.spool_dir = Some(dir);
+        self
+    }
+
+    /// Sets the background sync interval.
+    pub fn sync_interval(mut self, interval: Duration) -> Self {
+        self.sync_interval = interval;
+        self
+    }
+
+    /// Sets the server name checked against the hub certificate.
+    pub fn server_name(mut self, name: impl Into<String>) -> Self {
+        self.server_name = Some(name.into());
+        self
+    }
+
+    /// Uses `clock` for lifetime and token refresh.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+}

@@ -1,0 +1,142 @@
+//! One QUIC connection to a hub: connect, authenticate, and one bi-stream per request.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentdb_proto::{decode_response, Hello, Request, Response, Welcome, MAX_FRAME_LEN};
+
+use crate::error::AgentError;
+
+/// A parsed `quic://host:port` endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct HubAddress {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HubAddress {
+    pub fn parse(url: &str) -> Result<Self, AgentError> {
+        let bad = || AgentError::Config(format!("hub address {url:?} is not quic://host:port"));
+        let rest = url.strip_prefix("quic://").unwrap_or(url);
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port: port.parse().map_err(|_| bad())?,
+        })
+    }
+
+    async fn resolve(&self) -> Result<SocketAddr, AgentError> {
+        tokio::net::lookup_host((self.host.as_str(), self.port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| AgentError::Unreachable(format!("cannot resolve {}", self.host)))
+    }
+}
+
+/// An authenticated connection.
+#[derive(Debug)]
+pub(crate) struct HubConnection {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    timeout: Duration,
+}
+
+impl HubConnection {
+    /// Connects, completes the TLS handshake and authenticates with `token`.
+    pub async fn connect(
+        address: &HubAddress,
+        server_name: &str,
+        tls: Arc<quinn::crypto::rustls::QuicClientConfig>,
+        token: String,
+        timeout: Duration,
+    ) -> Result<(Self, Welcome), AgentError> {
+        let addr = address.resolve().await?;
+        let bind: SocketAddr = if addr.is_ipv6() {
+            "[::]:0"
+                .parse()
+                .map_err(|_| AgentError::Config("bind address".into()))?
+        } else {
+            "0.0.0.0:0"
+                .parse()
+                .map_err(|_| AgentError::Config("bind address".into()))?
+        };
+        let mut endpoint = quinn::Endpoint::client(bind)
+            .map_err(|e| AgentError::Unreachable(format!("cannot open a UDP socket: {e}")))?;
+        let mut client = quinn::ClientConfig::new(tls);
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(10)));
+        client.transport_config(Arc::new(transport));
+        endpoint.set_default_client_config(client);
+        let connecting = endpoint
+            .connect(addr, server_name)
+            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+        let conn = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| AgentError::Unreachable(format!("connecting to {addr} timed out")))?
+            .map_err(|e| AgentError::from_connection(&e))?;
+        let this = Self {
+            endpoint,
+            conn,
+            timeout,
+        };
+        match this.request(&Request::Hello(Hello::new(token))).await? {
+            Response::Welcome(w) => Ok((this, w)),
+            other => Err(AgentError::unexpected(&other)),
+        }
+    }
+
+    /// Sends one request on its own stream and reads the one response. A hub error response is
+    /// returned as [`AgentError::Rejected`].
+    pub async fn request(&self, req: &Request) -> Result<Response, AgentError> {
+        let exchange = async {
+            let (mut send, mut recv) = self
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| AgentError::from_connection(&e))?;
+            send.write_all(&req.encode()).await.map_err(|e| match e {
+                quinn::WriteError::ConnectionLost(c) => AgentError::from_connection(&c),
+                other => AgentError::Unreachable(other.to_string()),
+            })?;
+            let _ = send.finish();
+            recv.read_to_end(MAX_FRAME_LEN).await.map_err(|e| match e {
+                quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(c)) => {
+                    AgentError::from_connection(&c)
+                }
+                other => AgentError::Unreachable(other.to_string()),
+            })
+        };
+        let bytes = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| AgentError::Unreachable("the hub did not answer in time".into()))??;
+        match decode_response(&bytes, MAX_FRAME_LEN) {
+            Ok(Response::Error(e)) => Err(AgentError::Rejected {
+                code: e.code,
+                message: e.message,
+            }),
+            Ok(r) => Ok(r),
+            Err(e) => Err(AgentError::Unreachable(format!(
+                "bad response from hub: {e}"
+            ))),
+        }
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
+    /// Says goodbye (best effort) and closes.
+    pub async fn close(self) {
+        let _ = self.request(&Request::Goodbye).await;
+        self.conn.close(0u32.into(), b"goodbye");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}

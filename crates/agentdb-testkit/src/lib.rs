@@ -1,0 +1,218 @@
+//! Test helpers for Federated AgentDB: a throwaway PKI (CA, hub certificate, agent
+//! certificates, token signing key) held in memory, and in-process hubs on `127.0.0.1:0` over a
+//! redb store in a temporary directory. For tests and benchmarks only.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentdb_client::{AgentConfig, SigningKeyTokens, StaticToken};
+use agentdb_core::{AgentId, HubId, TenantId};
+use agentdb_hub::{HubConfig, HubHandle, HubLimits, TokenKey};
+use agentdb_memory::{EngineConfig, MemoryEngine};
+use agentdb_security::ca::{CertificateAuthority, HostName, IssuedCertificate, Subject};
+use agentdb_security::identity::TrustDomain;
+use agentdb_security::tls::TlsMaterial;
+use agentdb_security::token::{Ed25519KeyPem, Scope, TokenIssuer, TokenRequest};
+use time::OffsetDateTime;
+
+/// A CA with a hub certificate and a token signing key.
+pub struct TestPki {
+    /// The CA.
+    pub ca: CertificateAuthority,
+    /// The hub's certificate.
+    pub hub: IssuedCertificate,
+    /// The token signing key pair.
+    pub signing: Ed25519KeyPem,
+}
+
+impl std::fmt::Debug for TestPki {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TestPki(..)")
+    }
+}
+
+/// Current Unix seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+impl TestPki {
+    /// A fresh PKI (trust domain `agentdb.test`).
+    pub fn new() -> Self {
+        let now = OffsetDateTime::now_utc();
+        let ca = CertificateAuthority::generate(
+            TrustDomain::new("agentdb.test").unwrap(),
+            Duration::from_secs(3600 * 24),
+            now,
+        )
+        .unwrap();
+        let hub = ca
+            .issue(
+                &Subject::Hub {
+                    hub: HubId::new("test-hub").unwrap(),
+                    hosts: HostName::defaults(),
+                },
+                Duration::from_secs(3600),
+                now,
+            )
+            .unwrap();
+        Self {
+            ca,
+            hub,
+            signing: Ed25519KeyPem::generate().unwrap(),
+        }
+    }
+
+    /// A client certificate for `agent` of `tenant`: (cert PEM, key PEM).
+    pub fn agent_cert(&self, tenant: &str, agent: &str) -> (Vec<u8>, Vec<u8>) {
+        self.issue(&Subject::Agent {
+            tenant: TenantId::new(tenant).unwrap(),
+            agent: AgentId::new(agent).unwrap(),
+        })
+    }
+
+    /// A tenant-wide client certificate: (cert PEM, key PEM).
+    pub fn tenant_cert(&self, tenant: &str) -> (Vec<u8>, Vec<u8>) {
+        self.issue(&Subject::Tenant {
+            tenant: TenantId::new(tenant).unwrap(),
+        })
+    }
+
+    fn issue(&self, subject: &Subject) -> (Vec<u8>, Vec<u8>) {
+        let c = self
+            .ca
+            .issue(
+                subject,
+                Duration::from_secs(3600),
+                OffsetDateTime::now_utc(),
+            )
+            .unwrap();
+        (
+            c.cert_pem().as_bytes().to_vec(),
+            c.key_pem().as_bytes().to_vec(),
+        )
+    }
+
+    /// The token issuer of this PKI's signing key.
+    pub fn issuer(&self) -> TokenIssuer {
+        TokenIssuer::from_ed25519_pem(self.signing.private_pem.as_bytes()).unwrap()
+    }
+
+    /// A token for `agent` of `tenant`, valid `ttl` seconds, with the default scopes.
+    pub fn token(&self, tenant: &str, agent: &str, ttl: u64) -> String {
+        self.token_with(tenant, agent, ttl, Scope::DEFAULT.to_vec())
+    }
+
+    /// A token with explicit scopes.
+    pub fn token_with(&self, tenant: &str, agent: &str, ttl: u64, scopes: Vec<Scope>) -> String {
+        let req = TokenRequest::new(TenantId::new(tenant).unwrap(), AgentId::new(agent).unwrap())
+            .ttl_secs(ttl)
+            .scopes(scopes);
+        self.issuer().issue(&req, unix_now()).unwrap()
+    }
+
+    /// The hub's TLS material.
+    pub fn hub_tls(&self) -> TlsMaterial {
+        TlsMaterial {
+            ca_pem: self.ca.cert_pem().as_bytes().to_vec(),
+            cert_pem: self.hub.cert_pem().as_bytes().to_vec(),
+            key_pem: self.hub.key_pem().as_bytes().to_vec(),
+        }
+    }
+
+    /// The CA certificate, PEM.
+    pub fn ca_pem(&self) -> Vec<u8> {
+        self.ca.cert_pem().as_bytes().to_vec()
+    }
+}
+
+impl Default for TestPki {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// An in-process hub over a redb store in `dir`.
+#[derive(Debug)]
+pub struct TestHub {
+    /// The running hub.
+    pub handle: HubHandle,
+    /// Its data directory.
+    pub dir: PathBuf,
+}
+
+/// A hub configuration for `pki` on free loopback ports.
+pub fn hub_config(pki: &TestPki) -> HubConfig {
+    HubConfig {
+        hub_id: HubId::new("test-hub").unwrap(),
+        quic_addr: "127.0.0.1:0".parse().unwrap(),
+        http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        tls: pki.hub_tls(),
+        require_client_cert: true,
+        token_key: TokenKey::Ed25519PublicPem(pki.signing.public_pem.as_bytes().to_vec()),
+        audience: agentdb_security::token::DEFAULT_AUDIENCE.to_owned(),
+        limits: HubLimits::default(),
+    }
+}
+
+impl TestHub {
+    /// Starts a hub with `config` on the store in `dir` (created, or reopened).
+    pub async fn start(config: HubConfig, dir: &Path) -> Self {
+        let engine = Arc::new(agentdb_memory::open_data_dir(dir, EngineConfig::default()).unwrap());
+        Self::start_with(config, dir, engine).await
+    }
+
+    /// Starts a hub with `config` over `engine`.
+    pub async fn start_with(config: HubConfig, dir: &Path, engine: Arc<MemoryEngine>) -> Self {
+        let handle = agentdb_hub::start(config, engine).await.unwrap();
+        Self {
+            handle,
+            dir: dir.to_owned(),
+        }
+    }
+
+    /// `quic://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("quic://{}", self.handle.quic_addr())
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn http(&self) -> String {
+        format!("http://{}", self.handle.http_addr().unwrap())
+    }
+
+    /// An agent configuration for `tenant` with a tenant-wide certificate and refreshable tokens.
+    pub fn agent_config(&self, pki: &TestPki, tenant: &str) -> AgentConfig {
+        let (cert, key) = pki.tenant_cert(tenant);
+        AgentConfig::new(
+            TenantId::new(tenant).unwrap(),
+            self.url(),
+            pki.ca_pem(),
+            Arc::new(SigningKeyTokens::new(pki.issuer(), 300)),
+        )
+        .client_cert(cert, key)
+        .server_name("localhost")
+    }
+
+    /// An agent configuration with a fixed token and no client certificate.
+    pub fn agent_config_with_token(
+        &self,
+        pki: &TestPki,
+        tenant: &str,
+        token: String,
+    ) -> AgentConfig {
+        AgentConfig::new(
+            TenantId::new(tenant).unwrap(),
+            self.url(),
+            pki.ca_pem(),
+            Arc::new(StaticToken(token)),
+        )
+        .server_name("localhost")
+    }
+}
