@@ -604,3 +604,21 @@ fn change_feed_pages_through_puts_and_deletes() {
         .changes
         .is_empty());
 }
+
+#[test]
+fn episode_count_follows_stores_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = open(dir.path(), &MasterKey::generate().unwrap()).unwrap();
+    let a = db
+        .store(&tenant("a"), NewEpisode::new("t", "i", "o", 0.5))
+        .unwrap();
+    db.store(&tenant("b"), NewEpisode::new("t", "i", "o", 0.5))
+        .unwrap();
+    db.store(&tenant("b"), NewEpisode::new("u", "i", "o", 0.5))
+        .unwrap();
+    assert_eq!(db.episode_count(), 3);
+    db.delete(&tenant("a"), &a.id).unwrap();
+    assert_eq!(db.episode_count(), 2);
+    db.erase_tenant(&tenant("b")).unwrap();
+    assert_eq!(db.episode_count(), 0);
+}

@@ -281,6 +281,15 @@ impl MemoryEngine {
         v
     }
 
+    /// Live episodes across all tenants, from the in-memory indexes (no storage scan).
+    pub fn episode_count(&self) -> u64 {
+        self.tenants
+            .read()
+            .values()
+            .map(|t| t.index.live_len() as u64)
+            .sum()
+    }
+
     fn tenant(&self, tenant: &TenantId) -> Option<Arc<TenantState>> {
         self.tenants.read().get(tenant).cloned()
     }

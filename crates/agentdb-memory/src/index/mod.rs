@@ -112,6 +112,7 @@ struct Slots {
     ids: Vec<EpisodeId>,
     metas: Vec<EpisodeFacts>,
     live: Vec<bool>,
+    live_count: usize,
     vectors: Vec<f32>,
     by_id: HashMap<EpisodeId, u32>,
 }
@@ -168,6 +169,11 @@ impl VectorIndex {
         self.slots.read().ids.len()
     }
 
+    /// Number of live (not removed) vectors.
+    pub fn live_len(&self) -> usize {
+        self.slots.read().live_count
+    }
+
     /// Whether nothing was ever inserted.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -219,6 +225,7 @@ impl VectorIndex {
         s.ids.push(id);
         s.metas.push(meta);
         s.live.push(true);
+        s.live_count += 1;
         s.vectors.extend_from_slice(&v);
         s.by_id.insert(id, slot);
         Ok(true)
@@ -228,7 +235,11 @@ impl VectorIndex {
     pub fn remove(&self, id: &EpisodeId) -> bool {
         let mut s = self.slots.write();
         match s.by_id.get(id).copied() {
-            Some(slot) => std::mem::replace(&mut s.live[slot as usize], false),
+            Some(slot) => {
+                let was = std::mem::replace(&mut s.live[slot as usize], false);
+                s.live_count -= usize::from(was);
+                was
+            }
             None => false,
         }
     }
