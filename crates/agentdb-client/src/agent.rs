@@ -271,6 +271,14 @@ impl EphemeralAgent {
         store(&self.inner, episode).await
     }
 
+    /// Stores several episodes with one push to the hub (see [`Self::store_episode`]).
+    pub async fn store_batch(
+        &self,
+        episodes: Vec<NewEpisode>,
+    ) -> Result<Vec<EpisodeId>, AgentError> {
+        store_many(&self.inner, episodes).await
+    }
+
     /// The tenant's statistics from the hub.
     pub async fn stats(&self) -> Result<TenantStats, AgentError> {
         ensure_alive(&self.inner)?;
@@ -440,24 +448,38 @@ async fn sync(inner: &Inner) -> Result<(), AgentError> {
     pull(inner).await
 }
 
-async fn store(inner: &Inner, mut episode: NewEpisode) -> Result<EpisodeId, AgentError> {
+async fn store(inner: &Inner, episode: NewEpisode) -> Result<EpisodeId, AgentError> {
+    let ids = store_many(inner, vec![episode]).await?;
+    ids.into_iter()
+        .next()
+        .ok_or_else(|| AgentError::Local("nothing was stored".into()))
+}
+
+async fn store_many(
+    inner: &Inner,
+    mut episodes: Vec<NewEpisode>,
+) -> Result<Vec<EpisodeId>, AgentError> {
     ensure_alive(inner)?;
-    let id = *episode
-        .id
-        .get_or_insert_with(|| mint_id(inner.config.clock.now().unix_ms()));
-    episode.agent = Some(inner.agent.clone());
-    episode.session = Some(inner.session);
-    // The local cache validates the episode; a bad one goes nowhere.
+    let now = inner.config.clock.now().unix_ms();
+    let mut ids = Vec::with_capacity(episodes.len());
+    for e in &mut episodes {
+        ids.push(*e.id.get_or_insert_with(|| mint_id(now)));
+        e.agent = Some(inner.agent.clone());
+        e.session = Some(inner.session);
+    }
+    // The local cache validates the episodes; a bad batch goes nowhere.
     inner
         .local
-        .store(&inner.config.tenant, episode.clone())
+        .store_batch(&inner.config.tenant, episodes.clone())
         .map_err(|e| AgentError::Local(e.to_string()))?;
-    inner
-        .outbox
-        .add(id, WireNewEpisode::from(&episode))
-        .map_err(|e| AgentError::Local(e.to_string()))?;
+    for (id, e) in ids.iter().zip(&episodes) {
+        inner
+            .outbox
+            .add(*id, WireNewEpisode::from(e))
+            .map_err(|e| AgentError::Local(e.to_string()))?;
+    }
     match flush(inner).await {
-        Ok(()) | Err(AgentError::Unreachable(_)) => Ok(id),
+        Ok(()) | Err(AgentError::Unreachable(_)) => Ok(ids),
         Err(e) => Err(e),
     }
 }

@@ -133,10 +133,14 @@ impl HubConnection {
         self.conn.close_reason().is_none()
     }
 
-    /// Says goodbye (best effort) and closes.
+    /// Says goodbye (best effort) and closes. The endpoint finishes draining in the background
+    /// (the hub already knows the agent is gone from the Goodbye).
     pub async fn close(self) {
         let _ = self.request(&Request::Goodbye).await;
         self.conn.close(0u32.into(), b"goodbye");
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let endpoint = self.endpoint;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        });
     }
 }
