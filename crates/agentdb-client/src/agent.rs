@@ -67,6 +67,8 @@ struct Inner {
     token_got: AtomicU64,
     destroyed: AtomicBool,
     session: SessionId,
+    /// When the last connection attempt failed as unreachable.
+    failed_at: Mutex<Option<std::time::Instant>>,
 }
 
 /// A short-lived agent with memory that outlives it. See the crate docs.
@@ -173,6 +175,7 @@ impl EphemeralAgent {
             token_got: AtomicU64::new(0),
             destroyed: AtomicBool::new(false),
             session: SessionId::from_random(*uuid::Uuid::new_v4().as_bytes()),
+            failed_at: Mutex::new(None),
             config,
         });
         match connect(&inner).await {
@@ -348,15 +351,35 @@ async fn connect(inner: &Inner) -> Result<(), AgentError> {
     if guard.as_ref().is_some_and(HubConnection::is_open) {
         return Ok(());
     }
+    if let Some(at) = *inner.failed_at.lock() {
+        if at.elapsed() < inner.config.reconnect_backoff {
+            return Err(AgentError::Unreachable(
+                "the hub was unreachable moments ago; retrying shortly".into(),
+            ));
+        }
+    }
     let token = fresh_token(inner)?;
-    let (conn, welcome) = HubConnection::connect(
+    let connected = HubConnection::connect(
         &inner.address,
         &inner.server_name,
         Arc::clone(&inner.tls),
         token,
+        inner.config.connect_timeout,
         inner.config.request_timeout,
     )
-    .await?;
+    .await;
+    let (conn, welcome) = match connected {
+        Ok(c) => {
+            *inner.failed_at.lock() = None;
+            c
+        }
+        Err(e) => {
+            if matches!(e, AgentError::Unreachable(_)) {
+                *inner.failed_at.lock() = Some(std::time::Instant::now());
+            }
+            return Err(e);
+        }
+    };
     if welcome.tenant != inner.config.tenant {
         return Err(AgentError::Rejected {
             code: ErrorCode::TenantMismatch,

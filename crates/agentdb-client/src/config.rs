@@ -36,6 +36,11 @@ pub struct AgentConfig {
     pub pull_budget: usize,
     /// How long a hub request may take. Default 10 s.
     pub request_timeout: Duration,
+    /// How long connecting (handshake + authentication) may take. Default 3 s.
+    pub connect_timeout: Duration,
+    /// After a failed connection attempt, how long requests fail fast (as unreachable) before
+    /// the next attempt. Default 2 s.
+    pub reconnect_backoff: Duration,
     /// The agent's clock (lifetime, token refresh); injected in tests.
     pub clock: Arc<dyn Clock>,
 }
@@ -73,6 +78,8 @@ impl AgentConfig {
             spool_dir: None,
             pull_budget: 5_000,
             request_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(3),
+            reconnect_backoff: Duration::from_secs(2),
             clock: Arc::new(SystemClock),
         }
     }

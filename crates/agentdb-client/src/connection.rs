@@ -55,6 +55,7 @@ impl HubConnection {
         server_name: &str,
         tls: Arc<quinn::crypto::rustls::QuicClientConfig>,
         token: String,
+        connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<(Self, Welcome), AgentError> {
         let addr = address.resolve().await?;
@@ -77,7 +78,7 @@ impl HubConnection {
         let connecting = endpoint
             .connect(addr, server_name)
             .map_err(|e| AgentError::Unreachable(e.to_string()))?;
-        let conn = tokio::time::timeout(timeout, connecting)
+        let conn = tokio::time::timeout(connect_timeout, connecting)
             .await
             .map_err(|_| AgentError::Unreachable(format!("connecting to {addr} timed out")))?
             .map_err(|e| AgentError::from_connection(&e))?;

@@ -62,8 +62,7 @@ async fn spawn_store_query_destroy_and_a_new_agent_recalls() {
     assert_eq!(recall.memories[0].episode.id, id);
     assert!(recall.memories[0].episode.success);
     next.destroy().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(hub.handle.connected_agents(), 0);
+    assert_eq!(hub.wait_connected(0).await, 0);
 }
 
 #[tokio::test]
@@ -396,8 +395,7 @@ async fn many_agents_of_three_tenants_store_and_leave_cleanly() {
             .unwrap();
         assert_eq!(stats.episodes, 1 + 2 + 3 + 4);
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(hub.handle.connected_agents(), 0);
+    assert_eq!(hub.wait_connected(0).await, 0);
 }
 
 #[tokio::test]

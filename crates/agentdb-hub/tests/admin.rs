@@ -121,6 +121,14 @@ async fn health_metrics_and_tenant_stats() {
     );
 
     agent.destroy().await.unwrap();
-    let m = get(&hub, "/metrics", None).await.1;
+    // The hub lets go of the agent once its connection task ends, shortly after the Bye.
+    let mut m = String::new();
+    for _ in 0..50 {
+        m = get(&hub, "/metrics", None).await.1;
+        if m.contains("agentdb_connected_agents 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     assert!(m.contains("agentdb_connected_agents 0"), "{m}");
 }

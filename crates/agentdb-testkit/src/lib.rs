@@ -177,6 +177,18 @@ impl TestHub {
         }
     }
 
+    /// Waits (up to 5 s) until `n` agents are connected; the hub releases an agent when its
+    /// connection task ends, shortly after the agent's goodbye. Returns the last count seen.
+    pub async fn wait_connected(&self, n: usize) -> usize {
+        for _ in 0..250 {
+            if self.handle.connected_agents() == n {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.handle.connected_agents()
+    }
+
     /// `quic://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("quic://{}", self.handle.quic_addr())
