@@ -417,3 +417,35 @@ async fn a_static_token_agent_works_without_refresh() {
     assert_eq!(agent.stats().await.unwrap().episodes, 1);
     agent.destroy().await.unwrap();
 }
+
+#[tokio::test]
+async fn background_sync_pulls_the_tenants_new_memory_into_the_local_cache() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+    let listener = EphemeralAgent::spawn(
+        hub.agent_config(&pki, "acme")
+            .sync_interval(Duration::from_millis(200)),
+    )
+    .await
+    .unwrap();
+    let writer = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    let id = writer
+        .store_episode(episode("learned by a sibling agent", 0.9))
+        .await
+        .unwrap();
+    writer.destroy().await.unwrap();
+    // Within a few sync intervals the listener has pulled it; with the hub gone, its local
+    // cache still answers.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    hub.handle.shutdown().await;
+    let recall = listener
+        .query_memories("learned by a sibling agent", 3)
+        .await
+        .unwrap();
+    assert_eq!(recall.source, Source::LocalOnly);
+    assert!(recall.memories.iter().any(|m| m.episode.id == id));
+    listener.destroy().await.unwrap();
+}
