@@ -1,5 +1,6 @@
 //! `agentdb`: the command-line tool for Federated AgentDB.
 
+use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +18,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a hub: QUIC with mutual TLS for agents, admin HTTP for operators.
+    Hub(commands::hub::HubArgs),
+    /// Spawn a short-lived agent that stores or queries through a hub, then destroy it.
+    #[command(subcommand)]
+    Agent(Box<commands::agent::AgentCommand>),
+    /// Run a hub and agents of two tenants in this process and show what they remember.
+    Demo(commands::demo::DemoArgs),
     /// Use an embedded memory store directly, with no hub.
     Local(commands::local::LocalArgs),
     /// Manage the deployment's certificate authority.
@@ -55,14 +63,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Logs go to stderr, filtered by AGENTDB_LOG (e.g. `debug`, `agentdb_hub=trace`). A hub
+    // logs its own events at info by default; one-shot commands only report errors, which they
+    // print themselves as one line.
+    let default_filter = match cli.command {
+        Command::Hub(_) => "warn,agentdb=info,agentdb_hub=info",
+        Command::Agent(_) | Command::Demo(_) => "error",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AGENTDB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
+        Command::Hub(args) => commands::hub::run(args),
+        Command::Agent(cmd) => commands::agent::run(*cmd),
+        Command::Demo(args) => commands::demo::run(args),
         Command::Local(args) => commands::local::run(args),
         Command::Ca(cmd) => commands::ca::run(cmd),
         Command::Cert(cmd) => commands::cert::run(cmd),
@@ -75,5 +95,15 @@ fn main() -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
 }

@@ -24,6 +24,8 @@ use crate::state::{unix_ms, AgentSlot, HubState};
 
 /// QUIC application close code for an orderly close.
 const CLOSE_OK: u32 = 0;
+/// Longest a client may take to send one request, or to take one response.
+const STREAM_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn serve(
     state: Arc<HubState>,
@@ -89,14 +91,20 @@ pub(crate) async fn serve(
             Some(_) = requests.join_next(), if !requests.is_empty() => {}
             stream = conn.accept_bi() => {
                 let Ok((mut send, mut recv)) = stream else { break None };
-                let bytes = match recv.read_to_end(limits.max_frame_len).await {
-                    Ok(b) => b,
-                    Err(quinn::ReadToEndError::TooLong) => {
+                let read = tokio::time::timeout(STREAM_TIMEOUT, recv.read_to_end(limits.max_frame_len));
+                let bytes = match read.await {
+                    Err(_) => {
+                        let e = error(ErrorCode::InvalidRequest, "request not completed in time");
+                        respond(&mut send, &Response::Error(e).encode()).await;
+                        continue;
+                    }
+                    Ok(Ok(b)) => b,
+                    Ok(Err(quinn::ReadToEndError::TooLong)) => {
                         let e = error(ErrorCode::TooLarge, format!("frame exceeds {} bytes", limits.max_frame_len));
                         respond(&mut send, &Response::Error(e).encode()).await;
                         continue;
                     }
-                    Err(_) => continue,
+                    Ok(Err(_)) => continue,
                 };
                 match session.handle_stream(unix_ms(), &bytes) {
                     Step::Authenticate(hello) => {
@@ -121,7 +129,11 @@ pub(crate) async fn serve(
                         };
                         let failed = result.is_err();
                         let frame = session.handle_auth(unix_ms(), result);
-                        respond(&mut send, &frame).await;
+                        if failed || session.is_closed() {
+                            respond_before_close(&mut send, &frame).await;
+                        } else {
+                            respond(&mut send, &frame).await;
+                        }
                         if failed || session.is_closed() {
                             break Some(session.close_reason().cloned().unwrap_or(Close {
                                 code: Some(ErrorCode::Unauthenticated),
@@ -150,7 +162,7 @@ pub(crate) async fn serve(
                     Step::ReplyAndClose(frame, close) => {
                         // A close without an error code is the answer to Goodbye.
                         said_goodbye = close.code.is_none();
-                        respond(&mut send, &frame).await;
+                        respond_before_close(&mut send, &frame).await;
                         if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
                             fail_auth(&state, &error(code, close.reason.clone()));
                         }
@@ -178,11 +190,18 @@ pub(crate) async fn serve(
 }
 
 async fn respond(send: &mut quinn::SendStream, frame: &[u8]) {
-    if send.write_all(frame).await.is_ok() {
+    // Queued data is delivered for as long as the connection lives; nothing here waits on the
+    // peer, so a vanished client cannot hold a request task (or a shutdown) hostage.
+    if let Ok(Ok(())) = tokio::time::timeout(STREAM_TIMEOUT, send.write_all(frame)).await {
         let _ = send.finish();
-        // Wait until the peer has the bytes (or the stream is gone) before dropping it.
-        let _ = send.stopped().await;
     }
+}
+
+/// Like [`respond`], for a last answer before the connection closes: waits (briefly) until the
+/// peer has the bytes, since closing discards anything still unsent.
+async fn respond_before_close(send: &mut quinn::SendStream, frame: &[u8]) {
+    respond(send, frame).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
 }
 
 fn fail_auth(state: &HubState, e: &WireError) {

@@ -6,7 +6,6 @@ use agentdb_core::{NewEpisode, TenantId};
 use agentdb_memory::{open_data_dir, EngineConfig, Filter, Outcome, Query};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use serde::Serialize;
 
 use crate::output;
 
@@ -34,77 +33,93 @@ enum LocalCommand {
 }
 
 #[derive(Debug, Args)]
-struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// The tenant.
     #[arg(long)]
-    tenant: TenantId,
+    pub(crate) tenant: TenantId,
     /// What was asked.
     #[arg(long)]
-    task: String,
+    pub(crate) task: String,
     /// The input.
     #[arg(long, default_value = "")]
-    input: String,
+    pub(crate) input: String,
     /// The output.
     #[arg(long, default_value = "")]
-    output: String,
+    pub(crate) output: String,
     /// The reward (success when at least 0.7).
     #[arg(long, allow_negative_numbers = true)]
-    reward: f64,
+    pub(crate) reward: f64,
     /// An optional critique.
     #[arg(long)]
-    critique: Option<String>,
+    pub(crate) critique: Option<String>,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-struct QueryArgs {
+pub(crate) struct QueryArgs {
     /// The tenant.
     #[arg(long)]
-    tenant: TenantId,
+    pub(crate) tenant: TenantId,
     /// The text to search for.
-    text: String,
+    pub(crate) text: String,
     /// How many results.
     #[arg(short, long, default_value_t = 5)]
-    k: usize,
+    pub(crate) k: usize,
     /// Only episodes with at least this reward.
     #[arg(long, allow_negative_numbers = true)]
-    min_reward: Option<f64>,
+    pub(crate) min_reward: Option<f64>,
     /// Only successes.
     #[arg(long, conflicts_with = "only_failures")]
-    only_successes: bool,
+    pub(crate) only_successes: bool,
     /// Only failures.
     #[arg(long)]
-    only_failures: bool,
+    pub(crate) only_failures: bool,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]
-struct TenantArgs {
+pub(crate) struct TenantArgs {
     /// The tenant.
     #[arg(long)]
-    tenant: TenantId,
+    pub(crate) tenant: TenantId,
     /// Print JSON.
     #[arg(long)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
-/// One query result as printed by `--json`.
-#[derive(Debug, Serialize)]
-struct MatchJson<'a> {
-    id: String,
-    task: &'a str,
-    input: &'a str,
-    output: &'a str,
-    reward: f64,
-    critique: Option<&'a str>,
-    success: bool,
-    score: f32,
-    created_ms: u64,
-    embedding_model: &'a str,
+impl StoreArgs {
+    /// The episode to store (without the tenant).
+    pub(crate) fn episode(&self) -> NewEpisode {
+        let mut episode = NewEpisode::new(
+            self.task.clone(),
+            self.input.clone(),
+            self.output.clone(),
+            self.reward,
+        );
+        episode.critique = self.critique.clone();
+        episode
+    }
+}
+
+impl QueryArgs {
+    /// The filter the flags ask for.
+    pub(crate) fn filter(&self) -> Filter {
+        Filter {
+            min_reward: self.min_reward,
+            outcome: if self.only_successes {
+                Outcome::Successes
+            } else if self.only_failures {
+                Outcome::Failures
+            } else {
+                Outcome::Any
+            },
+            ..Filter::default()
+        }
+    }
 }
 
 /// Runs `agentdb local`.
@@ -113,9 +128,7 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
     match args.command {
         LocalCommand::Store(a) => {
-            let mut episode = NewEpisode::new(a.task, a.input, a.output, a.reward);
-            episode.critique = a.critique;
-            let stored = engine.store(&a.tenant, episode)?;
+            let stored = engine.store(&a.tenant, a.episode())?;
             if a.json {
                 output::json(&serde_json::json!({ "id": stored.id.to_string() }))
             } else {
@@ -123,83 +136,14 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
         LocalCommand::Query(a) => {
-            let filter = Filter {
-                min_reward: a.min_reward,
-                outcome: if a.only_successes {
-                    Outcome::Successes
-                } else if a.only_failures {
-                    Outcome::Failures
-                } else {
-                    Outcome::Any
-                },
-                ..Filter::default()
-            };
+            let filter = a.filter();
             let matches = engine.query(&a.tenant, &Query::text(a.text, a.k).with_filter(filter))?;
-            if a.json {
-                let rows: Vec<MatchJson<'_>> = matches
-                    .iter()
-                    .map(|m| MatchJson {
-                        id: m.episode.id.to_string(),
-                        task: &m.episode.task,
-                        input: &m.episode.input,
-                        output: &m.episode.output,
-                        reward: m.episode.reward,
-                        critique: m.episode.critique.as_deref(),
-                        success: m.episode.success,
-                        score: m.score,
-                        created_ms: m.episode.created.unix_ms(),
-                        embedding_model: m.episode.embedding_model.as_str(),
-                    })
-                    .collect();
-                return output::json(&rows);
-            }
-            if matches.is_empty() {
-                return output::line("no matching episodes");
-            }
-            for m in &matches {
-                let e = &m.episode;
-                output::line(format_args!(
-                    "{:.3}  {}  reward {:.2} ({})  {}",
-                    m.score,
-                    e.id,
-                    e.reward,
-                    if e.success { "success" } else { "failure" },
-                    e.task
-                ))?;
-                output::line(format_args!("       input:  {}", one_line(&e.input)))?;
-                output::line(format_args!("       output: {}", one_line(&e.output)))?;
-                if let Some(c) = &e.critique {
-                    output::line(format_args!("       critique: {}", one_line(c)))?;
-                }
-            }
-            Ok(())
+            let found: Vec<_> = matches.iter().map(|m| (&m.episode, m.score)).collect();
+            output::matches(&found, a.json)
         }
         LocalCommand::Stats(a) => {
             let s = engine.stats(&a.tenant)?;
-            if a.json {
-                return output::json(&serde_json::json!({
-                    "episodes": s.episodes,
-                    "success_rate": s.success_rate,
-                    "avg_reward": s.avg_reward,
-                    "top_tasks": s.top_tasks,
-                    "deleted": s.deleted,
-                    "embedding_model": s.embedding_model,
-                    "key_version": s.key_version,
-                }));
-            }
-            output::line(format_args!("tenant        {}", a.tenant))?;
-            output::line(format_args!("episodes      {}", s.episodes))?;
-            output::line(format_args!("success rate  {:.1}%", s.success_rate * 100.0))?;
-            output::line(format_args!("avg reward    {:.3}", s.avg_reward))?;
-            for t in &s.top_tasks {
-                output::line(format_args!(
-                    "  {:>6} × {}  (avg reward {:.2})",
-                    t.count,
-                    one_line(&t.task),
-                    t.avg_reward
-                ))?;
-            }
-            Ok(())
+            output::stats(&a.tenant, &s, a.json)
         }
         LocalCommand::Erase(a) => {
             let report = engine.erase_tenant(&a.tenant)?;
@@ -217,14 +161,4 @@ pub fn run(args: LocalArgs) -> anyhow::Result<()> {
             }
         }
     }
-}
-
-/// The first line of `text`, cut to 120 characters.
-fn one_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or("");
-    let mut out: String = line.chars().take(120).collect();
-    if out.len() < text.len() {
-        out.push('…');
-    }
-    out
 }

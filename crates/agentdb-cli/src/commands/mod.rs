@@ -1,6 +1,18 @@
 //! One module per top-level subcommand.
 
+pub mod agent;
 pub mod ca;
 pub mod cert;
+pub mod demo;
+pub mod hub;
 pub mod local;
 pub mod token;
+
+/// The tokio runtime of the commands that talk over the network (`hub`, `agent`, `demo`).
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context as _;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -2,7 +2,7 @@
 //! given size, recall against the exact scan, and durable write throughput under concurrency.
 //!
 //! ```text
-//! cargo run --release -p agentdb-cli --bin agentdb-bench-memory -- --episodes 100000
+//! cargo run --release -p agentdb-bench --bin agentdb-bench-memory -- --episodes 100000
 //! ```
 //!
 //! Data is synthetic but shaped like agent episodes (task templates over a vocabulary), written

@@ -1,0 +1,145 @@
+//! `agentdb-bench`: the seed's performance table measured over loopback, and the data for the
+//! peer comparison.
+//!
+//! ```text
+//! cargo run --release -p agentdb-bench -- run [--quick] [--json]      # the table
+//! cargo run --release -p agentdb-bench -- export --episodes 10000 --queries 1000 --out bench/data/10k
+//! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
+//! ```
+
+#![allow(clippy::print_stdout)] // A benchmark prints its table.
+
+mod data;
+mod peers;
+mod seed;
+mod stats;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Benchmarks of Federated AgentDB.
+#[derive(Debug, Parser)]
+#[command(name = "agentdb-bench")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// The seed's table: spawn, local query, hub query, storage, sync — each run 3 times,
+    /// medians reported.
+    Run {
+        /// Small sizes (about a minute on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a data set for the peer benchmarks.
+    Export {
+        /// Episodes.
+        #[arg(long, default_value_t = 10_000)]
+        episodes: usize,
+        /// Queries.
+        #[arg(long, default_value_t = 1_000)]
+        queries: usize,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Run this engine on a data set; writes results-agentdb-rs.json beside it.
+    PeersSelf {
+        /// The data set directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Runs (medians reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cpu}, {cores} cores")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run { quick, json } => {
+            let sizes = if quick {
+                seed::Sizes::QUICK
+            } else {
+                seed::Sizes::FULL
+            };
+            let pb = ProgressBar::new(seed::steps(sizes));
+            pb.set_style(
+                ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let rows = rt.block_on(seed::run(sizes, &pb))?;
+            pb.finish_and_clear();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"machine": machine(), "quick": quick, "rows": rows})
+                    )?
+                );
+                return Ok(());
+            }
+            println!(
+                "agentdb benchmark ({} mode, medians of {} runs) — {}",
+                if quick { "quick" } else { "full" },
+                sizes.runs,
+                machine()
+            );
+            println!(
+                "{:<44} {:>24} {:>9} {:>9} {:>10} {:>8} {:>8}",
+                "measure", "seed's figure", "p50 ms", "p99 ms", "per sec", "lat ×", "rate ×"
+            );
+            for r in &rows {
+                println!(
+                    "{:<44} {:>24} {:>9.3} {:>9.3} {:>10.0} {:>8.1} {:>8.2}",
+                    r.measure, r.seed, r.p50_ms, r.p99_ms, r.per_sec, r.latency_ratio, r.rate_ratio
+                );
+            }
+            println!("lat × = seed latency ÷ our p99; rate × = our rate ÷ seed rate (above 1 beats the seed's figure).");
+            for r in &rows {
+                println!("  {}: {}", r.measure, r.note);
+            }
+        }
+        Command::Export {
+            episodes,
+            queries,
+            out,
+        } => {
+            peers::export(&out, episodes, queries, 10)?;
+            println!(
+                "wrote {episodes} episodes and {queries} queries to {}",
+                out.display()
+            );
+        }
+        Command::PeersSelf { dir, runs } => {
+            let r = peers::run_self(&dir, runs)?;
+            println!("{}", serde_json::to_string_pretty(&r)?);
+        }
+    }
+    Ok(())
+}

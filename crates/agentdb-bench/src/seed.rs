@@ -1,0 +1,308 @@
+//! The seed's performance table, measured over loopback with the real stack.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentdb_client::EphemeralAgent;
+use agentdb_core::{NewEpisode, TenantId};
+use agentdb_memory::Query;
+use agentdb_testkit::{hub_config, TestHub, TestPki};
+use indicatif::ProgressBar;
+use serde::Serialize;
+
+use crate::data::{episode, query, Rng};
+use crate::stats::{summarize, Run};
+
+/// Sizes of one benchmark pass.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    pub episodes: usize,
+    pub spawns: usize,
+    pub phase: Duration,
+    pub syncs: usize,
+    pub runs: usize,
+    pub agents: usize,
+}
+
+impl Sizes {
+    pub const QUICK: Sizes = Sizes {
+        episodes: 2_000,
+        spawns: 30,
+        phase: Duration::from_millis(700),
+        syncs: 10,
+        runs: 3,
+        agents: 100,
+    };
+    pub const FULL: Sizes = Sizes {
+        episodes: 100_000,
+        spawns: 200,
+        phase: Duration::from_secs(5),
+        syncs: 50,
+        runs: 3,
+        agents: 100,
+    };
+}
+
+/// One line of the table.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub measure: String,
+    pub seed: String,
+    pub seed_ms: f64,
+    pub seed_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub per_sec: f64,
+    /// Seed latency ÷ our p99 (above 1: better than the seed's figure).
+    pub latency_ratio: f64,
+    /// Our rate ÷ the seed's rate.
+    pub rate_ratio: f64,
+    pub note: String,
+}
+
+fn row(measure: &str, seed_ms: f64, seed_per_sec: f64, runs: &[Run], note: String) -> Row {
+    let (p50, p99, rate) = summarize(runs);
+    Row {
+        measure: measure.to_owned(),
+        seed: format!("< {seed_ms} ms at {seed_per_sec}/s"),
+        seed_ms,
+        seed_per_sec,
+        p50_ms: p50,
+        p99_ms: p99,
+        per_sec: rate,
+        latency_ratio: seed_ms / p99,
+        rate_ratio: rate / seed_per_sec,
+        note,
+    }
+}
+
+async fn agent(hub: &TestHub, pki: &TestPki, tenant: &str) -> anyhow::Result<EphemeralAgent> {
+    let mut config = hub.agent_config(pki, tenant);
+    config.pull_budget = 0;
+    Ok(EphemeralAgent::spawn(config).await?)
+}
+
+/// Runs every measure `sizes.runs` times and returns the table.
+pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
+    let pki = Arc::new(TestPki::new());
+    let dir = tempfile::tempdir()?;
+    let hub = Arc::new(TestHub::start(hub_config(&pki), dir.path()).await);
+    let engine = Arc::clone(hub.handle.engine());
+    let tenant = TenantId::new("bench")?;
+    let mut rng = Rng(0x5eed);
+    pb.set_message("loading episodes");
+    let mut i = 0;
+    while i < sizes.episodes {
+        let n = 1000.min(sizes.episodes - i);
+        let batch: Vec<NewEpisode> = (i..i + n).map(|j| episode(&mut rng, j)).collect();
+        engine.store_batch(&tenant, batch)?;
+        i += n;
+    }
+    engine.build_indexes()?;
+    let mut rows = Vec::new();
+
+    // Agent spawn: sequential latency; rate with 32 concurrent spawners.
+    let mut runs = Vec::new();
+    for _ in 0..sizes.runs {
+        pb.set_message("agent spawn");
+        let mut r = Run::new()?;
+        for _ in 0..sizes.spawns {
+            let t0 = Instant::now();
+            let a = agent(&hub, &pki, "spawn").await?;
+            r.hist.record(t0.elapsed().as_nanos() as u64)?;
+            a.destroy().await?;
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let (hub, pki) = (Arc::clone(&hub), Arc::clone(&pki));
+            let n = sizes.spawns.div_ceil(8);
+            tasks.push(tokio::spawn(async move {
+                let mut agents = Vec::new();
+                for _ in 0..n {
+                    agents.push(agent(&hub, &pki, "spawn").await?);
+                }
+                Ok::<_, anyhow::Error>(agents)
+            }));
+        }
+        let mut spawned = Vec::new();
+        for t in tasks {
+            spawned.extend(t.await??);
+        }
+        r.per_sec = spawned.len() as f64 / started.elapsed().as_secs_f64();
+        for a in spawned {
+            a.destroy().await?;
+        }
+        runs.push(r);
+        pb.inc(1);
+    }
+    rows.push(row(
+        "agent spawn (connect+mTLS+auth+pre-sync)",
+        50.0,
+        1000.0,
+        &runs,
+        "latency: one at a time; rate: 32 concurrent spawners".into(),
+    ));
+
+    // Local query: the engine in-process, one thread.
+    let mut runs = Vec::new();
+    for _ in 0..sizes.runs {
+        pb.set_message("local query");
+        let mut r = Run::new()?;
+        let e = Arc::clone(&engine);
+        let t = tenant.clone();
+        let deadline = Instant::now() + sizes.phase;
+        let mut qrng = rng.clone();
+        r = tokio::task::spawn_blocking(move || -> anyhow::Result<Run> {
+            let started = Instant::now();
+            while Instant::now() < deadline {
+                let q = query(&mut qrng);
+                let t0 = Instant::now();
+                let found = e.query(&t, &Query::text(q, 5))?;
+                r.hist.record(t0.elapsed().as_nanos() as u64)?;
+                anyhow::ensure!(found.len() == 5);
+            }
+            r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+            Ok(r)
+        })
+        .await??;
+        runs.push(r);
+        pb.inc(1);
+    }
+    rows.push(row(
+        "local query k=5 (in-process engine)",
+        5.0,
+        10_000.0,
+        &runs,
+        format!(
+            "{} episodes; embed + search + decrypt; 1 thread",
+            sizes.episodes
+        ),
+    ));
+
+    // Hub query at 1 and N concurrent agents.
+    for agents in [1, sizes.agents] {
+        let mut runs = Vec::new();
+        for _ in 0..sizes.runs {
+            pb.set_message(format!("hub query, {agents} agents"));
+            let mut spawned = Vec::new();
+            for _ in 0..agents {
+                spawned.push(Arc::new(agent(&hub, &pki, "bench").await?));
+            }
+            let deadline = Instant::now() + sizes.phase;
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for (n, a) in spawned.iter().enumerate() {
+                let a = Arc::clone(a);
+                tasks.push(tokio::spawn(async move {
+                    let mut r = Run::new()?;
+                    let mut qrng = Rng(0xabc + n as u64);
+                    while Instant::now() < deadline {
+                        let q = query(&mut qrng);
+                        let t0 = Instant::now();
+                        let got = a.query_memories(&q, 5).await?;
+                        r.hist.record(t0.elapsed().as_nanos() as u64)?;
+                        anyhow::ensure!(got.memories.len() == 5);
+                    }
+                    Ok::<_, anyhow::Error>(r)
+                }));
+            }
+            let mut r = Run::new()?;
+            for t in tasks {
+                r.hist.add(&t.await??.hist)?;
+            }
+            r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+            for a in spawned {
+                if let Ok(a) = Arc::try_unwrap(a) {
+                    a.destroy().await?;
+                }
+            }
+            runs.push(r);
+            pb.inc(1);
+        }
+        rows.push(row(
+            &format!("hub query k=5, {agents} concurrent agents"),
+            50.0,
+            2000.0,
+            &runs,
+            format!("{} episodes; the hub embeds the text", sizes.episodes),
+        ));
+    }
+
+    // Episode storage: 16 agents, one episode per request, acknowledged after fsync.
+    let mut runs = Vec::new();
+    for run in 0..sizes.runs {
+        pb.set_message("episode storage");
+        let deadline = Instant::now() + sizes.phase;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..16 {
+            let a = agent(&hub, &pki, "writers").await?;
+            tasks.push(tokio::spawn(async move {
+                let mut r = Run::new()?;
+                let mut wrng = Rng(0x1000 + (run * 16 + w) as u64);
+                let mut n = 0;
+                while Instant::now() < deadline {
+                    let e = episode(&mut wrng, n);
+                    n += 1;
+                    let t0 = Instant::now();
+                    a.store_episode(e).await?;
+                    r.hist.record(t0.elapsed().as_nanos() as u64)?;
+                }
+                anyhow::ensure!(a.pending() == 0, "unacknowledged episodes");
+                a.destroy().await?;
+                Ok::<_, anyhow::Error>(r)
+            }));
+        }
+        let mut r = Run::new()?;
+        for t in tasks {
+            r.hist.add(&t.await??.hist)?;
+        }
+        r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+        runs.push(r);
+        pb.inc(1);
+    }
+    rows.push(row(
+        "episode storage (acked, durable), 16 agents",
+        10.0,
+        5000.0,
+        &runs,
+        "one episode per request; fsynced (group commit) before the ack".into(),
+    ));
+
+    // Sync: push 100 + pull the delta.
+    let mut runs = Vec::new();
+    for run in 0..sizes.runs {
+        pb.set_message("sync");
+        let a = agent(&hub, &pki, "sync").await?;
+        let mut r = Run::new()?;
+        let mut srng = Rng(0x2000 + run as u64);
+        let started = Instant::now();
+        for round in 0..sizes.syncs {
+            let batch: Vec<NewEpisode> = (0..100)
+                .map(|j| episode(&mut srng, round * 100 + j))
+                .collect();
+            let t0 = Instant::now();
+            a.store_batch(batch).await?;
+            a.sync().await?;
+            r.hist.record(t0.elapsed().as_nanos() as u64)?;
+        }
+        r.per_sec = sizes.syncs as f64 / started.elapsed().as_secs_f64();
+        a.destroy().await?;
+        runs.push(r);
+        pb.inc(1);
+    }
+    rows.push(row(
+        "sync (push 100 + pull delta)",
+        100.0,
+        500.0,
+        &runs,
+        "rate: rounds per second for one agent".into(),
+    ));
+    Ok(rows)
+}
+
+/// Number of progress steps of [`run`].
+pub fn steps(sizes: Sizes) -> u64 {
+    (sizes.runs * 6) as u64
+}

@@ -1,0 +1,371 @@
+//! `agentdb agent`: one short-lived agent per command. Each command spawns an
+//! `EphemeralAgent`, stores or queries through the hub, and destroys the agent.
+//!
+//! Credentials come either from a hub's dev directory (`--dev DATA/dev`: trust its CA, issue a
+//! one-hour tenant-wide client certificate for `--tenant` in memory, sign tokens with its signing
+//! key) or from files (`--ca`, optionally `--cert`/`--key` for mutual TLS) plus a token source:
+//! `--token`, `--signing-key`, or `JWT_SECRET` (HS256). When several token sources are given,
+//! the first in that list wins, and any of them wins over the dev signing key.
+//!
+//! A hub that cannot be reached within `--connect-timeout` is an error, and nothing is stored.
+//! With `--spool DIR`, `agent store` keeps the episode durably in `DIR` instead and exits
+//! successfully; the next agent of the tenant run with the same `--spool` sends it.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentdb_client::{
+    AgentConfig, EphemeralAgent, SigningKeyTokens, Source, StaticToken, TokenProvider,
+};
+use agentdb_core::{AgentId, TenantId};
+use agentdb_security::ca::{CertificateAuthority, Subject};
+use agentdb_security::token::{TokenIssuer, DEFAULT_AUDIENCE, DEFAULT_TTL_SECS, JWT_SECRET_ENV};
+use anyhow::{bail, Context as _};
+use clap::{Args, Subcommand};
+use zeroize::Zeroizing;
+
+use super::hub::{self, DEV_SIGNING_KEY};
+use super::local;
+use crate::output;
+
+/// The hub agents talk to unless told otherwise.
+pub const DEFAULT_HUB: &str = "quic://127.0.0.1:4433";
+/// Environment variable naming the hub (`quic://host:port`).
+pub const HUB_ENDPOINT_ENV: &str = "FEDERATION_HUB_ENDPOINT";
+/// Lifetime of the client certificate issued in memory with `--dev`.
+const DEV_CLIENT_VALIDITY: Duration = Duration::from_secs(3600);
+
+/// Agent commands.
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Store one episode through the hub and print its id.
+    Store(StoreArgs),
+    /// Search the tenant's memory in the hub (lexical by default).
+    Query(QueryArgs),
+    /// Print the tenant's statistics from the hub.
+    Stats(StatsArgs),
+}
+
+/// Arguments of `agentdb agent store`.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    episode: local::StoreArgs,
+    /// Keep the episode in DIR when the hub cannot be reached (and exit successfully); the next
+    /// agent of the tenant with the same --spool sends it.
+    #[arg(long, value_name = "DIR")]
+    spool: Option<PathBuf>,
+}
+
+/// Arguments of `agentdb agent query`.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub struct QueryArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    query: local::QueryArgs,
+}
+
+/// Arguments of `agentdb agent stats`.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    tenant: local::TenantArgs,
+}
+
+/// Where the hub is and how to authenticate to it.
+#[derive(Debug, Args)]
+struct ConnectArgs {
+    /// The hub, as quic://HOST:PORT.
+    #[arg(long, value_name = "URL", env = HUB_ENDPOINT_ENV, default_value = DEFAULT_HUB)]
+    hub: String,
+    /// The name the hub's certificate must carry [default: the host of --hub, or localhost
+    /// when it is an IP address].
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// A hub's dev directory (DATA/dev): trust its CA, use a fresh client certificate for
+    /// --tenant issued in memory, and sign tokens with its signing key.
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["ca", "cert", "key"])]
+    dev: Option<PathBuf>,
+    /// The deployment CA certificate (PEM) that signed the hub's certificate.
+    #[arg(long, value_name = "FILE", required_unless_present = "dev")]
+    ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS; it must be for --tenant (or tenant-wide).
+    #[arg(long, value_name = "FILE", requires = "key")]
+    cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    key: Option<PathBuf>,
+    /// A token to present as is. It is not refreshed, and the hub revokes it when the agent
+    /// ends: one token serves one command.
+    #[arg(long, value_name = "JWT", conflicts_with = "signing_key")]
+    token: Option<String>,
+    /// Ed25519 signing key (from `agentdb token keygen`) to mint tokens with.
+    #[arg(long, value_name = "FILE")]
+    signing_key: Option<PathBuf>,
+    /// The audience of minted tokens.
+    #[arg(long, value_name = "A", default_value = DEFAULT_AUDIENCE)]
+    audience: String,
+    /// The agent's id [default: a fresh one].
+    #[arg(long, value_name = "ID")]
+    agent: Option<AgentId>,
+    /// Seconds to wait for the hub to answer.
+    #[arg(long, value_name = "SECS", default_value_t = 5,
+          value_parser = clap::value_parser!(u64).range(1..=300))]
+    connect_timeout: u64,
+}
+
+/// Runs an `agent` subcommand.
+pub fn run(cmd: AgentCommand) -> anyhow::Result<()> {
+    let runtime = super::runtime()?;
+    match cmd {
+        AgentCommand::Store(args) => runtime.block_on(store(args)),
+        AgentCommand::Query(args) => runtime.block_on(query(args)),
+        AgentCommand::Stats(args) => runtime.block_on(stats(args)),
+    }
+}
+
+async fn store(args: StoreArgs) -> anyhow::Result<()> {
+    let tenant = &args.episode.tenant;
+    let spool = args.spool.as_deref();
+    let agent = spawn(&args.connect, tenant, spool).await?;
+    let id = agent
+        .store_episode(args.episode.episode())
+        .await
+        .context("cannot store the episode")?;
+    let spooled = agent.pending() > 0;
+    match (spooled, spool) {
+        (false, _) => agent.destroy().await.context("cannot end the agent")?,
+        // Nothing to say goodbye to; the episode is already on disk in the spool.
+        (true, Some(_)) => drop(agent),
+        (true, None) => bail!(
+            "hub unreachable: {} did not acknowledge the episode; nothing was stored (pass \
+             --spool DIR to keep it for a later agent)",
+            args.connect.hub
+        ),
+    }
+    if args.episode.json {
+        let mut value = serde_json::json!({ "id": id.to_string(), "spooled": spooled });
+        if let (true, Some(dir)) = (spooled, spool) {
+            value["spool"] = serde_json::json!(dir);
+        }
+        return output::json(&value);
+    }
+    match spool.filter(|_| spooled) {
+        Some(dir) => output::line(format_args!(
+            "{id} spooled in {} (hub {} unreachable); the next agent of {tenant} with --spool {} \
+             sends it",
+            dir.display(),
+            args.connect.hub,
+            dir.display()
+        )),
+        None => output::line(id),
+    }
+}
+
+async fn query(args: QueryArgs) -> anyhow::Result<()> {
+    let q = &args.query;
+    let agent = spawn(&args.connect, &q.tenant, None).await?;
+    let recall = agent
+        .query_filtered(&q.text, q.k, q.filter())
+        .await
+        .context("query failed")?;
+    if recall.source == Source::LocalOnly {
+        bail!(
+            "hub unreachable: lost the connection to {}",
+            args.connect.hub
+        );
+    }
+    agent.destroy().await.context("cannot end the agent")?;
+    let found: Vec<_> = recall
+        .memories
+        .iter()
+        .map(|m| (&m.episode, m.score))
+        .collect();
+    output::matches(&found, q.json)
+}
+
+async fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    let t = &args.tenant;
+    let agent = spawn(&args.connect, &t.tenant, None).await?;
+    let stats = agent.stats().await.context("cannot read statistics")?;
+    agent.destroy().await.context("cannot end the agent")?;
+    output::stats(&t.tenant, &stats, t.json)
+}
+
+/// Spawns an agent of `tenant`. Without a `spool` directory, a hub that does not answer within
+/// the connect timeout is an error; with one, the agent starts anyway and keeps what it cannot
+/// send there.
+async fn spawn(
+    args: &ConnectArgs,
+    tenant: &TenantId,
+    spool: Option<&Path>,
+) -> anyhow::Result<EphemeralAgent> {
+    let creds = credentials(args, tenant)?;
+    let timeout = Duration::from_secs(args.connect_timeout);
+    let server_name = args
+        .server_name
+        .clone()
+        .unwrap_or_else(|| default_server_name(&args.hub));
+    let mut config = AgentConfig::new(tenant.clone(), args.hub.clone(), creds.ca_pem, creds.tokens)
+        .server_name(server_name);
+    if let Some((cert, key)) = creds.client_cert {
+        config = config.client_cert(cert, key);
+    }
+    if let Some(agent) = &args.agent {
+        config = config.agent(agent.clone());
+    }
+    if let Some(dir) = spool {
+        config = config.spool_dir(dir.to_owned());
+    }
+    config.connect_timeout = timeout;
+    // One operation needs no copy of the tenant's memory in the agent's local cache.
+    config.pull_budget = 0;
+    // Spawning tolerates an unreachable hub (the agent would keep retrying in the background);
+    // a one-shot command does not, and says why. A name that does not resolve is found here.
+    if let Some((host, port)) = host_port(&args.hub) {
+        if tokio::net::lookup_host((host.as_str(), port))
+            .await
+            .is_err()
+        {
+            bail!("hub unreachable: cannot resolve {host} ({})", args.hub);
+        }
+    }
+    let started = Instant::now();
+    let agent = EphemeralAgent::spawn(config)
+        .await
+        .context("cannot start an agent")?;
+    if agent.welcome().is_some() || spool.is_some() {
+        return Ok(agent);
+    }
+    if started.elapsed() + Duration::from_millis(100) >= timeout {
+        bail!(
+            "hub unreachable: no answer from {} within {} s (is `agentdb hub` running there?)",
+            args.hub,
+            args.connect_timeout
+        )
+    }
+    bail!(
+        "hub unreachable: cannot connect to {} (AGENTDB_LOG=warn shows why)",
+        args.hub
+    )
+}
+
+/// What the agent trusts and presents.
+struct Credentials {
+    ca_pem: Vec<u8>,
+    client_cert: Option<(Vec<u8>, Vec<u8>)>,
+    tokens: Arc<dyn TokenProvider>,
+}
+
+fn credentials(args: &ConnectArgs, tenant: &TenantId) -> anyhow::Result<Credentials> {
+    let (ca_pem, client_cert) = match (&args.dev, &args.ca) {
+        (Some(dir), _) => {
+            let ca = CertificateAuthority::load(dir)
+                .with_context(|| format!("cannot load the dev CA from {}", dir.display()))?;
+            let pair = hub::issue(
+                &ca,
+                &Subject::Tenant {
+                    tenant: tenant.clone(),
+                },
+                DEV_CLIENT_VALIDITY,
+            )?;
+            (
+                ca.cert_pem().as_bytes().to_vec(),
+                Some((pair.cert_pem.into_bytes(), pair.key_pem.as_bytes().to_vec())),
+            )
+        }
+        (None, Some(ca)) => {
+            let client = match (&args.cert, &args.key) {
+                (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+                _ => None,
+            };
+            (read(ca)?, client)
+        }
+        (None, None) => bail!("no CA: pass --dev DIR or --ca FILE"),
+    };
+    Ok(Credentials {
+        ca_pem,
+        client_cert,
+        tokens: tokens(args)?,
+    })
+}
+
+/// The token source: `--token`, else `--signing-key`, else `JWT_SECRET`, else the dev signing
+/// key.
+fn tokens(args: &ConnectArgs) -> anyhow::Result<Arc<dyn TokenProvider>> {
+    if let Some(token) = &args.token {
+        return Ok(Arc::new(StaticToken(token.trim().to_owned())));
+    }
+    let minting = |issuer: TokenIssuer| -> Arc<dyn TokenProvider> {
+        Arc::new(SigningKeyTokens::new(issuer, DEFAULT_TTL_SECS).audience(args.audience.clone()))
+    };
+    let ed25519 = |path: &Path| -> anyhow::Result<Arc<dyn TokenProvider>> {
+        let pem = Zeroizing::new(read(path)?);
+        let issuer = TokenIssuer::from_ed25519_pem(&pem)
+            .with_context(|| format!("cannot use signing key {}", path.display()))?;
+        Ok(minting(issuer))
+    };
+    if let Some(path) = &args.signing_key {
+        return ed25519(path);
+    }
+    let secret = std::env::var(JWT_SECRET_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Zeroizing::new);
+    if let Some(secret) = secret {
+        let issuer = TokenIssuer::from_hs256_secret(secret.as_bytes())
+            .with_context(|| format!("cannot use {JWT_SECRET_ENV}"))?;
+        return Ok(minting(issuer));
+    }
+    if let Some(dir) = &args.dev {
+        return ed25519(&dir.join(DEV_SIGNING_KEY));
+    }
+    bail!("no token: pass --token JWT, --signing-key FILE or --dev DIR, or set {JWT_SECRET_ENV}")
+}
+
+fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// The host and port of `url` (`quic://host:port`, brackets around an IPv6 address).
+fn host_port(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("quic://").unwrap_or(url);
+    let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+/// `localhost` when the host of `url` is an IP address, else the host.
+fn default_server_name(url: &str) -> String {
+    match host_port(url) {
+        Some((host, _)) if host.parse::<IpAddr>().is_ok() => "localhost".to_owned(),
+        Some((host, _)) => host,
+        None => "localhost".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_name_defaults() {
+        assert_eq!(default_server_name("quic://127.0.0.1:4433"), "localhost");
+        assert_eq!(default_server_name("quic://[::1]:4433"), "localhost");
+        assert_eq!(
+            default_server_name("quic://hub.eu.example.com:4433"),
+            "hub.eu.example.com"
+        );
+        assert_eq!(default_server_name("hub:4433"), "hub");
+    }
+}
