@@ -16,3 +16,6 @@ fi
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# A benchmark is not a test, but it must keep running: the quick table on tiny sizes.
+cargo run --locked -p agentdb-bench -- run --quick
