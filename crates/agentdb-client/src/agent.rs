@@ -151,12 +151,14 @@ impl EphemeralAgent {
             None => AgentId::new(format!("agent-{}", mint_id(now_ms)))
                 .map_err(|e| AgentError::Config(e.to_string()))?,
         };
-        let local = MemoryEngine::builder(
+        let mut local = MemoryEngine::builder(
             Arc::new(MemStorage::new()),
             MasterKey::generate().map_err(|e| AgentError::Local(e.to_string()))?,
-        )
-        .open()
-        .map_err(|e| AgentError::Local(e.to_string()))?;
+        );
+        if let Some(e) = &config.embedder {
+            local = local.embedder(Arc::clone(e));
+        }
+        let local = local.open().map_err(|e| AgentError::Local(e.to_string()))?;
         let outbox = Outbox::open(config.spool_dir.as_deref(), &config.tenant)
             .map_err(|e| AgentError::Local(e.to_string()))?;
         let deadline_ms = now_ms.saturating_add(config.lifetime.as_millis() as u64);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::{AgentId, TenantId};
-use agentdb_memory::{Clock, SystemClock};
+use agentdb_memory::{Clock, Embedder, SystemClock};
 
 use crate::credentials::TokenProvider;
 
@@ -43,6 +43,9 @@ pub struct AgentConfig {
     pub reconnect_backoff: Duration,
     /// The agent's clock (lifetime, token refresh); injected in tests.
     pub clock: Arc<dyn Clock>,
+    /// The embedder of the local cache; it should be the hub's model (see
+    /// `Welcome::embedder`) so that local and hub scores compare. Default: lexical.
+    pub embedder: Option<Arc<dyn Embedder>>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -81,6 +84,7 @@ impl AgentConfig {
             connect_timeout: Duration::from_secs(3),
             reconnect_backoff: Duration::from_secs(2),
             clock: Arc::new(SystemClock),
+            embedder: None,
         }
     }
 
@@ -117,6 +121,12 @@ impl AgentConfig {
     /// Sets the server name checked against the hub certificate.
     pub fn server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
+        self
+    }
+
+    /// Embeds locally with `embedder` (e.g. the sentence model the hub uses).
+    pub fn embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
+        self.embedder = Some(embedder);
         self
     }
 

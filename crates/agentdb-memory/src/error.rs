@@ -140,6 +140,48 @@ pub enum KeyError {
     Storage(#[from] StorageError),
 }
 
+/// Why re-embedding a tenant's episodes stopped. Batches committed before the failure stay
+/// re-embedded (and the tenant is bound to the new model from the first batch on); running
+/// the re-index again finishes the rest.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReindexError {
+    /// The tenant has no data.
+    #[error("tenant {0} has no data")]
+    UnknownTenant(TenantId),
+    /// Embedding an episode failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The embedder returned a vector of another length than it declares.
+    #[error("embedder {model} returned a {found}-dimensional vector; it declares {expected}")]
+    Dimensions {
+        /// The embedder's model.
+        model: ModelId,
+        /// What it declares.
+        expected: usize,
+        /// What it returned.
+        found: usize,
+    },
+    /// A stored episode could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Sealing a new vector failed.
+    #[error("encryption failed: {0}")]
+    Crypto(String),
+    /// Storage failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// The tenant's index could not be rebuilt from the re-embedded rows.
+    #[error(transparent)]
+    Reload(#[from] OpenError),
+}
+
+impl From<SealError> for ReindexError {
+    fn from(e: SealError) -> Self {
+        ReindexError::Crypto(e.to_string())
+    }
+}
+
 impl From<SealError> for StoreError {
     fn from(e: SealError) -> Self {
         StoreError::Crypto(e.to_string())

@@ -5,7 +5,8 @@
 //! - [`storage`]: the [`Storage`] trait with [`RedbStorage`] (embedded default) and
 //!   [`MemStorage`].
 //! - [`index`]: the per-tenant [`VectorIndex`] (exact scan + usearch HNSW).
-//! - [`embedder`]: the [`Embedder`] trait and the default [`LexicalEmbedder`].
+//! - [`embedder`]: the [`Embedder`] trait, the default [`LexicalEmbedder`] and, with the
+//!   `model` feature, the all-MiniLM-L6-v2 sentence embedder (`MiniLmEmbedder`).
 //!
 //! [`open_data_dir`] opens the standard on-disk layout: `DIR/agentdb.redb` and, unless the master
 //! key comes from `AGENTDB_MASTER_KEY`, `DIR/master.key`.
@@ -22,12 +23,16 @@ use std::sync::Arc;
 
 pub use agentdb_core::{TaskCount, TenantStats};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use embedder::{EmbedError, Embedder, LexicalEmbedder};
+#[cfg(feature = "model")]
+pub use embedder::MiniLmEmbedder;
+pub use embedder::{
+    embedder_from_env_or_dir, EmbedError, Embedder, LexicalEmbedder, ModelLoadError, MODEL_DIR_ENV,
+};
 pub use engine::{
     Change, ChangePage, EngineBuilder, EngineConfig, EraseReport, Match, MemoryEngine, Query,
-    QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
+    QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
 };
-pub use error::{KeyError, OpenError, QueryError, ReadError, StoreError};
+pub use error::{KeyError, OpenError, QueryError, ReadError, ReindexError, StoreError};
 pub use index::{Filter, Outcome, VectorIndex};
 pub use storage::{MemStorage, RedbStorage, Storage};
 
@@ -62,6 +67,15 @@ pub enum DataDirError {
 /// Opens (creating if needed) the engine stored in `dir`, with the master key from
 /// `AGENTDB_MASTER_KEY` or `dir/master.key`, the default embedder and `config`.
 pub fn open_data_dir(dir: &Path, config: EngineConfig) -> Result<MemoryEngine, DataDirError> {
+    open_data_dir_with_embedder(dir, config, Arc::new(LexicalEmbedder::new()))
+}
+
+/// [`open_data_dir`] with `embedder` for text (see [`embedder_from_env_or_dir`]).
+pub fn open_data_dir_with_embedder(
+    dir: &Path,
+    config: EngineConfig,
+    embedder: Arc<dyn Embedder>,
+) -> Result<MemoryEngine, DataDirError> {
     std::fs::create_dir_all(dir).map_err(|source| DataDirError::CreateDir {
         path: dir.to_owned(),
         source,
@@ -69,6 +83,7 @@ pub fn open_data_dir(dir: &Path, config: EngineConfig) -> Result<MemoryEngine, D
     let master = agentdb_security::MasterKey::from_env_or_file(&dir.join(MASTER_KEY_FILE))?;
     let storage = Arc::new(RedbStorage::open(&dir.join(DB_FILE))?);
     Ok(MemoryEngine::builder(storage, master)
+        .embedder(embedder)
         .config(config)
         .open()?)
 }

@@ -23,11 +23,21 @@ fn row(n: u8) -> StoredEpisode {
     }
 }
 
+/// A re-embedded version of `row(n)`: same id, another model and vector.
+fn reembedded(n: u8) -> StoredEpisode {
+    StoredEpisode {
+        model: ModelId::new("m2").unwrap(),
+        sealed_vector: vec![n.wrapping_add(100); 4],
+        ..row(n)
+    }
+}
+
 fn write() -> impl Strategy<Value = Write> {
     let tenant =
         prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
     prop_oneof![
         5 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::PutEpisode { tenant, row: row(n) }),
+        2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::ReplaceEpisode { tenant, row: reembedded(n) }),
         2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::Tombstone {
             tenant, id: row(n).id, at: Timestamp(99) }),
         1 => (tenant.clone(), 1..3u32).prop_map(|(tenant, version)| Write::PutTenantKey {

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use agentdb_core::{HubId, TenantId};
 use agentdb_hub::{HubConfig, HubLimits, TokenKey};
-use agentdb_memory::{open_data_dir, EngineConfig, MemoryEngine};
+use agentdb_memory::{
+    embedder_from_env_or_dir, open_data_dir_with_embedder, EngineConfig, MemoryEngine,
+};
 use agentdb_security::ca::{
     CertificateAuthority, HostName, Subject, CA_CERT_FILE, DEFAULT_CA_VALIDITY,
 };
@@ -85,6 +87,11 @@ pub struct HubArgs {
     /// This hub's name [default: hub-1].
     #[arg(long, value_name = "ID")]
     hub_id: Option<HubId>,
+    /// Directory of the sentence-embedding model (config.json, tokenizer.json,
+    /// model.safetensors); also AGENTDB_MODEL_DIR or the `model_dir` key. Needs a build with the
+    /// `model` feature. Without it the hub embeds lexically.
+    #[arg(long, value_name = "DIR")]
+    model_dir: Option<PathBuf>,
 }
 
 /// The TOML configuration file. Every key is optional; unknown keys are an error.
@@ -92,6 +99,7 @@ pub struct HubArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     hub_id: Option<HubId>,
+    model_dir: Option<PathBuf>,
     data: Option<PathBuf>,
     quic: Option<SocketAddr>,
     http: Option<SocketAddr>,
@@ -193,10 +201,16 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
         .and_then(Path::parent)
         .map(Path::to_owned)
         .unwrap_or_default();
+    let model_dir = args
+        .model_dir
+        .clone()
+        .or_else(|| file.model_dir.as_ref().map(|p| base.join(p)));
     let settings = resolve(&args, &Env::read(), file, &base)?;
 
+    let embedder = embedder_from_env_or_dir(model_dir.as_deref())?;
+    tracing::info!(embedder = %embedder.model(), dimensions = embedder.dimensions(), "embedder ready");
     let engine = Arc::new(
-        open_data_dir(&settings.data, EngineConfig::default())
+        open_data_dir_with_embedder(&settings.data, EngineConfig::default(), embedder)
             .with_context(|| format!("cannot open data directory {}", settings.data.display()))?,
     );
     let (tls, dev) = match &settings.tls {

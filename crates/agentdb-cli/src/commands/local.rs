@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 
 use agentdb_core::{NewEpisode, TenantId};
-use agentdb_memory::{open_data_dir, EngineConfig, Filter, Outcome, Query};
+use agentdb_memory::{
+    embedder_from_env_or_dir, open_data_dir_with_embedder, EngineConfig, Filter, Outcome, Query,
+};
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
 
@@ -16,6 +18,10 @@ pub struct LocalArgs {
     /// DIR/master.key, created on first use.
     #[arg(long, default_value = "./agentdb-data", global = true)]
     data: PathBuf,
+    /// Directory of the sentence-embedding model (also AGENTDB_MODEL_DIR); needs a build with
+    /// the `model` feature. Without it episodes are embedded lexically.
+    #[arg(long, value_name = "DIR", global = true)]
+    model_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: LocalCommand,
 }
@@ -124,7 +130,8 @@ impl QueryArgs {
 
 /// Runs `agentdb local`.
 pub fn run(args: LocalArgs) -> anyhow::Result<()> {
-    let engine = open_data_dir(&args.data, EngineConfig::default())
+    let embedder = embedder_from_env_or_dir(args.model_dir.as_deref())?;
+    let engine = open_data_dir_with_embedder(&args.data, EngineConfig::default(), embedder)
         .with_context(|| format!("cannot open data directory {}", args.data.display()))?;
     match args.command {
         LocalCommand::Store(a) => {

@@ -6,6 +6,7 @@ pub mod cert;
 pub mod demo;
 pub mod hub;
 pub mod local;
+pub mod reindex;
 pub mod token;
 
 /// The tokio runtime of the commands that talk over the network (`hub`, `agent`, `demo`).

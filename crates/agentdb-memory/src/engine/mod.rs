@@ -4,6 +4,14 @@
 //! under the tenant's current key → group commit (durable on return) → add to the tenant's
 //! index. A query goes: embed → search the tenant's index with the filters applied inside the
 //! search → read and open the hits.
+//!
+//! # Changing the embedding model
+//!
+//! A tenant's index holds vectors of one model, recorded with the data. To move a store to
+//! another embedder: open the engine with the new embedder (tenants bound to the old model
+//! still open; their text queries fail with `EmbedderMismatch` until re-indexed), then call
+//! [`MemoryEngine::reindex`] for every tenant whose [`MemoryEngine::tenant_model`] differs from
+//! the engine's embedder. `agentdb reindex` does exactly that.
 
 mod body;
 mod commit;
@@ -23,8 +31,8 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::{Clock, SystemClock};
-use crate::embedder::{Embedder, LexicalEmbedder};
-use crate::error::{KeyError, OpenError, QueryError, ReadError, StoreError};
+use crate::embedder::{EmbedError, Embedder, LexicalEmbedder};
+use crate::error::{KeyError, OpenError, QueryError, ReadError, ReindexError, StoreError};
 use crate::index::{EpisodeFacts, Filter, IndexConfig, VectorIndex};
 use crate::storage::{Storage, StoredEpisode, Write};
 use body::Body;
@@ -39,6 +47,8 @@ const KEY_CHECK_META: &str = "master_key_check";
 pub const MAX_BATCH: usize = 1000;
 /// Largest `k` a query may ask for.
 pub const MAX_K: usize = 1000;
+/// Episodes re-embedded per storage transaction by [`MemoryEngine::reindex`].
+pub const REINDEX_BATCH: usize = 256;
 
 /// Settings of a [`MemoryEngine`].
 #[derive(Debug, Clone)]
@@ -281,6 +291,11 @@ impl MemoryEngine {
         v
     }
 
+    /// The embedding model `tenant`'s index is bound to, if the tenant has data.
+    pub fn tenant_model(&self, tenant: &TenantId) -> Option<ModelId> {
+        self.tenant(tenant).map(|t| t.model().clone())
+    }
+
     /// Live episodes across all tenants, from the in-memory indexes (no storage scan).
     pub fn episode_count(&self) -> u64 {
         self.tenants
@@ -358,14 +373,25 @@ impl MemoryEngine {
         for e in &episodes {
             e.validate(&self.config.limits)?;
         }
-        // Embed what the caller did not, and check every vector's model agrees.
+        // Embed what the caller did not (in one batch: models run batches much faster than
+        // single texts), and check every vector's model agrees.
+        let texts: Vec<String> = episodes
+            .iter()
+            .filter(|e| e.embedding.is_none())
+            .map(|e| embedding_text(&e.task, &e.input))
+            .collect();
+        let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut embedded = self.embedder.embed_batch(&text_refs)?.into_iter();
         let mut vectors = Vec::with_capacity(episodes.len());
         for e in &episodes {
             vectors.push(match &e.embedding {
                 Some(emb) => emb.clone(),
                 None => Embedding {
                     model: self.embedder.model().clone(),
-                    vector: self.embedder.embed(&embedding_text(e))?,
+                    vector: embedded.next().ok_or_else(|| EmbedError::Model {
+                        model: self.embedder.model().clone(),
+                        reason: format!("no vector for each of {} texts", texts.len()),
+                    })?,
                 },
             });
         }
@@ -546,20 +572,24 @@ impl MemoryEngine {
     /// Deletes an episode, leaving a tombstone so that a later copy of it (a retried write, a
     /// replica) cannot bring it back. Returns whether it was live.
     pub fn delete(&self, tenant: &TenantId, id: &EpisodeId) -> Result<bool, ReadError> {
-        let Some(state) = self.tenant(tenant) else {
-            return Ok(false);
-        };
-        let gate = state.erased.read();
-        if *gate {
-            return Ok(false);
+        loop {
+            let Some(state) = self.tenant(tenant) else {
+                return Ok(false);
+            };
+            let gate = state.erased.read();
+            if *gate {
+                // Erased (then the lookup finds nothing) or replaced by a re-index (then it
+                // finds the successor): look again.
+                continue;
+            }
+            let flags = self.commit.submit(vec![Write::Tombstone {
+                tenant: tenant.clone(),
+                id: *id,
+                at: self.clock.now(),
+            }])?;
+            state.index.remove(id);
+            return Ok(flags.first().copied().unwrap_or(false));
         }
-        let flags = self.commit.submit(vec![Write::Tombstone {
-            tenant: tenant.clone(),
-            id: *id,
-            at: self.clock.now(),
-        }])?;
-        state.index.remove(id);
-        Ok(flags.first().copied().unwrap_or(false))
     }
 
     /// The changes to `tenant` after `cursor` (0 = from the beginning), at most `limit` and at
@@ -678,49 +708,199 @@ impl MemoryEngine {
     /// such remnant permanently unreadable.
     pub fn erase_tenant(&self, tenant: &TenantId) -> Result<EraseReport, ReadError> {
         let _creating = self.creating.lock();
-        let state = self.tenant(tenant);
-        let gate = state.as_ref().map(|s| s.erased.write());
-        let mut episodes = 0u64;
-        self.storage.scan_episodes(tenant, &mut |_| {
-            episodes += 1;
-            ControlFlow::Continue(())
-        })?;
-        let flags = self.commit.submit(vec![Write::EraseTenant {
-            tenant: tenant.clone(),
-        }])?;
-        if let Some(mut gate) = gate {
-            *gate = true;
+        loop {
+            let state = self.tenant(tenant);
+            let gate = state.as_ref().map(|s| s.erased.write());
+            if gate.as_ref().is_some_and(|g| **g) {
+                // Replaced by a re-index while we waited: erase its successor.
+                continue;
+            }
+            let mut episodes = 0u64;
+            self.storage.scan_episodes(tenant, &mut |_| {
+                episodes += 1;
+                ControlFlow::Continue(())
+            })?;
+            let flags = self.commit.submit(vec![Write::EraseTenant {
+                tenant: tenant.clone(),
+            }])?;
+            if let Some(mut gate) = gate {
+                *gate = true;
+            }
+            if let Some(state) = &state {
+                state.keys.write().clear();
+            }
+            self.tenants.write().remove(tenant);
+            return Ok(EraseReport {
+                existed: flags.first().copied().unwrap_or(false) || state.is_some(),
+                episodes,
+            });
         }
-        if let Some(state) = &state {
-            state.keys.write().clear();
-        }
-        self.tenants.write().remove(tenant);
-        Ok(EraseReport {
-            existed: flags.first().copied().unwrap_or(false) || state.is_some(),
-            episodes,
-        })
     }
 
     /// Starts a new key version for `tenant`; new records use it, old ones stay readable.
     /// Returns the new version.
     pub fn rotate_tenant_key(&self, tenant: &TenantId) -> Result<u32, KeyError> {
-        let state = self
-            .tenant(tenant)
-            .ok_or_else(|| KeyError::UnknownTenant(tenant.clone()))?;
-        let mut keys = state.keys.write();
-        let current = keys
-            .values()
-            .next_back()
-            .cloned()
-            .ok_or_else(|| KeyError::UnknownTenant(tenant.clone()))?;
-        let (key, wrapped) = self.keyring.read().rotate(&current)?;
-        self.commit.submit(vec![Write::PutTenantKey {
-            tenant: tenant.clone(),
-            key: wrapped,
-        }])?;
-        let version = key.version();
-        keys.insert(version, Arc::new(key));
-        Ok(version)
+        loop {
+            let state = self
+                .tenant(tenant)
+                .ok_or_else(|| KeyError::UnknownTenant(tenant.clone()))?;
+            let gate = state.erased.read();
+            if *gate {
+                // Erased or replaced by a re-index while we waited: look again.
+                continue;
+            }
+            let mut keys = state.keys.write();
+            let current = keys
+                .values()
+                .next_back()
+                .cloned()
+                .ok_or_else(|| KeyError::UnknownTenant(tenant.clone()))?;
+            let (key, wrapped) = self.keyring.read().rotate(&current)?;
+            self.commit.submit(vec![Write::PutTenantKey {
+                tenant: tenant.clone(),
+                key: wrapped,
+            }])?;
+            let version = key.version();
+            keys.insert(version, Arc::new(key));
+            return Ok(version);
+        }
+    }
+
+    /// Re-embeds every live episode of `tenant` with `embedder` and binds the tenant to its
+    /// model; returns how many episodes were re-embedded.
+    ///
+    /// Each episode's body is decrypted, the text the engine embeds (task, and input when there
+    /// is one) is embedded again, and the new vector is sealed under the key that sealed the
+    /// body. Rows are rewritten [`REINDEX_BATCH`] at a time, each batch one durable
+    /// transaction; the first batch also records the new model as the tenant's model. Finally
+    /// the tenant's index is rebuilt from storage for the new model.
+    ///
+    /// Episodes already embedded with `embedder`'s model are skipped, so a re-index that was
+    /// interrupted (a crash, an embedding error) is finished by running it again; until then
+    /// the episodes still on the old model are not searchable (opening the store says how
+    /// many). `progress(done, total)` is called before the first batch and after each one.
+    ///
+    /// Writes, deletes, key rotation and erasure of this tenant wait while it is re-indexed;
+    /// queries keep being answered from the old index until the new one replaces it. Text
+    /// queries use the engine's own embedder, so re-index with that embedder (see the module
+    /// docs) unless only vector queries follow.
+    pub fn reindex(
+        &self,
+        tenant: &TenantId,
+        embedder: &dyn Embedder,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<u64, ReindexError> {
+        loop {
+            let state = self
+                .tenant(tenant)
+                .ok_or_else(|| ReindexError::UnknownTenant(tenant.clone()))?;
+            let mut gate = state.erased.write();
+            if *gate {
+                // Erased or replaced by another re-index while we waited: look again.
+                continue;
+            }
+            let outcome = self.reindex_locked(&state, embedder, progress);
+            if let Ok(None) = outcome {
+                return Ok(0);
+            }
+            // The index is derived data: rebuild it from the rows as they are now (all of them
+            // re-embedded, or, after a failure, those of the committed batches), then retire
+            // the old state so that writers waiting on its gate look up the new one.
+            let fresh = Arc::new(load_tenant(
+                &*self.storage,
+                &self.keyring.read(),
+                &self.config,
+                tenant,
+            )?);
+            self.tenants
+                .write()
+                .insert(tenant.clone(), Arc::clone(&fresh));
+            *gate = true;
+            drop(gate);
+            self.indexer.notify(&fresh);
+            return outcome.map(|done| done.unwrap_or(0));
+        }
+    }
+
+    /// The rewriting part of [`Self::reindex`], with the tenant's gate held exclusively.
+    /// `None` when there was nothing to do (the tenant is already on `embedder`'s model).
+    fn reindex_locked(
+        &self,
+        state: &TenantState,
+        embedder: &dyn Embedder,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<Option<u64>, ReindexError> {
+        let model = embedder.model().clone();
+        let dims = embedder.dimensions();
+        let mut stale = Vec::new();
+        self.storage.scan_episodes(&state.id, &mut |row| {
+            if row.deleted.is_none() && row.model != model {
+                stale.push(row.id);
+            }
+            ControlFlow::Continue(())
+        })?;
+        let rebind = state.model() != &model || state.index.dimensions() != dims;
+        if stale.is_empty() && !rebind {
+            return Ok(None);
+        }
+        let total = stale.len() as u64;
+        let mut done = 0u64;
+        progress(done, total);
+        let mut model_write = rebind.then(|| Write::PutTenantMeta {
+            tenant: state.id.clone(),
+            name: MODEL_META.into(),
+            value: encode_model(&model, dims),
+        });
+        if stale.is_empty() {
+            self.commit
+                .submit(model_write.take().into_iter().collect())?;
+        }
+        for ids in stale.chunks(REINDEX_BATCH) {
+            let mut rows = Vec::with_capacity(ids.len());
+            let mut texts = Vec::with_capacity(ids.len());
+            for id in ids {
+                // Rows cannot change under the gate; a missing one is simply skipped.
+                let Some(row) = self.storage.episode(&state.id, id)? else {
+                    continue;
+                };
+                let key = state.key_for(&row)?;
+                let episode = body::open_episode(&key, &row)?;
+                texts.push(embedding_text(&episode.task, &episode.input));
+                rows.push((row, key));
+            }
+            let text_refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let vectors = embedder.embed_batch(&text_refs)?;
+            if vectors.len() != rows.len() {
+                return Err(ReindexError::Embed(EmbedError::Model {
+                    model,
+                    reason: format!("{} vectors for {} texts", vectors.len(), rows.len()),
+                }));
+            }
+            let mut writes: Vec<Write> = model_write.take().into_iter().collect();
+            for ((row, key), vector) in rows.into_iter().zip(vectors) {
+                if vector.len() != dims {
+                    return Err(ReindexError::Dimensions {
+                        model,
+                        expected: dims,
+                        found: vector.len(),
+                    });
+                }
+                // Sealed under the body's key, so the row opens with one key version.
+                let sealed_vector = body::seal_vector(&key, &row.id, &vector)?;
+                writes.push(Write::ReplaceEpisode {
+                    tenant: state.id.clone(),
+                    row: StoredEpisode {
+                        model: model.clone(),
+                        sealed_vector,
+                        ..row
+                    },
+                });
+            }
+            self.commit.submit(writes)?;
+            done += ids.len() as u64;
+            progress(done, total);
+        }
+        Ok(Some(done))
     }
 
     /// Re-wraps every tenant key under `new_master` and records the new check value, in one
@@ -765,11 +945,11 @@ impl MemoryEngine {
 }
 
 /// The text an episode is embedded from: what was asked and on what.
-fn embedding_text(e: &NewEpisode) -> String {
-    if e.input.is_empty() {
-        e.task.clone()
+fn embedding_text(task: &str, input: &str) -> String {
+    if input.is_empty() {
+        task.to_owned()
     } else {
-        format!("{}\n{}", e.task, e.input)
+        format!("{task}\n{input}")
     }
 }
 
@@ -812,11 +992,17 @@ fn load_tenant(
     let state = TenantState::new(
         id.clone(),
         keys,
-        VectorIndex::new(model, dims, config.index.clone()),
+        VectorIndex::new(model.clone(), dims, config.index.clone()),
     );
     let mut failure = None;
+    let mut stale = 0u64;
     storage.scan_episodes(id, &mut |row| {
         if row.deleted.is_some() {
+            return ControlFlow::Continue(());
+        }
+        if row.model != model {
+            // Left behind by an interrupted re-index: not searchable until it is finished.
+            stale += 1;
             return ControlFlow::Continue(());
         }
         let loaded = state
@@ -842,6 +1028,15 @@ fn load_tenant(
             }
         }
     })?;
+    if stale > 0 {
+        tracing::warn!(
+            tenant = %id,
+            %model,
+            episodes = stale,
+            "episodes are embedded with another model than the tenant's and are not searchable; \
+             finish the re-index (agentdb reindex)"
+        );
+    }
     match failure {
         Some(e) => Err(e),
         None => Ok(state),

@@ -60,6 +60,15 @@ impl Storage for MemStorage {
                         }
                     }
                 }
+                Write::ReplaceEpisode { tenant, row } => {
+                    match t.episodes.get_mut(&(tenant.clone(), row.id)) {
+                        Some(old) if old.deleted.is_none() => {
+                            *old = row.clone();
+                            true
+                        }
+                        _ => false,
+                    }
+                }
                 Write::Tombstone { tenant, id, at } => {
                     match t.episodes.get_mut(&(tenant.clone(), *id)) {
                         Some(row) if row.deleted.is_none() => {

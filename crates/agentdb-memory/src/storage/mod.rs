@@ -52,6 +52,15 @@ pub enum Write {
         /// The row.
         row: StoredEpisode,
     },
+    /// Overwrites a live episode's row with `row` (same id), as re-embedding does; the outcome
+    /// says whether a live row was replaced. A missing or tombstoned episode is left as it is.
+    /// Nothing is appended to the change log: the episode's content did not change.
+    ReplaceEpisode {
+        /// The owner.
+        tenant: TenantId,
+        /// The new row.
+        row: StoredEpisode,
+    },
     /// Replaces a live episode with a tombstone; the outcome says whether it was live. A
     /// tombstone appends to the tenant's change log.
     Tombstone {

@@ -125,6 +125,19 @@ impl Storage for RedbStorage {
                             true
                         }
                     }
+                    Write::ReplaceEpisode { tenant, row } => {
+                        let key = episode_key(tenant, &row.id);
+                        let live = match episodes.get(key).map_err(backend)? {
+                            Some(v) => StoredEpisode::decode(v.value())?.deleted.is_none(),
+                            None => false,
+                        };
+                        if live {
+                            episodes
+                                .insert(key, row.encode().as_slice())
+                                .map_err(backend)?;
+                        }
+                        live
+                    }
                     Write::Tombstone { tenant, id, at } => {
                         let key = episode_key(tenant, id);
                         let existing = match episodes.get(key).map_err(backend)? {
