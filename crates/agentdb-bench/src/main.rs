@@ -9,6 +9,7 @@
 
 #![allow(clippy::print_stdout)] // A benchmark prints its table.
 
+mod chart;
 mod data;
 mod peers;
 mod scale;
@@ -51,6 +52,17 @@ enum Command {
         /// Memories in one tenant.
         #[arg(long, default_value_t = 1_000_000)]
         memories: usize,
+    },
+    /// Draw the latency / throughput chart from results-*.json files.
+    Chart {
+        /// Data set directories (one per size).
+        dirs: Vec<PathBuf>,
+        /// Output PNG.
+        #[arg(long, default_value = "docs/benchmarks-chart.png")]
+        out: PathBuf,
+        /// A TrueType font for the labels.
+        #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+        font: PathBuf,
     },
     /// Write a data set for the peer benchmarks.
     Export {
@@ -166,6 +178,10 @@ fn main() -> anyhow::Result<()> {
                 "wrote {episodes} episodes and {queries} queries to {}",
                 out.display()
             );
+        }
+        Command::Chart { dirs, out, font } => {
+            chart::draw(&dirs, &out, &font)?;
+            println!("wrote {}", out.display());
         }
         Command::PeersSelf { dir, runs } => {
             let r = peers::run_self(&dir, runs)?;
