@@ -7,9 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use plotters::prelude::*;
 
-/// (system → [(n, p50 ms, q/s)]) from every `results-*.json` in `dirs`.
-fn collect(dirs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Vec<(f64, f64, f64)>>> {
-    let mut series: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
+/// One system's points: (collection size, p50 ms, queries per second).
+type Series = BTreeMap<String, Vec<(f64, f64, f64)>>;
+
+/// Every system's points from the `results-*.json` files in `dirs`.
+fn collect(dirs: &[PathBuf]) -> anyhow::Result<Series> {
+    let mut series = Series::new();
     for dir in dirs {
         for entry in std::fs::read_dir(dir).with_context(|| dir.display().to_string())? {
             let path = entry?.path();
@@ -26,7 +29,10 @@ fn collect(dirs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Vec<(f64, f64, f
             ) else {
                 continue; // A peer that failed to run has no figures.
             };
-            series.entry(system.to_owned()).or_default().push((n, p50, qps));
+            series
+                .entry(system.to_owned())
+                .or_default()
+                .push((n, p50, qps));
         }
     }
     for points in series.values_mut() {
@@ -38,14 +44,27 @@ fn collect(dirs: &[PathBuf]) -> anyhow::Result<BTreeMap<String, Vec<(f64, f64, f
 /// Draws the two panels into a PNG at `out`.
 pub fn draw(dirs: &[PathBuf], out: &Path, font: &Path) -> anyhow::Result<()> {
     let series = collect(dirs)?;
-    anyhow::ensure!(!series.is_empty(), "no results-*.json with figures in the given directories");
-    let bytes: &'static [u8] = Box::leak(std::fs::read(font).with_context(|| font.display().to_string())?.into_boxed_slice());
+    anyhow::ensure!(
+        !series.is_empty(),
+        "no results-*.json with figures in the given directories"
+    );
+    let bytes: &'static [u8] = Box::leak(
+        std::fs::read(font)
+            .with_context(|| font.display().to_string())?
+            .into_boxed_slice(),
+    );
     plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
         .map_err(|_| anyhow::anyhow!("cannot use font {}", font.display()))?;
     let all: Vec<&(f64, f64, f64)> = series.values().flatten().collect();
-    let (nmin, nmax) = all.iter().fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (lmin, lmax) = all.iter().fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let (qmin, qmax) = all.iter().fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.2), b.max(p.2)));
+    let (nmin, nmax) = all
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (lmin, lmax) = all
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let (qmin, qmax) = all
+        .iter()
+        .fold((f64::MAX, 0f64), |(a, b), p| (a.min(p.2), b.max(p.2)));
     let root = BitMapBackend::new(out, (1400, 560)).into_drawing_area();
     root.fill(&WHITE)?;
     let (left, right) = root.split_horizontally(700);
@@ -78,7 +97,9 @@ pub fn draw(dirs: &[PathBuf], out: &Path, font: &Path) -> anyhow::Result<()> {
             chart
                 .draw_series(LineSeries::new(pts.clone(), color.stroke_width(2)))?
                 .label(system.as_str())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
             chart.draw_series(pts.into_iter().map(|p| Circle::new(p, 4, color.filled())))?;
         }
         chart

@@ -61,7 +61,10 @@ enum Command {
         #[arg(long, default_value = "docs/benchmarks-chart.png")]
         out: PathBuf,
         /// A TrueType font for the labels.
-        #[arg(long, default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")]
+        #[arg(
+            long,
+            default_value = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+        )]
         font: PathBuf,
     },
     /// Write a data set for the peer benchmarks.
