@@ -401,12 +401,17 @@ async fn connect(inner: &Inner) -> Result<(), AgentError> {
 /// reconnects.
 async fn request(inner: &Inner, req: &Request) -> Result<Response, AgentError> {
     connect(inner).await?;
-    let guard = inner.conn.lock().await;
-    let Some(conn) = guard.as_ref() else {
+    // Take a handle and let go of the lock: requests of one agent run concurrently.
+    let requester = inner
+        .conn
+        .lock()
+        .await
+        .as_ref()
+        .map(HubConnection::requester);
+    let Some(requester) = requester else {
         return Err(AgentError::Unreachable("not connected".into()));
     };
-    let result = conn.request(req).await;
-    drop(guard);
+    let result = requester.request(req).await;
     if let Err(AgentError::Unreachable(_)) = &result {
         inner.conn.lock().await.take();
     }

@@ -48,6 +48,14 @@ pub(crate) struct HubConnection {
     timeout: Duration,
 }
 
+/// A cheap handle for sending requests on a connection; many may be in flight at once, each on
+/// its own stream.
+#[derive(Debug, Clone)]
+pub(crate) struct Requester {
+    conn: quinn::Connection,
+    timeout: Duration,
+}
+
 impl HubConnection {
     /// Connects, completes the TLS handshake and authenticates with `token`.
     pub async fn connect(
@@ -87,12 +95,42 @@ impl HubConnection {
             conn,
             timeout,
         };
-        match this.request(&Request::Hello(Hello::new(token))).await? {
+        match this
+            .requester()
+            .request(&Request::Hello(Hello::new(token)))
+            .await?
+        {
             Response::Welcome(w) => Ok((this, w)),
             other => Err(AgentError::unexpected(&other)),
         }
     }
 
+    /// A handle for requests on this connection.
+    pub fn requester(&self) -> Requester {
+        Requester {
+            conn: self.conn.clone(),
+            timeout: self.timeout,
+        }
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.conn.close_reason().is_none()
+    }
+
+    /// Says goodbye (best effort) and closes. The endpoint finishes draining in the background
+    /// (the hub already knows the agent is gone from the Goodbye).
+    pub async fn close(self) {
+        let _ = self.requester().request(&Request::Goodbye).await;
+        self.conn.close(0u32.into(), b"goodbye");
+        let endpoint = self.endpoint;
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+        });
+    }
+}
+
+impl Requester {
     /// Sends one request on its own stream and reads the one response. A hub error response is
     /// returned as [`AgentError::Rejected`].
     pub async fn request(&self, req: &Request) -> Result<Response, AgentError> {
@@ -127,21 +165,5 @@ impl HubConnection {
                 "bad response from hub: {e}"
             ))),
         }
-    }
-
-    /// Whether the connection is still open.
-    pub fn is_open(&self) -> bool {
-        self.conn.close_reason().is_none()
-    }
-
-    /// Says goodbye (best effort) and closes. The endpoint finishes draining in the background
-    /// (the hub already knows the agent is gone from the Goodbye).
-    pub async fn close(self) {
-        let _ = self.request(&Request::Goodbye).await;
-        self.conn.close(0u32.into(), b"goodbye");
-        let endpoint = self.endpoint;
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-        });
     }
 }

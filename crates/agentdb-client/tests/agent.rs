@@ -449,3 +449,31 @@ async fn background_sync_pulls_the_tenants_new_memory_into_the_local_cache() {
     assert!(recall.memories.iter().any(|m| m.episode.id == id));
     listener.destroy().await.unwrap();
 }
+
+#[tokio::test]
+async fn one_agent_can_have_many_requests_in_flight() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+    let agent = Arc::new(
+        EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
+            .await
+            .unwrap(),
+    );
+    agent
+        .store_episode(episode("shared knowledge", 0.9))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let agent = Arc::clone(&agent);
+            tokio::spawn(async move { agent.query_memories("shared knowledge", 3).await })
+        })
+        .collect();
+    for t in tasks {
+        let recall = t.await.unwrap().unwrap();
+        assert_eq!(recall.source, Source::Hub);
+        assert_eq!(recall.memories.len(), 1);
+    }
+    Arc::try_unwrap(agent).unwrap().destroy().await.unwrap();
+}
