@@ -11,6 +11,9 @@
 
 #![allow(clippy::print_stdout)] // A benchmark prints its table.
 
+#[path = "../data.rs"]
+mod data;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +27,8 @@ use clap::Parser;
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
+
+use data::{episode, query, Rng};
 
 /// Benchmark the embedded memory engine.
 #[derive(Debug, Parser)]
@@ -59,62 +64,6 @@ struct Row {
     p99_us: Option<f64>,
     per_sec: Option<f64>,
     note: String,
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
-
-const VERBS: [&str; 12] = [
-    "summarise",
-    "classify",
-    "translate",
-    "refund",
-    "triage",
-    "draft",
-    "review",
-    "extract",
-    "reconcile",
-    "escalate",
-    "schedule",
-    "answer",
-];
-const OBJECTS: [&str; 12] = [
-    "invoice",
-    "support ticket",
-    "contract",
-    "bug report",
-    "purchase order",
-    "email thread",
-    "meeting notes",
-    "expense claim",
-    "shipping label",
-    "pull request",
-    "chat transcript",
-    "customer complaint",
-];
-
-fn episode(rng: &mut Rng, i: usize) -> NewEpisode {
-    let task = format!("{} {}", rng.pick(&VERBS), rng.pick(&OBJECTS));
-    let input = format!(
-        "{} #{} from customer c{} in region r{} about item i{}",
-        rng.pick(&OBJECTS),
-        i,
-        rng.next() % 5000,
-        rng.next() % 40,
-        rng.next() % 20000
-    );
-    let reward = (rng.next() % 1000) as f64 / 1000.0;
-    NewEpisode::new(task, input, format!("result for {i}"), reward)
 }
 
 fn micros(h: &Histogram<u64>, q: f64) -> f64 {
@@ -180,16 +129,7 @@ fn main() -> anyhow::Result<()> {
     });
 
     // Queries, single thread: text → embed → HNSW → read + decrypt 5.
-    let texts: Vec<String> = (0..args.queries)
-        .map(|_| {
-            format!(
-                "{} {} customer c{}",
-                rng.pick(&VERBS),
-                rng.pick(&OBJECTS),
-                rng.next() % 5000
-            )
-        })
-        .collect();
+    let texts: Vec<String> = (0..args.queries).map(|_| query(&mut rng)).collect();
     let mut h = Histogram::<u64>::new(3)?;
     let pb = bar(texts.len() as u64, "query k=5");
     let started = Instant::now();
