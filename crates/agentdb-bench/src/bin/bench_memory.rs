@@ -177,7 +177,10 @@ fn main() -> anyhow::Result<()> {
         p50_us: Some(micros(&h, 0.5)),
         p99_us: Some(micros(&h, 0.99)),
         per_sec: Some(args.queries as f64 / wall.as_secs_f64()),
-        note: format!("recall@5 vs exact = {recall:.3} (500 queries); ef {ef}; embed + search + read + decrypt"),
+        note: format!(
+            "recall@5 vs exact = {recall:.3} ({} queries); ef {ef}; embed + search + read + decrypt",
+            vectors.len()
+        ),
     });
     rows.push(Row {
         measure: "  of which vector search only".into(),
