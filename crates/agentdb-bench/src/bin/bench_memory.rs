@@ -187,7 +187,7 @@ fn main() -> anyhow::Result<()> {
         p50_us: Some(micros(&hs, 0.5)),
         p99_us: Some(micros(&hs, 0.99)),
         per_sec: None,
-        note: "same 500 query vectors, index.search alone".into(),
+        note: "the same query vectors, index.search alone".into(),
     });
 
     // Durable writes under concurrency.
