@@ -130,7 +130,7 @@ pub(crate) async fn serve(
                         let failed = result.is_err();
                         let frame = session.handle_auth(unix_ms(), result);
                         if failed || session.is_closed() {
-                            respond_before_close(&mut send, &frame).await;
+                            respond_confirmed(&mut send, &frame).await;
                         } else {
                             respond(&mut send, &frame).await;
                         }
@@ -146,7 +146,7 @@ pub(crate) async fn serve(
                         let st = Arc::clone(&state);
                         requests.spawn(async move {
                             let response = ops::execute(st, id, req).await;
-                            respond(&mut send, &response.encode()).await;
+                            respond_confirmed(&mut send, &response.encode()).await;
                         });
                     }
                     Step::Refresh(refresh) => {
@@ -162,7 +162,7 @@ pub(crate) async fn serve(
                     Step::ReplyAndClose(frame, close) => {
                         // A close without an error code is the answer to Goodbye.
                         said_goodbye = close.code.is_none();
-                        respond_before_close(&mut send, &frame).await;
+                        respond_confirmed(&mut send, &frame).await;
                         if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
                             fail_auth(&state, &error(code, close.reason.clone()));
                         }
@@ -197,9 +197,10 @@ async fn respond(send: &mut quinn::SendStream, frame: &[u8]) {
     }
 }
 
-/// Like [`respond`], for a last answer before the connection closes: waits (briefly) until the
-/// peer has the bytes, since closing discards anything still unsent.
-async fn respond_before_close(send: &mut quinn::SendStream, frame: &[u8]) {
+/// Like [`respond`], then waits (at most a second) until the peer has the bytes: used for the
+/// last answer before a close and by request tasks, which the connection drains before it
+/// closes — closing discards anything still unsent.
+async fn respond_confirmed(send: &mut quinn::SendStream, frame: &[u8]) {
     respond(send, frame).await;
     let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
 }
