@@ -158,33 +158,22 @@ pub fn run_self(dir: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
         let index_of: std::collections::HashMap<EpisodeId, usize> =
             (0..meta.n).map(|i| (id_of(i), i)).collect();
         // Warm-up, then timed single queries.
+        let ask = |qv: &[f32]| {
+            let embedding = Embedding {
+                model: model.clone(),
+                vector: qv.to_vec(),
+            };
+            engine.query(&tenant, &Query::vector(embedding, meta.k))
+        };
         for qv in queries.iter().take(50) {
-            engine.query(
-                &tenant,
-                &Query::vector(
-                    Embedding {
-                        model: model.clone(),
-                        vector: qv.clone(),
-                    },
-                    meta.k,
-                ),
-            )?;
+            ask(qv)?;
         }
         let mut r = Run::new()?;
         let (mut hit, mut total) = (0usize, 0usize);
         let started = Instant::now();
         for (qi, qv) in queries.iter().enumerate() {
             let t0 = Instant::now();
-            let found = engine.query(
-                &tenant,
-                &Query::vector(
-                    Embedding {
-                        model: model.clone(),
-                        vector: qv.clone(),
-                    },
-                    meta.k,
-                ),
-            )?;
+            let found = ask(qv)?;
             r.hist.record(t0.elapsed().as_nanos() as u64)?;
             let want = &truth[qi * meta.k..(qi + 1) * meta.k];
             total += meta.k;

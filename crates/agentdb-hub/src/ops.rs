@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentdb_core::NewEpisode;
 use agentdb_memory::{
     Change as EngineChange, Query, QueryError, QueryInput as EngineInput, StoreError,
 };
@@ -83,21 +82,13 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
     match req {
         Request::Store(store) => {
             policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
-            let mut episodes = Vec::with_capacity(store.episodes.len());
-            for wire in store.episodes {
-                let mut e: NewEpisode =
-                    wire.try_into().map_err(|e: agentdb_proto::DecodeError| {
-                        error(ErrorCode::InvalidRequest, e.to_string())
-                    })?;
-                if e.id.is_none() {
-                    return Err(error(
-                        ErrorCode::InvalidRequest,
-                        "every episode needs an id minted by the writer",
-                    ));
-                }
+            // The session has already refused batches with episodes lacking an id.
+            let mut episodes = store
+                .into_episodes()
+                .map_err(|e| error(ErrorCode::InvalidRequest, e.to_string()))?;
+            for e in &mut episodes {
                 // The agent is the authenticated one, whatever the episode says.
                 e.agent = Some(identity.claims.sub.clone());
-                episodes.push(e);
             }
             let stored = engine
                 .store_batch(tenant, episodes)

@@ -106,21 +106,7 @@ pub(crate) fn metadata_from_wire(json: &str) -> Result<serde_json::Value, Decode
 
 impl From<&NewEpisode> for WireNewEpisode {
     fn from(e: &NewEpisode) -> Self {
-        Self {
-            id: e.id,
-            agent: e.agent.clone(),
-            session: e.session,
-            task: e.task.clone(),
-            input: e.input.clone(),
-            output: e.output.clone(),
-            reward: e.reward,
-            critique: e.critique.clone(),
-            tags: e.tags.clone(),
-            metadata_json: metadata_to_wire(&e.metadata),
-            tokens_used: e.tokens_used,
-            latency_ms: e.latency_ms,
-            embedding: e.embedding.clone(),
-        }
+        Self::from(e.clone())
     }
 }
 
@@ -169,25 +155,7 @@ impl TryFrom<WireNewEpisode> for NewEpisode {
 
 impl From<&Episode> for WireEpisode {
     fn from(e: &Episode) -> Self {
-        Self {
-            id: e.id,
-            tenant: e.tenant.clone(),
-            agent: e.agent.clone(),
-            session: e.session,
-            task: e.task.clone(),
-            input: e.input.clone(),
-            output: e.output.clone(),
-            reward: e.reward,
-            critique: e.critique.clone(),
-            success: e.success,
-            tags: e.tags.clone(),
-            metadata_json: metadata_to_wire(&e.metadata),
-            tokens_used: e.tokens_used,
-            latency_ms: e.latency_ms,
-            created: e.created,
-            origin: e.origin.clone(),
-            embedding_model: e.embedding_model.clone(),
-        }
+        Self::from(e.clone())
     }
 }
 

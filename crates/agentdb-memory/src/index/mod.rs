@@ -205,6 +205,14 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// Checks a query vector against the index and returns it at unit length.
+    fn prepare(&self, model: &ModelId, query: &[f32]) -> Result<Vec<f32>, IndexError> {
+        self.check(model, query)?;
+        let mut q = query.to_vec();
+        normalize(&mut q);
+        Ok(q)
+    }
+
     /// Adds a vector for `id`. Returns false (and changes nothing) if `id` is already present.
     /// The vector is stored normalised.
     pub fn insert(
@@ -258,9 +266,7 @@ impl VectorIndex {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<Hit>, IndexError> {
-        self.check(model, query)?;
-        let mut q = query.to_vec();
-        normalize(&mut q);
+        let q = self.prepare(model, query)?;
         let s = self.slots.read();
         let len = s.ids.len();
         let indexed = if len < self.config.exact_below {
@@ -334,9 +340,7 @@ impl VectorIndex {
         k: usize,
         filter: &Filter,
     ) -> Result<Vec<Hit>, IndexError> {
-        self.check(model, query)?;
-        let mut q = query.to_vec();
-        normalize(&mut q);
+        let q = self.prepare(model, query)?;
         let s = self.slots.read();
         let accept = |slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
         let mut top = TopK::new(k);
