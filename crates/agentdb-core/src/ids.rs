@@ -132,6 +132,11 @@ name_id!(
     "hub id"
 );
 name_id!(
+    /// A region a hub runs in (e.g. `eu`, `us`); residency rules name regions.
+    Region,
+    "region"
+);
+name_id!(
     /// The identity of an embedding model, e.g. `agentdb-lexical-v1`. Stored with every vector so
     /// that vectors from different models are never compared.
     ModelId,

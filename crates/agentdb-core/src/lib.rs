@@ -1,20 +1,31 @@
-//! Identifiers, episodes and their validation for Federated AgentDB.
+//! Identifiers, episodes, their validation, and the merge rules of federation (hybrid logical
+//! clocks, version vectors, last-writer-wins registers and tombstones) for Federated AgentDB.
 //!
 //! This crate is pure: it never opens a socket, spawns a task or reads the clock. Callers pass
 //! timestamps and randomness in, which keeps every rule here deterministic and testable.
 
 mod episode;
 mod filter;
+mod hlc;
 mod ids;
 mod limits;
+mod op;
+mod replica;
+mod residency;
 mod stats;
 mod timestamp;
+mod version_vector;
 
 pub use episode::{
     validate_vector, Embedding, Episode, EpisodeError, NewEpisode, DEFAULT_SUCCESS_THRESHOLD,
 };
 pub use filter::{EpisodeFacts, Filter, Outcome};
-pub use ids::{AgentId, EpisodeId, HubId, IdError, ModelId, SessionId, TenantId};
+pub use hlc::{ClockSkew, Hlc, HlcClock, Stamp, DEFAULT_MAX_SKEW_MS};
+pub use ids::{AgentId, EpisodeId, HubId, IdError, ModelId, Region, SessionId, TenantId};
 pub use limits::Limits;
+pub use op::Op;
+pub use replica::{EpisodeContent, EpisodeUpdate, LiveEpisode, Lww, ReplicaState, TieBreak};
+pub use residency::Residency;
 pub use stats::{TaskCount, TenantStats};
 pub use timestamp::Timestamp;
+pub use version_vector::{Causality, VersionVector};

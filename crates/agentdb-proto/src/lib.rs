@@ -36,7 +36,9 @@
 //! - `message.rs`: [`Request`], [`Response`], the message-kind table and [`ErrorCode`].
 //! - `wire.rs`: episodes as they travel ([`WireNewEpisode`], [`WireEpisode`]).
 //! - `session.rs`: [`ServerSession`], the hub's per-connection state machine.
+//! - [`fed`]: the hub-to-hub replication protocol and its link state machine.
 
+pub mod fed;
 mod frame;
 mod message;
 mod session;

@@ -663,7 +663,7 @@ impl DecodeError {
     }
 }
 
-fn check_version(frame: &Frame) -> Result<(), DecodeError> {
+pub(crate) fn check_version(frame: &Frame) -> Result<(), DecodeError> {
     if frame.version == PROTOCOL_VERSION {
         Ok(())
     } else {
@@ -674,7 +674,7 @@ fn check_version(frame: &Frame) -> Result<(), DecodeError> {
 }
 
 /// Decodes a body that must be consumed exactly.
-fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+pub(crate) fn decode_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     let (value, rest) = postcard::take_from_bytes(body).map_err(|e| DecodeError::Malformed {
         reason: e.to_string(),
     })?;

@@ -1,0 +1,26 @@
+//! The unit of replication.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{EpisodeId, HubId, ReplicaState};
+
+/// One op as it travels between hubs: its origin `(hub, seq)`, the episode it touched, and
+/// that episode's state as the sending hub holds it now.
+///
+/// Sending the current state instead of the original change is what makes relaying simple:
+/// the state includes the op's effect (the sender applied it), and anything extra it carries
+/// merges idempotently. The receiver records `(origin, seq)` in its version vector and its
+/// own op log, so it can relay the op in turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    /// The hub that accepted the op from an agent.
+    pub origin: HubId,
+    /// Its sequence number at that hub, per tenant (1, 2, 3, …).
+    pub seq: u64,
+    /// The episode it touched.
+    pub episode: EpisodeId,
+    /// The episode's state at the sender; `None` when the sender has garbage-collected the
+    /// episode's tombstone (every linked hub had acknowledged it), which carries no state but
+    /// still advances the receiver's version vector.
+    pub state: Option<ReplicaState>,
+}

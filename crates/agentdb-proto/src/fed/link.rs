@@ -1,0 +1,444 @@
+//! [`LinkSession`]: one hub's side of a hub-to-hub link, sans-IO.
+//!
+//! Both sides run the same state machine; each pushes to the other what the other lacks. The
+//! driver feeds it received messages ([`LinkSession::handle`]), asks it for messages to send
+//! ([`LinkSession::poll_transmit`], whenever it is woken: a message arrived, the local store
+//! changed, or a timer fired) and calls [`LinkSession::tick`] on a timer. Store access goes
+//! through the [`ReplicaStore`] trait, so the same code runs in the hub (over the memory engine)
+//! and in the deterministic simulation (over an in-memory model).
+//!
+//! Per tenant the session tracks two vectors of the peer: `acked` (what the peer has told us it
+//! holds — from its `Vectors`, `Ack`s, `Refused`s and the ops it sent us, since a hub holds every
+//! op it sends) and `sent` (`acked` plus what is in flight). It sends the ops `sent` does not
+//! cover, in pages of at most `page_ops` ops / `page_bytes` bytes, with at most `window` pages
+//! unacknowledged (back-pressure). When a tenant has no page in flight, `sent` is reset to
+//! `acked`, so whatever the peer did not take (a gap, a refusal, a broken link — a new link
+//! starts from the peer's `Vectors`) is sent again: transfer resumes where the peer really is.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use agentdb_core::{ClockSkew, HubId, Op, Region, Residency, TenantId, VersionVector};
+
+use super::message::{Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
+use crate::PROTOCOL_VERSION;
+
+/// What the replication protocol needs from a hub's store. Every method is synchronous; the
+/// hub's driver runs them off the async executor.
+pub trait ReplicaStore {
+    /// Tenants that have ops.
+    fn tenants(&self) -> Vec<TenantId>;
+
+    /// What the store holds of `tenant`.
+    fn version_vector(&self, tenant: &TenantId) -> VersionVector;
+
+    /// Ops of `tenant` that `known` does not cover, each origin's in sequence order starting
+    /// right after `known`'s entry, at most `limit` ops and about `max_bytes` bytes (at least
+    /// one op when any is missing).
+    fn ops_since(
+        &self,
+        tenant: &TenantId,
+        known: &VersionVector,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Op>, StoreFailure>;
+
+    /// Applies, durably and in order, the ops of a page received from a peer. An op is applied
+    /// only when it is the next of its origin (others are duplicates or beyond a gap, and are
+    /// skipped). Stops at the first op stamped too far in the future (reported in
+    /// [`Applied::skew`]).
+    fn apply_ops(
+        &self,
+        tenant: &TenantId,
+        ops: &[Op],
+        now_ms: u64,
+    ) -> Result<Applied, StoreFailure>;
+}
+
+/// The outcome of [`ReplicaStore::apply_ops`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The tenant's version vector afterwards.
+    pub vv: VersionVector,
+    /// Ops applied (not skipped).
+    pub applied: u64,
+    /// The newest wall-clock stamp (ms) among the applied ops' states, for propagation latency.
+    pub newest_ms: Option<u64>,
+    /// Set when the page stopped at an op stamped too far ahead.
+    pub skew: Option<ClockSkew>,
+}
+
+/// A store failure, as one line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct StoreFailure(pub String);
+
+/// A fatal protocol violation by the peer: the link is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LinkError {
+    /// The peer's first message was not a Hello.
+    #[error("the peer's first message must be Hello")]
+    HelloFirst,
+    /// The peer sent a second Hello.
+    #[error("the peer sent Hello twice")]
+    DuplicateHello,
+    /// The peer speaks another protocol version.
+    #[error("the peer speaks protocol version {0}; this hub speaks {PROTOCOL_VERSION}")]
+    Version(u16),
+    /// The peer's Hello names another hub than its certificate.
+    #[error("the peer's certificate names hub {certified} but its Hello says {claimed}")]
+    PeerMismatch {
+        /// From the certificate.
+        certified: HubId,
+        /// From the Hello.
+        claimed: HubId,
+    },
+    /// The peer acknowledged a page that was never sent.
+    #[error("the peer acknowledged a page of tenant {0} that was not in flight")]
+    UnexpectedAck(TenantId),
+}
+
+/// Tuning of a link.
+#[derive(Debug, Clone)]
+pub struct LinkConfig {
+    /// Most ops per page.
+    pub page_ops: usize,
+    /// About the most bytes per page.
+    pub page_bytes: usize,
+    /// Most unacknowledged pages.
+    pub window: usize,
+    /// How often version vectors are exchanged (anti-entropy), and how long a refused tenant
+    /// waits before it is tried again.
+    pub sync_interval_ms: u64,
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            page_ops: 512,
+            page_bytes: 4 * 1024 * 1024,
+            window: 4,
+            sync_interval_ms: 5_000,
+        }
+    }
+}
+
+/// Counters of a link, for status and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkStats {
+    /// Ops sent.
+    pub ops_sent: u64,
+    /// Ops received and applied.
+    pub ops_received: u64,
+    /// Pages sent.
+    pub pages_sent: u64,
+    /// Pages refused by the peer.
+    pub refused_by_peer: u64,
+    /// Pages this side refused.
+    pub refused_here: u64,
+    /// When the peer last told us what it holds (Vectors or Ack), ms.
+    pub last_sync_ms: Option<u64>,
+    /// The last refusal or store failure, as one line.
+    pub last_error: Option<String>,
+}
+
+/// One side of a hub-to-hub link. See the module docs.
+#[derive(Debug)]
+pub struct LinkSession {
+    me: FedHello,
+    certified_peer: HubId,
+    residency: Residency,
+    config: LinkConfig,
+    peer: Option<FedHello>,
+    acked: BTreeMap<TenantId, VersionVector>,
+    sent: BTreeMap<TenantId, VersionVector>,
+    in_flight: VecDeque<TenantId>,
+    paused_until: BTreeMap<TenantId, u64>,
+    outbox: VecDeque<FedMessage>,
+    next_vectors_ms: u64,
+    cursor: usize,
+    stats: LinkStats,
+}
+
+impl LinkSession {
+    /// A session of hub `me` in `region` with the peer whose certificate names
+    /// `certified_peer`. Its Hello is queued.
+    pub fn new(
+        me: HubId,
+        region: Region,
+        certified_peer: HubId,
+        residency: Residency,
+        config: LinkConfig,
+    ) -> Self {
+        let me = FedHello {
+            protocol_version: PROTOCOL_VERSION,
+            hub: me,
+            region,
+        };
+        Self {
+            outbox: VecDeque::from([FedMessage::Hello(me.clone())]),
+            me,
+            certified_peer,
+            residency,
+            config,
+            peer: None,
+            acked: BTreeMap::new(),
+            sent: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            paused_until: BTreeMap::new(),
+            next_vectors_ms: 0,
+            cursor: 0,
+            stats: LinkStats::default(),
+        }
+    }
+
+    /// The peer's Hello, once received.
+    pub fn peer(&self) -> Option<&FedHello> {
+        self.peer.as_ref()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &LinkStats {
+        &self.stats
+    }
+
+    /// What the peer has acknowledged holding, per tenant.
+    pub fn acked(&self) -> &BTreeMap<TenantId, VersionVector> {
+        &self.acked
+    }
+
+    /// Pages sent and not yet acknowledged.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Whether `tenant` may be shared with the peer (known after its Hello).
+    pub fn shares(&self, tenant: &TenantId) -> bool {
+        self.peer
+            .as_ref()
+            .is_some_and(|p| self.residency.allows(tenant, &p.region))
+    }
+
+    /// Handles one message from the peer. An error is fatal: close the link.
+    pub fn handle(
+        &mut self,
+        msg: FedMessage,
+        store: &dyn ReplicaStore,
+        now_ms: u64,
+    ) -> Result<(), LinkError> {
+        let FedMessage::Hello(hello) = msg else {
+            if self.peer.is_none() {
+                return Err(LinkError::HelloFirst);
+            }
+            return self.handle_data(msg, store, now_ms);
+        };
+        if self.peer.is_some() {
+            return Err(LinkError::DuplicateHello);
+        }
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(LinkError::Version(hello.protocol_version));
+        }
+        if hello.hub != self.certified_peer {
+            return Err(LinkError::PeerMismatch {
+                certified: self.certified_peer.clone(),
+                claimed: hello.hub,
+            });
+        }
+        self.peer = Some(hello);
+        self.queue_vectors(store, now_ms);
+        Ok(())
+    }
+
+    fn handle_data(
+        &mut self,
+        msg: FedMessage,
+        store: &dyn ReplicaStore,
+        now_ms: u64,
+    ) -> Result<(), LinkError> {
+        match msg {
+            FedMessage::Hello(_) => return Err(LinkError::DuplicateHello),
+            FedMessage::Vectors(v) => {
+                self.stats.last_sync_ms = Some(now_ms);
+                for (tenant, vv) in v.tenants {
+                    if self.shares(&tenant) {
+                        self.learn(&tenant, &vv);
+                    }
+                }
+            }
+            FedMessage::Ops(page) => self.receive(page, store, now_ms),
+            FedMessage::Ack(ack) => {
+                self.settle(&ack.tenant)?;
+                self.stats.last_sync_ms = Some(now_ms);
+                self.learn(&ack.tenant, &ack.vv);
+            }
+            FedMessage::Refused(r) => {
+                self.settle(&r.tenant)?;
+                self.stats.refused_by_peer += 1;
+                self.stats.last_error = Some(format!("peer refused {}: {}", r.tenant, r.message));
+                self.paused_until
+                    .insert(r.tenant.clone(), now_ms + self.config.sync_interval_ms);
+                self.learn(&r.tenant, &r.vv);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the oldest in-flight page, which must be `tenant`'s (pages are answered in
+    /// order on the link's stream).
+    fn settle(&mut self, tenant: &TenantId) -> Result<(), LinkError> {
+        match self.in_flight.front() {
+            Some(t) if t == tenant => {
+                self.in_flight.pop_front();
+                Ok(())
+            }
+            _ => Err(LinkError::UnexpectedAck(tenant.clone())),
+        }
+    }
+
+    /// Folds in what the peer holds of `tenant`; with nothing in flight for the tenant, what
+    /// was sent is reset to what the peer holds.
+    fn learn(&mut self, tenant: &TenantId, vv: &VersionVector) {
+        let acked = self.acked.entry(tenant.clone()).or_default();
+        acked.merge(vv);
+        let acked = acked.clone();
+        if self.in_flight.contains(tenant) {
+            self.sent.entry(tenant.clone()).or_default().merge(&acked);
+        } else {
+            self.sent.insert(tenant.clone(), acked);
+        }
+    }
+
+    fn receive(&mut self, page: OpsPage, store: &dyn ReplicaStore, now_ms: u64) {
+        let OpsPage { tenant, ops } = page;
+        let refuse = |this: &mut Self, reason, message: String, vv| {
+            this.stats.refused_here += 1;
+            this.stats.last_error = Some(message.clone());
+            this.outbox.push_back(FedMessage::Refused(Refused {
+                tenant: tenant.clone(),
+                reason,
+                message,
+                vv,
+            }));
+        };
+        if !self.residency.allows(&tenant, &self.me.region) {
+            let message = format!(
+                "tenant {tenant} may not be stored in region {}",
+                self.me.region
+            );
+            refuse(
+                self,
+                RefusalReason::Residency,
+                message,
+                VersionVector::new(),
+            );
+            return;
+        }
+        // The peer holds every op it sends: it needs none of them back.
+        let held: VersionVector = ops.iter().map(|op| (op.origin.clone(), op.seq)).collect();
+        match store.apply_ops(&tenant, &ops, now_ms) {
+            Ok(applied) => {
+                self.stats.ops_received += applied.applied;
+                if self.shares(&tenant) {
+                    self.learn_from_page(&tenant, &held);
+                }
+                match applied.skew {
+                    Some(skew) => refuse(
+                        self,
+                        RefusalReason::ClockSkew,
+                        format!("op refused: {skew}"),
+                        applied.vv,
+                    ),
+                    None => self.outbox.push_back(FedMessage::Ack(Ack {
+                        tenant,
+                        vv: applied.vv,
+                    })),
+                }
+            }
+            Err(e) => {
+                let vv = store.version_vector(&tenant);
+                refuse(self, RefusalReason::Storage, e.to_string(), vv);
+            }
+        }
+    }
+
+    /// The sender of a page holds its ops, and (each origin's ops being contiguous at every
+    /// hub) everything of those origins before them.
+    fn learn_from_page(&mut self, tenant: &TenantId, held: &VersionVector) {
+        self.acked.entry(tenant.clone()).or_default().merge(held);
+        self.sent.entry(tenant.clone()).or_default().merge(held);
+    }
+
+    /// Queues anti-entropy if it is due.
+    pub fn tick(&mut self, store: &dyn ReplicaStore, now_ms: u64) {
+        if self.peer.is_some() && now_ms >= self.next_vectors_ms {
+            self.queue_vectors(store, now_ms);
+        }
+    }
+
+    /// When [`Self::tick`] next has something to do.
+    pub fn next_tick_ms(&self) -> u64 {
+        self.next_vectors_ms
+    }
+
+    fn queue_vectors(&mut self, store: &dyn ReplicaStore, now_ms: u64) {
+        let tenants = store
+            .tenants()
+            .into_iter()
+            .filter(|t| self.shares(t))
+            .map(|t| {
+                let vv = store.version_vector(&t);
+                (t, vv)
+            })
+            .collect();
+        self.outbox
+            .push_back(FedMessage::Vectors(Vectors { tenants }));
+        self.next_vectors_ms = now_ms + self.config.sync_interval_ms;
+    }
+
+    /// The next message to send, if any: control messages first, then a page of ops the peer
+    /// lacks while the window allows.
+    pub fn poll_transmit(&mut self, store: &dyn ReplicaStore, now_ms: u64) -> Option<FedMessage> {
+        if let Some(msg) = self.outbox.pop_front() {
+            return Some(msg);
+        }
+        if self.peer.is_none() || self.in_flight.len() >= self.config.window {
+            return None;
+        }
+        let tenants = store.tenants();
+        for i in 0..tenants.len() {
+            let tenant = &tenants[(self.cursor + i) % tenants.len()];
+            if !self.shares(tenant) || self.paused_until.get(tenant).is_some_and(|&t| now_ms < t) {
+                continue;
+            }
+            let sent = self.sent.entry(tenant.clone()).or_default();
+            if store.version_vector(tenant).lead_over(sent) == 0 {
+                continue;
+            }
+            let ops =
+                match store.ops_since(tenant, sent, self.config.page_ops, self.config.page_bytes) {
+                    Ok(ops) if !ops.is_empty() => ops,
+                    Ok(_) => continue,
+                    Err(e) => {
+                        self.stats.last_error = Some(format!("reading ops of {tenant}: {e}"));
+                        self.paused_until
+                            .insert(tenant.clone(), now_ms + self.config.sync_interval_ms);
+                        continue;
+                    }
+                };
+            for op in &ops {
+                if op.seq > sent.get(&op.origin) {
+                    sent.set(op.origin.clone(), op.seq);
+                }
+            }
+            self.cursor = (self.cursor + i + 1) % tenants.len();
+            self.in_flight.push_back(tenant.clone());
+            self.stats.pages_sent += 1;
+            self.stats.ops_sent += ops.len() as u64;
+            return Some(FedMessage::Ops(OpsPage {
+                tenant: tenant.clone(),
+                ops,
+            }));
+        }
+        None
+    }
+}
