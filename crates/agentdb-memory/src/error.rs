@@ -202,3 +202,36 @@ impl From<ReadError> for QueryError {
         }
     }
 }
+
+/// Why a replication operation (an update, a page of replicated ops, tombstone collection)
+/// failed. Nothing of the failed call was stored.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplicaError {
+    /// A row could not be read or opened.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The write failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A replicated episode breaks the limits or rules of this store.
+    #[error("replicated episode {id} refused: {reason}")]
+    Invalid {
+        /// The episode.
+        id: agentdb_core::EpisodeId,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl From<StorageError> for ReplicaError {
+    fn from(e: StorageError) -> Self {
+        ReplicaError::Store(StoreError::Storage(e))
+    }
+}
+
+impl From<SealError> for ReplicaError {
+    fn from(e: SealError) -> Self {
+        ReplicaError::Store(StoreError::from(e))
+    }
+}

@@ -4,10 +4,20 @@
 
 use std::ops::ControlFlow;
 
-use agentdb_core::{EpisodeId, ModelId, TenantId, Timestamp};
-use agentdb_memory::storage::{MemStorage, RedbStorage, Storage, StoredEpisode, Write};
+use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Stamp, TenantId, Timestamp};
+use agentdb_memory::storage::{
+    MemStorage, OpSeq, RedbStorage, RowStamps, Storage, StoredEpisode, Write,
+};
 use agentdb_security::WrappedTenantKey;
 use proptest::prelude::*;
+
+fn hub(h: &str) -> HubId {
+    HubId::new(h).unwrap()
+}
+
+fn stamp(ms: u64, h: &str) -> Stamp {
+    Stamp::new(Hlc::new(ms, 0), hub(h))
+}
 
 fn row(n: u8) -> StoredEpisode {
     StoredEpisode {
@@ -18,6 +28,7 @@ fn row(n: u8) -> StoredEpisode {
         task_hash: [n; 16],
         model: ModelId::new("m").unwrap(),
         deleted: None,
+        stamps: RowStamps::all(stamp(u64::from(n), "h1")),
         sealed_body: vec![n; 8],
         sealed_vector: vec![n; 4],
     }
@@ -35,11 +46,19 @@ fn reembedded(n: u8) -> StoredEpisode {
 fn write() -> impl Strategy<Value = Write> {
     let tenant =
         prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
+    let origin = prop_oneof![Just("h1"), Just("h2")].prop_map(hub);
     prop_oneof![
-        5 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::PutEpisode { tenant, row: row(n) }),
+        5 => (tenant.clone(), 0..16u8, origin.clone()).prop_map(|(tenant, n, origin)| Write::PutEpisode { tenant, row: row(n), origin }),
         2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::ReplaceEpisode { tenant, row: reembedded(n) }),
-        2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::Tombstone {
-            tenant, id: row(n).id, at: Timestamp(99) }),
+        2 => (tenant.clone(), 0..20u8, origin.clone()).prop_map(|(tenant, n, origin)| Write::Tombstone {
+            tenant, id: row(n).id, stamp: stamp(99, "h1"), model: ModelId::new("m").unwrap(), origin }),
+        2 => (tenant.clone(), 0..16u8, any::<bool>(), origin.clone(), 0..4u64).prop_map(|(tenant, n, dead, origin, seq)| Write::Merge {
+            tenant,
+            id: row(n).id,
+            row: Some(if dead { row(n).into_tombstone(stamp(120, "h2")) } else { reembedded(n) }),
+            op: if seq == 0 { OpSeq::Next(origin) } else { OpSeq::Exactly(origin, seq) },
+        }),
+        1 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::CollectTombstone { tenant, id: row(n).id }),
         1 => (tenant.clone(), 1..3u32).prop_map(|(tenant, version)| Write::PutTenantKey {
             tenant, key: WrappedTenantKey { version, bytes: vec![version as u8; 4] } }),
         1 => tenant.clone().prop_map(|tenant| Write::PutTenantMeta { tenant, name: "x".into(), value: vec![1] }),
@@ -66,6 +85,14 @@ fn dump(s: &dyn Storage) -> Vec<String> {
             "{t} changes after 2 {:?}",
             s.changes(&t, 2, 3).unwrap()
         ));
+        out.push(format!("{t} vv {:?}", s.version_vector(&t).unwrap()));
+        for h in ["h1", "h2"] {
+            out.push(format!(
+                "{t} ops {h} {:?} / after 1 {:?}",
+                s.ops(&t, &hub(h), 0, usize::MAX).unwrap(),
+                s.ops(&t, &hub(h), 1, 2).unwrap()
+            ));
+        }
     }
     out
 }

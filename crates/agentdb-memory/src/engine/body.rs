@@ -71,12 +71,17 @@ pub(crate) fn open_vector(key: &TenantKey, row: &StoredEpisode) -> Result<Vec<f3
         .collect())
 }
 
-pub(crate) fn open_episode(key: &TenantKey, row: &StoredEpisode) -> Result<Episode, ReadError> {
+/// Opens a row's sealed body.
+pub(crate) fn open_body(key: &TenantKey, row: &StoredEpisode) -> Result<Body, ReadError> {
     let plain = zeroize::Zeroizing::new(key.open(
         aad(BODY_KIND, key.tenant(), &row.id.to_bytes()),
         &row.sealed_body,
     )?);
-    let body: Body = postcard::from_bytes(&plain).map_err(|e| ReadError::Corrupt(e.to_string()))?;
+    postcard::from_bytes(&plain).map_err(|e| ReadError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn open_episode(key: &TenantKey, row: &StoredEpisode) -> Result<Episode, ReadError> {
+    let body = open_body(key, row)?;
     let metadata = if body.metadata_json.is_empty() {
         serde_json::Value::Null
     } else {

@@ -16,15 +16,19 @@
 mod body;
 mod commit;
 mod indexer;
+mod replicate;
 mod tenant;
+
+pub use replicate::AppliedOps;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use agentdb_core::{
-    validate_vector, Embedding, Episode, EpisodeId, HubId, Limits, ModelId, NewEpisode, TaskCount,
-    TenantId, TenantStats, Timestamp, DEFAULT_SUCCESS_THRESHOLD,
+    validate_vector, Embedding, Episode, EpisodeId, Hlc, HlcClock, HubId, Limits, ModelId,
+    NewEpisode, Stamp, TaskCount, TenantId, TenantStats, Timestamp, DEFAULT_MAX_SKEW_MS,
+    DEFAULT_SUCCESS_THRESHOLD,
 };
 use agentdb_security::{Keyring, MasterKey, TenantKey};
 use parking_lot::{Mutex, RwLock};
@@ -34,7 +38,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::embedder::{EmbedError, Embedder, LexicalEmbedder};
 use crate::error::{KeyError, OpenError, QueryError, ReadError, ReindexError, StoreError};
 use crate::index::{EpisodeFacts, Filter, IndexConfig, VectorIndex};
-use crate::storage::{Storage, StoredEpisode, Write};
+use crate::storage::{local_hub, RowStamps, Storage, StoredEpisode, Write};
 use body::Body;
 use commit::GroupCommit;
 use indexer::Indexer;
@@ -61,8 +65,12 @@ pub struct EngineConfig {
     pub index: IndexConfig,
     /// Most write requests sharing one commit. Default 1024.
     pub max_commit_group: usize,
-    /// The hub stamped as origin on new episodes, when the engine runs inside a hub.
+    /// The hub stamped as origin on new episodes, when the engine runs inside a hub. It also
+    /// names this store's ops in the replication op log (`local` when unset).
     pub origin: Option<HubId>,
+    /// How far ahead of this store's clock a replicated op's stamp may be (ms); ops stamped
+    /// further ahead are refused. Default 60 s.
+    pub max_clock_skew_ms: u64,
 }
 
 impl Default for EngineConfig {
@@ -73,6 +81,7 @@ impl Default for EngineConfig {
             index: IndexConfig::default(),
             max_commit_group: 1024,
             origin: None,
+            max_clock_skew_ms: DEFAULT_MAX_SKEW_MS,
         }
     }
 }
@@ -185,9 +194,26 @@ pub struct MemoryEngine {
     config: EngineConfig,
     tenants: RwLock<HashMap<TenantId, Arc<TenantState>>>,
     creating: Mutex<()>,
+    /// The id of this store's ops.
+    hub: HubId,
+    hlc: Mutex<HlcClock>,
+    listeners: Listeners,
     // Declared after `tenants` so that it stops before tenant state is dropped.
     indexer: Indexer,
     commit: GroupCommit,
+}
+
+/// Called with a tenant after its episodes changed (stored, updated, deleted or replicated).
+pub type ChangeListener = Arc<dyn Fn(&TenantId) + Send + Sync>;
+
+/// The registered change listeners.
+#[derive(Default)]
+struct Listeners(RwLock<Vec<ChangeListener>>);
+
+impl std::fmt::Debug for Listeners {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Listeners({})", self.0.read().len())
+    }
 }
 
 /// Builder for [`MemoryEngine::open`].
@@ -253,10 +279,13 @@ impl MemoryEngine {
             }
         }
         let mut tenants = HashMap::new();
+        let mut last_stamp = Hlc::default();
         for id in b.storage.tenants()? {
-            let state = load_tenant(&*b.storage, &keyring, &b.config, &id)?;
+            let state = load_tenant(&*b.storage, &keyring, &b.config, &id, &mut last_stamp)?;
             tenants.insert(id, Arc::new(state));
         }
+        let hub = b.config.origin.clone().unwrap_or_else(local_hub);
+        let hlc = Mutex::new(HlcClock::resume(last_stamp, b.config.max_clock_skew_ms));
         let engine = Self {
             commit: GroupCommit::start(Arc::clone(&b.storage), b.config.max_commit_group),
             storage: b.storage,
@@ -266,12 +295,37 @@ impl MemoryEngine {
             config: b.config,
             tenants: RwLock::new(tenants),
             creating: Mutex::new(()),
+            hub,
+            hlc,
+            listeners: Listeners::default(),
             indexer: Indexer::start(),
         };
         for t in engine.tenants.read().values() {
             engine.indexer.notify(t);
         }
         Ok(engine)
+    }
+
+    /// The id this store's ops carry (the hub's id, or `local`).
+    pub fn hub_id(&self) -> &HubId {
+        &self.hub
+    }
+
+    /// Calls `listener` after every change to a tenant's episodes (from any source).
+    pub fn add_change_listener(&self, listener: ChangeListener) {
+        self.listeners.0.write().push(listener);
+    }
+
+    fn changed(&self, tenant: &TenantId) {
+        for l in self.listeners.0.read().iter() {
+            l(tenant);
+        }
+    }
+
+    /// A new stamp of this store, later than every stamp it has issued or accepted.
+    fn next_stamp(&self) -> Stamp {
+        let hlc = self.hlc.lock().now(self.clock.now().unix_ms());
+        Stamp::new(hlc, self.hub.clone())
     }
 
     /// The embedder used for text.
@@ -425,6 +479,9 @@ impl MemoryEngine {
             let result = self.write_episodes(&state, &episodes, &vectors);
             drop(gate);
             self.indexer.notify(&state);
+            if result.as_ref().is_ok_and(|r| r.iter().any(|s| s.inserted)) {
+                self.changed(tenant);
+            }
             return result;
         }
     }
@@ -439,11 +496,12 @@ impl MemoryEngine {
             .current_key()
             .ok_or_else(|| StoreError::Crypto(format!("tenant {} has no key", state.id)))?;
         let now = self.clock.now();
+        let stamp = self.next_stamp();
         let mut writes = Vec::with_capacity(episodes.len());
         let mut metas = Vec::with_capacity(episodes.len());
         for (e, v) in episodes.iter().zip(vectors) {
             let id = e.id.unwrap_or_else(|| mint_id(now));
-            let row = self.seal_row(&key, id, e, v, now)?;
+            let row = self.seal_row(&key, id, e, v, now, &stamp)?;
             metas.push((
                 id,
                 EpisodeFacts {
@@ -455,6 +513,7 @@ impl MemoryEngine {
             writes.push(Write::PutEpisode {
                 tenant: state.id.clone(),
                 row,
+                origin: self.hub.clone(),
             });
         }
         let inserted = self.commit.submit(writes)?;
@@ -475,6 +534,7 @@ impl MemoryEngine {
         e: &NewEpisode,
         v: &Embedding,
         now: Timestamp,
+        stamp: &Stamp,
     ) -> Result<StoredEpisode, StoreError> {
         let body = Body {
             agent: e.agent.clone(),
@@ -501,6 +561,7 @@ impl MemoryEngine {
             task_hash: key.keyed_hash(normalize_task(&e.task).as_bytes()),
             model: v.model.clone(),
             deleted: None,
+            stamps: RowStamps::all(stamp.clone()),
             sealed_body: body::seal_body(key, &id, &body)?,
             sealed_vector: body::seal_vector(key, &id, &v.vector)?,
         })
@@ -582,13 +643,23 @@ impl MemoryEngine {
                 // finds the successor): look again.
                 continue;
             }
+            let _merge = state.merge.lock();
+            let was_live = self
+                .storage
+                .episode(tenant, id)?
+                .is_some_and(|row| row.deleted.is_none());
             let flags = self.commit.submit(vec![Write::Tombstone {
                 tenant: tenant.clone(),
                 id: *id,
-                at: self.clock.now(),
+                stamp: self.next_stamp(),
+                model: state.model().clone(),
+                origin: self.hub.clone(),
             }])?;
             state.index.remove(id);
-            return Ok(flags.first().copied().unwrap_or(false));
+            if flags.first().copied().unwrap_or(false) {
+                self.changed(tenant);
+            }
+            return Ok(was_live);
         }
     }
 
@@ -811,6 +882,7 @@ impl MemoryEngine {
                 &self.keyring.read(),
                 &self.config,
                 tenant,
+                &mut Hlc::default(),
             )?);
             self.tenants
                 .write()
@@ -972,6 +1044,7 @@ fn load_tenant(
     keyring: &Keyring,
     config: &EngineConfig,
     id: &TenantId,
+    last_stamp: &mut Hlc,
 ) -> Result<TenantState, OpenError> {
     let fail = |reason: String| OpenError::Tenant {
         tenant: id.clone(),
@@ -997,6 +1070,18 @@ fn load_tenant(
     let mut failure = None;
     let mut stale = 0u64;
     storage.scan_episodes(id, &mut |row| {
+        let stamps = &row.stamps;
+        for s in [
+            &stamps.created,
+            &stamps.reward,
+            &stamps.critique,
+            &stamps.tags,
+        ]
+        .into_iter()
+        .chain(row.deleted.as_ref())
+        {
+            *last_stamp = (*last_stamp).max(s.hlc);
+        }
         if row.deleted.is_some() {
             return ControlFlow::Continue(());
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agentdb_core::{ModelId, TenantId};
 use agentdb_security::{sealed_key_version, TenantKey};
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::error::ReadError;
 use crate::index::VectorIndex;
@@ -26,6 +26,9 @@ pub(crate) struct TenantState {
     pub erased: RwLock<bool>,
     /// Whether the background builder already has this tenant queued.
     pub queued: AtomicBool,
+    /// Held by every read-modify-write of a row (updates, deletes, replicated ops), so that
+    /// merges of one tenant apply one at a time.
+    pub merge: Mutex<()>,
 }
 
 impl TenantState {
@@ -40,6 +43,7 @@ impl TenantState {
             index: Arc::new(index),
             erased: RwLock::new(false),
             queued: AtomicBool::new(false),
+            merge: Mutex::new(()),
         }
     }
 

@@ -252,6 +252,18 @@ impl VectorIndex {
         }
     }
 
+    /// Replaces the filter facts of `id` (its reward changed). Returns whether it is present.
+    pub fn set_facts(&self, id: &EpisodeId, meta: EpisodeFacts) -> bool {
+        let mut s = self.slots.write();
+        match s.by_id.get(id).copied() {
+            Some(slot) => {
+                s.metas[slot as usize] = meta;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Whether `id` is present and live.
     pub fn contains(&self, id: &EpisodeId) -> bool {
         let s = self.slots.read();

@@ -4,11 +4,11 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use agentdb_core::{EpisodeId, TenantId};
+use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 use parking_lot::RwLock;
 
-use super::{Storage, StorageError, StoredEpisode, Write};
+use super::{OpSeq, Storage, StorageError, StoredEpisode, Write};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -17,6 +17,8 @@ struct Tables {
     tenant_meta: BTreeMap<(TenantId, String), Vec<u8>>,
     meta: BTreeMap<String, Vec<u8>>,
     changes: BTreeMap<(TenantId, u64), EpisodeId>,
+    ops: BTreeMap<(TenantId, HubId, u64), EpisodeId>,
+    vv: BTreeMap<(TenantId, HubId), u64>,
 }
 
 impl Tables {
@@ -27,6 +29,22 @@ impl Tables {
             .next_back()
             .map_or(0, |((_, seq), _)| *seq);
         self.changes.insert((tenant.clone(), last + 1), id);
+    }
+
+    fn record_op(&mut self, tenant: &TenantId, op: &OpSeq, id: EpisodeId) -> bool {
+        let origin = match op {
+            OpSeq::Next(origin) | OpSeq::Exactly(origin, _) => origin,
+        };
+        let key = (tenant.clone(), origin.clone());
+        let last = self.vv.get(&key).copied().unwrap_or(0);
+        let seq = match op {
+            OpSeq::Next(_) => last + 1,
+            OpSeq::Exactly(_, seq) if *seq == last + 1 => *seq,
+            OpSeq::Exactly(..) => return false,
+        };
+        self.ops.insert((tenant.clone(), origin.clone(), seq), id);
+        self.vv.insert(key, seq);
+        true
     }
 }
 
@@ -50,16 +68,18 @@ impl Storage for MemStorage {
         let mut out = Vec::with_capacity(writes.len());
         for w in writes {
             out.push(match w {
-                Write::PutEpisode { tenant, row } => {
-                    match t.episodes.entry((tenant.clone(), row.id)) {
-                        std::collections::btree_map::Entry::Occupied(_) => false,
-                        std::collections::btree_map::Entry::Vacant(slot) => {
-                            slot.insert(row.clone());
-                            t.log_change(tenant, row.id);
-                            true
-                        }
+                Write::PutEpisode {
+                    tenant,
+                    row,
+                    origin,
+                } => match t.episodes.entry((tenant.clone(), row.id)) {
+                    std::collections::btree_map::Entry::Occupied(_) => false,
+                    std::collections::btree_map::Entry::Vacant(slot) => {
+                        slot.insert(row.clone());
+                        t.log_change(tenant, row.id);
+                        t.record_op(tenant, &OpSeq::Next(origin.clone()), row.id)
                     }
-                }
+                },
                 Write::ReplaceEpisode { tenant, row } => {
                     match t.episodes.get_mut(&(tenant.clone(), row.id)) {
                         Some(old) if old.deleted.is_none() => {
@@ -69,14 +89,62 @@ impl Storage for MemStorage {
                         _ => false,
                     }
                 }
-                Write::Tombstone { tenant, id, at } => {
-                    match t.episodes.get_mut(&(tenant.clone(), *id)) {
-                        Some(row) if row.deleted.is_none() => {
-                            *row = row.clone().into_tombstone(*at);
+                Write::Tombstone {
+                    tenant,
+                    id,
+                    stamp,
+                    model,
+                    origin,
+                } => {
+                    let key = (tenant.clone(), *id);
+                    let tomb = match t.episodes.get(&key) {
+                        Some(row) if row.deleted.is_some() => None,
+                        Some(row) => Some(row.clone().into_tombstone(stamp.clone())),
+                        None => Some(StoredEpisode::new_tombstone(
+                            *id,
+                            stamp.clone(),
+                            model.clone(),
+                        )),
+                    };
+                    match tomb {
+                        Some(tomb) => {
+                            t.episodes.insert(key, tomb);
                             t.log_change(tenant, *id);
-                            true
+                            t.record_op(tenant, &OpSeq::Next(origin.clone()), *id)
                         }
-                        _ => false,
+                        None => false,
+                    }
+                }
+                Write::Merge {
+                    tenant,
+                    id,
+                    row,
+                    op,
+                } => {
+                    if !t.record_op(tenant, op, *id) {
+                        false
+                    } else {
+                        if let Some(row) = row {
+                            let key = (tenant.clone(), *id);
+                            let keep = t
+                                .episodes
+                                .get(&key)
+                                .is_some_and(|e| e.deleted.is_some() && row.deleted.is_none());
+                            if !keep {
+                                t.episodes.insert(key, row.clone());
+                                t.log_change(tenant, *id);
+                            }
+                        }
+                        true
+                    }
+                }
+                Write::CollectTombstone { tenant, id } => {
+                    let key = (tenant.clone(), *id);
+                    if t.episodes.get(&key).is_some_and(|r| r.deleted.is_some()) {
+                        t.episodes.remove(&key);
+                        true
+                    } else {
+                        false
                     }
                 }
                 Write::PutTenantKey { tenant, key } => {
@@ -103,6 +171,8 @@ impl Storage for MemStorage {
                     t.keys.retain(|(owner, _), _| owner != tenant);
                     t.tenant_meta.retain(|(owner, _), _| owner != tenant);
                     t.changes.retain(|(owner, _), _| owner != tenant);
+                    t.ops.retain(|(owner, _, _), _| owner != tenant);
+                    t.vv.retain(|(owner, _), _| owner != tenant);
                     before != t.episodes.len() + t.keys.len()
                 }
             });
@@ -157,6 +227,36 @@ impl Storage for MemStorage {
             .range((tenant.clone(), after.saturating_add(1))..=(tenant.clone(), u64::MAX))
             .take(limit)
             .map(|((_, seq), id)| (*seq, *id))
+            .collect())
+    }
+
+    fn ops(
+        &self,
+        tenant: &TenantId,
+        origin: &HubId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        let from = (tenant.clone(), origin.clone(), after.saturating_add(1));
+        let to = (tenant.clone(), origin.clone(), u64::MAX);
+        Ok(self
+            .tables
+            .read()
+            .ops
+            .range(from..=to)
+            .take(limit)
+            .map(|((_, _, seq), id)| (*seq, *id))
+            .collect())
+    }
+
+    fn version_vector(&self, tenant: &TenantId) -> Result<VersionVector, StorageError> {
+        Ok(self
+            .tables
+            .read()
+            .vv
+            .iter()
+            .filter(|((owner, _), _)| owner == tenant)
+            .map(|((_, hub), seq)| (hub.clone(), *seq))
             .collect())
     }
 

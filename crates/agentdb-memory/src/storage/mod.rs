@@ -12,12 +12,12 @@ mod row;
 
 pub use self::mem::MemStorage;
 pub use self::redb::RedbStorage;
-pub use row::{RowError, StoredEpisode};
+pub use row::{local_hub, RowError, RowStamps, StoredEpisode};
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use agentdb_core::{EpisodeId, TenantId, Timestamp};
+use agentdb_core::{EpisodeId, HubId, ModelId, Stamp, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 
 /// A storage failure. Carries a one-line reason; the operation that failed had no effect.
@@ -40,17 +40,31 @@ pub enum StorageError {
     Row(#[from] RowError),
 }
 
+/// Which op of the tenant's op log an episode write records (see [`Storage::ops`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpSeq {
+    /// An op accepted here: the next sequence number of this hub, assigned inside the
+    /// transaction.
+    Next(HubId),
+    /// A replicated op, `(origin, seq)`: recorded only when `seq` is the next of `origin`;
+    /// otherwise (a duplicate, or beyond a gap) the whole write is skipped.
+    Exactly(HubId, u64),
+}
+
 /// One change inside an atomic [`Storage::apply`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Write {
     /// Inserts an episode unless one with the same id exists (live or tombstoned); the outcome
-    /// says whether it was inserted. An insert appends to the tenant's change log.
+    /// says whether it was inserted. An insert appends to the tenant's change log and records
+    /// the next op of `origin`.
     PutEpisode {
         /// The owner.
         tenant: TenantId,
         /// The row.
         row: StoredEpisode,
+        /// The hub accepting it.
+        origin: HubId,
     },
     /// Overwrites a live episode's row with `row` (same id), as re-embedding does; the outcome
     /// says whether a live row was replaced. A missing or tombstoned episode is left as it is.
@@ -61,15 +75,43 @@ pub enum Write {
         /// The new row.
         row: StoredEpisode,
     },
-    /// Replaces a live episode with a tombstone; the outcome says whether it was live. A
-    /// tombstone appends to the tenant's change log.
+    /// Replaces a live episode with a tombstone, or records a tombstone for an id not seen
+    /// yet (so that its put, arriving later, stays deleted); the outcome says whether
+    /// anything changed (false when it was already deleted). A change appends to the tenant's
+    /// change log and records the next op of `origin`.
     Tombstone {
         /// The owner.
         tenant: TenantId,
         /// The episode.
         id: EpisodeId,
-        /// When it was deleted.
-        at: Timestamp,
+        /// The delete's stamp.
+        stamp: Stamp,
+        /// The tenant's embedding model (for a new tombstone row).
+        model: ModelId,
+        /// The hub accepting the delete.
+        origin: HubId,
+    },
+    /// Records op `op` for episode `id` and, when `row` is given, stores it as the episode's
+    /// merged state — except that a tombstone is never replaced by a live row. The outcome
+    /// says whether the op was recorded (false: a duplicate or beyond a gap; nothing written).
+    /// A stored row appends to the tenant's change log.
+    Merge {
+        /// The owner.
+        tenant: TenantId,
+        /// The episode.
+        id: EpisodeId,
+        /// Its merged row, or `None` when the op changes nothing here.
+        row: Option<StoredEpisode>,
+        /// The op.
+        op: OpSeq,
+    },
+    /// Deletes an episode's tombstone row (garbage collection; its op-log entries stay). The
+    /// outcome says whether a tombstone was removed (a live row is left alone).
+    CollectTombstone {
+        /// The owner.
+        tenant: TenantId,
+        /// The episode.
+        id: EpisodeId,
     },
     /// Stores a tenant key version (overwriting the same version).
     PutTenantKey {
@@ -132,6 +174,20 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, EpisodeId)>, StorageError>;
+
+    /// The episodes of ops `(origin, after+1 ..)` in the tenant's op log, in sequence order, at
+    /// most `limit`.
+    fn ops(
+        &self,
+        tenant: &TenantId,
+        origin: &HubId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError>;
+
+    /// The tenant's version vector: per origin, the highest op seq recorded (op seqs are
+    /// recorded contiguously, so this is the highest contiguous one).
+    fn version_vector(&self, tenant: &TenantId) -> Result<VersionVector, StorageError>;
 
     /// Every tenant that has a key.
     fn tenants(&self) -> Result<Vec<TenantId>, StorageError>;

@@ -9,6 +9,8 @@
 //! | `tenant_keys` | (tenant, version u32)    | wrapped tenant key             |
 //! | `tenant_meta` | (tenant, name)           | setting bytes                  |
 //! | `changes`     | (tenant, seq u64)        | episode id (16 bytes)          |
+//! | `ops`         | (tenant, origin, seq u64)| episode id (16 bytes)          |
+//! | `vv`          | (tenant, origin)         | highest op seq (u64)           |
 //! | `meta`        | name                     | setting bytes                  |
 //!
 //! Commits use `Durability::Immediate`: `apply` returns after the data is fsynced.
@@ -16,17 +18,69 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use agentdb_core::{EpisodeId, TenantId};
+use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{Storage, StorageError, StoredEpisode, Write};
+use super::{OpSeq, Storage, StorageError, StoredEpisode, Write};
 
 const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
 const TENANT_KEYS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("tenant_keys");
 const TENANT_META: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("tenant_meta");
 const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const CHANGES: TableDefinition<'_, (&str, u64), u128> = TableDefinition::new("changes");
+const OPS: TableDefinition<'_, (&str, &str, u64), u128> = TableDefinition::new("ops");
+const VV: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("vv");
+
+/// Sorts after every hub id (ids are ASCII letters, digits, `.`, `_`, `-`).
+const MAX_NAME: &str = "\u{10ffff}";
+
+fn op_range<'a>(
+    tenant: &'a TenantId,
+    origin: &'a HubId,
+    after: u64,
+) -> std::ops::RangeInclusive<(&'a str, &'a str, u64)> {
+    (tenant.as_str(), origin.as_str(), after.saturating_add(1))
+        ..=(tenant.as_str(), origin.as_str(), u64::MAX)
+}
+
+fn vv_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, &str)> {
+    (tenant.as_str(), "")..=(tenant.as_str(), MAX_NAME)
+}
+
+/// Records `op` for episode `id` in the tenant's op log; false when `op` is not the next of
+/// its origin.
+fn record_op(
+    ops: &mut redb::Table<'_, (&'static str, &'static str, u64), u128>,
+    vv: &mut redb::Table<'_, (&'static str, &'static str), u64>,
+    tenant: &TenantId,
+    op: &OpSeq,
+    id: &EpisodeId,
+) -> Result<bool, StorageError> {
+    let origin = match op {
+        OpSeq::Next(origin) | OpSeq::Exactly(origin, _) => origin,
+    };
+    let key = (tenant.as_str(), origin.as_str());
+    let last = vv.get(key).map_err(backend)?.map_or(0, |v| v.value());
+    let seq = match op {
+        OpSeq::Next(_) => last + 1,
+        OpSeq::Exactly(_, seq) if *seq == last + 1 => *seq,
+        OpSeq::Exactly(..) => return Ok(false),
+    };
+    ops.insert((key.0, key.1, seq), id.as_uuid().as_u128())
+        .map_err(backend)?;
+    vv.insert(key, seq).map_err(backend)?;
+    Ok(true)
+}
+
+fn decode_row(
+    v: Option<redb::AccessGuard<'_, &[u8]>>,
+) -> Result<Option<StoredEpisode>, StorageError> {
+    Ok(match v {
+        Some(v) => Some(StoredEpisode::decode(v.value())?),
+        None => None,
+    })
+}
 
 fn episode_key<'a>(tenant: &'a TenantId, id: &EpisodeId) -> (&'a str, u128) {
     (tenant.as_str(), id.as_uuid().as_u128())
@@ -84,7 +138,7 @@ impl RedbStorage {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        let has_tables = db.begin_read().map_err(backend)?.open_table(META).is_ok();
+        let has_tables = db.begin_read().map_err(backend)?.open_table(OPS).is_ok();
         if has_tables {
             return Ok(Self { db });
         }
@@ -95,6 +149,8 @@ impl RedbStorage {
             tx.open_table(TENANT_META).map_err(backend)?;
             tx.open_table(META).map_err(backend)?;
             tx.open_table(CHANGES).map_err(backend)?;
+            tx.open_table(OPS).map_err(backend)?;
+            tx.open_table(VV).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         Ok(Self { db })
@@ -111,9 +167,15 @@ impl Storage for RedbStorage {
             let mut tmeta = tx.open_table(TENANT_META).map_err(backend)?;
             let mut meta = tx.open_table(META).map_err(backend)?;
             let mut changes = tx.open_table(CHANGES).map_err(backend)?;
+            let mut ops = tx.open_table(OPS).map_err(backend)?;
+            let mut vv = tx.open_table(VV).map_err(backend)?;
             for w in writes {
                 let applied = match w {
-                    Write::PutEpisode { tenant, row } => {
+                    Write::PutEpisode {
+                        tenant,
+                        row,
+                        origin,
+                    } => {
                         let key = episode_key(tenant, &row.id);
                         if episodes.get(key).map_err(backend)?.is_some() {
                             false
@@ -122,7 +184,8 @@ impl Storage for RedbStorage {
                                 .insert(key, row.encode().as_slice())
                                 .map_err(backend)?;
                             log_change(&mut changes, tenant, &row.id)?;
-                            true
+                            let op = OpSeq::Next(origin.clone());
+                            record_op(&mut ops, &mut vv, tenant, &op, &row.id)?
                         }
                     }
                     Write::ReplaceEpisode { tenant, row } => {
@@ -138,17 +201,65 @@ impl Storage for RedbStorage {
                         }
                         live
                     }
-                    Write::Tombstone { tenant, id, at } => {
+                    Write::Tombstone {
+                        tenant,
+                        id,
+                        stamp,
+                        model,
+                        origin,
+                    } => {
                         let key = episode_key(tenant, id);
-                        let existing = match episodes.get(key).map_err(backend)? {
-                            Some(v) => Some(StoredEpisode::decode(v.value())?),
-                            None => None,
+                        let tomb = match decode_row(episodes.get(key).map_err(backend)?)? {
+                            Some(row) if row.deleted.is_some() => None,
+                            Some(row) => Some(row.into_tombstone(stamp.clone())),
+                            None => Some(StoredEpisode::new_tombstone(
+                                *id,
+                                stamp.clone(),
+                                model.clone(),
+                            )),
                         };
-                        match existing {
-                            Some(row) if row.deleted.is_none() => {
-                                let tomb = row.into_tombstone(*at).encode();
-                                episodes.insert(key, tomb.as_slice()).map_err(backend)?;
+                        match tomb {
+                            Some(tomb) => {
+                                episodes
+                                    .insert(key, tomb.encode().as_slice())
+                                    .map_err(backend)?;
                                 log_change(&mut changes, tenant, id)?;
+                                let op = OpSeq::Next(origin.clone());
+                                record_op(&mut ops, &mut vv, tenant, &op, id)?
+                            }
+                            None => false,
+                        }
+                    }
+                    Write::Merge {
+                        tenant,
+                        id,
+                        row,
+                        op,
+                    } => {
+                        if !record_op(&mut ops, &mut vv, tenant, op, id)? {
+                            false
+                        } else {
+                            if let Some(row) = row {
+                                let key = episode_key(tenant, id);
+                                let existing = decode_row(episodes.get(key).map_err(backend)?)?;
+                                let keep = existing
+                                    .is_some_and(|e| e.deleted.is_some() && row.deleted.is_none());
+                                if !keep {
+                                    episodes
+                                        .insert(key, row.encode().as_slice())
+                                        .map_err(backend)?;
+                                    log_change(&mut changes, tenant, id)?;
+                                }
+                            }
+                            true
+                        }
+                    }
+                    Write::CollectTombstone { tenant, id } => {
+                        let key = episode_key(tenant, id);
+                        let existing = decode_row(episodes.get(key).map_err(backend)?)?;
+                        match existing {
+                            Some(row) if row.deleted.is_some() => {
+                                episodes.remove(key).map_err(backend)?;
                                 true
                             }
                             _ => false,
@@ -191,6 +302,10 @@ impl Storage for RedbStorage {
                             .retain_in(change_range(tenant, 0), |_, _| false)
                             .map_err(backend)?;
                         let t = tenant.as_str();
+                        ops.retain_in((t, "", 0)..=(t, MAX_NAME, u64::MAX), |_, _| false)
+                            .map_err(backend)?;
+                        vv.retain_in(vv_range(tenant), |_, _| false)
+                            .map_err(backend)?;
                         tmeta
                             .retain_in((t, "")..(t, "\u{10ffff}"), |_, _| false)
                             .map_err(backend)?;
@@ -252,6 +367,41 @@ impl Storage for RedbStorage {
                 k.value().1,
                 EpisodeId::from_uuid(uuid::Uuid::from_u128(v.value())),
             ));
+        }
+        Ok(out)
+    }
+
+    fn ops(
+        &self,
+        tenant: &TenantId,
+        origin: &HubId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(OPS).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table
+            .range(op_range(tenant, origin, after))
+            .map_err(backend)?
+            .take(limit)
+        {
+            let (k, v) = item.map_err(backend)?;
+            out.push((
+                k.value().2,
+                EpisodeId::from_uuid(uuid::Uuid::from_u128(v.value())),
+            ));
+        }
+        Ok(out)
+    }
+
+    fn version_vector(&self, tenant: &TenantId) -> Result<VersionVector, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(VV).map_err(backend)?;
+        let mut out = VersionVector::new();
+        for item in table.range(vv_range(tenant)).map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            out.set(HubId::new(k.value().1).map_err(backend)?, v.value());
         }
         Ok(out)
     }

@@ -1,0 +1,517 @@
+//! This store's side of federation: updates of mutable fields, the op log as the replication
+//! protocol reads it, applying replicated ops, and tombstone collection.
+//!
+//! Rows carry the merge stamps of `agentdb_core::replica` in the clear (`RowStamps`, the
+//! delete stamp); the registers' values live in the row (reward) and the sealed body
+//! (critique, tags). Merging opens the row, joins its [`ReplicaState`] with the incoming one
+//! and, when that changed anything, seals the result again. All of it happens under the
+//! tenant's merge lock, so read-modify-write cycles of one tenant never interleave.
+
+use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
+
+use agentdb_core::{
+    validate_vector, ClockSkew, Embedding, EpisodeContent, EpisodeError, EpisodeId, EpisodeUpdate,
+    Limits, LiveEpisode, Lww, NewEpisode, Op, ReplicaState, TenantId, Timestamp, VersionVector,
+};
+
+use super::body::{self, Body};
+use super::tenant::TenantState;
+use super::{embedding_text, normalize_task, MemoryEngine};
+use crate::error::{ReadError, ReplicaError, StoreError};
+use crate::index::EpisodeFacts;
+use crate::storage::{OpSeq, RowStamps, StoredEpisode, Write};
+
+/// What [`MemoryEngine::apply_ops`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedOps {
+    /// The tenant's version vector afterwards.
+    pub vv: VersionVector,
+    /// Ops applied (the others were duplicates or beyond a gap).
+    pub applied: u64,
+    /// The newest wall-clock stamp (ms) among the applied ops' states.
+    pub newest_ms: Option<u64>,
+    /// Set when the page stopped at an op stamped too far ahead of this store's clock.
+    pub skew: Option<ClockSkew>,
+}
+
+impl MemoryEngine {
+    /// The tenant's version vector: per origin hub, the highest op it holds.
+    pub fn version_vector(&self, tenant: &TenantId) -> Result<VersionVector, ReadError> {
+        Ok(self.storage.version_vector(tenant)?)
+    }
+
+    /// Changes an episode's mutable fields (reward, critique, tags) — last writer wins across
+    /// hubs. Returns false when the episode is not live here (unknown or deleted).
+    pub fn update(
+        &self,
+        tenant: &TenantId,
+        id: &EpisodeId,
+        update: &EpisodeUpdate,
+    ) -> Result<bool, ReplicaError> {
+        validate_update(update, &self.config.limits).map_err(StoreError::Invalid)?;
+        loop {
+            let Some(state) = self.tenant(tenant) else {
+                return Ok(false);
+            };
+            let gate = state.erased.read();
+            if *gate {
+                continue;
+            }
+            let _merge = state.merge.lock();
+            let row = match self.storage.episode(tenant, id)? {
+                Some(row) if row.deleted.is_none() => row,
+                _ => return Ok(false),
+            };
+            if update.is_empty() {
+                return Ok(true);
+            }
+            let ReplicaState::Live(mut live) = row_state(&state, &row, false)? else {
+                return Ok(false);
+            };
+            live.update(update, &self.next_stamp());
+            let new = self.state_row(&state, Some(&row), *id, &ReplicaState::Live(live))?;
+            self.commit.submit(vec![Write::Merge {
+                tenant: tenant.clone(),
+                id: *id,
+                row: Some(new.clone()),
+                op: OpSeq::Next(self.hub.clone()),
+            }])?;
+            self.index_row(&state, &new)?;
+            drop(_merge);
+            drop(gate);
+            self.changed(tenant);
+            return Ok(true);
+        }
+    }
+
+    /// Ops of `tenant` that `known` does not cover, each origin's in sequence order from
+    /// right after `known`'s entry, at most `limit` ops and about `max_bytes` (at least one op
+    /// when any is missing). Each op carries the episode's current state here.
+    pub fn ops_since(
+        &self,
+        tenant: &TenantId,
+        known: &VersionVector,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Op>, ReadError> {
+        let Some(state) = self.tenant(tenant) else {
+            return Ok(Vec::new());
+        };
+        let vv = self.storage.version_vector(tenant)?;
+        let mut out = Vec::new();
+        let mut bytes = 0usize;
+        for (origin, from, to) in vv.missing_from(known) {
+            let room = limit.saturating_sub(out.len());
+            let want = usize::try_from(to - from).unwrap_or(usize::MAX).min(room);
+            for (seq, id) in self.storage.ops(tenant, origin, from, want)? {
+                let op_state = match self.storage.episode(tenant, &id)? {
+                    Some(row) => Some(row_state(&state, &row, true)?),
+                    None => None,
+                };
+                let size = op_state.as_ref().map_or(64, approx_size);
+                if !out.is_empty() && bytes + size > max_bytes {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.push(Op {
+                    origin: origin.clone(),
+                    seq,
+                    episode: id,
+                    state: op_state,
+                });
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Applies a page of ops received from another hub, durably (one commit) and in order. An
+    /// op is applied only when it is the next of its origin; the others are skipped. The page
+    /// stops at the first op stamped more than the skew bound ahead of `now_ms`.
+    pub fn apply_ops(
+        &self,
+        tenant: &TenantId,
+        ops: &[Op],
+        now_ms: u64,
+    ) -> Result<AppliedOps, ReplicaError> {
+        loop {
+            let state = match self.tenant(tenant) {
+                Some(s) => s,
+                None => self.tenant_or_create(
+                    tenant,
+                    self.embedder.model(),
+                    self.embedder.dimensions(),
+                )?,
+            };
+            let gate = state.erased.read();
+            if *gate {
+                continue;
+            }
+            let merge = state.merge.lock();
+            let mut vv = self.storage.version_vector(tenant)?;
+            // Rows as this page leaves them, so that two ops of one episode build on each other.
+            let mut rows: HashMap<EpisodeId, StoredEpisode> = HashMap::new();
+            let mut writes = Vec::new();
+            let mut touched = Vec::new();
+            let mut out = AppliedOps {
+                vv: VersionVector::new(),
+                applied: 0,
+                newest_ms: None,
+                skew: None,
+            };
+            for op in ops {
+                if op.seq != vv.get(&op.origin) + 1 {
+                    continue;
+                }
+                let mut new_row = None;
+                if let Some(incoming) = &op.state {
+                    let stamp = incoming.max_stamp().hlc;
+                    if let Err(skew) = self.hlc.lock().observe(stamp, now_ms) {
+                        out.skew = Some(skew);
+                        break;
+                    }
+                    out.newest_ms = out.newest_ms.max(Some(stamp.wall_ms));
+                    let current = match rows.get(&op.episode) {
+                        Some(row) => Some(row.clone()),
+                        None => self.storage.episode(tenant, &op.episode)?,
+                    };
+                    let merged = match &current {
+                        None => Some(incoming.clone()),
+                        Some(row) => {
+                            let here = row_state(&state, row, false)?;
+                            let joined = here.clone().join(incoming);
+                            (joined != here).then_some(joined)
+                        }
+                    };
+                    if let Some(merged) = merged {
+                        if let ReplicaState::Live(live) = &merged {
+                            self.validate_live(op.episode, live)?;
+                        }
+                        let row = self.state_row(&state, current.as_ref(), op.episode, &merged)?;
+                        rows.insert(op.episode, row.clone());
+                        touched.push(op.episode);
+                        new_row = Some(row);
+                    }
+                }
+                vv.advance(&op.origin, op.seq);
+                writes.push(Write::Merge {
+                    tenant: tenant.clone(),
+                    id: op.episode,
+                    row: new_row,
+                    op: OpSeq::Exactly(op.origin.clone(), op.seq),
+                });
+                out.applied += 1;
+            }
+            if !writes.is_empty() {
+                self.commit.submit(writes)?;
+            }
+            let mut seen = HashSet::new();
+            for id in touched {
+                if seen.insert(id) {
+                    if let Some(row) = rows.get(&id) {
+                        self.index_row(&state, row)?;
+                    }
+                }
+            }
+            drop(merge);
+            drop(gate);
+            self.indexer.notify(&state);
+            if out.applied > 0 {
+                self.changed(tenant);
+            }
+            out.vv = vv;
+            return Ok(out);
+        }
+    }
+
+    /// Removes the tombstones of `tenant` deleted before `deleted_before` whose ops are all
+    /// covered by `acked` (what every linked hub has acknowledged holding). Returns how many
+    /// were removed. Their op-log entries stay; they replicate as "collected" (no state).
+    pub fn collect_tombstones(
+        &self,
+        tenant: &TenantId,
+        acked: &VersionVector,
+        deleted_before: Timestamp,
+    ) -> Result<u64, ReplicaError> {
+        let Some(state) = self.tenant(tenant) else {
+            return Ok(0);
+        };
+        let gate = state.erased.read();
+        if *gate {
+            return Ok(0);
+        }
+        let _merge = state.merge.lock();
+        let vv = self.storage.version_vector(tenant)?;
+        let mut pending = HashSet::new();
+        for (origin, from, to) in vv.missing_from(acked) {
+            let n = usize::try_from(to - from).unwrap_or(usize::MAX);
+            for (_, id) in self.storage.ops(tenant, origin, from, n)? {
+                pending.insert(id);
+            }
+        }
+        let mut writes = Vec::new();
+        self.storage.scan_episodes(tenant, &mut |row| {
+            if row
+                .deleted
+                .as_ref()
+                .is_some_and(|s| s.hlc.wall() < deleted_before)
+                && !pending.contains(&row.id)
+            {
+                writes.push(Write::CollectTombstone {
+                    tenant: tenant.clone(),
+                    id: row.id,
+                });
+            }
+            ControlFlow::Continue(())
+        })?;
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        let flags = self.commit.submit(writes)?;
+        Ok(flags.into_iter().filter(|f| *f).count() as u64)
+    }
+
+    /// The row holding `new`, given the episode's current row. A row whose content is
+    /// unchanged keeps its sealed vector (and the key version it was sealed with).
+    fn state_row(
+        &self,
+        state: &TenantState,
+        current: Option<&StoredEpisode>,
+        id: EpisodeId,
+        new: &ReplicaState,
+    ) -> Result<StoredEpisode, ReplicaError> {
+        let live = match new {
+            ReplicaState::Deleted(stamp) => {
+                return Ok(match current {
+                    Some(row) => row.clone().into_tombstone(stamp.clone()),
+                    None => StoredEpisode::new_tombstone(id, stamp.clone(), state.model().clone()),
+                })
+            }
+            ReplicaState::Live(live) => live,
+        };
+        let same_content =
+            current.filter(|row| row.deleted.is_none() && row.stamps.created == live.created);
+        let (key, model, sealed_vector) = match same_content {
+            Some(row) => (
+                state.key_for(row)?,
+                row.model.clone(),
+                row.sealed_vector.clone(),
+            ),
+            None => {
+                let key = state
+                    .current_key()
+                    .ok_or_else(|| StoreError::Crypto(format!("tenant {} has no key", state.id)))?;
+                let vector = self.vector_for(state, id, &live.content)?;
+                let sealed = body::seal_vector(&key, &id, &vector)?;
+                (key, state.model().clone(), sealed)
+            }
+        };
+        let c = &live.content;
+        let body = Body {
+            agent: c.agent.clone(),
+            session: c.session,
+            task: c.task.clone(),
+            input: c.input.clone(),
+            output: c.output.clone(),
+            critique: live.critique.value.clone(),
+            tags: live.tags.value.clone(),
+            metadata_json: c.metadata_json.clone(),
+            tokens_used: c.tokens_used,
+            latency_ms: c.latency_ms,
+            origin: c.origin.clone(),
+        };
+        Ok(StoredEpisode {
+            id,
+            created: c.created,
+            reward: live.reward.value,
+            success: live.reward.value >= self.config.success_threshold,
+            task_hash: key.keyed_hash(normalize_task(&c.task).as_bytes()),
+            model,
+            deleted: None,
+            stamps: RowStamps {
+                created: live.created.clone(),
+                reward: live.reward.stamp.clone(),
+                critique: live.critique.stamp.clone(),
+                tags: live.tags.stamp.clone(),
+            },
+            sealed_body: body::seal_body(&key, &id, &body)?,
+            sealed_vector,
+        })
+    }
+
+    /// The vector to store for replicated content: the sender's when it is of the tenant's
+    /// model, else this store's embedding of the text (when this store embeds with the
+    /// tenant's model).
+    fn vector_for(
+        &self,
+        state: &TenantState,
+        id: EpisodeId,
+        content: &EpisodeContent,
+    ) -> Result<Vec<f32>, ReplicaError> {
+        if let Some(e) = &content.embedding {
+            if &e.model == state.model() && e.vector.len() == state.index.dimensions() {
+                validate_vector(&e.vector, &self.config.limits).map_err(StoreError::Invalid)?;
+                return Ok(e.vector.clone());
+            }
+        }
+        if self.embedder.model() == state.model() {
+            let text = embedding_text(&content.task, &content.input);
+            return Ok(self.embedder.embed(&text).map_err(StoreError::Embed)?);
+        }
+        Err(ReplicaError::Invalid {
+            id,
+            reason: format!(
+                "tenant {} is bound to model {}, the episode carries no vector of it and this \
+                 store embeds with {}",
+                state.id,
+                state.model(),
+                self.embedder.model()
+            ),
+        })
+    }
+
+    /// Checks replicated content against this store's limits.
+    fn validate_live(&self, id: EpisodeId, live: &LiveEpisode) -> Result<(), ReplicaError> {
+        let invalid = |reason: String| ReplicaError::Invalid { id, reason };
+        let c = &live.content;
+        let metadata = if c.metadata_json.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&c.metadata_json).map_err(|e| invalid(e.to_string()))?
+        };
+        let episode = NewEpisode {
+            id: Some(id),
+            agent: c.agent.clone(),
+            session: c.session,
+            task: c.task.clone(),
+            input: c.input.clone(),
+            output: c.output.clone(),
+            reward: live.reward.value,
+            critique: live.critique.value.clone(),
+            tags: live.tags.value.clone(),
+            metadata,
+            tokens_used: c.tokens_used,
+            latency_ms: c.latency_ms,
+            embedding: c.embedding.clone(),
+        };
+        episode
+            .validate(&self.config.limits)
+            .map_err(|e| invalid(e.to_string()))
+    }
+
+    /// Brings the tenant's index in line with a row just written.
+    fn index_row(&self, state: &TenantState, row: &StoredEpisode) -> Result<(), ReplicaError> {
+        if row.deleted.is_some() {
+            state.index.remove(&row.id);
+            return Ok(());
+        }
+        let facts = EpisodeFacts {
+            reward: row.reward,
+            success: row.success,
+            created: row.created,
+        };
+        if state.index.contains(&row.id) {
+            state.index.set_facts(&row.id, facts);
+        } else if &row.model == state.model() {
+            let vector = body::open_vector(&*state.key_for(row)?, row)?;
+            state
+                .index
+                .insert(row.id, &row.model, &vector, facts)
+                .map_err(StoreError::Index)?;
+        }
+        Ok(())
+    }
+}
+
+/// The replicated state a row holds; the vector is opened only when asked for.
+fn row_state(
+    state: &TenantState,
+    row: &StoredEpisode,
+    with_vector: bool,
+) -> Result<ReplicaState, ReadError> {
+    if let Some(stamp) = &row.deleted {
+        return Ok(ReplicaState::Deleted(stamp.clone()));
+    }
+    let key = state.key_for(row)?;
+    let body = body::open_body(&key, row)?;
+    let embedding = if with_vector {
+        Some(Embedding {
+            model: row.model.clone(),
+            vector: body::open_vector(&key, row)?,
+        })
+    } else {
+        None
+    };
+    Ok(ReplicaState::Live(Box::new(LiveEpisode {
+        created: row.stamps.created.clone(),
+        content: EpisodeContent {
+            agent: body.agent,
+            session: body.session,
+            task: body.task,
+            input: body.input,
+            output: body.output,
+            metadata_json: body.metadata_json,
+            tokens_used: body.tokens_used,
+            latency_ms: body.latency_ms,
+            created: row.created,
+            origin: body.origin,
+            embedding,
+        },
+        reward: Lww::new(row.stamps.reward.clone(), row.reward),
+        critique: Lww::new(row.stamps.critique.clone(), body.critique),
+        tags: Lww::new(row.stamps.tags.clone(), body.tags),
+    })))
+}
+
+/// About how many bytes an op's state takes on the wire.
+fn approx_size(state: &ReplicaState) -> usize {
+    match state {
+        ReplicaState::Deleted(_) => 64,
+        ReplicaState::Live(l) => {
+            let c = &l.content;
+            256 + c.task.len()
+                + c.input.len()
+                + c.output.len()
+                + c.metadata_json.len()
+                + l.critique.value.as_ref().map_or(0, String::len)
+                + l.tags.value.iter().map(String::len).sum::<usize>()
+                + c.embedding.as_ref().map_or(0, |e| e.vector.len() * 4)
+        }
+    }
+}
+
+/// Checks an update against the limits new episodes meet.
+fn validate_update(update: &EpisodeUpdate, limits: &Limits) -> Result<(), EpisodeError> {
+    if update.reward.is_some_and(|r| !r.is_finite()) {
+        return Err(EpisodeError::NonFiniteReward);
+    }
+    if let Some(Some(c)) = &update.critique {
+        if c.len() > limits.max_text_bytes {
+            return Err(EpisodeError::TooLarge {
+                field: "critique",
+                len: c.len(),
+                limit: limits.max_text_bytes,
+            });
+        }
+    }
+    if let Some(tags) = &update.tags {
+        if tags.len() > limits.max_tags {
+            return Err(EpisodeError::TooLarge {
+                field: "tags",
+                len: tags.len(),
+                limit: limits.max_tags,
+            });
+        }
+        if let Some(t) = tags.iter().find(|t| t.len() > limits.max_tag_bytes) {
+            return Err(EpisodeError::TooLarge {
+                field: "tag",
+                len: t.len(),
+                limit: limits.max_tag_bytes,
+            });
+        }
+    }
+    Ok(())
+}
