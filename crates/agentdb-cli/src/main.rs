@@ -29,6 +29,9 @@ enum Command {
     Local(commands::local::LocalArgs),
     /// Re-embed stored episodes with the configured embedder (after switching models).
     Reindex(commands::reindex::ReindexArgs),
+    /// Inspect a hub's links to other hubs.
+    #[command(subcommand)]
+    Federation(commands::federation::FederationCommand),
     /// Manage the deployment's certificate authority.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Ca(cmd) => commands::ca::run(cmd),
         Command::Cert(cmd) => commands::cert::run(cmd),
         Command::Token(cmd) => commands::token::run(cmd),
+        Command::Federation(cmd) => commands::federation::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

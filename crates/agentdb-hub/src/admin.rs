@@ -2,6 +2,8 @@
 //!
 //! `GET /health` → `{"status":"healthy","connected_agents":n,"episodes":n,"tenants":n,"uptime_s":x}`
 //! `GET /metrics` → Prometheus text.
+//! `GET /v1/federation` → this hub's links (peer, region, state, last sync, ops sent/received,
+//! lag) and per-tenant version vectors ([`crate::FederationStatus`]).
 //! `GET /v1/tenants/{tenant}/stats` with `Authorization: Bearer <token with admin scope for that
 //! tenant>` → the tenant's statistics.
 
@@ -23,6 +25,7 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
+        .route("/v1/federation", get(federation))
         .route("/v1/tenants/{tenant}/stats", get(tenant_stats))
         .with_state(state)
 }
@@ -47,6 +50,18 @@ async fn health(State(state): State<Arc<HubState>>) -> Response {
         "embedder": engine.embedder().model(),
     }))
     .into_response()
+}
+
+async fn federation(State(state): State<Arc<HubState>>) -> Response {
+    let st = Arc::clone(&state);
+    match tokio::task::spawn_blocking(move || st.federation.status(&st)).await {
+        Ok(status) => Json(status).into_response(),
+        Err(_) => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "federation status failed",
+        ),
+    }
 }
 
 async fn metrics(State(state): State<Arc<HubState>>) -> Response {

@@ -73,4 +73,6 @@ pub struct HubConfig {
     pub audience: String,
     /// Limits.
     pub limits: HubLimits,
+    /// Links to other hubs, region and residency.
+    pub federation: crate::federation::FederationConfig,
 }

@@ -47,6 +47,14 @@ pub(crate) async fn serve(
             return;
         }
     };
+    let alpn = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol);
+    if alpn.as_deref() == Some(agentdb_proto::fed::FED_ALPN) {
+        crate::federation::serve_inbound(state, conn, shutdown).await;
+        return;
+    }
     state.metrics.connections_total.inc();
     let certificate = match auth::certificate_identity(&conn) {
         Ok(c) => c,

@@ -15,6 +15,7 @@ mod admin;
 mod auth;
 pub mod config;
 mod connection;
+pub mod federation;
 mod metrics;
 mod ops;
 mod state;
@@ -29,6 +30,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{HubConfig, HubLimits, TokenKey};
+pub use federation::{FederationConfig, FederationStatus, Topology};
 
 use state::HubState;
 
@@ -80,6 +82,11 @@ impl HubHandle {
         self.state.connected_agents()
     }
 
+    /// This hub's federation state (links, version vectors).
+    pub fn federation_status(&self) -> FederationStatus {
+        self.state.federation.status(&self.state)
+    }
+
     /// The memory engine behind the hub.
     pub fn engine(&self) -> &Arc<MemoryEngine> {
         &self.state.engine
@@ -123,7 +130,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     let crypto = agentdb_security::tls::server_config(
         &config.tls,
         config.require_client_cert,
-        agentdb_proto::ALPN,
+        &[agentdb_proto::ALPN, agentdb_proto::fed::FED_ALPN],
     )?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto)
         .map_err(|e| StartError::Tls(agentdb_security::tls::TlsError::Config(e.to_string())))?;
@@ -158,6 +165,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     let state = Arc::new(HubState::new(config, engine, verifier));
     let (shutdown, shutdown_rx) = watch::channel(false);
 
+    federation::start(&state, &endpoint, shutdown_rx.clone())?;
     let accept = tokio::spawn(accept_loop(
         endpoint.clone(),
         Arc::clone(&state),

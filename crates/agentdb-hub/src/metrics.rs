@@ -31,6 +31,13 @@ pub struct ReasonLabels {
 }
 
 /// The hub's metrics.
+/// Labels of per-link federation metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    /// The peer hub.
+    pub peer: String,
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +53,16 @@ pub struct Metrics {
     pub auth_failures: Family<ReasonLabels, Counter>,
     /// Episodes stored (new, not retries).
     pub episodes_stored: Counter,
+    /// Ops sent to each peer hub.
+    pub fed_ops_sent: Family<PeerLabels, Counter>,
+    /// Ops received and applied from each peer hub.
+    pub fed_ops_received: Family<PeerLabels, Counter>,
+    /// Ops held here that each peer has not acknowledged.
+    pub fed_lag: Family<PeerLabels, Gauge>,
+    /// Connected hub-to-hub links.
+    pub fed_links: Gauge,
+    /// From an op's stamp at its origin to its application here.
+    pub fed_propagation: Histogram,
 }
 
 impl Metrics {
@@ -86,6 +103,36 @@ impl Metrics {
             "New episodes stored",
             episodes_stored.clone(),
         );
+        let fed_ops_sent = Family::<PeerLabels, Counter>::default();
+        let fed_ops_received = Family::<PeerLabels, Counter>::default();
+        let fed_lag = Family::<PeerLabels, Gauge>::default();
+        let fed_links = Gauge::default();
+        let fed_propagation = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "federation_ops_sent",
+            "Replicated ops sent, by peer hub",
+            fed_ops_sent.clone(),
+        );
+        registry.register(
+            "federation_ops_received",
+            "Replicated ops received and applied, by peer hub",
+            fed_ops_received.clone(),
+        );
+        registry.register(
+            "federation_lag_ops",
+            "Ops held here that the peer hub has not acknowledged (replication lag)",
+            fed_lag.clone(),
+        );
+        registry.register(
+            "federation_links",
+            "Connected hub-to-hub links",
+            fed_links.clone(),
+        );
+        registry.register(
+            "federation_propagation_seconds",
+            "Time from an op's stamp at its origin hub to its application here",
+            fed_propagation.clone(),
+        );
         Self {
             registry,
             connections_total,
@@ -94,6 +141,11 @@ impl Metrics {
             latency,
             auth_failures,
             episodes_stored,
+            fed_ops_sent,
+            fed_ops_received,
+            fed_lag,
+            fed_links,
+            fed_propagation,
         }
     }
 

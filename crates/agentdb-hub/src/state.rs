@@ -12,6 +12,7 @@ use agentdb_security::token::TokenVerifier;
 use parking_lot::Mutex;
 
 use crate::config::HubConfig;
+use crate::federation::Federation;
 use crate::metrics::Metrics;
 
 /// Seconds since the Unix epoch.
@@ -37,6 +38,7 @@ pub(crate) struct HubState {
     pub revoked: RevocationList,
     pub metrics: Metrics,
     pub started: Instant,
+    pub federation: Arc<Federation>,
     agents_total: AtomicUsize,
     agents: Mutex<HashMap<TenantId, usize>>,
     inflight: Mutex<HashMap<TenantId, usize>>,
@@ -45,6 +47,7 @@ pub(crate) struct HubState {
 impl HubState {
     pub fn new(config: HubConfig, engine: Arc<MemoryEngine>, verifier: TokenVerifier) -> Self {
         Self {
+            federation: Arc::new(Federation::new(config.federation.clone())),
             config,
             engine,
             verifier,

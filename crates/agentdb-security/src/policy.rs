@@ -128,6 +128,12 @@ pub enum PolicyError {
         /// The token's tenant.
         token: TenantId,
     },
+    /// A hub-to-hub link was opened without a hub certificate.
+    #[error("hub-to-hub links need a hub certificate; the peer presented {presented}")]
+    NotAHub {
+        /// What the peer presented ("no certificate", or the identity it names).
+        presented: String,
+    },
     /// The token does not grant the scope the operation needs.
     #[error("{operation} needs the {needed} scope, which the token does not grant")]
     Forbidden {
@@ -148,8 +154,24 @@ impl PolicyError {
                 "tenant_mismatch"
             }
             PolicyError::AgentMismatch { .. } => "agent_mismatch",
-            PolicyError::HubCertificate { .. } | PolicyError::Forbidden { .. } => "forbidden",
+            PolicyError::HubCertificate { .. }
+            | PolicyError::Forbidden { .. }
+            | PolicyError::NotAHub { .. } => "forbidden",
         }
+    }
+}
+
+/// Decides whether a peer may open a hub-to-hub link (and so send replicated ops): only a
+/// certificate naming a hub may. Returns the hub.
+pub fn check_hub_peer(certificate: Option<&PeerIdentity>) -> Result<&HubId, PolicyError> {
+    match certificate {
+        Some(PeerIdentity::Hub { hub, .. }) => Ok(hub),
+        Some(other) => Err(PolicyError::NotAHub {
+            presented: other.to_string(),
+        }),
+        None => Err(PolicyError::NotAHub {
+            presented: "no certificate".into(),
+        }),
     }
 }
 
@@ -214,6 +236,34 @@ fn check_certificate_tenant(cert_tenant: &TenantId, claims: &Claims) -> Result<(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod hub_peer_tests {
+    use super::*;
+    use crate::identity::TrustDomain;
+
+    #[test]
+    fn only_hub_certificates_may_link() {
+        let domain = TrustDomain::new("agentdb.local").unwrap();
+        let hub = PeerIdentity::Hub {
+            trust_domain: domain.clone(),
+            hub: HubId::new("eu-1").unwrap(),
+        };
+        assert_eq!(check_hub_peer(Some(&hub)).unwrap().as_str(), "eu-1");
+        let agent = PeerIdentity::Tenant {
+            trust_domain: domain,
+            tenant: TenantId::new("acme").unwrap(),
+        };
+        assert!(matches!(
+            check_hub_peer(Some(&agent)),
+            Err(PolicyError::NotAHub { .. })
+        ));
+        assert!(matches!(
+            check_hub_peer(None),
+            Err(PolicyError::NotAHub { .. })
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -84,35 +84,38 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-/// A hub's server configuration. With `require_client_cert`, a client without a certificate
-/// signed by the CA fails the handshake.
+/// A hub's server configuration, offering the ALPN protocols `alpns`. With
+/// `require_client_cert`, a client without a certificate signed by the CA fails the handshake;
+/// without it, a client may present none, but one it presents must still be signed by the CA
+/// (hub-to-hub links always need one).
 pub fn server_config(
     material: &TlsMaterial,
     require_client_cert: bool,
-    alpn: &[u8],
+    alpns: &[&[u8]],
 ) -> Result<rustls::ServerConfig, TlsError> {
     let provider = provider();
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    let builder = if require_client_cert {
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(roots(&material.ca_pem)?),
-            provider,
-        )
-        .build()
-        .map_err(|e| TlsError::Config(e.to_string()))?;
-        builder.with_client_cert_verifier(verifier)
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(roots(&material.ca_pem)?), provider);
+    let verifier = if require_client_cert {
+        verifier
     } else {
-        builder.with_no_client_auth()
+        verifier.allow_unauthenticated()
     };
+    let builder = builder.with_client_cert_verifier(
+        verifier
+            .build()
+            .map_err(|e| TlsError::Config(e.to_string()))?,
+    );
     let mut config = builder
         .with_single_cert(
             certs("hub certificate", &material.cert_pem)?,
             key("hub key", &material.key_pem)?,
         )
         .map_err(|e| TlsError::Config(e.to_string()))?;
-    config.alpn_protocols = vec![alpn.to_vec()];
+    config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
     Ok(config)
 }
 

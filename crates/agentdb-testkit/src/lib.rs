@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_client::{AgentConfig, SigningKeyTokens, StaticToken};
-use agentdb_core::{AgentId, HubId, TenantId};
-use agentdb_hub::{HubConfig, HubHandle, HubLimits, TokenKey};
+use agentdb_core::{AgentId, HubId, Region, TenantId};
+use agentdb_hub::{FederationConfig, HubConfig, HubHandle, HubLimits, TokenKey};
 use agentdb_memory::{EngineConfig, MemoryEngine};
 use agentdb_security::ca::{CertificateAuthority, HostName, IssuedCertificate, Subject};
 use agentdb_security::identity::TrustDomain;
@@ -66,6 +66,20 @@ impl TestPki {
             ca,
             hub,
             signing: Ed25519KeyPem::generate().unwrap(),
+        }
+    }
+
+    /// TLS material of hub `name` (certificate for localhost and 127.0.0.1), for hubs that
+    /// link to each other.
+    pub fn hub_tls_for(&self, name: &str) -> TlsMaterial {
+        let (cert_pem, key_pem) = self.issue(&Subject::Hub {
+            hub: HubId::new(name).unwrap(),
+            hosts: HostName::defaults(),
+        });
+        TlsMaterial {
+            ca_pem: self.ca_pem(),
+            cert_pem,
+            key_pem,
         }
     }
 
@@ -158,13 +172,35 @@ pub fn hub_config(pki: &TestPki) -> HubConfig {
         token_key: TokenKey::Ed25519PublicPem(pki.signing.public_pem.as_bytes().to_vec()),
         audience: agentdb_security::token::DEFAULT_AUDIENCE.to_owned(),
         limits: HubLimits::default(),
+        federation: FederationConfig::default(),
+    }
+}
+
+/// A configuration of hub `name` in `region` with `federation` (its region is overwritten).
+pub fn federated_hub_config(
+    pki: &TestPki,
+    name: &str,
+    region: &str,
+    mut federation: FederationConfig,
+) -> HubConfig {
+    federation.region = Region::new(region).unwrap();
+    HubConfig {
+        hub_id: HubId::new(name).unwrap(),
+        tls: pki.hub_tls_for(name),
+        federation,
+        ..hub_config(pki)
     }
 }
 
 impl TestHub {
-    /// Starts a hub with `config` on the store in `dir` (created, or reopened).
+    /// Starts a hub with `config` on the store in `dir` (created, or reopened). The store
+    /// names its ops after the hub.
     pub async fn start(config: HubConfig, dir: &Path) -> Self {
-        let engine = Arc::new(agentdb_memory::open_data_dir(dir, EngineConfig::default()).unwrap());
+        let engine_config = EngineConfig {
+            origin: Some(config.hub_id.clone()),
+            ..EngineConfig::default()
+        };
+        let engine = Arc::new(agentdb_memory::open_data_dir(dir, engine_config).unwrap());
         Self::start_with(config, dir, engine).await
     }
 

@@ -36,6 +36,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
+use super::federation::{DurationValue, FederationFlags, FederationKeys, TenantSection, TuningSection};
 use crate::output;
 
 /// Where the hub keeps its data unless told otherwise.
@@ -92,6 +93,8 @@ pub struct HubArgs {
     /// `model` feature. Without it the hub embeds lexically.
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
+    #[command(flatten)]
+    federation: FederationFlags,
 }
 
 /// The TOML configuration file. Every key is optional; unknown keys are an error.
@@ -107,6 +110,14 @@ struct FileConfig {
     tls: Option<TlsSection>,
     token: Option<TokenSection>,
     limits: Option<LimitsSection>,
+    // Federation (see `federation::FederationKeys`).
+    region: Option<agentdb_core::Region>,
+    topology: Option<agentdb_hub::Topology>,
+    upstream: Option<String>,
+    peers: Option<Vec<String>>,
+    sync_interval: Option<DurationValue>,
+    tenants: Option<std::collections::BTreeMap<TenantId, TenantSection>>,
+    federation: Option<TuningSection>,
 }
 
 /// `[tls]`: the deployment CA, the hub's certificate and its key (PEM files).
@@ -187,6 +198,7 @@ struct Settings {
     token: TokenSource,
     audience: String,
     limits: HubLimits,
+    federation: agentdb_hub::FederationConfig,
 }
 
 /// Runs `agentdb hub`.
@@ -210,7 +222,14 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
     let embedder = embedder_from_env_or_dir(model_dir.as_deref())?;
     tracing::info!(embedder = %embedder.model(), dimensions = embedder.dimensions(), "embedder ready");
     let engine = Arc::new(
-        open_data_dir_with_embedder(&settings.data, EngineConfig::default(), embedder)
+        open_data_dir_with_embedder(
+            &settings.data,
+            EngineConfig {
+                origin: Some(settings.hub_id.clone()),
+                ..EngineConfig::default()
+            },
+            embedder,
+        )
             .with_context(|| format!("cannot open data directory {}", settings.data.display()))?,
     );
     let (tls, dev) = match &settings.tls {
@@ -242,6 +261,7 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
         token_key,
         audience: settings.audience.clone(),
         limits: settings.limits.clone(),
+        federation: settings.federation.clone(),
     };
     let runtime = super::runtime()?;
     runtime.block_on(serve(config, engine, &settings, dev.map(|(dir, _)| dir)))
@@ -403,6 +423,19 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
     let audience = token_section
         .audience
         .unwrap_or_else(|| DEFAULT_AUDIENCE.to_owned());
+    let federation = super::federation::resolve(
+        &args.federation,
+        FederationKeys {
+            region: file.region,
+            topology: file.topology,
+            upstream: file.upstream,
+            peers: file.peers,
+            sync_interval: file.sync_interval,
+            tenants: file.tenants,
+            federation: file.federation,
+        },
+        &|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()),
+    )?;
     Ok(Settings {
         hub_id,
         data,
@@ -413,6 +446,7 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         token,
         audience,
         limits: limits(file.limits.unwrap_or_default())?,
+        federation,
     })
 }
 

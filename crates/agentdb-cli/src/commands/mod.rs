@@ -4,6 +4,7 @@ pub mod agent;
 pub mod ca;
 pub mod cert;
 pub mod demo;
+pub mod federation;
 pub mod hub;
 pub mod local;
 pub mod reindex;

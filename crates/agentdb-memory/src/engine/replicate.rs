@@ -137,6 +137,21 @@ impl MemoryEngine {
         ops: &[Op],
         now_ms: u64,
     ) -> Result<AppliedOps, ReplicaError> {
+        // Refuse bad content before anything changes (a join of valid states is valid).
+        for op in ops {
+            if let Some(ReplicaState::Live(live)) = &op.state {
+                self.validate_live(op.episode, live)?;
+            }
+        }
+        if self.tenant(tenant).is_none() && !ops.iter().any(|op| op.seq == 1) {
+            // Nothing here to build on: no op can apply, and no tenant is created for it.
+            return Ok(AppliedOps {
+                vv: VersionVector::new(),
+                applied: 0,
+                newest_ms: None,
+                skew: None,
+            });
+        }
         loop {
             let state = match self.tenant(tenant) {
                 Some(s) => s,
@@ -187,9 +202,6 @@ impl MemoryEngine {
                         }
                     };
                     if let Some(merged) = merged {
-                        if let ReplicaState::Live(live) = &merged {
-                            self.validate_live(op.episode, live)?;
-                        }
                         let row = self.state_row(&state, current.as_ref(), op.episode, &merged)?;
                         rows.insert(op.episode, row.clone());
                         touched.push(op.episode);

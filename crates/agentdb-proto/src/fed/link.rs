@@ -207,6 +207,19 @@ impl LinkSession {
         &self.acked
     }
 
+    /// Ops the store holds that the peer has not acknowledged, over the tenants shared with it.
+    pub fn lag(&self, store: &dyn ReplicaStore) -> u64 {
+        store
+            .tenants()
+            .into_iter()
+            .filter(|t| self.shares(t))
+            .map(|t| {
+                let acked = self.acked.get(&t).cloned().unwrap_or_default();
+                store.version_vector(&t).lead_over(&acked)
+            })
+            .sum()
+    }
+
     /// Pages sent and not yet acknowledged.
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()

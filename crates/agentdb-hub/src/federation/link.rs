@@ -1,0 +1,386 @@
+//! Driving one hub-to-hub link: dialling (with backoff), accepting, and the link thread.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use agentdb_core::HubId;
+use agentdb_proto::fed::{FedMessage, LinkSession, FED_ALPN};
+use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN};
+use agentdb_security::identity::PeerIdentity;
+use agentdb_security::policy;
+use agentdb_security::tls::TlsError;
+use tokio::sync::watch;
+
+use super::store::EngineStore;
+use super::{Direction, Event, LinkEntry};
+use crate::auth;
+use crate::metrics::PeerLabels;
+use crate::state::{unix_ms, HubState};
+
+/// QUIC close codes of links (agent connections use the wire error codes).
+const CLOSE_OK: u32 = 0;
+const CLOSE_REFUSED: u32 = 3;
+const CLOSE_PROTOCOL: u32 = 5;
+/// Frames queued for the writer before the link thread waits (back-pressure).
+const WRITE_QUEUE: usize = 8;
+/// How often a link recomputes its lag.
+const LAG_EVERY_MS: u64 = 500;
+
+/// The TLS client side of links: this hub's certificate, ALPN `agentdb-fed/1`.
+pub(crate) fn client_config(state: &HubState) -> Result<quinn::ClientConfig, TlsError> {
+    let tls = &state.config.tls;
+    let crypto = agentdb_security::tls::client_config(
+        &tls.ca_pem,
+        Some((&tls.cert_pem, &tls.key_pem)),
+        FED_ALPN,
+    )?;
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(crypto)
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(Duration::from_secs(30))
+            .map_err(|e| TlsError::Config(e.to_string()))?,
+    ));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// `quic://host:port` → (host, port).
+fn parse_url(url: &str) -> Option<(String, u16)> {
+    let rest = url.strip_prefix("quic://").unwrap_or(url).trim_end_matches('/');
+    let (host, port) = rest.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port.parse().ok()?))
+}
+
+async fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
+    let (host, port) = parse_url(url).ok_or_else(|| format!("{url:?} is not quic://host:port"))?;
+    let addr = tokio::net::lookup_host((host.as_str(), port))
+        .await
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("cannot resolve {host}"))?;
+    Ok((addr, host))
+}
+
+/// Keeps a link to `url` up until shutdown: connect, run, and after a failure wait (doubling
+/// up to the configured maximum) before the next attempt.
+pub(crate) async fn dial_loop(
+    state: Arc<HubState>,
+    endpoint: quinn::Endpoint,
+    client: quinn::ClientConfig,
+    url: String,
+    entry: Arc<LinkEntry>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max_backoff = state.federation.config.max_backoff;
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let outcome = dial_once(&state, &endpoint, &client, &url, &entry, &mut shutdown).await;
+        let connected = outcome.is_ok();
+        {
+            let mut s = entry.snapshot.lock();
+            s.state = "down";
+            if let Err(e) = outcome {
+                s.last_error = Some(e);
+            }
+        }
+        if connected {
+            backoff = Duration::from_millis(100);
+        }
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(max_backoff);
+    }
+}
+
+/// One connection attempt and, when it succeeds, the link until it ends. `Ok` when a link
+/// ran (whatever ended it).
+async fn dial_once(
+    state: &Arc<HubState>,
+    endpoint: &quinn::Endpoint,
+    client: &quinn::ClientConfig,
+    url: &str,
+    entry: &Arc<LinkEntry>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    entry.snapshot.lock().state = "connecting";
+    let (addr, host) = resolve(url).await?;
+    let connecting = endpoint
+        .connect_with(client.clone(), addr, &host)
+        .map_err(|e| format!("connect to {url}: {e}"))?;
+    let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .map_err(|_| format!("connect to {url}: timed out"))?
+        .map_err(|e| format!("connect to {url}: {e}"))?;
+    let peer = match peer_hub(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            conn.close(quinn::VarInt::from_u32(CLOSE_REFUSED), e.as_bytes());
+            return Err(e);
+        }
+    };
+    let (send, recv) = conn
+        .open_bi()
+        .await
+        .map_err(|e| format!("open stream to {url}: {e}"))?;
+    run_link(state, &conn, peer, send, recv, entry, shutdown).await;
+    Ok(())
+}
+
+/// The hub a connection's peer certificate names, as the policy requires for links.
+fn peer_hub(conn: &quinn::Connection) -> Result<HubId, String> {
+    let cert: Option<PeerIdentity> = auth::certificate_identity(conn).map_err(|e| e.message)?;
+    policy::check_hub_peer(cert.as_ref())
+        .cloned()
+        .map_err(|e| e.to_string())
+}
+
+/// Serves a connection that arrived with ALPN `agentdb-fed/1`: only a hub certificate may
+/// open a link.
+pub(crate) async fn serve_inbound(
+    state: Arc<HubState>,
+    conn: quinn::Connection,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let peer = match peer_hub(&conn) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(error = %e, "hub link refused");
+            conn.close(quinn::VarInt::from_u32(CLOSE_REFUSED), e.as_bytes());
+            return;
+        }
+    };
+    let accepted = tokio::time::timeout(Duration::from_secs(10), conn.accept_bi()).await;
+    let Ok(Ok((send, recv))) = accepted else {
+        conn.close(
+            quinn::VarInt::from_u32(CLOSE_PROTOCOL),
+            b"no link stream opened",
+        );
+        return;
+    };
+    let fed = Arc::clone(&state.federation);
+    let entry = fed.add_link(Direction::Inbound, None);
+    run_link(&state, &conn, peer, send, recv, &entry, &mut shutdown).await;
+    fed.remove_link(entry.id);
+}
+
+/// Runs a link over an established stream pair until it ends, then closes the connection.
+async fn run_link(
+    state: &Arc<HubState>,
+    conn: &quinn::Connection,
+    peer: HubId,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    entry: &Arc<LinkEntry>,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let (events, inbox) = mpsc::channel::<Event>();
+    *entry.wake.lock() = Some(events.clone());
+    {
+        let mut s = entry.snapshot.lock();
+        s.state = "connected";
+        s.peer = Some(peer.clone());
+        s.last_error = None;
+    }
+    state.metrics.fed_links.inc();
+    tracing::info!(%peer, "hub link up");
+
+    // Reader: frames from the peer become events.
+    let reader_events = events.clone();
+    let reader = tokio::spawn(async move {
+        let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
+        let mut buf = vec![0u8; 64 * 1024];
+        let why = loop {
+            match recv.read(&mut buf).await {
+                Ok(Some(n)) => decoder.push(&buf[..n]),
+                Ok(None) => break "the peer closed the link".to_owned(),
+                Err(e) => break format!("link read failed: {e}"),
+            }
+            let mut failed = None;
+            loop {
+                match decoder.next_frame() {
+                    Ok(Some(frame)) => match FedMessage::decode(&frame) {
+                        Ok(msg) => {
+                            if reader_events.send(Event::Message(msg)).is_err() {
+                                return;
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(format!("bad message from the peer: {e}"));
+                            break;
+                        }
+                    },
+                    Ok(None) => break,
+                    Err(e) => {
+                        failed = Some(format!("bad frame from the peer: {e}"));
+                        break;
+                    }
+                }
+            }
+            if let Some(why) = failed {
+                break why;
+            }
+        };
+        let _ = reader_events.send(Event::Closed(why));
+    });
+
+    // Writer: frames from the link thread go out in order; a full queue holds the thread.
+    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    let writer_events = events.clone();
+    let writer = tokio::spawn(async move {
+        while let Some(frame) = out_rx.recv().await {
+            if let Err(e) = send.write_all(&frame).await {
+                let _ = writer_events.send(Event::Closed(format!("link write failed: {e}")));
+                return;
+            }
+        }
+        let _ = send.finish();
+    });
+
+    // Shutdown wakes the thread, which then stops.
+    let stop_events = events;
+    let mut stop = shutdown.clone();
+    let stopper = tokio::spawn(async move {
+        let _ = stop.wait_for(|s| *s).await;
+        let _ = stop_events.send(Event::Closed("hub shutting down".into()));
+    });
+
+    let st = Arc::clone(state);
+    let link_entry = Arc::clone(entry);
+    let peer_for_thread = peer.clone();
+    let outcome = tokio::task::spawn_blocking(move || {
+        link_thread(st, link_entry, peer_for_thread, inbox, out_tx)
+    })
+    .await
+    .unwrap_or_else(|_| Err("link thread failed".into()));
+
+    stopper.abort();
+    reader.abort();
+    // Let the writer flush what the thread queued (an Ack, a Refused) before closing.
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    *entry.wake.lock() = None;
+    state.metrics.fed_links.dec();
+    let (code, why) = match &outcome {
+        Ok(()) => (CLOSE_OK, "link closed".to_owned()),
+        Err(e) => (CLOSE_PROTOCOL, e.clone()),
+    };
+    tracing::info!(%peer, reason = %why, "hub link down");
+    {
+        let mut s = entry.snapshot.lock();
+        s.state = "down";
+        if outcome.is_err() {
+            s.last_error = Some(why.clone());
+        }
+    }
+    conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
+}
+
+/// The link thread: owns the session, talks to the engine, waits for events.
+fn link_thread(
+    state: Arc<HubState>,
+    entry: Arc<LinkEntry>,
+    peer: HubId,
+    inbox: mpsc::Receiver<Event>,
+    out: tokio::sync::mpsc::Sender<Vec<u8>>,
+) -> Result<(), String> {
+    let fed = Arc::clone(&state.federation);
+    let config = &fed.config;
+    let store = EngineStore {
+        state: Arc::clone(&state),
+    };
+    let mut session = LinkSession::new(
+        state.config.hub_id.clone(),
+        config.region.clone(),
+        peer.clone(),
+        config.residency.clone(),
+        agentdb_proto::fed::LinkConfig {
+            sync_interval_ms: config.sync_interval.as_millis() as u64,
+            ..config.link.clone()
+        },
+    );
+    let labels = PeerLabels {
+        peer: peer.to_string(),
+    };
+    let (mut reported_sent, mut reported_received) = (0u64, 0u64);
+    let mut next_lag_ms = 0u64;
+    loop {
+        if fed.stopping.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        while let Some(msg) = session.poll_transmit(&store, unix_ms()) {
+            if out.blocking_send(msg.encode()).is_err() {
+                return Err("link writer stopped".into());
+            }
+        }
+        // Publish the state for status, metrics and tombstone collection.
+        let now = unix_ms();
+        let stats = session.stats().clone();
+        let lag = (now >= next_lag_ms).then(|| {
+            next_lag_ms = now + LAG_EVERY_MS;
+            session.lag(&store)
+        });
+        state
+            .metrics
+            .fed_ops_sent
+            .get_or_create(&labels)
+            .inc_by(stats.ops_sent - reported_sent);
+        state
+            .metrics
+            .fed_ops_received
+            .get_or_create(&labels)
+            .inc_by(stats.ops_received - reported_received);
+        (reported_sent, reported_received) = (stats.ops_sent, stats.ops_received);
+        {
+            let mut s = entry.snapshot.lock();
+            s.region = session.peer().map(|p| p.region.clone());
+            s.last_sync_ms = stats.last_sync_ms;
+            s.ops_sent = stats.ops_sent;
+            s.ops_received = stats.ops_received;
+            s.in_flight = session.in_flight();
+            s.last_error = stats.last_error.clone().or(s.last_error.take());
+            s.acked = session.acked().clone();
+            if let Some(lag) = lag {
+                s.lag_ops = lag;
+                state
+                    .metrics
+                    .fed_lag
+                    .get_or_create(&labels)
+                    .set(i64::try_from(lag).unwrap_or(i64::MAX));
+            }
+        }
+        let wait = session
+            .next_tick_ms()
+            .saturating_sub(now)
+            .clamp(10, LAG_EVERY_MS);
+        let event = match inbox.recv_timeout(Duration::from_millis(wait)) {
+            Ok(e) => Some(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        match event {
+            Some(Event::Message(msg)) => session
+                .handle(msg, &store, unix_ms())
+                .map_err(|e| e.to_string())?,
+            Some(Event::Changed) => entry.pending.store(false, Ordering::Release),
+            Some(Event::Closed(why)) => {
+                entry.snapshot.lock().last_error = Some(why);
+                return Ok(());
+            }
+            None => {}
+        }
+        session.tick(&store, unix_ms());
+    }
+}

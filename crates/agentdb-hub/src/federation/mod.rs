@@ -1,0 +1,285 @@
+//! Federation: this hub's links to other hubs.
+//!
+//! ```text
+//!  dial loop (per upstream / peer URL) ──QUIC, ALPN agentdb-fed/1, hub cert both ways──► peer
+//!  accept (connection.rs sees ALPN agentdb-fed/1) ──► serve_inbound
+//!      └─► run_link: reader task (frames → events) ─► link thread (LinkSession + EngineStore)
+//!                                                     └─► writer task (frames → stream)
+//!  engine change listener ─► wake every link thread (push new ops at once)
+//!  collector (every sync interval) ─► collect tombstones every link has acknowledged
+//! ```
+//!
+//! The link thread owns the sans-IO [`LinkSession`](agentdb_proto::fed::LinkSession) and calls
+//! the engine synchronously (reads, fsynced commits) off the async executor; a bounded channel
+//! to the writer task carries back-pressure from the network into the session.
+
+mod config;
+mod link;
+mod status;
+mod store;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+
+use agentdb_core::{HubId, Region, TenantId, Timestamp, VersionVector};
+use parking_lot::Mutex;
+use tokio::sync::watch;
+
+pub use config::{FederationConfig, FederationConfigError, Topology};
+pub use status::{FederationStatus, LinkStatus, TenantVector};
+
+pub(crate) use link::serve_inbound;
+
+use crate::state::{unix_ms, HubState};
+
+/// Which side dialled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Direction {
+    Outbound,
+    Inbound,
+}
+
+/// What wakes a link thread.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// A message from the peer.
+    Message(agentdb_proto::fed::FedMessage),
+    /// The local store changed.
+    Changed,
+    /// The connection ended (with why).
+    Closed(String),
+}
+
+/// A link's last published state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LinkSnapshot {
+    pub peer: Option<HubId>,
+    pub region: Option<Region>,
+    pub state: &'static str,
+    pub last_sync_ms: Option<u64>,
+    pub ops_sent: u64,
+    pub ops_received: u64,
+    pub lag_ops: u64,
+    pub in_flight: usize,
+    pub last_error: Option<String>,
+    /// What the peer has acknowledged, per tenant (for tombstone collection).
+    pub acked: BTreeMap<TenantId, VersionVector>,
+}
+
+/// One link (a dial target, or an accepted connection while it lasts).
+#[derive(Debug)]
+pub(crate) struct LinkEntry {
+    pub id: u64,
+    pub direction: Direction,
+    pub address: Option<String>,
+    pub snapshot: Mutex<LinkSnapshot>,
+    wake: Mutex<Option<mpsc::Sender<Event>>>,
+    pending: AtomicBool,
+}
+
+impl LinkEntry {
+    /// Wakes the link thread, at most once until it has looked.
+    fn notify(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            if let Some(tx) = self.wake.lock().as_ref() {
+                let _ = tx.send(Event::Changed);
+            }
+        }
+    }
+}
+
+/// The federation state of a hub.
+#[derive(Debug)]
+pub(crate) struct Federation {
+    pub config: FederationConfig,
+    links: Mutex<Vec<Arc<LinkEntry>>>,
+    next_id: AtomicU64,
+    /// Set when the hub shuts down: link threads stop.
+    pub stopping: AtomicBool,
+}
+
+impl Federation {
+    pub fn new(config: FederationConfig) -> Self {
+        Self {
+            config,
+            links: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    fn add_link(&self, direction: Direction, address: Option<String>) -> Arc<LinkEntry> {
+        let entry = Arc::new(LinkEntry {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            direction,
+            address,
+            snapshot: Mutex::new(LinkSnapshot {
+                state: "connecting",
+                ..LinkSnapshot::default()
+            }),
+            wake: Mutex::new(None),
+            pending: AtomicBool::new(false),
+        });
+        self.links.lock().push(Arc::clone(&entry));
+        entry
+    }
+
+    fn remove_link(&self, id: u64) {
+        self.links.lock().retain(|l| l.id != id);
+    }
+
+    /// Wakes every link: the store has something new.
+    pub fn notify_all(&self) {
+        for link in self.links.lock().iter() {
+            link.notify();
+        }
+    }
+
+    fn links(&self) -> Vec<Arc<LinkEntry>> {
+        self.links.lock().clone()
+    }
+
+    /// The status report.
+    pub fn status(&self, state: &HubState) -> FederationStatus {
+        let links = self
+            .links()
+            .iter()
+            .map(|l| {
+                let s = l.snapshot.lock();
+                LinkStatus {
+                    direction: match l.direction {
+                        Direction::Outbound => "outbound",
+                        Direction::Inbound => "inbound",
+                    }
+                    .into(),
+                    address: l.address.clone(),
+                    peer: s.peer.as_ref().map(ToString::to_string),
+                    region: s.region.as_ref().map(ToString::to_string),
+                    state: s.state.into(),
+                    last_sync_ms: s.last_sync_ms,
+                    ops_sent: s.ops_sent,
+                    ops_received: s.ops_received,
+                    lag_ops: s.lag_ops,
+                    in_flight: s.in_flight,
+                    last_error: s.last_error.clone(),
+                }
+            })
+            .collect();
+        let restricted: HashMap<&TenantId, Vec<String>> = self
+            .config
+            .residency
+            .restrictions()
+            .map(|(t, r)| (t, r.iter().map(ToString::to_string).collect()))
+            .collect();
+        let tenants = state
+            .engine
+            .tenants()
+            .into_iter()
+            .map(|t| TenantVector {
+                version_vector: state
+                    .engine
+                    .version_vector(&t)
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|(h, s)| (h.to_string(), s))
+                    .collect(),
+                residency: restricted.get(&t).cloned(),
+                tenant: t.to_string(),
+            })
+            .collect();
+        FederationStatus {
+            hub: state.config.hub_id.to_string(),
+            region: self.config.region.to_string(),
+            topology: self.config.topology.as_str().into(),
+            links,
+            tenants,
+        }
+    }
+
+    /// Collects the tombstones every link has acknowledged, when every hub this one dials is
+    /// connected (a hub that is down may still hold an older state of the episode).
+    fn collect_tombstones(&self, state: &HubState) {
+        let links = self.links();
+        let connected: Vec<_> = links
+            .iter()
+            .filter(|l| l.snapshot.lock().state == "connected")
+            .collect();
+        let all_dialled_up = links
+            .iter()
+            .filter(|l| l.direction == Direction::Outbound)
+            .all(|l| l.snapshot.lock().state == "connected");
+        if connected.is_empty() || !all_dialled_up {
+            return;
+        }
+        let retention = self.config.tombstone_retention.as_millis() as u64;
+        let before = Timestamp(unix_ms().saturating_sub(retention));
+        for tenant in state.engine.tenants() {
+            let mut acked: Option<VersionVector> = None;
+            for l in &connected {
+                let snapshot = l.snapshot.lock();
+                let peer_vv = snapshot.acked.get(&tenant).cloned().unwrap_or_default();
+                acked = Some(match acked {
+                    None => peer_vv,
+                    Some(a) => a.meet(&peer_vv),
+                });
+            }
+            let Some(acked) = acked else { continue };
+            match state.engine.collect_tombstones(&tenant, &acked, before) {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(%tenant, collected = n, "tombstones collected"),
+                Err(e) => tracing::warn!(%tenant, error = %e, "tombstone collection failed"),
+            }
+        }
+    }
+}
+
+/// Starts federation: wakes links on every engine change, dials the configured hubs and
+/// collects tombstones periodically. Tasks end when `shutdown` turns true.
+pub(crate) fn start(
+    state: &Arc<HubState>,
+    endpoint: &quinn::Endpoint,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), agentdb_security::tls::TlsError> {
+    let fed = Arc::clone(&state.federation);
+    let weak = Arc::downgrade(&fed);
+    state
+        .engine
+        .add_change_listener(Arc::new(move |_tenant: &TenantId| {
+            if let Some(fed) = weak.upgrade() {
+                fed.notify_all();
+            }
+        }));
+    let client = link::client_config(state)?;
+    for url in fed.config.dial_targets() {
+        let entry = fed.add_link(Direction::Outbound, Some(url.clone()));
+        tokio::spawn(link::dial_loop(
+            Arc::clone(state),
+            endpoint.clone(),
+            client.clone(),
+            url,
+            entry,
+            shutdown.clone(),
+        ));
+    }
+    let st = Arc::clone(state);
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(st.federation.config.sync_interval);
+        loop {
+            tokio::select! {
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+                _ = every.tick() => {
+                    let st2 = Arc::clone(&st);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        st2.federation.collect_tombstones(&st2);
+                    })
+                    .await;
+                }
+            }
+        }
+        st.federation.stopping.store(true, Ordering::Release);
+        st.federation.notify_all();
+    });
+    Ok(())
+}

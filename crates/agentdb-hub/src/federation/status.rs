@@ -1,0 +1,58 @@
+//! What `GET /v1/federation` and `agentdb federation status` report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A hub's federation state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FederationStatus {
+    /// This hub.
+    pub hub: String,
+    /// Its region.
+    pub region: String,
+    /// Its topology.
+    pub topology: String,
+    /// Its links: every hub it dials (connected or not) and every hub connected to it.
+    pub links: Vec<LinkStatus>,
+    /// Per tenant: the version vector (origin hub → highest op held) and residency.
+    pub tenants: Vec<TenantVector>,
+}
+
+/// One link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkStatus {
+    /// `outbound` (this hub dials) or `inbound`.
+    pub direction: String,
+    /// The URL dialled (outbound links).
+    pub address: Option<String>,
+    /// The peer hub, once known.
+    pub peer: Option<String>,
+    /// The peer's region, once known.
+    pub region: Option<String>,
+    /// `connecting`, `connected` or `down`.
+    pub state: String,
+    /// When the peer last reported what it holds (ms since the Unix epoch).
+    pub last_sync_ms: Option<u64>,
+    /// Ops sent over this link (this connection).
+    pub ops_sent: u64,
+    /// Ops received and applied from this link (this connection).
+    pub ops_received: u64,
+    /// Ops this hub holds that the peer has not acknowledged (tenants shared with it).
+    pub lag_ops: u64,
+    /// Pages awaiting acknowledgement.
+    pub in_flight: usize,
+    /// The last error or refusal, as one line.
+    pub last_error: Option<String>,
+}
+
+/// One tenant's replication state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TenantVector {
+    /// The tenant.
+    pub tenant: String,
+    /// Origin hub → highest op held.
+    pub version_vector: BTreeMap<String, u64>,
+    /// Regions the tenant is restricted to (absent: everywhere).
+    pub residency: Option<Vec<String>>,
+}

@@ -1,0 +1,63 @@
+//! The replication protocol's view of the memory engine.
+
+use std::sync::Arc;
+
+use agentdb_core::{Op, TenantId, VersionVector};
+use agentdb_proto::fed::{Applied, ReplicaStore, StoreFailure};
+
+use crate::state::{unix_ms, HubState};
+
+/// [`ReplicaStore`] over a [`MemoryEngine`]. Its methods block (storage reads, fsynced
+/// commits): links call them from their own threads.
+#[derive(Debug, Clone)]
+pub(crate) struct EngineStore {
+    pub state: Arc<HubState>,
+}
+
+impl ReplicaStore for EngineStore {
+    fn tenants(&self) -> Vec<TenantId> {
+        self.state.engine.tenants()
+    }
+
+    fn version_vector(&self, tenant: &TenantId) -> VersionVector {
+        // A failed read reports "holds nothing": the peer then offers ops again, which are
+        // skipped as duplicates. Nothing is lost.
+        self.state.engine.version_vector(tenant).unwrap_or_default()
+    }
+
+    fn ops_since(
+        &self,
+        tenant: &TenantId,
+        known: &VersionVector,
+        limit: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Op>, StoreFailure> {
+        self.state
+            .engine
+            .ops_since(tenant, known, limit, max_bytes)
+            .map_err(|e| StoreFailure(e.to_string()))
+    }
+
+    fn apply_ops(
+        &self,
+        tenant: &TenantId,
+        ops: &[Op],
+        now_ms: u64,
+    ) -> Result<Applied, StoreFailure> {
+        let out = self
+            .state
+            .engine
+            .apply_ops(tenant, ops, now_ms)
+            .map_err(|e| StoreFailure(e.to_string()))?;
+        if let Some(newest) = out.newest_ms {
+            let lag_ms = unix_ms().saturating_sub(newest);
+            self.state.metrics.fed_propagation.observe(lag_ms as f64 / 1000.0);
+        }
+        Ok(Applied {
+            vv: out.vv,
+            applied: out.applied,
+            newest_ms: out.newest_ms,
+            skew: out.skew,
+        })
+    }
+}

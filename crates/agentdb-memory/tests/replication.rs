@@ -1,0 +1,1051 @@
+//! Federation between memory engines, replicated by hand: every engine is a hub with its own
+//! storage, master key and clock, and pages of ops travel through `ops_since` / `apply_ops`
+//! exactly as the link protocol carries them.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use agentdb_core::{
+    AgentId, ClockSkew, EpisodeId, EpisodeUpdate, HubId, Limits, LiveEpisode, NewEpisode, Op,
+    ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
+};
+use agentdb_memory::{
+    Change, Clock, EngineConfig, Filter, ManualClock, MemStorage, MemoryEngine, OpenError, Outcome,
+    Query, RedbStorage, ReplicaError, Storage, DB_FILE,
+};
+use agentdb_security::MasterKey;
+
+/// Where every hub's clock starts.
+const T0: u64 = 1_700_000_000_000;
+/// Page size used by [`pull`].
+const PAGE: usize = 16;
+/// Byte budget of a page used by [`pull`].
+const PAGE_BYTES: usize = 1 << 20;
+
+fn tenant(s: &str) -> TenantId {
+    TenantId::new(s).unwrap()
+}
+
+fn hub(s: &str) -> HubId {
+    HubId::new(s).unwrap()
+}
+
+fn vv(entries: &[(&str, u64)]) -> VersionVector {
+    entries.iter().map(|(h, s)| (hub(h), *s)).collect()
+}
+
+fn config(name: &str) -> EngineConfig {
+    EngineConfig {
+        origin: Some(hub(name)),
+        ..EngineConfig::default()
+    }
+}
+
+/// One hub: an engine with its own storage, master key and manual clock.
+struct Hub {
+    db: MemoryEngine,
+    clock: Arc<ManualClock>,
+}
+
+impl Hub {
+    /// A hub on in-memory storage with a fresh master key.
+    fn mem(name: &str) -> Self {
+        Self::mem_with(config(name))
+    }
+
+    /// [`Hub::mem`] with a given configuration.
+    fn mem_with(config: EngineConfig) -> Self {
+        let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+        let db = open(
+            Arc::new(MemStorage::new()),
+            &MasterKey::generate().unwrap(),
+            &clock,
+            config,
+        )
+        .unwrap();
+        Self { db, clock }
+    }
+
+    /// A hub on redb in `dir`.
+    fn redb(name: &str, dir: &Path, key: &MasterKey, clock: &Arc<ManualClock>) -> Self {
+        let storage = Arc::new(RedbStorage::open(&dir.join(DB_FILE)).unwrap());
+        Self {
+            db: open(storage, key, clock, config(name)).unwrap(),
+            clock: Arc::clone(clock),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now().unix_ms()
+    }
+
+    fn vv(&self, t: &TenantId) -> VersionVector {
+        self.db.version_vector(t).unwrap()
+    }
+
+    fn store(&self, t: &TenantId, e: NewEpisode) -> EpisodeId {
+        let stored = self.db.store(t, e).unwrap();
+        assert!(stored.inserted);
+        stored.id
+    }
+
+    /// Ids of the episodes a text query with `filter` finds.
+    fn find(&self, t: &TenantId, text: &str, filter: Filter) -> Vec<EpisodeId> {
+        self.db
+            .query(t, &Query::text(text, 10).with_filter(filter))
+            .unwrap()
+            .into_iter()
+            .map(|m| m.episode.id)
+            .collect()
+    }
+}
+
+fn open(
+    storage: Arc<dyn Storage>,
+    key: &MasterKey,
+    clock: &Arc<ManualClock>,
+    config: EngineConfig,
+) -> Result<MemoryEngine, OpenError> {
+    MemoryEngine::builder(storage, key.clone())
+        .clock(Arc::clone(clock) as Arc<dyn Clock>)
+        .config(config)
+        .open()
+}
+
+/// Everything `to` lacks of what `from` holds, page by page, at `to`'s clock. Returns how many
+/// ops were applied.
+fn pull(from: &Hub, to: &Hub, t: &TenantId) -> u64 {
+    pull_paged(from, to, t, PAGE)
+}
+
+/// [`pull`] in pages of at most `limit` ops.
+fn pull_paged(from: &Hub, to: &Hub, t: &TenantId, limit: usize) -> u64 {
+    let mut applied = 0;
+    loop {
+        let ops = from.db.ops_since(t, &to.vv(t), limit, PAGE_BYTES).unwrap();
+        assert!(ops.len() <= limit);
+        if ops.is_empty() {
+            return applied;
+        }
+        let out = to.db.apply_ops(t, &ops, to.now_ms()).unwrap();
+        assert!(out.skew.is_none(), "{:?}", out.skew);
+        assert!(out.applied > 0, "a page of missing ops applied nothing");
+        assert_eq!(out.vv, to.vv(t));
+        applied += out.applied;
+    }
+}
+
+fn seqs(ops: &[Op]) -> Vec<(HubId, u64)> {
+    ops.iter().map(|o| (o.origin.clone(), o.seq)).collect()
+}
+
+fn min_reward(r: f64) -> Filter {
+    Filter {
+        min_reward: Some(r),
+        ..Filter::default()
+    }
+}
+
+fn live(op: &Op) -> &LiveEpisode {
+    match &op.state {
+        Some(ReplicaState::Live(l)) => l,
+        other => panic!("expected a live state, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_episode_stored_on_one_hub_appears_on_another_as_written() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let first = NewEpisode::new(
+        "summarise invoice",
+        "invoice 42 for ACME",
+        "Total 300 EUR",
+        0.9,
+    )
+    .with_critique("concise")
+    .with_tags(vec!["billing".into(), "q3".into()])
+    .with_metadata(serde_json::json!({ "customer": "acme", "pages": 3 }))
+    .with_agent(AgentId::new("planner").unwrap());
+    let mut ids = vec![a.store(&t, first.clone())];
+    a.clock.advance(5);
+    ids.push(a.store(
+        &t,
+        NewEpisode::new("deploy cluster", "k8s manifests", "failed", 0.2),
+    ));
+    a.clock.advance(5);
+    ids.push(a.store(&t, NewEpisode::new("reset password", "user 7", "done", 0.8)));
+    // One op per store, numbered under the hub's own id; a retried write is no new op.
+    assert_eq!(a.db.hub_id(), &hub("a"));
+    assert_eq!(a.vv(&t), vv(&[("a", 3)]));
+    assert!(!a.db.store(&t, first.with_id(ids[0])).unwrap().inserted);
+    assert_eq!(a.vv(&t), vv(&[("a", 3)]));
+
+    let ops = a.db.ops_since(&t, &b.vv(&t), PAGE, PAGE_BYTES).unwrap();
+    assert_eq!(
+        seqs(&ops),
+        vec![(hub("a"), 1), (hub("a"), 2), (hub("a"), 3)]
+    );
+    assert_eq!(ops.iter().map(|o| o.episode).collect::<Vec<_>>(), ids);
+    let out = b.db.apply_ops(&t, &ops, b.now_ms()).unwrap();
+    assert_eq!(out.applied, 3);
+    assert!(out.skew.is_none());
+    assert_eq!(out.newest_ms, Some(T0 + 10));
+    assert_eq!(out.vv, a.vv(&t));
+    assert_eq!(b.vv(&t), a.vv(&t));
+
+    for id in &ids {
+        let here = a.db.get(&t, id).unwrap().unwrap();
+        let there = b.db.get(&t, id).unwrap().unwrap();
+        assert_eq!(there, here);
+    }
+    let e = b.db.get(&t, &ids[0]).unwrap().unwrap();
+    assert_eq!(e.tenant, t);
+    assert_eq!(e.task, "summarise invoice");
+    assert_eq!(e.input, "invoice 42 for ACME");
+    assert_eq!(e.output, "Total 300 EUR");
+    assert_eq!(e.reward, 0.9);
+    assert!(e.success);
+    assert_eq!(e.critique.as_deref(), Some("concise"));
+    assert_eq!(e.tags, vec!["billing".to_owned(), "q3".to_owned()]);
+    assert_eq!(
+        e.metadata,
+        serde_json::json!({ "customer": "acme", "pages": 3 })
+    );
+    assert_eq!(e.agent, Some(AgentId::new("planner").unwrap()));
+    assert_eq!(e.created, Timestamp(T0));
+    assert_eq!(e.origin, Some(hub("a")));
+
+    // The receiver's change feed lists the replicated episodes.
+    let feed = b.db.changes_since(&t, 0, 10).unwrap();
+    let fed: Vec<EpisodeId> = feed
+        .changes
+        .iter()
+        .map(|(_, c)| match c {
+            Change::Put(e) => e.id,
+            Change::Deleted(id) => panic!("unexpected delete of {id}"),
+        })
+        .collect();
+    assert_eq!(fed, ids);
+
+    let hits = b.find(&t, "summarise the invoice", Filter::default());
+    assert_eq!(hits.len(), 3);
+    assert_eq!(hits[0], ids[0]);
+    assert_eq!(b.db.stats(&t).unwrap().episodes, 3);
+
+    // The receiver's own writes are numbered under its id, next to what it received.
+    b.store(&t, NewEpisode::new("written on b", "i", "o", 0.5));
+    assert_eq!(b.vv(&t), vv(&[("a", 3), ("b", 1)]));
+    assert_eq!(a.vv(&t), vv(&[("a", 3)]));
+}
+
+#[test]
+fn duplicate_and_out_of_order_pages_are_harmless() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let ids: Vec<EpisodeId> = (0..4)
+        .map(|i| {
+            a.clock.advance(1);
+            a.store(&t, NewEpisode::new(format!("task {i}"), "in", "out", 0.5))
+        })
+        .collect();
+    let first =
+        a.db.ops_since(&t, &VersionVector::new(), 2, PAGE_BYTES)
+            .unwrap();
+    let second = a.db.ops_since(&t, &vv(&[("a", 2)]), 2, PAGE_BYTES).unwrap();
+    assert_eq!(seqs(&first), vec![(hub("a"), 1), (hub("a"), 2)]);
+    assert_eq!(seqs(&second), vec![(hub("a"), 3), (hub("a"), 4)]);
+    // However small the byte budget, a page carries at least one op.
+    assert_eq!(
+        a.db.ops_since(&t, &VersionVector::new(), PAGE, 1)
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // The later page first: beyond a gap, so skipped.
+    let out = b.db.apply_ops(&t, &second, b.now_ms()).unwrap();
+    assert_eq!(out.applied, 0);
+    assert!(out.vv.is_empty());
+    assert!(b.vv(&t).is_empty());
+    assert!(b.db.get(&t, &ids[2]).unwrap().is_none());
+    assert!(b.db.get(&t, &ids[3]).unwrap().is_none());
+
+    // Then in order.
+    let out = b.db.apply_ops(&t, &first, b.now_ms()).unwrap();
+    assert_eq!(out.applied, 2);
+    assert_eq!(b.vv(&t), vv(&[("a", 2)]));
+    // The same page again.
+    let out = b.db.apply_ops(&t, &first, b.now_ms()).unwrap();
+    assert_eq!(out.applied, 0);
+    assert_eq!(out.vv, vv(&[("a", 2)]));
+    assert_eq!(b.vv(&t), vv(&[("a", 2)]));
+    let out = b.db.apply_ops(&t, &second, b.now_ms()).unwrap();
+    assert_eq!(out.applied, 2);
+    assert_eq!(b.vv(&t), a.vv(&t));
+    // Everything again, in any order.
+    let mut all: Vec<Op> = second.iter().chain(&first).cloned().collect();
+    let out = b.db.apply_ops(&t, &all, b.now_ms()).unwrap();
+    assert_eq!(out.applied, 0);
+    all.reverse();
+    assert_eq!(b.db.apply_ops(&t, &all, b.now_ms()).unwrap().applied, 0);
+    assert_eq!(b.vv(&t), a.vv(&t));
+
+    assert_eq!(b.db.stats(&t).unwrap().episodes, 4);
+    let mut found = b.find(&t, "task", Filter::default());
+    found.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(found, want, "each episode once");
+    for id in &ids {
+        assert_eq!(
+            b.db.get(&t, id).unwrap().unwrap(),
+            a.db.get(&t, id).unwrap().unwrap()
+        );
+    }
+}
+
+#[test]
+fn ops_relay_through_a_middle_hub() {
+    let (a, b, c) = (Hub::mem("a"), Hub::mem("b"), Hub::mem("c"));
+    let t = tenant("acme");
+    let from_a = [
+        a.store(&t, NewEpisode::new("written on a", "one", "o", 0.9)),
+        a.store(&t, NewEpisode::new("written on a", "two", "o", 0.9)),
+    ];
+    let from_b = b.store(&t, NewEpisode::new("written on b", "three", "o", 0.9));
+
+    assert_eq!(pull(&a, &b, &t), 2);
+    // One op per page, so that pages end inside one origin's ops and between origins.
+    assert_eq!(pull_paged(&b, &c, &t, 1), 3);
+    // C never talked to A, yet holds A's episodes and covers A's ops.
+    assert_eq!(c.vv(&t), vv(&[("a", 2), ("b", 1)]));
+    assert_eq!(c.vv(&t), b.vv(&t));
+    assert!(c.vv(&t).covers(&hub("a"), 2));
+    for id in &from_a {
+        let e = c.db.get(&t, id).unwrap().unwrap();
+        assert_eq!(e.origin, Some(hub("a")));
+        assert_eq!(e, a.db.get(&t, id).unwrap().unwrap());
+    }
+    assert_eq!(
+        c.db.get(&t, &from_b).unwrap().unwrap().origin,
+        Some(hub("b"))
+    );
+
+    // C has nothing of A's own to send back to A: only B's op, relayed.
+    let back = c.db.ops_since(&t, &a.vv(&t), PAGE, PAGE_BYTES).unwrap();
+    assert_eq!(seqs(&back), vec![(hub("b"), 1)]);
+    assert_eq!(back[0].episode, from_b);
+    assert_eq!(a.db.apply_ops(&t, &back, a.now_ms()).unwrap().applied, 1);
+    assert!(c
+        .db
+        .ops_since(&t, &a.vv(&t), PAGE, PAGE_BYTES)
+        .unwrap()
+        .is_empty());
+    assert_eq!(a.vv(&t), c.vv(&t));
+    assert_eq!(
+        a.db.get(&t, &from_b).unwrap().unwrap(),
+        b.db.get(&t, &from_b).unwrap().unwrap()
+    );
+}
+
+#[test]
+fn concurrent_updates_converge_to_the_later_write_per_field() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let id = a.store(
+        &t,
+        NewEpisode::new("summarise invoice", "invoice 42", "total", 0.5).with_critique("first"),
+    );
+    pull(&a, &b, &t);
+
+    // B writes reward and critique at T0+1s; A writes reward and tags at T0+2s.
+    b.clock.advance(1_000);
+    assert!(b
+        .db
+        .update(
+            &t,
+            &id,
+            &EpisodeUpdate {
+                reward: Some(0.1),
+                critique: Some(Some("from b".into())),
+                tags: None,
+            },
+        )
+        .unwrap());
+    a.clock.advance(2_000);
+    assert!(a
+        .db
+        .update(
+            &t,
+            &id,
+            &EpisodeUpdate {
+                reward: Some(0.95),
+                critique: None,
+                tags: Some(vec!["from-a".into()]),
+            },
+        )
+        .unwrap());
+    assert_eq!(b.db.get(&t, &id).unwrap().unwrap().reward, 0.1);
+    assert!(b.find(&t, "invoice", min_reward(0.9)).is_empty());
+    assert!(a.find(&t, "invoice", min_reward(0.2)) == vec![id]);
+    // Each update is an op of the hub that accepted it.
+    assert_eq!(a.vv(&t), vv(&[("a", 2)]));
+    assert_eq!(b.vv(&t), vv(&[("a", 1), ("b", 1)]));
+
+    assert_eq!(pull(&a, &b, &t), 1);
+    assert_eq!(pull(&b, &a, &t), 1);
+    assert_eq!(a.vv(&t), vv(&[("a", 2), ("b", 1)]));
+    assert_eq!(b.vv(&t), a.vv(&t));
+
+    for h in [&a, &b] {
+        let e = h.db.get(&t, &id).unwrap().unwrap();
+        assert_eq!(e.reward, 0.95, "A's reward is the later write");
+        assert!(e.success);
+        assert_eq!(
+            e.critique.as_deref(),
+            Some("from b"),
+            "B's critique is the later write"
+        );
+        assert_eq!(e.tags, vec!["from-a".to_owned()], "only A wrote tags");
+        assert_eq!(e.task, "summarise invoice");
+    }
+    assert_eq!(
+        a.db.get(&t, &id).unwrap().unwrap(),
+        b.db.get(&t, &id).unwrap().unwrap()
+    );
+    // The filters on B see the replicated reward.
+    assert_eq!(b.find(&t, "invoice", min_reward(0.9)), vec![id]);
+    assert!(b.find(&t, "invoice", min_reward(0.96)).is_empty());
+    let successes = Filter {
+        outcome: Outcome::Successes,
+        ..Filter::default()
+    };
+    let failures = Filter {
+        outcome: Outcome::Failures,
+        ..Filter::default()
+    };
+    assert_eq!(b.find(&t, "invoice", successes.clone()), vec![id]);
+    assert!(b.find(&t, "invoice", failures.clone()).is_empty());
+    assert_eq!(a.find(&t, "invoice", successes), vec![id]);
+    assert!(a.find(&t, "invoice", failures).is_empty());
+
+    // A further exchange changes nothing.
+    assert_eq!(pull(&a, &b, &t), 0);
+    assert_eq!(pull(&b, &a, &t), 0);
+
+    // A third hub receives all three ops of the episode in one page and ends up the same.
+    let c = Hub::mem("c");
+    let page = b.db.ops_since(&t, &c.vv(&t), PAGE, PAGE_BYTES).unwrap();
+    assert_eq!(page.len(), 3);
+    assert!(page.iter().all(|op| op.episode == id));
+    assert_eq!(c.db.apply_ops(&t, &page, c.now_ms()).unwrap().applied, 3);
+    assert_eq!(c.vv(&t), a.vv(&t));
+    assert_eq!(
+        c.db.get(&t, &id).unwrap().unwrap(),
+        a.db.get(&t, &id).unwrap().unwrap()
+    );
+    assert_eq!(c.find(&t, "invoice", min_reward(0.9)), vec![id]);
+}
+
+#[test]
+fn an_update_made_after_receiving_a_write_wins_over_it_despite_a_slower_clock() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    // A's clock runs 30 s ahead of B's.
+    a.clock.set(Timestamp(T0 + 30_000));
+    let id = a.store(
+        &t,
+        NewEpisode::new("triage alert", "disk full", "paged", 0.9).with_critique("slow"),
+    );
+    pull(&a, &b, &t);
+    // B answers A's write one millisecond later by its own clock: 30 s earlier by wall time.
+    b.clock.advance(1);
+    assert!(b
+        .db
+        .update(
+            &t,
+            &id,
+            &EpisodeUpdate {
+                reward: Some(0.2),
+                critique: Some(None),
+                tags: Some(vec!["reviewed".into()]),
+            },
+        )
+        .unwrap());
+    assert_eq!(pull(&b, &a, &t), 1);
+    for h in [&a, &b] {
+        let e = h.db.get(&t, &id).unwrap().unwrap();
+        assert_eq!(e.reward, 0.2);
+        assert!(!e.success);
+        assert_eq!(e.critique, None, "the clearing write is the later one");
+        assert_eq!(e.tags, vec!["reviewed".to_owned()]);
+    }
+    assert!(a.find(&t, "triage alert", min_reward(0.5)).is_empty());
+}
+
+#[test]
+fn updates_with_equal_clocks_converge_on_the_greater_hub_id() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let id = a.store(&t, NewEpisode::new("plan trip", "rome", "itinerary", 0.5));
+    pull(&a, &b, &t);
+    a.clock.advance(7);
+    b.clock.advance(7);
+    for (h, reward) in [(&a, 0.3), (&b, 0.8)] {
+        let update = EpisodeUpdate {
+            reward: Some(reward),
+            ..EpisodeUpdate::default()
+        };
+        assert!(h.db.update(&t, &id, &update).unwrap());
+    }
+    // Both writes carry the same clock reading; the hub id orders them.
+    let stamp = |h: &Hub| {
+        let ops =
+            h.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+                .unwrap();
+        live(ops.last().unwrap()).reward.stamp.clone()
+    };
+    assert_eq!(stamp(&a).hlc, stamp(&b).hlc);
+    pull(&a, &b, &t);
+    pull(&b, &a, &t);
+    for h in [&a, &b] {
+        assert_eq!(h.db.get(&t, &id).unwrap().unwrap().reward, 0.8);
+    }
+}
+
+#[test]
+fn a_delete_wins_over_a_concurrent_later_update() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let id = a.store(&t, NewEpisode::new("rotate keys", "vault", "ok", 0.5));
+    let keep = a.store(&t, NewEpisode::new("rotate certificates", "pki", "ok", 0.5));
+    pull(&a, &b, &t);
+
+    a.clock.advance(1_000);
+    assert!(a.db.delete(&t, &id).unwrap());
+    // B's update is stamped after the delete, and still loses.
+    b.clock.advance(2_000);
+    assert!(b
+        .db
+        .update(
+            &t,
+            &id,
+            &EpisodeUpdate {
+                reward: Some(0.99),
+                ..EpisodeUpdate::default()
+            },
+        )
+        .unwrap());
+
+    pull(&a, &b, &t);
+    pull(&b, &a, &t);
+    assert_eq!(a.vv(&t), vv(&[("a", 3), ("b", 1)]));
+    assert_eq!(b.vv(&t), a.vv(&t));
+    for h in [&a, &b] {
+        assert!(h.db.get(&t, &id).unwrap().is_none());
+        assert_eq!(h.find(&t, "rotate keys", Filter::default()), vec![keep]);
+        assert!(h.find(&t, "rotate keys", min_reward(0.9)).is_empty());
+        let stats = h.db.stats(&t).unwrap();
+        assert_eq!((stats.episodes, stats.deleted), (1, 1));
+        assert!(!h
+            .db
+            .update(
+                &t,
+                &id,
+                &EpisodeUpdate {
+                    reward: Some(0.3),
+                    ..EpisodeUpdate::default()
+                },
+            )
+            .unwrap());
+    }
+    assert_eq!(pull(&a, &b, &t), 0);
+    assert_eq!(pull(&b, &a, &t), 0);
+    // B's change feed ends with the replicated delete.
+    let feed = b.db.changes_since(&t, 0, 100).unwrap();
+    assert_eq!(
+        feed.changes.last().map(|(_, c)| c.clone()),
+        Some(Change::Deleted(id))
+    );
+}
+
+#[test]
+fn a_delete_that_arrives_before_the_put_keeps_it_deleted() {
+    let (a, b, c) = (Hub::mem("a"), Hub::mem("b"), Hub::mem("c"));
+    let t = tenant("acme");
+    let id = a.store(
+        &t,
+        NewEpisode::new("close ticket", "ticket 9", "closed", 0.8),
+    );
+    // C has never seen the episode; it deletes it by id (as an agent told it to).
+    let other = c.store(
+        &t,
+        NewEpisode::new("open ticket", "ticket 10", "opened", 0.8),
+    );
+    c.clock.advance(10);
+    assert!(!c.db.delete(&t, &id).unwrap(), "not live on C");
+    assert_eq!(c.vv(&t), vv(&[("c", 2)]));
+
+    // B receives the delete first, then the put.
+    assert_eq!(pull(&c, &b, &t), 2);
+    assert!(b.db.get(&t, &id).unwrap().is_none());
+    assert_eq!(pull(&a, &b, &t), 1);
+    assert!(b.db.get(&t, &id).unwrap().is_none());
+    assert_eq!(b.find(&t, "close ticket", Filter::default()), vec![other]);
+
+    // Everyone converges on deleted.
+    pull(&c, &a, &t);
+    pull(&a, &c, &t);
+    for h in [&a, &b, &c] {
+        assert_eq!(h.vv(&t), vv(&[("a", 1), ("c", 2)]));
+        assert!(h.db.get(&t, &id).unwrap().is_none());
+        assert_eq!(h.find(&t, "close ticket", Filter::default()), vec![other]);
+        assert_eq!(h.db.stats(&t).unwrap().episodes, 1);
+    }
+    // A retried put of the same id stays deleted too.
+    let retry = NewEpisode::new("close ticket", "ticket 9", "closed", 0.8).with_id(id);
+    assert!(!b.db.store(&t, retry).unwrap().inserted);
+    assert!(b.db.get(&t, &id).unwrap().is_none());
+}
+
+#[test]
+fn an_op_stamped_too_far_ahead_stops_the_page() {
+    let a = Hub::mem("a");
+    let b = Hub::mem_with(EngineConfig {
+        max_clock_skew_ms: 5_000,
+        ..config("b")
+    });
+    let t = tenant("acme");
+    let on_time = a.store(&t, NewEpisode::new("on time", "i", "o", 0.5));
+    // A's wall clock jumps ten minutes ahead.
+    a.clock.set(Timestamp(T0 + 600_000));
+    let ahead = [
+        a.store(&t, NewEpisode::new("ahead", "one", "o", 0.5)),
+        a.store(&t, NewEpisode::new("ahead", "two", "o", 0.5)),
+    ];
+    let page =
+        a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(page.len(), 3);
+
+    let out = b.db.apply_ops(&t, &page, T0).unwrap();
+    assert_eq!(out.applied, 1, "the op before the skewed one is applied");
+    assert_eq!(
+        out.skew,
+        Some(ClockSkew {
+            ahead_ms: 600_000,
+            limit_ms: 5_000
+        })
+    );
+    assert_eq!(out.vv, vv(&[("a", 1)]));
+    assert_eq!(b.vv(&t), vv(&[("a", 1)]));
+    assert!(!b.vv(&t).covers(&hub("a"), 2));
+    assert!(b.db.get(&t, &on_time).unwrap().is_some());
+    assert!(b.db.get(&t, &ahead[0]).unwrap().is_none());
+    assert!(b.db.get(&t, &ahead[1]).unwrap().is_none());
+    // The refused stamp did not drag B's clock along: B's own next write is stamped by its clock.
+    let own = b.store(&t, NewEpisode::new("written on b", "i", "o", 0.5));
+    let mine =
+        b.db.ops_since(&t, &vv(&[("a", 1)]), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(seqs(&mine), vec![(hub("b"), 1)]);
+    assert_eq!(mine[0].episode, own);
+    assert_eq!(live(&mine[0]).created.hlc.wall_ms, T0);
+
+    // Just beyond the bound: still refused, nothing applied.
+    let rest = a.db.ops_since(&t, &b.vv(&t), PAGE, PAGE_BYTES).unwrap();
+    assert_eq!(seqs(&rest), vec![(hub("a"), 2), (hub("a"), 3)]);
+    let out = b.db.apply_ops(&t, &rest, T0 + 594_999).unwrap();
+    assert_eq!(out.applied, 0);
+    assert_eq!(out.skew.map(|s| s.ahead_ms), Some(5_001));
+    assert_eq!(b.vv(&t), vv(&[("a", 1), ("b", 1)]));
+
+    // Once B's clock has caught up to within the bound, the rest applies.
+    let out = b.db.apply_ops(&t, &rest, T0 + 595_000).unwrap();
+    assert_eq!(out.applied, 2);
+    assert!(out.skew.is_none());
+    assert_eq!(b.vv(&t), vv(&[("a", 3), ("b", 1)]));
+    assert!(b.db.get(&t, &ahead[1]).unwrap().is_some());
+}
+
+#[test]
+fn tombstones_are_collected_only_when_acknowledged_and_old_enough() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let gone = a.store(&t, NewEpisode::new("old task", "one", "o", 0.5));
+    a.clock.advance(1);
+    let kept = a.store(&t, NewEpisode::new("old task", "two", "o", 0.5));
+    pull(&a, &b, &t);
+    a.clock.set(Timestamp(T0 + 100));
+    assert!(a.db.delete(&t, &gone).unwrap());
+    let later = Timestamp(T0 + 10_000);
+
+    // B has not acknowledged the delete yet.
+    assert_eq!(a.db.collect_tombstones(&t, &b.vv(&t), later).unwrap(), 0);
+    assert_eq!(a.db.stats(&t).unwrap().deleted, 1);
+    pull(&a, &b, &t);
+    assert_eq!(b.vv(&t), vv(&[("a", 3)]));
+    // Acknowledged, but not older than the cut-off.
+    let at_delete = Timestamp(T0 + 100);
+    assert_eq!(
+        a.db.collect_tombstones(&t, &b.vv(&t), at_delete).unwrap(),
+        0
+    );
+    assert_eq!(a.db.stats(&t).unwrap().deleted, 1);
+    // Acknowledged and old enough.
+    let after_delete = Timestamp(T0 + 101);
+    assert_eq!(
+        a.db.collect_tombstones(&t, &b.vv(&t), after_delete)
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        a.db.collect_tombstones(&t, &b.vv(&t), after_delete)
+            .unwrap(),
+        0
+    );
+    let stats = a.db.stats(&t).unwrap();
+    assert_eq!((stats.episodes, stats.deleted), (1, 0));
+    assert!(a.db.get(&t, &gone).unwrap().is_none());
+    assert_eq!(a.vv(&t), vv(&[("a", 3)]), "the op log stays");
+
+    // The ops of the collected episode still replicate, without state.
+    let ops =
+        a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(
+        seqs(&ops),
+        vec![(hub("a"), 1), (hub("a"), 2), (hub("a"), 3)]
+    );
+    assert_eq!((ops[0].episode, ops[2].episode), (gone, gone));
+    assert!(ops[0].state.is_none());
+    assert!(ops[2].state.is_none());
+    assert_eq!(ops[1].episode, kept);
+    assert_eq!(live(&ops[1]).content.input, "two");
+
+    // A hub joining later takes them and advances its version vector.
+    let c = Hub::mem("c");
+    let out = c.db.apply_ops(&t, &ops, c.now_ms()).unwrap();
+    assert_eq!(out.applied, 3);
+    assert_eq!(c.vv(&t), vv(&[("a", 3)]));
+    assert!(c.db.get(&t, &gone).unwrap().is_none());
+    assert!(c.db.get(&t, &kept).unwrap().is_some());
+    let stats = c.db.stats(&t).unwrap();
+    assert_eq!((stats.episodes, stats.deleted), (1, 0));
+
+    // Replication goes on from there.
+    let new = a.store(&t, NewEpisode::new("new task", "three", "o", 0.5));
+    assert_eq!(pull(&a, &b, &t), 1);
+    assert_eq!(pull(&a, &c, &t), 1);
+    assert!(b.db.get(&t, &new).unwrap().is_some());
+    // B collects its own copy of the tombstone once A holds all it holds.
+    assert_eq!(
+        b.db.collect_tombstones(&t, &a.vv(&t), after_delete)
+            .unwrap(),
+        1
+    );
+    assert_eq!(b.db.stats(&t).unwrap().deleted, 0);
+}
+
+#[test]
+fn version_vector_op_log_and_clock_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let b = Hub::mem("b");
+    let t = tenant("acme");
+    let (ids, before) = {
+        let a = Hub::redb("a", dir.path(), &key, &clock);
+        let ids: Vec<EpisodeId> = (0..3)
+            .map(|i| {
+                clock.advance(10);
+                a.store(&t, NewEpisode::new(format!("task {i}"), "in", "out", 0.5))
+            })
+            .collect();
+        clock.advance(20_000);
+        assert!(a
+            .db
+            .update(
+                &t,
+                &ids[0],
+                &EpisodeUpdate {
+                    reward: Some(0.9),
+                    ..EpisodeUpdate::default()
+                },
+            )
+            .unwrap());
+        assert_eq!(a.vv(&t), vv(&[("a", 4)]));
+        assert_eq!(pull(&a, &b, &t), 4);
+        let before =
+            a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+                .unwrap();
+        (ids, before)
+    };
+    let old_stamp: Stamp = live(&before[0]).reward.stamp.clone();
+
+    // The wall clock reads earlier after the restart.
+    clock.set(Timestamp(T0 + 5));
+    let a = Hub::redb("a", dir.path(), &key, &clock);
+    assert_eq!(a.vv(&t), vv(&[("a", 4)]));
+    let after =
+        a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(after, before);
+    assert!(a
+        .db
+        .ops_since(&t, &b.vv(&t), PAGE, PAGE_BYTES)
+        .unwrap()
+        .is_empty());
+
+    // New writes continue the numbering.
+    let new = a.store(&t, NewEpisode::new("task after restart", "in", "out", 0.5));
+    assert_eq!(a.vv(&t), vv(&[("a", 5)]));
+    let next =
+        a.db.ops_since(&t, &vv(&[("a", 4)]), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(seqs(&next), vec![(hub("a"), 5)]);
+    assert_eq!(next[0].episode, new);
+
+    // An update after the restart is stamped after the one before it, and so wins.
+    assert!(a
+        .db
+        .update(
+            &t,
+            &ids[0],
+            &EpisodeUpdate {
+                reward: Some(0.1),
+                ..EpisodeUpdate::default()
+            },
+        )
+        .unwrap());
+    assert_eq!(a.db.get(&t, &ids[0]).unwrap().unwrap().reward, 0.1);
+    let ops = a.db.ops_since(&t, &b.vv(&t), PAGE, PAGE_BYTES).unwrap();
+    assert_eq!(seqs(&ops), vec![(hub("a"), 5), (hub("a"), 6)]);
+    let new_stamp = &live(&ops[1]).reward.stamp;
+    assert!(
+        new_stamp.hlc > old_stamp.hlc,
+        "{new_stamp:?} <= {old_stamp:?}"
+    );
+    assert_eq!(b.db.apply_ops(&t, &ops, b.now_ms()).unwrap().applied, 2);
+    assert_eq!(b.db.get(&t, &ids[0]).unwrap().unwrap().reward, 0.1);
+    assert_eq!(b.vv(&t), a.vv(&t));
+
+    // And the other way round.
+    let from_b = b.store(&t, NewEpisode::new("written on b", "in", "out", 0.5));
+    assert_eq!(pull(&b, &a, &t), 1);
+    assert_eq!(a.vv(&t), vv(&[("a", 6), ("b", 1)]));
+    assert!(a.db.get(&t, &from_b).unwrap().is_some());
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn replicated_episodes_reach_disk_only_sealed_under_the_receivers_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let b_key = MasterKey::generate().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let a = Hub::mem("a");
+    let t = tenant("acme");
+    let marker = "QVZK-marker-5519";
+    let id = a.store(
+        &t,
+        NewEpisode::new(
+            format!("task {marker}"),
+            format!("in {marker}"),
+            format!("out {marker}"),
+            0.8,
+        )
+        .with_critique(format!("critique {marker}"))
+        .with_tags(vec![format!("tag-{marker}")])
+        .with_metadata(serde_json::json!({ "note": marker })),
+    );
+    assert!(a
+        .db
+        .update(
+            &t,
+            &id,
+            &EpisodeUpdate {
+                critique: Some(Some(format!("updated {marker}"))),
+                ..EpisodeUpdate::default()
+            },
+        )
+        .unwrap());
+    {
+        let b = Hub::redb("b", dir.path(), &b_key, &clock);
+        assert_eq!(pull(&a, &b, &t), 2);
+        let e = b.db.get(&t, &id).unwrap().unwrap();
+        assert_eq!(e.task, format!("task {marker}"));
+        assert_eq!(e.critique, Some(format!("updated {marker}")));
+    }
+    let mut scanned = 0;
+    for path in walk(dir.path()) {
+        let bytes = std::fs::read(&path).unwrap();
+        scanned += bytes.len();
+        // Every 6-byte window of the marker, so that no fragment of it leaks either.
+        for w in marker.as_bytes().windows(6) {
+            assert!(
+                !bytes.windows(w.len()).any(|b| b == w),
+                "{} contains {:?}",
+                path.display(),
+                String::from_utf8_lossy(w)
+            );
+        }
+    }
+    assert!(scanned > 0);
+    // B's own master key opens what it stored; nothing of A's keys is needed.
+    let b = Hub::redb("b", dir.path(), &b_key, &clock);
+    let e = b.db.get(&t, &id).unwrap().unwrap();
+    assert_eq!(e, a.db.get(&t, &id).unwrap().unwrap());
+    assert_eq!(b.find(&t, marker, Filter::default()), vec![id]);
+}
+
+#[test]
+fn change_listeners_fire_when_a_page_applies_something() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let (acme, other) = (tenant("acme"), tenant("other"));
+    let calls: Arc<Mutex<Vec<TenantId>>> = Arc::default();
+    let sink = Arc::clone(&calls);
+    b.db.add_change_listener(Arc::new(move |t: &TenantId| {
+        sink.lock().unwrap().push(t.clone())
+    }));
+    let seen = || calls.lock().unwrap().clone();
+
+    a.store(&acme, NewEpisode::new("one", "i", "o", 0.5));
+    a.store(&acme, NewEpisode::new("two", "i", "o", 0.5));
+    a.store(&other, NewEpisode::new("three", "i", "o", 0.5));
+    a.store(&other, NewEpisode::new("four", "i", "o", 0.5));
+
+    let page =
+        a.db.ops_since(&acme, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(b.db.apply_ops(&acme, &page, b.now_ms()).unwrap().applied, 2);
+    assert_eq!(seen(), vec![acme.clone()]);
+    // A fully duplicate page: no change, no call.
+    assert_eq!(b.db.apply_ops(&acme, &page, b.now_ms()).unwrap().applied, 0);
+    assert_eq!(seen(), vec![acme.clone()]);
+
+    // A page beyond a gap applies nothing either.
+    let tail =
+        a.db.ops_since(&other, &vv(&[("a", 1)]), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(
+        b.db.apply_ops(&other, &tail, b.now_ms()).unwrap().applied,
+        0
+    );
+    assert_eq!(seen(), vec![acme.clone()]);
+
+    // Partly new: one call, for the tenant the page belongs to.
+    let all =
+        a.db.ops_since(&other, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(
+        b.db.apply_ops(&other, &all[..1], b.now_ms())
+            .unwrap()
+            .applied,
+        1
+    );
+    assert_eq!(seen(), vec![acme.clone(), other.clone()]);
+    assert_eq!(b.db.apply_ops(&other, &all, b.now_ms()).unwrap().applied, 1);
+    assert_eq!(seen(), vec![acme.clone(), other.clone(), other.clone()]);
+    assert_eq!(b.db.apply_ops(&other, &all, b.now_ms()).unwrap().applied, 0);
+    assert_eq!(seen().len(), 3);
+}
+
+#[test]
+fn invalid_replicated_content_is_refused_and_nothing_is_stored() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let good = a.store(&t, NewEpisode::new("valid task", "in", "out", 0.5));
+    let page =
+        a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    let valid = live(&page[0]).clone();
+    let limits = b.db.config().limits;
+    let bad_id = EpisodeId::from_parts(T0, [9; 10]);
+
+    type Break = fn(&mut LiveEpisode, &Limits);
+    let cases: [(&str, Break); 7] = [
+        ("task over the limit", |l, lim| {
+            l.content.task = "x".repeat(lim.max_text_bytes + 1);
+        }),
+        ("empty task", |l, _| l.content.task = "  ".into()),
+        ("non-finite reward", |l, _| l.reward.value = f64::NAN),
+        ("too many tags", |l, lim| {
+            l.tags.value = vec!["t".into(); lim.max_tags + 1];
+        }),
+        ("metadata that is not JSON", |l, _| {
+            l.content.metadata_json = "{not json".into();
+        }),
+        ("metadata that is not an object", |l, _| {
+            l.content.metadata_json = "[1, 2]".into();
+        }),
+        ("a non-finite vector", |l, _| {
+            if let Some(e) = &mut l.content.embedding {
+                e.vector[0] = f32::NAN;
+            }
+        }),
+    ];
+    for (what, spoil) in cases {
+        let mut bad = valid.clone();
+        spoil(&mut bad, &limits);
+        // A valid op first: the whole page is refused, not only the bad op.
+        let ops = vec![
+            page[0].clone(),
+            Op {
+                origin: hub("a"),
+                seq: 2,
+                episode: bad_id,
+                state: Some(ReplicaState::Live(Box::new(bad))),
+            },
+        ];
+        let err = b.db.apply_ops(&t, &ops, b.now_ms()).unwrap_err();
+        assert!(
+            matches!(&err, ReplicaError::Invalid { id, .. } if *id == bad_id),
+            "{what}: {err}"
+        );
+        assert!(b.vv(&t).is_empty(), "{what}");
+        assert!(b.db.get(&t, &good).unwrap().is_none(), "{what}");
+        assert!(b.db.get(&t, &bad_id).unwrap().is_none(), "{what}");
+        let stats = b.db.stats(&t).unwrap();
+        assert_eq!((stats.episodes, stats.deleted), (0, 0), "{what}");
+    }
+
+    // The valid op alone applies.
+    assert_eq!(
+        b.db.apply_ops(&t, &page[..1], b.now_ms()).unwrap().applied,
+        1
+    );
+    assert_eq!(b.vv(&t), vv(&[("a", 1)]));
+
+    // A replicated update that breaks the limits is refused as well, and leaves the episode be.
+    let mut spoiled = valid.clone();
+    spoiled.critique.value = Some("c".repeat(limits.max_text_bytes + 1));
+    spoiled.critique.stamp.hlc.wall_ms += 1;
+    let op = Op {
+        origin: hub("a"),
+        seq: 2,
+        episode: good,
+        state: Some(ReplicaState::Live(Box::new(spoiled))),
+    };
+    let err = b.db.apply_ops(&t, &[op], b.now_ms()).unwrap_err();
+    assert!(
+        matches!(&err, ReplicaError::Invalid { id, .. } if *id == good),
+        "{err}"
+    );
+    assert_eq!(b.vv(&t), vv(&[("a", 1)]));
+    assert!(b.db.get(&t, &good).unwrap().unwrap().critique.is_none());
+}
