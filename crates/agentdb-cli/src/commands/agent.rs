@@ -85,8 +85,15 @@ pub struct StatsArgs {
 /// Where the hub is and how to authenticate to it.
 #[derive(Debug, Args)]
 struct ConnectArgs {
-    /// The hub, as quic://HOST:PORT.
-    #[arg(long, value_name = "URL", env = HUB_ENDPOINT_ENV, default_value = DEFAULT_HUB)]
+    /// The hub, as quic://HOST:PORT [default: the --region hub, else quic://127.0.0.1:4433].
+    #[arg(long = "hub", value_name = "URL", env = HUB_ENDPOINT_ENV)]
+    hub_flag: Option<String>,
+    /// Use the regional hub named by EU_HUB, US_HUB or AP_HUB (eu, us, ap) when --hub is not
+    /// given.
+    #[arg(long, value_name = "REGION")]
+    region: Option<String>,
+    /// The hub, resolved from --hub, --region and the default.
+    #[arg(skip)]
     hub: String,
     /// The name the hub's certificate must carry [default: the host of --hub, or localhost
     /// when it is an IP address].
@@ -124,8 +131,34 @@ struct ConnectArgs {
     connect_timeout: u64,
 }
 
+impl ConnectArgs {
+    /// Fills in `hub`: --hub (or FEDERATION_HUB_ENDPOINT), else the --region hub from its
+    /// environment variable, else the default.
+    fn resolve_hub(&mut self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        self.hub = match (&self.hub_flag, &self.region) {
+            (Some(url), _) => url.clone(),
+            (None, Some(region)) => {
+                let var = super::federation::REGIONAL_HUB_ENV
+                    .iter()
+                    .find(|(r, _)| r.eq_ignore_ascii_case(region))
+                    .map(|(_, v)| *v)
+                    .with_context(|| format!("unknown region {region:?}: use eu, us or ap"))?;
+                env(var).with_context(|| format!("--region {region} needs {var} set"))?
+            }
+            (None, None) => DEFAULT_HUB.to_owned(),
+        };
+        Ok(())
+    }
+}
+
 /// Runs an `agent` subcommand.
-pub fn run(cmd: AgentCommand) -> anyhow::Result<()> {
+pub fn run(mut cmd: AgentCommand) -> anyhow::Result<()> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    match &mut cmd {
+        AgentCommand::Store(a) => a.connect.resolve_hub(&env)?,
+        AgentCommand::Query(a) => a.connect.resolve_hub(&env)?,
+        AgentCommand::Stats(a) => a.connect.resolve_hub(&env)?,
+    }
     let runtime = super::runtime()?;
     match cmd {
         AgentCommand::Store(args) => runtime.block_on(store(args)),
@@ -357,6 +390,43 @@ fn default_server_name(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_hub_comes_from_the_flag_then_the_region_then_the_default() {
+        let env = |v: &str| (v == "US_HUB").then(|| "quic://us.example:4433".to_owned());
+        let mut args = ConnectArgs {
+            hub_flag: None,
+            region: Some("us".into()),
+            hub: String::new(),
+            server_name: None,
+            dev: None,
+            ca: None,
+            cert: None,
+            key: None,
+            token: None,
+            signing_key: None,
+            audience: DEFAULT_AUDIENCE.into(),
+            agent: None,
+            connect_timeout: 5,
+        };
+        args.resolve_hub(&env).unwrap();
+        assert_eq!(args.hub, "quic://us.example:4433");
+        args.region = Some("eu".into());
+        assert!(args
+            .resolve_hub(&env)
+            .unwrap_err()
+            .to_string()
+            .contains("EU_HUB"));
+        args.region = Some("mars".into());
+        assert!(args.resolve_hub(&env).is_err());
+        args.hub_flag = Some("quic://h:1".into());
+        args.resolve_hub(&env).unwrap();
+        assert_eq!(args.hub, "quic://h:1");
+        args.hub_flag = None;
+        args.region = None;
+        args.resolve_hub(&env).unwrap();
+        assert_eq!(args.hub, DEFAULT_HUB);
+    }
 
     #[test]
     fn server_name_defaults() {

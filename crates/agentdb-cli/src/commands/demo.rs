@@ -153,7 +153,7 @@ impl DemoHub {
             token_key: TokenKey::Ed25519PublicPem(pki.signing.public_pem.clone().into_bytes()),
             audience: DEFAULT_AUDIENCE.to_owned(),
             limits: HubLimits::default(),
-        federation: agentdb_hub::FederationConfig::default(),
+            federation: agentdb_hub::FederationConfig::default(),
         };
         let handle = agentdb_hub::start(config, Arc::new(engine))
             .await

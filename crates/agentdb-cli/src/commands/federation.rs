@@ -78,7 +78,9 @@ impl<'de> Deserialize<'de> for DurationValue {
             Raw::Text(t) => parse_duration(&t),
         };
         parsed.map(DurationValue).ok_or_else(|| {
-            serde::de::Error::custom("expected seconds (2, 0.5) or a duration like \"500ms\", \"2s\", \"1m\"")
+            serde::de::Error::custom(
+                "expected seconds (2, 0.5) or a duration like \"500ms\", \"2s\", \"1m\"",
+            )
         })
     }
 }
@@ -243,8 +245,8 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
         .body_mut()
         .read_to_string()
         .with_context(|| format!("cannot read the answer of {url}"))?;
-    let status: FederationStatus = serde_json::from_str(&body)
-        .with_context(|| format!("unexpected answer from {url}"))?;
+    let status: FederationStatus =
+        serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
     if args.json {
         return output::json(&status);
     }
@@ -349,8 +351,7 @@ mod tests {
 
     #[test]
     fn mesh_defaults_to_the_other_regional_hubs() {
-        let file: FederationKeys =
-            toml::from_str("region = \"us\"\ntopology = \"mesh\"").unwrap();
+        let file: FederationKeys = toml::from_str("region = \"us\"\ntopology = \"mesh\"").unwrap();
         let env = |v: &str| match v {
             "EU_HUB" => Some("quic://eu:4433".to_owned()),
             "US_HUB" => Some("quic://us:4433".to_owned()),

@@ -36,7 +36,9 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::federation::{DurationValue, FederationFlags, FederationKeys, TenantSection, TuningSection};
+use super::federation::{
+    DurationValue, FederationFlags, FederationKeys, TenantSection, TuningSection,
+};
 use crate::output;
 
 /// Where the hub keeps its data unless told otherwise.
@@ -230,7 +232,7 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
             },
             embedder,
         )
-            .with_context(|| format!("cannot open data directory {}", settings.data.display()))?,
+        .with_context(|| format!("cannot open data directory {}", settings.data.display()))?,
     );
     let (tls, dev) = match &settings.tls {
         Some(paths) => (paths.read()?, None),

@@ -51,7 +51,10 @@ pub(crate) fn client_config(state: &HubState) -> Result<quinn::ClientConfig, Tls
 
 /// `quic://host:port` → (host, port).
 fn parse_url(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("quic://").unwrap_or(url).trim_end_matches('/');
+    let rest = url
+        .strip_prefix("quic://")
+        .unwrap_or(url)
+        .trim_end_matches('/');
     let (host, port) = rest.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {

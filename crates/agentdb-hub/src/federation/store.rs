@@ -51,7 +51,10 @@ impl ReplicaStore for EngineStore {
             .map_err(|e| StoreFailure(e.to_string()))?;
         if let Some(newest) = out.newest_ms {
             let lag_ms = unix_ms().saturating_sub(newest);
-            self.state.metrics.fed_propagation.observe(lag_ms as f64 / 1000.0);
+            self.state
+                .metrics
+                .fed_propagation
+                .observe(lag_ms as f64 / 1000.0);
         }
         Ok(Applied {
             vv: out.vv,
