@@ -82,6 +82,17 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
     match req {
         Request::Store(store) => {
             policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
+            let fed = &state.federation.config;
+            if !fed.residency.allows(tenant, &fed.region) {
+                return Err(error(
+                    ErrorCode::Forbidden,
+                    format!(
+                        "tenant {tenant} may not be stored in region {} (residency); use a hub \
+                         of an allowed region",
+                        fed.region
+                    ),
+                ));
+            }
             // The session has already refused batches with episodes lacking an id.
             let mut episodes = store
                 .into_episodes()

@@ -1,0 +1,715 @@
+//! Federated hubs through the real binary: the three-hub example of `examples/federation/`
+//! (replication through the global hub, a residency-restricted tenant, catch-up after a
+//! restart), a mesh and a hub-and-spoke federation. Every hub listens on loopback only, and
+//! every wait polls against a deadline.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader};
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentdb");
+/// Environment variables that change what the binary does; every test starts without them.
+const AMBIENT: &[&str] = &[
+    "JWT_SECRET",
+    "ENABLE_MTLS",
+    "FEDERATION_HUB_ENDPOINT",
+    "AGENTDB_MASTER_KEY",
+    "AGENTDB_LOG",
+    "EU_HUB",
+    "US_HUB",
+    "AP_HUB",
+];
+/// The example directory, proven to work as written.
+const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/federation");
+/// The example's hubs and the ports it names: (hub, QUIC port, HTTP port).
+const EXAMPLE_HUBS: [(&str, u16, u16); 3] = [
+    ("global", 4501, 8501),
+    ("eu", 4502, 8502),
+    ("us", 4503, 8503),
+];
+/// How long replication may take before a test fails.
+const CONVERGE: Duration = Duration::from_secs(20);
+/// How often a condition is polled.
+const POLL: Duration = Duration::from_millis(100);
+/// Attempts at starting a federation when another process took a port picked for it.
+const START_ATTEMPTS: usize = 3;
+
+fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for name in AMBIENT {
+        cmd.env_remove(name);
+    }
+    cmd
+}
+
+/// Runs `agentdb ARGS` and asserts it succeeded.
+fn run_ok(args: &[&str]) -> Output {
+    let out = command().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "agentdb {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A hub child process, killed on drop so no test leaks one.
+struct Hub {
+    child: Child,
+    quic: String,
+    http: String,
+    line: String,
+    log: PathBuf,
+}
+
+impl Hub {
+    /// Starts `agentdb hub ARGS` and waits for its "listening" line; `Err` carries the log
+    /// when it never comes (a hub that cannot start exits with one line on stderr).
+    fn try_start(args: &[&str], log: &Path) -> Result<Hub, String> {
+        let mut child = command()
+            .arg("hub")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            // Keep reading so the hub never writes into a closed pipe.
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let mut hub = Hub {
+            child,
+            quic: String::new(),
+            http: String::new(),
+            line: line.trim().to_owned(),
+            log: log.to_owned(),
+        };
+        if !hub.line.starts_with("agentdb hub listening ") {
+            return Err(format!(
+                "no listening line: {:?}; log: {}",
+                hub.line,
+                hub.log_text()
+            ));
+        }
+        hub.quic = format!("quic://{}", hub.field("quic"));
+        hub.http = hub.field("http");
+        Ok(hub)
+    }
+
+    /// A `key=value` field of the listening line.
+    fn field(&self, key: &str) -> String {
+        self.line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
+            .to_owned()
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `agentdb federation status --http ADDR --json`.
+    fn status(&self) -> Value {
+        let out = run_ok(&["federation", "status", "--http", &self.http, "--json"]);
+        serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+    }
+
+    /// Kills the hub at once (no drain), as a crash would.
+    fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether a failed start is worth retrying on other ports.
+fn port_taken(error: &str) -> bool {
+    let e = error.to_lowercase();
+    e.contains("in use") || e.contains("addrinuse")
+}
+
+/// `n` loopback ports free for QUIC (UDP) and `n` free for HTTP (TCP), all distinct.
+fn free_ports(n: usize) -> (Vec<u16>, Vec<u16>) {
+    let udp: Vec<UdpSocket> = (0..n)
+        .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let tcp: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    (
+        udp.iter().map(|s| s.local_addr().unwrap().port()).collect(),
+        tcp.iter().map(|s| s.local_addr().unwrap().port()).collect(),
+    )
+}
+
+/// A deployment PKI made with the real binary: a CA, hub certificates, tenant-wide
+/// certificates and a token signing key, all in `dir`.
+struct Pki {
+    dir: PathBuf,
+}
+
+impl Pki {
+    /// Runs the `agentdb` commands of the example README's first `sh` block in `base`.
+    fn from_example_readme(base: &Path) -> Pki {
+        let readme = std::fs::read_to_string(Path::new(EXAMPLE).join("README.md")).unwrap();
+        let block = readme
+            .split("```sh\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("an sh block in the README");
+        let mut ran = 0;
+        for line in block.lines().filter(|l| l.starts_with("agentdb ")) {
+            let args: Vec<String> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|w| w.trim_matches('\'').to_owned())
+                .collect();
+            let out = command().args(&args).current_dir(base).output().unwrap();
+            assert!(
+                out.status.success(),
+                "README command {line:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            ran += 1;
+        }
+        assert!(ran >= 7, "the README's PKI block has {ran} commands");
+        Pki {
+            dir: base.join("pki"),
+        }
+    }
+
+    /// A PKI with certificates for `hubs` and tenant-wide ones for `tenants`.
+    fn new(dir: PathBuf, hubs: &[&str], tenants: &[&str]) -> Pki {
+        let d = dir.to_str().unwrap();
+        run_ok(&["ca", "init", "--out", d]);
+        for hub in hubs {
+            run_ok(&[
+                "cert",
+                "issue",
+                "--ca",
+                d,
+                "--out",
+                d,
+                "--hub",
+                hub,
+                "--san",
+                "127.0.0.1",
+                "--san",
+                "localhost",
+            ]);
+        }
+        for tenant in tenants {
+            run_ok(&[
+                "cert", "issue", "--ca", d, "--out", d, "--agent", "*", "--tenant", tenant,
+            ]);
+        }
+        let signing = dir.join("signing.key");
+        run_ok(&["token", "keygen", "--out", signing.to_str().unwrap()]);
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_str().unwrap().to_owned()
+    }
+
+    /// The `[tls]` and `[token]` sections of hub `hub`'s config.
+    fn hub_sections(&self, hub: &str) -> String {
+        format!(
+            "[tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n\n[token]\npublic_key = {:?}\n",
+            self.path("ca.pem"),
+            self.path(&format!("{hub}.pem")),
+            self.path(&format!("{hub}.key")),
+            self.path("signing.key.pub"),
+        )
+    }
+
+    /// Connect flags of an agent of `tenant`.
+    fn creds(&self, tenant: &str) -> Vec<String> {
+        vec![
+            "--ca".into(),
+            self.path("ca.pem"),
+            "--cert".into(),
+            self.path(&format!("tenant-{tenant}.pem")),
+            "--key".into(),
+            self.path(&format!("tenant-{tenant}.key")),
+            "--signing-key".into(),
+            self.path("signing.key"),
+        ]
+    }
+
+    /// `agentdb agent store` on `hub` for `tenant`: the new episode's id.
+    fn store(&self, hub: &Hub, tenant: &str, task: &str, output: &str) -> String {
+        let mut args: Vec<String> = vec!["agent".into(), "store".into(), "--hub".into()];
+        args.push(hub.quic.clone());
+        args.extend(self.creds(tenant));
+        for (flag, value) in [
+            ("--tenant", tenant),
+            ("--task", task),
+            ("--input", "invoice #42 from ACME"),
+            ("--output", output),
+            ("--reward", "0.9"),
+        ] {
+            args.push(flag.into());
+            args.push(value.into());
+        }
+        args.push("--json".into());
+        let out = command().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "store on {} failed: {}",
+            hub.quic,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stored: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(stored["spooled"], false, "{stored}");
+        stored["id"].as_str().unwrap().to_owned()
+    }
+
+    /// The ids `agentdb agent query` on `hub` returns for `tenant`.
+    fn ids(&self, hub: &Hub, tenant: &str) -> BTreeSet<String> {
+        let mut args: Vec<String> = vec!["agent".into(), "query".into(), "--hub".into()];
+        args.push(hub.quic.clone());
+        args.extend(self.creds(tenant));
+        for a in [
+            "--tenant",
+            tenant,
+            "-k",
+            "50",
+            "summarise invoice",
+            "--json",
+        ] {
+            args.push(a.into());
+        }
+        let out = command().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "query on {} failed: {}",
+            hub.quic,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let hits: Value = serde_json::from_slice(&out.stdout).unwrap();
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// Polls `hub` until a query for `tenant` returns every id of `want`.
+    fn wait_for(&self, hub: &Hub, tenant: &str, want: &[&String]) {
+        let deadline = Instant::now() + CONVERGE;
+        loop {
+            let have = self.ids(hub, tenant);
+            if want.iter().all(|id| have.contains(*id)) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hub {} still lacks some of {want:?} for {tenant} after {CONVERGE:?}: has \
+                 {have:?}; status: {}; log: {}",
+                hub.field("hub"),
+                hub.status(),
+                hub.log_text()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// Polls `check` on `hub`'s status until it holds; fails with the last status.
+fn wait_status(hub: &Hub, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let status = hub.status();
+        if check(&status) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hub {}: {what} not seen after {CONVERGE:?}; status: {status}; log: {}",
+            hub.field("hub"),
+            hub.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// The entry of `tenant` in a status report.
+fn tenant_entry<'a>(status: &'a Value, tenant: &str) -> Option<&'a Value> {
+    status["tenants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["tenant"] == tenant)
+}
+
+/// The highest op of `origin` that a status report says it holds for `tenant` (0: none).
+fn version(status: &Value, tenant: &str, origin: &str) -> u64 {
+    tenant_entry(status, tenant)
+        .and_then(|t| t["version_vector"][origin].as_u64())
+        .unwrap_or(0)
+}
+
+/// The peers of the connected links in a status report.
+fn connected_peers(status: &Value) -> BTreeSet<String> {
+    status["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "connected")
+        .filter_map(|l| l["peer"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// The example federation, copied into a temporary directory with only its ports changed;
+/// the PKI is made there by the README's commands, so its relative paths hold as written.
+struct Example {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    pki: Pki,
+    global: Hub,
+    eu: Hub,
+    us: Hub,
+}
+
+impl Example {
+    fn start() -> Example {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let pki = Pki::from_example_readme(&dir);
+        let mut last_error = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let (quic, http) = free_ports(EXAMPLE_HUBS.len());
+            for (hub, _, _) in EXAMPLE_HUBS {
+                let mut text =
+                    std::fs::read_to_string(Path::new(EXAMPLE).join(format!("{hub}.toml")))
+                        .unwrap();
+                for (i, (_, q, h)) in EXAMPLE_HUBS.iter().enumerate() {
+                    for (from, to) in [(q, quic[i]), (h, http[i])] {
+                        text =
+                            text.replace(&format!("127.0.0.1:{from}"), &format!("127.0.0.1:{to}"));
+                    }
+                }
+                std::fs::write(dir.join(format!("{hub}.toml")), text).unwrap();
+            }
+            let started: Result<Vec<Hub>, String> = EXAMPLE_HUBS
+                .iter()
+                .map(|(hub, _, _)| Example::start_hub(&dir, hub))
+                .collect();
+            match started {
+                Ok(hubs) => {
+                    let mut hubs = hubs.into_iter();
+                    let (global, eu, us) = (
+                        hubs.next().unwrap(),
+                        hubs.next().unwrap(),
+                        hubs.next().unwrap(),
+                    );
+                    for (hub, name) in [(&global, "global"), (&eu, "eu"), (&us, "us")] {
+                        assert_eq!(hub.field("hub"), name);
+                    }
+                    return Example {
+                        _tmp: tmp,
+                        dir,
+                        pki,
+                        global,
+                        eu,
+                        us,
+                    };
+                }
+                Err(e) if port_taken(&e) => last_error = e,
+                Err(e) => panic!("{e}"),
+            }
+            // A data directory written by a partly started federation is harmless to reuse.
+        }
+        panic!("the example federation did not start: {last_error}");
+    }
+
+    /// Starts the example hub `hub` from its (copied) config file.
+    fn start_hub(dir: &Path, hub: &str) -> Result<Hub, String> {
+        let config = dir.join(format!("{hub}.toml"));
+        Hub::try_start(
+            &["--config", config.to_str().unwrap()],
+            &dir.join(format!("{hub}.log")),
+        )
+    }
+}
+
+#[test]
+fn example_hierarchy_replicates_eu_to_us_through_global() {
+    let ex = Example::start();
+    let id = ex
+        .pki
+        .store(&ex.eu, "acme", "summarise invoice", "Total: 300 EUR");
+    ex.pki.wait_for(&ex.us, "acme", &[&id]);
+    // The global hub relays: it holds both links and eu's op of acme.
+    let status = wait_status(&ex.global, "both links and eu's op", |s| {
+        connected_peers(s) == set(&["eu", "us"]) && version(s, "acme", "eu") >= 1
+    });
+    assert_eq!(status["hub"], "global");
+    assert_eq!(status["region"], "global");
+    assert_eq!(status["topology"], "hierarchical");
+    let links = status["links"].as_array().unwrap();
+    assert_eq!(links.len(), 2, "{status}");
+    for link in links {
+        assert_eq!(link["direction"], "inbound", "{status}");
+        assert_eq!(link["region"], link["peer"], "{status}");
+    }
+    let us = ex.us.status();
+    assert_eq!(version(&us, "acme", "eu"), version(&status, "acme", "eu"));
+    let eu = ex.eu.status();
+    let outbound = &eu["links"][0];
+    assert_eq!(outbound["direction"], "outbound", "{eu}");
+    assert_eq!(outbound["peer"], "global", "{eu}");
+    assert!(
+        outbound["address"]
+            .as_str()
+            .unwrap()
+            .ends_with(&ex.global.field("quic")),
+        "{eu}"
+    );
+    // The text form names the same links.
+    let text = run_ok(&["federation", "status", "--http", &ex.global.http]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.starts_with("hub global region global topology hierarchical"),
+        "{text}"
+    );
+    assert!(text.contains("link inbound eu (eu)"), "{text}");
+    assert!(text.contains("link inbound us (us)"), "{text}");
+}
+
+#[test]
+fn residency_keeps_a_tenant_in_its_region() {
+    let ex = Example::start();
+    // The restricted tenant first, then an unrestricted one: once the second has arrived
+    // everywhere, the first had every chance to travel too.
+    let kept = ex
+        .pki
+        .store(&ex.eu, "acme-eu", "summarise invoice", "Total: 120 EUR");
+    let shared = ex
+        .pki
+        .store(&ex.eu, "acme", "summarise invoice", "Total: 300 EUR");
+    ex.pki.wait_for(&ex.us, "acme", &[&shared]);
+    ex.pki.wait_for(&ex.global, "acme", &[&shared]);
+    // eu has nothing left to send global: every op it may share is acknowledged.
+    wait_status(&ex.eu, "no lag towards global", |s| {
+        s["links"][0]["state"] == "connected" && s["links"][0]["lag_ops"] == 0
+    });
+    // Two more sync intervals of the example (500 ms), for anti-entropy to have run.
+    std::thread::sleep(Duration::from_millis(1000));
+
+    assert_eq!(ex.pki.ids(&ex.eu, "acme-eu"), set(&[kept.as_str()]));
+    let eu = ex.eu.status();
+    let entry = tenant_entry(&eu, "acme-eu").expect("eu lists acme-eu");
+    assert_eq!(entry["residency"], serde_json::json!(["eu"]), "{eu}");
+    assert_eq!(version(&eu, "acme-eu", "eu"), 1, "{eu}");
+    assert_eq!(tenant_entry(&eu, "acme").unwrap()["residency"], Value::Null);
+
+    for hub in [&ex.us, &ex.global] {
+        let name = hub.field("hub");
+        assert!(
+            ex.pki.ids(hub, "acme-eu").is_empty(),
+            "{name} answers acme-eu's query"
+        );
+        let status = hub.status();
+        assert!(
+            tenant_entry(&status, "acme-eu").is_none(),
+            "{name} holds acme-eu: {status}"
+        );
+        assert_eq!(version(&status, "acme", "eu"), 1, "{name}: {status}");
+    }
+}
+
+#[test]
+fn a_restarted_hub_catches_up() {
+    let ex = Example::start();
+    let first = ex
+        .pki
+        .store(&ex.eu, "acme", "summarise invoice", "Total: 300 EUR");
+    ex.pki.wait_for(&ex.us, "acme", &[&first]);
+    ex.us.kill();
+
+    let missed: Vec<String> = (1..=3)
+        .map(|i| {
+            ex.pki.store(
+                &ex.eu,
+                "acme",
+                "summarise invoice",
+                &format!("Total: {i}00 USD"),
+            )
+        })
+        .collect();
+    // global has them; us, down, has none.
+    ex.pki
+        .wait_for(&ex.global, "acme", &missed.iter().collect::<Vec<_>>());
+
+    let us = Example::start_hub(&ex.dir, "us").unwrap();
+    assert_eq!(us.field("hub"), "us");
+    let mut all: Vec<&String> = missed.iter().collect();
+    all.push(&first);
+    ex.pki.wait_for(&us, "acme", &all);
+    let status = wait_status(&us, "eu's four ops", |s| version(s, "acme", "eu") == 4);
+    assert_eq!(connected_peers(&status), set(&["global"]));
+}
+
+/// Writes `NAME.toml` in `dir` for a hub: its id, data, addresses, credentials and `extra`.
+fn write_config(dir: &Path, pki: &Pki, hub: &str, quic: u16, http: u16, extra: &str) -> PathBuf {
+    let path = dir.join(format!("{hub}.toml"));
+    let text = format!(
+        "hub_id = \"{hub}\"\ndata = \"data/{hub}\"\nquic = \"127.0.0.1:{quic}\"\n\
+         http = \"127.0.0.1:{http}\"\nsync_interval = \"500ms\"\n{extra}\n{}",
+        pki.hub_sections(hub)
+    );
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn mesh_hubs_converge() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let names = ["m-eu", "m-us", "m-ap"];
+    let regions = ["eu", "us", "ap"];
+    let pki = Pki::new(dir.join("pki"), &names, &["acme"]);
+    let mut last_error = String::new();
+    let hubs = (0..START_ATTEMPTS).find_map(|_| {
+        let (quic, http) = free_ports(names.len());
+        let started: Result<Vec<Hub>, String> = (0..names.len())
+            .map(|i| {
+                let peers: Vec<String> = (0..names.len())
+                    .filter(|&j| j != i)
+                    .map(|j| format!("\"quic://127.0.0.1:{}\"", quic[j]))
+                    .collect();
+                let extra = format!(
+                    "region = \"{}\"\ntopology = \"mesh\"\npeers = [{}]\n",
+                    regions[i],
+                    peers.join(", ")
+                );
+                let config = write_config(dir, &pki, names[i], quic[i], http[i], &extra);
+                Hub::try_start(
+                    &["--config", config.to_str().unwrap()],
+                    &dir.join(format!("{}.log", names[i])),
+                )
+            })
+            .collect();
+        match started {
+            Ok(hubs) => Some(hubs),
+            Err(e) if port_taken(&e) => {
+                last_error = e;
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    });
+    let hubs = hubs.unwrap_or_else(|| panic!("the mesh did not start: {last_error}"));
+
+    let ids: Vec<String> = hubs
+        .iter()
+        .map(|hub| pki.store(hub, "acme", "summarise invoice", &hub.field("hub")))
+        .collect();
+    let want: Vec<&String> = ids.iter().collect();
+    for hub in &hubs {
+        pki.wait_for(hub, "acme", &want);
+    }
+    for (i, hub) in hubs.iter().enumerate() {
+        let others: Vec<&str> = names
+            .iter()
+            .enumerate()
+            .filter(|&(j, _)| j != i)
+            .map(|(_, n)| *n)
+            .collect();
+        let status = wait_status(hub, "links to both others", |s| {
+            connected_peers(s) == set(&others)
+        });
+        assert_eq!(status["topology"], "mesh");
+        assert_eq!(status["region"], regions[i]);
+        for origin in names {
+            assert_eq!(version(&status, "acme", origin), 1, "{status}");
+        }
+    }
+}
+
+#[test]
+fn hub_and_spoke_converges_through_the_center() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let names = ["center", "spoke-1", "spoke-2"];
+    let pki = Pki::new(dir.join("pki"), &names, &["acme"]);
+    // The center picks its own ports; the spokes are told where it is with flags.
+    let config = write_config(dir, &pki, "center", 0, 0, "topology = \"hub-and-spoke\"\n");
+    let center = Hub::try_start(
+        &["--config", config.to_str().unwrap()],
+        &dir.join("center.log"),
+    )
+    .unwrap();
+    let spokes: Vec<Hub> = ["spoke-1", "spoke-2"]
+        .iter()
+        .map(|name| {
+            let config = write_config(dir, &pki, name, 0, 0, "");
+            Hub::try_start(
+                &[
+                    "--config",
+                    config.to_str().unwrap(),
+                    "--topology",
+                    "hub-and-spoke",
+                    "--upstream",
+                    &center.quic,
+                    "--sync-interval",
+                    "250ms",
+                ],
+                &dir.join(format!("{name}.log")),
+            )
+            .unwrap()
+        })
+        .collect();
+
+    let from_1 = pki.store(&spokes[0], "acme", "summarise invoice", "Total: 300 EUR");
+    pki.wait_for(&spokes[1], "acme", &[&from_1]);
+    let from_2 = pki.store(&spokes[1], "acme", "summarise invoice", "Total: 400 EUR");
+    pki.wait_for(&spokes[0], "acme", &[&from_1, &from_2]);
+    pki.wait_for(&center, "acme", &[&from_1, &from_2]);
+
+    let status = wait_status(&center, "both spokes", |s| {
+        connected_peers(s) == set(&["spoke-1", "spoke-2"])
+    });
+    assert_eq!(status["topology"], "hub-and-spoke");
+    assert!(status["links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["direction"] == "inbound"));
+    for spoke in &spokes {
+        let status = spoke.status();
+        assert_eq!(status["topology"], "hub-and-spoke");
+        assert_eq!(connected_peers(&status), set(&["center"]));
+        assert_eq!(version(&status, "acme", "spoke-1"), 1, "{status}");
+        assert_eq!(version(&status, "acme", "spoke-2"), 1, "{status}");
+    }
+}
