@@ -1,20 +1,38 @@
 //! Hubs in one process linked over real QUIC with hub certificates: ops replicate, relay and
-//! respect residency.
+//! respect residency; links refuse what is not a hub, resume after a break, report their state
+//! and let tombstones go once every hub holds them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
-use agentdb_core::{EpisodeId, NewEpisode, Region, TenantId};
-use agentdb_hub::{FederationConfig, Topology};
+use agentdb_core::{
+    EpisodeId, EpisodeUpdate, HubId, NewEpisode, Op, Region, Residency, TenantId, VersionVector,
+};
+use agentdb_hub::{FederationConfig, HubConfig, Topology};
+use agentdb_memory::EngineConfig;
+use agentdb_proto::fed::{FedHello, FedMessage, LinkError, OpsPage, FED_ALPN};
+use agentdb_security::tls::TlsMaterial;
 use agentdb_testkit::{federated_hub_config, TestHub, TestPki};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Sync interval of the hubs under test.
+const SYNC: Duration = Duration::from_millis(200);
+/// QUIC close code of a link refused for its peer's certificate.
+const CLOSE_REFUSED: u64 = 3;
+/// QUIC close code of a link closed for a protocol violation.
+const CLOSE_PROTOCOL: u64 = 5;
 
 fn fed(upstream: Option<String>) -> FederationConfig {
     FederationConfig {
         topology: Topology::Hierarchical,
         upstream,
-        sync_interval: Duration::from_millis(200),
+        sync_interval: SYNC,
+        max_backoff: Duration::from_millis(300),
         ..FederationConfig::default()
     }
 }
@@ -28,6 +46,211 @@ async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("timed out waiting for {what}");
+}
+
+fn tenant(name: &str) -> TenantId {
+    TenantId::new(name).unwrap()
+}
+
+fn hub_id(name: &str) -> HubId {
+    HubId::new(name).unwrap()
+}
+
+fn episode_id(n: u8) -> EpisodeId {
+    EpisodeId::from_parts(1_700_000_000_000 + u64::from(n), [n; 10])
+}
+
+/// Stores episode `n` of `tenant` directly in `hub`'s engine.
+fn put(hub: &TestHub, tenant_name: &str, n: u8) -> EpisodeId {
+    let id = episode_id(n);
+    let episode = NewEpisode::new(
+        format!("task {n} of {tenant_name}"),
+        format!("input {n}"),
+        format!("output {n}"),
+        0.5,
+    )
+    .with_id(id);
+    let stored = hub
+        .handle
+        .engine()
+        .store(&tenant(tenant_name), episode)
+        .unwrap();
+    assert!(stored.inserted);
+    id
+}
+
+fn holds(hub: &TestHub, tenant_name: &str, id: &EpisodeId) -> bool {
+    hub.handle
+        .engine()
+        .get(&tenant(tenant_name), id)
+        .unwrap()
+        .is_some()
+}
+
+fn vv(hub: &TestHub, tenant_name: &str) -> VersionVector {
+    hub.handle
+        .engine()
+        .version_vector(&tenant(tenant_name))
+        .unwrap()
+}
+
+fn has_tenant(hub: &TestHub, tenant_name: &str) -> bool {
+    hub.handle.engine().tenants().contains(&tenant(tenant_name))
+}
+
+/// Loopback addresses that were free a moment ago, for hubs that must know each other's
+/// address before they start. Each socket is held until its hub is about to bind.
+fn reserve_addrs(n: usize) -> Vec<(std::net::UdpSocket, SocketAddr)> {
+    (0..n)
+        .map(|_| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = s.local_addr().unwrap();
+            (s, addr)
+        })
+        .collect()
+}
+
+/// Starts a hub on `dir` with `config` (its exact QUIC address), retrying briefly while the
+/// store or the port is still held by a hub that just shut down.
+async fn restart(config: HubConfig, dir: &Path) -> TestHub {
+    let mut engine = None;
+    for _ in 0..250 {
+        let engine_config = EngineConfig {
+            origin: Some(config.hub_id.clone()),
+            ..EngineConfig::default()
+        };
+        match agentdb_memory::open_data_dir(dir, engine_config) {
+            Ok(e) => {
+                engine = Some(Arc::new(e));
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let engine = engine.expect("the store reopens once the previous hub has let go of it");
+    for _ in 0..250 {
+        match agentdb_hub::start(config.clone(), Arc::clone(&engine)).await {
+            Ok(handle) => {
+                return TestHub {
+                    handle,
+                    dir: dir.to_owned(),
+                }
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the hub could not bind {} again", config.quic_addr);
+}
+
+/// A raw QUIC connection to `hub` with ALPN `agentdb-fed/1`, trusting `ca_pem` and presenting
+/// `cert` (PEM certificate, PEM key).
+async fn raw_link(
+    hub: &TestHub,
+    ca_pem: &[u8],
+    cert: (&[u8], &[u8]),
+) -> Result<quinn::Connection, quinn::ConnectionError> {
+    let tls = agentdb_security::tls::client_config(ca_pem, Some(cert), FED_ALPN).unwrap();
+    let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(tls)));
+    endpoint
+        .connect(hub.handle.quic_addr(), "localhost")
+        .unwrap()
+        .await
+}
+
+/// Real ops of `tenant_name` as hub `origin` would send them: one stored episode, read back
+/// from a scratch store.
+fn foreign_ops(origin: &str, tenant_name: &str, dir: &Path) -> Vec<Op> {
+    let engine = agentdb_memory::open_data_dir(
+        dir,
+        EngineConfig {
+            origin: Some(hub_id(origin)),
+            ..EngineConfig::default()
+        },
+    )
+    .unwrap();
+    let t = tenant(tenant_name);
+    engine
+        .store(
+            &t,
+            NewEpisode::new("smuggled task", "in", "out", 0.9).with_id(episode_id(99)),
+        )
+        .unwrap();
+    let ops = engine
+        .ops_since(&t, &VersionVector::new(), 16, 1 << 20)
+        .unwrap();
+    assert_eq!(ops.len(), 1);
+    ops
+}
+
+/// Opens the link stream and sends a Hello naming `claimed` and a page of `ops`, ignoring
+/// failures (the hub may already be closing the connection).
+async fn send_hello_and_ops(
+    conn: &quinn::Connection,
+    claimed: &str,
+    tenant_name: &str,
+    ops: Vec<Op>,
+) {
+    let Ok((mut send, _recv)) = conn.open_bi().await else {
+        return;
+    };
+    let hello = FedMessage::Hello(FedHello {
+        protocol_version: agentdb_proto::PROTOCOL_VERSION,
+        hub: hub_id(claimed),
+        region: Region::new("eu").unwrap(),
+    });
+    let page = FedMessage::Ops(OpsPage {
+        tenant: tenant(tenant_name),
+        ops,
+    });
+    let _ = send.write_all(&hello.encode()).await;
+    let _ = send.write_all(&page.encode()).await;
+}
+
+/// How the hub ended the connection: (application close code, reason).
+async fn application_close(conn: &quinn::Connection) -> (u64, String) {
+    let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+        .await
+        .expect("the hub closes the connection");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(c) => (
+            c.error_code.into_inner(),
+            String::from_utf8_lossy(&c.reason).into_owned(),
+        ),
+        other => panic!("expected an application close, got {other:?}"),
+    }
+}
+
+/// A minimal HTTP/1.1 GET: (status, body).
+async fn http_get(hub: &TestHub, path: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(hub.handle.http_addr().unwrap())
+        .await
+        .unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn json_body(body: &str) -> serde_json::Value {
+    // Bodies may be chunked; take the JSON object inside.
+    let start = body.find('{').unwrap();
+    let end = body.rfind('}').unwrap();
+    serde_json::from_str(&body[start..=end]).unwrap()
+}
+
+/// The value of the first sample of `metric` (name plus labels, exactly) in a Prometheus text.
+fn sample(text: &str, metric: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(metric)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,7 +286,7 @@ async fn an_episode_stored_at_an_edge_reaches_the_upstream_and_back_down() {
     writer.destroy().await.unwrap();
 
     let tenant = TenantId::new("acme").unwrap();
-    let us_engine = std::sync::Arc::clone(us.handle.engine());
+    let us_engine = Arc::clone(us.handle.engine());
     eventually("the episode at us", || {
         us_engine.get(&tenant, &id).unwrap().is_some()
     })
@@ -81,4 +304,734 @@ async fn an_episode_stored_at_an_edge_reaches_the_upstream_and_back_down() {
     let acme = status.tenants.iter().find(|t| t.tenant == "acme").unwrap();
     assert_eq!(acme.version_vector.get("eu"), Some(&1));
     let _ = Region::new("eu");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_certificate_cannot_open_a_hub_link() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dir.path(),
+    )
+    .await;
+
+    let (cert, key) = pki.tenant_cert("acme");
+    let conn = raw_link(&hub, &pki.ca_pem(), (&cert, &key))
+        .await
+        .expect("a certificate of the deployment CA completes the handshake");
+    send_hello_and_ops(
+        &conn,
+        "eu",
+        "acme",
+        foreign_ops("eu", "acme", scratch.path()),
+    )
+    .await;
+
+    let (code, reason) = application_close(&conn).await;
+    assert_eq!(code, CLOSE_REFUSED, "{reason}");
+    assert!(reason.contains("hub certificate"), "{reason}");
+    assert!(
+        reason.contains("acme"),
+        "names what was presented: {reason}"
+    );
+
+    assert!(hub.handle.engine().tenants().is_empty());
+    assert!(!holds(&hub, "acme", &episode_id(99)));
+    assert!(hub.handle.federation_status().links.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
+    let pki = TestPki::new();
+    let foreign = TestPki::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let hub = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dirs[0].path(),
+    )
+    .await;
+
+    // Raw: a hub certificate of a foreign CA (the client trusts the hub's CA).
+    let rogue_tls = foreign.hub_tls_for("eu");
+    let outcome = raw_link(
+        &hub,
+        &pki.ca_pem(),
+        (&rogue_tls.cert_pem, &rogue_tls.key_pem),
+    )
+    .await;
+    if let Ok(conn) = outcome {
+        // The client may finish its side of the handshake before the hub has checked its
+        // certificate; the hub then closes at the TLS layer, never at the application layer.
+        send_hello_and_ops(
+            &conn,
+            "eu",
+            "acme",
+            foreign_ops("eu", "acme", dirs[2].path()),
+        )
+        .await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), conn.closed())
+            .await
+            .expect("the hub closes the connection");
+        assert!(
+            !matches!(closed, quinn::ConnectionError::ApplicationClosed(_)),
+            "{closed:?}"
+        );
+    }
+
+    // A real hub with such a certificate, dialling with an episode to share.
+    let mut config = federated_hub_config(&pki, "eu", "eu", fed(Some(hub.url())));
+    config.tls = TlsMaterial {
+        ca_pem: pki.ca_pem(),
+        ..foreign.hub_tls_for("eu")
+    };
+    let rogue = TestHub::start(config, dirs[1].path()).await;
+    let id = put(&rogue, "acme", 1);
+    eventually("the rogue hub's link to fail", || {
+        let status = rogue.handle.federation_status();
+        status.links[0].last_error.is_some() && status.links[0].state != "connected"
+    })
+    .await;
+    let status = rogue.handle.federation_status();
+    assert_eq!(status.links[0].ops_sent, 0, "{status:?}");
+
+    assert!(hub.handle.engine().tenants().is_empty());
+    assert!(!holds(&hub, "acme", &id));
+    assert!(hub.handle.federation_status().links.is_empty());
+    let metrics = http_get(&hub, "/metrics").await.1;
+    assert!(
+        sample(
+            &metrics,
+            "agentdb_auth_failures_total{reason=\"tls_handshake\"}"
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_naming_another_hub_than_the_certificate_closes_the_link() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let scratch = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dir.path(),
+    )
+    .await;
+
+    let mallory = pki.hub_tls_for("mallory");
+    let conn = raw_link(&hub, &pki.ca_pem(), (&mallory.cert_pem, &mallory.key_pem))
+        .await
+        .unwrap();
+    send_hello_and_ops(
+        &conn,
+        "eu",
+        "acme",
+        foreign_ops("eu", "acme", scratch.path()),
+    )
+    .await;
+
+    let (code, reason) = application_close(&conn).await;
+    let expected = LinkError::PeerMismatch {
+        certified: hub_id("mallory"),
+        claimed: hub_id("eu"),
+    }
+    .to_string();
+    assert_eq!(code, CLOSE_PROTOCOL, "{reason}");
+    assert_eq!(reason, expected);
+
+    assert!(hub.handle.engine().tenants().is_empty());
+    assert!(!holds(&hub, "acme", &episode_id(99)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_tenant_stays_in_its_region() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut residency = Residency::everywhere();
+    residency.restrict(tenant("acme-eu"), vec![Region::new("eu").unwrap()]);
+    let us = TestHub::start(
+        federated_hub_config(
+            &pki,
+            "us",
+            "us",
+            FederationConfig {
+                residency: residency.clone(),
+                ..fed(None)
+            },
+        ),
+        dirs[0].path(),
+    )
+    .await;
+    let eu = TestHub::start(
+        federated_hub_config(
+            &pki,
+            "eu",
+            "eu",
+            FederationConfig {
+                residency,
+                ..fed(Some(us.url()))
+            },
+        ),
+        dirs[1].path(),
+    )
+    .await;
+
+    let restricted = put(&eu, "acme-eu", 1);
+    let free = put(&eu, "beta", 2);
+    eventually("the unrestricted tenant at us", || {
+        holds(&us, "beta", &free)
+    })
+    .await;
+    eventually("the link to have nothing left to send", || {
+        let status = eu.handle.federation_status();
+        status.links[0].lag_ops == 0 && status.links[0].in_flight == 0
+    })
+    .await;
+
+    assert!(holds(&eu, "acme-eu", &restricted));
+    assert!(!has_tenant(&us, "acme-eu"));
+    assert!(!holds(&us, "acme-eu", &restricted));
+    let reader = EphemeralAgent::spawn(us.agent_config(&pki, "acme-eu"))
+        .await
+        .unwrap();
+    let recall = reader.query_memories("task 1 of acme-eu", 3).await.unwrap();
+    assert!(recall.memories.is_empty(), "{:?}", recall.memories);
+    reader.destroy().await.unwrap();
+
+    let status = eu.handle.federation_status();
+    assert_eq!(status.links[0].region.as_deref(), Some("us"));
+    assert!(status.links[0].last_error.is_none(), "{status:?}");
+    let acme_eu = status
+        .tenants
+        .iter()
+        .find(|t| t.tenant == "acme-eu")
+        .unwrap();
+    assert_eq!(acme_eu.residency, Some(vec!["eu".to_owned()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_refuses_a_tenant_its_region_may_not_hold() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    // Only the receiver knows the restriction.
+    let mut residency = Residency::everywhere();
+    residency.restrict(tenant("acme-eu"), vec![Region::new("eu").unwrap()]);
+    let us = TestHub::start(
+        federated_hub_config(
+            &pki,
+            "us",
+            "us",
+            FederationConfig {
+                residency,
+                ..fed(None)
+            },
+        ),
+        dirs[0].path(),
+    )
+    .await;
+    let eu = TestHub::start(
+        federated_hub_config(&pki, "eu", "eu", fed(Some(us.url()))),
+        dirs[1].path(),
+    )
+    .await;
+
+    let restricted = put(&eu, "acme-eu", 1);
+    let free = put(&eu, "beta", 2);
+    eventually("the refusal reported at eu", || {
+        eu.handle.federation_status().links[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("refused acme-eu") && e.contains("region us"))
+    })
+    .await;
+    eventually("the unrestricted tenant at us", || {
+        holds(&us, "beta", &free)
+    })
+    .await;
+
+    assert!(!has_tenant(&us, "acme-eu"));
+    assert!(!holds(&us, "acme-eu", &restricted));
+    assert!(vv(&us, "acme-eu").is_empty());
+    let status = us.handle.federation_status();
+    assert_eq!(status.links.len(), 1, "{status:?}");
+    assert!(
+        status.links[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("acme-eu")),
+        "{status:?}"
+    );
+    assert!(status.tenants.iter().all(|t| t.tenant != "acme-eu"));
+    // The link stays up for everything else.
+    assert_eq!(eu.handle.federation_status().links[0].state, "connected");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_of_three_converges() {
+    let pki = TestPki::new();
+    let names = ["mesh-a", "mesh-b", "mesh-c"];
+    let own: Vec<String> = names.iter().map(|n| format!("own-{n}")).collect();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let reserved = reserve_addrs(3);
+    let urls: Vec<String> = reserved
+        .iter()
+        .map(|(_, addr)| format!("quic://{addr}"))
+        .collect();
+    let mut hubs = Vec::new();
+    for (i, (socket, addr)) in reserved.into_iter().enumerate() {
+        let peers = (0..3)
+            .filter(|&j| j != i)
+            .map(|j| urls[j].clone())
+            .collect();
+        let mut config = federated_hub_config(
+            &pki,
+            names[i],
+            names[i],
+            FederationConfig {
+                topology: Topology::Mesh,
+                peers,
+                ..fed(None)
+            },
+        );
+        config.quic_addr = addr;
+        drop(socket);
+        hubs.push(TestHub::start(config, dirs[i].path()).await);
+    }
+
+    let mut ids = Vec::new();
+    for (i, hub) in hubs.iter().enumerate() {
+        ids.push(put(hub, "acme", i as u8 + 1));
+        put(hub, &own[i], 10 + i as u8);
+    }
+    let expected: VersionVector = names.iter().map(|n| (hub_id(n), 1)).collect();
+    eventually("equal version vectors everywhere", || {
+        hubs.iter().all(|h| vv(h, "acme") == expected)
+            && hubs.iter().all(|h| {
+                own.iter()
+                    .all(|t| vv(h, t) == vv(&hubs[0], t) && !vv(h, t).is_empty())
+            })
+    })
+    .await;
+    for hub in &hubs {
+        for id in &ids {
+            assert!(holds(hub, "acme", id));
+        }
+        let status = hub.handle.federation_status();
+        assert_eq!(status.topology, "mesh");
+        let dialled = status.links.iter().filter(|l| l.direction == "outbound");
+        assert_eq!(dialled.count(), 2, "{status:?}");
+    }
+    // A hub that dialled before its peers listened gets through once its handshake is
+    // retransmitted: every hub ends with a link to each peer both ways.
+    eventually("every link up", || {
+        hubs.iter().all(|h| {
+            let links = h.handle.federation_status().links;
+            links.len() == 4 && links.iter().all(|l| l.state == "connected")
+        })
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spokes_reach_each_other_through_the_center() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+    let spoke = |upstream: Option<String>| FederationConfig {
+        topology: Topology::HubAndSpoke,
+        ..fed(upstream)
+    };
+    let center = TestHub::start(
+        federated_hub_config(&pki, "center", "core", spoke(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let mut spokes = Vec::new();
+    for (i, name) in ["s1", "s2", "s3"].iter().enumerate() {
+        spokes.push(
+            TestHub::start(
+                federated_hub_config(&pki, name, name, spoke(Some(center.url()))),
+                dirs[i + 1].path(),
+            )
+            .await,
+        );
+    }
+
+    let id = put(&spokes[0], "acme", 1);
+    eventually("the episode at every other spoke", || {
+        spokes[1..].iter().all(|s| holds(s, "acme", &id))
+    })
+    .await;
+    let back = put(&spokes[2], "acme", 2);
+    let expected: VersionVector = [(hub_id("s1"), 1), (hub_id("s3"), 1)].into_iter().collect();
+    eventually("equal version vectors on every hub", || {
+        vv(&center, "acme") == expected && spokes.iter().all(|s| vv(s, "acme") == expected)
+    })
+    .await;
+    assert!(spokes.iter().all(|s| holds(s, "acme", &back)));
+    let status = center.handle.federation_status();
+    assert_eq!(status.topology, "hub-and-spoke");
+    assert_eq!(status.links.len(), 3, "{status:?}");
+    assert!(status.links.iter().all(|l| l.direction == "inbound"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_link_resumes_and_the_upstream_catches_up() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let global_config = federated_hub_config(&pki, "global", "global", fed(None));
+    let global = TestHub::start(global_config.clone(), dirs[0].path()).await;
+    let addr = global.handle.quic_addr();
+    let edge = TestHub::start(
+        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+
+    let first = put(&edge, "acme", 1);
+    eventually("the first episode upstream", || {
+        holds(&global, "acme", &first)
+    })
+    .await;
+
+    global.handle.shutdown().await;
+    eventually("the edge to see the link down", || {
+        edge.handle.federation_status().links[0].state != "connected"
+    })
+    .await;
+    let later: Vec<_> = (2..6).map(|n| put(&edge, "acme", n)).collect();
+
+    let restarted_at = Instant::now();
+    let global = restart(
+        HubConfig {
+            quic_addr: addr,
+            ..global_config
+        },
+        dirs[0].path(),
+    )
+    .await;
+    assert_eq!(global.handle.quic_addr(), addr);
+    assert!(
+        holds(&global, "acme", &first),
+        "the upstream kept its store"
+    );
+    let edge_vv = vv(&edge, "acme");
+    assert_eq!(edge_vv.get(&hub_id("edge")), 5);
+    eventually("the upstream to catch up", || {
+        vv(&global, "acme") == edge_vv
+    })
+    .await;
+    let caught_up = restarted_at.elapsed();
+    assert!(later.iter().all(|id| holds(&global, "acme", id)));
+    assert_eq!(edge.handle.federation_status().links[0].state, "connected");
+    assert!(caught_up < Duration::from_secs(8), "{caught_up:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_link_sends_only_what_the_peer_lacks() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let global_config = federated_hub_config(&pki, "global", "global", fed(None));
+    let global = TestHub::start(global_config.clone(), dirs[0].path()).await;
+    let addr = global.handle.quic_addr();
+    let edge = TestHub::start(
+        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    for n in 1..=10 {
+        put(&edge, "acme", n);
+    }
+    eventually("the first ten upstream", || {
+        vv(&global, "acme").get(&hub_id("edge")) == 10
+    })
+    .await;
+
+    global.handle.shutdown().await;
+    eventually("the edge to see the link down", || {
+        edge.handle.federation_status().links[0].state != "connected"
+    })
+    .await;
+    put(&edge, "acme", 11);
+    put(&edge, "acme", 12);
+    let global = restart(
+        HubConfig {
+            quic_addr: addr,
+            ..global_config
+        },
+        dirs[0].path(),
+    )
+    .await;
+    eventually("the upstream to catch up", || {
+        vv(&global, "acme") == vv(&edge, "acme")
+    })
+    .await;
+    eventually("the link to settle", || {
+        let links = edge.handle.federation_status().links;
+        links[0].state == "connected" && links[0].lag_ops == 0 && links[0].in_flight == 0
+    })
+    .await;
+
+    // The new connection starts from what the peer holds (its Vectors): the edge sends the
+    // two ops the upstream lacked, the upstream sends the edge nothing of its own.
+    let edge_link = edge.handle.federation_status().links[0].clone();
+    let global_link = global.handle.federation_status().links[0].clone();
+    assert_eq!(global_link.ops_received, 2, "{global_link:?}");
+    assert_eq!(
+        edge_link.ops_sent, 2,
+        "ops the upstream held were sent again: {edge_link:?}"
+    );
+    assert_eq!(
+        global_link.ops_sent, 0,
+        "the edge's own ops were sent back to it: {global_link:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_and_deletes_replicate_and_a_delete_wins_over_a_concurrent_update() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let global = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let edge = TestHub::start(
+        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    let t = tenant("acme");
+    let reward =
+        |hub: &TestHub, id: &EpisodeId| hub.handle.engine().get(&t, id).unwrap().map(|e| e.reward);
+
+    let id = put(&edge, "acme", 1);
+    eventually("the episode upstream", || holds(&global, "acme", &id)).await;
+    let update = EpisodeUpdate {
+        reward: Some(0.125),
+        ..EpisodeUpdate::default()
+    };
+    assert!(edge.handle.engine().update(&t, &id, &update).unwrap());
+    eventually("the new reward upstream", || {
+        reward(&global, &id) == Some(0.125)
+    })
+    .await;
+    assert!(edge.handle.engine().delete(&t, &id).unwrap());
+    eventually("the delete upstream", || !holds(&global, "acme", &id)).await;
+
+    // A delete upstream and an update at the edge at the same moment, neither (as a rule)
+    // having seen the other.
+    let contested = put(&edge, "acme", 2);
+    eventually("the second episode upstream", || {
+        holds(&global, "acme", &contested)
+    })
+    .await;
+    let late = EpisodeUpdate {
+        reward: Some(0.875),
+        ..EpisodeUpdate::default()
+    };
+    let (deleted, updated) = std::thread::scope(|s| {
+        let delete = s.spawn(|| global.handle.engine().delete(&t, &contested).unwrap());
+        let update = s.spawn(|| edge.handle.engine().update(&t, &contested, &late).unwrap());
+        (delete.join().unwrap(), update.join().unwrap())
+    });
+    assert!(deleted);
+    // `updated` is false only when the delete had already arrived at the edge: either way the
+    // delete wins.
+    let _ = updated;
+    eventually("both hubs to converge", || {
+        let e = vv(&edge, "acme");
+        e == vv(&global, "acme") && e.get(&hub_id("global")) == 1
+    })
+    .await;
+    assert!(!holds(&edge, "acme", &contested));
+    assert!(!holds(&global, "acme", &contested));
+    // Anti-entropy rounds later, still deleted.
+    tokio::time::sleep(SYNC * 3).await;
+    for hub in [&edge, &global] {
+        assert!(!holds(hub, "acme", &contested));
+        assert!(!holds(hub, "acme", &id));
+        assert_eq!(hub.handle.engine().stats(&t).unwrap().episodes, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federation_status_and_metrics_over_admin_http() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let global = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let edge = TestHub::start(
+        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    put(&edge, "acme", 1);
+    put(&edge, "acme", 2);
+    put(&global, "acme", 3);
+    let expected: VersionVector = [(hub_id("edge"), 2), (hub_id("global"), 1)]
+        .into_iter()
+        .collect();
+    eventually("convergence", || {
+        vv(&edge, "acme") == expected && vv(&global, "acme") == expected
+    })
+    .await;
+
+    for (hub, peer, region, direction) in [
+        (&edge, "global", "global", "outbound"),
+        (&global, "edge", "eu", "inbound"),
+    ] {
+        let mut status = serde_json::Value::Null;
+        for _ in 0..250 {
+            let (code, body) = http_get(hub, "/v1/federation").await;
+            assert_eq!(code, 200, "{body}");
+            status = json_body(&body);
+            if status["links"][0]["lag_ops"] == 0 && status["links"][0]["in_flight"] == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let link = &status["links"][0];
+        assert_eq!(status["links"].as_array().unwrap().len(), 1, "{status}");
+        assert_eq!(status["topology"], "hierarchical");
+        assert_eq!(link["peer"], peer, "{status}");
+        assert_eq!(link["region"], region, "{status}");
+        assert_eq!(link["direction"], direction, "{status}");
+        assert_eq!(link["state"], "connected", "{status}");
+        assert!(link["ops_sent"].as_u64().unwrap() > 0, "{status}");
+        assert!(link["ops_received"].as_u64().unwrap() > 0, "{status}");
+        assert_eq!(link["lag_ops"], 0, "{status}");
+        assert!(link["last_sync_ms"].as_u64().is_some(), "{status}");
+        let acme = status["tenants"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["tenant"] == "acme")
+            .unwrap();
+        assert_eq!(acme["version_vector"]["edge"], 2, "{status}");
+        assert_eq!(acme["version_vector"]["global"], 1, "{status}");
+
+        let lag = format!("agentdb_federation_lag_ops{{peer=\"{peer}\"}}");
+        let mut metrics = String::new();
+        for _ in 0..250 {
+            metrics = http_get(hub, "/metrics").await.1;
+            if sample(&metrics, &lag) == Some(0.0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(sample(&metrics, &lag), Some(0.0), "{metrics}");
+        let sent = format!("agentdb_federation_ops_sent_total{{peer=\"{peer}\"}}");
+        assert!(
+            sample(&metrics, &sent).is_some_and(|n| n > 0.0),
+            "{metrics}"
+        );
+        let received = format!("agentdb_federation_ops_received_total{{peer=\"{peer}\"}}");
+        assert!(
+            sample(&metrics, &received).is_some_and(|n| n > 0.0),
+            "{metrics}"
+        );
+        assert!(
+            sample(&metrics, "agentdb_federation_propagation_seconds_count")
+                .is_some_and(|n| n > 0.0),
+            "{metrics}"
+        );
+        assert_eq!(
+            sample(&metrics, "agentdb_federation_links"),
+            Some(1.0),
+            "{metrics}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tombstones_every_hub_holds_are_collected() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let collecting = |upstream: Option<String>| FederationConfig {
+        tombstone_retention: Duration::ZERO,
+        ..fed(upstream)
+    };
+    let global = TestHub::start(
+        federated_hub_config(&pki, "global", "global", collecting(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let edge = TestHub::start(
+        federated_hub_config(&pki, "edge", "eu", collecting(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    let t = tenant("acme");
+    let deleted = |hub: &TestHub| hub.handle.engine().stats(&t).unwrap().deleted;
+
+    let id = put(&edge, "acme", 1);
+    let kept = put(&edge, "acme", 2);
+    eventually("the episodes upstream", || {
+        holds(&global, "acme", &id) && holds(&global, "acme", &kept)
+    })
+    .await;
+    assert!(edge.handle.engine().delete(&t, &id).unwrap());
+    eventually("the delete upstream", || !holds(&global, "acme", &id)).await;
+    eventually("the tombstones collected on both hubs", || {
+        deleted(&edge) == 0 && deleted(&global) == 0
+    })
+    .await;
+
+    // Anti-entropy rounds later the episode is still gone and nothing came back.
+    tokio::time::sleep(SYNC * 3).await;
+    for hub in [&edge, &global] {
+        assert!(!holds(hub, "acme", &id));
+        assert!(holds(hub, "acme", &kept));
+        let stats = hub.handle.engine().stats(&t).unwrap();
+        assert_eq!((stats.episodes, stats.deleted), (1, 0));
+    }
+    assert_eq!(vv(&edge, "acme"), vv(&global, "acme"));
+    assert_eq!(vv(&edge, "acme").get(&hub_id("edge")), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_cannot_store_a_tenant_outside_its_residency() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = fed(None);
+    config
+        .residency
+        .restrict(tenant("acme-eu"), vec![Region::new("eu").unwrap()]);
+    let us = TestHub::start(federated_hub_config(&pki, "us", "us", config), dir.path()).await;
+    let agent = EphemeralAgent::spawn(us.agent_config(&pki, "acme-eu"))
+        .await
+        .unwrap();
+    let err = agent
+        .store_episode(NewEpisode::new(
+            "summarise invoice",
+            "",
+            "Total: 1 EUR",
+            0.9,
+        ))
+        .await;
+    let _ = agent.destroy().await;
+    let message = format!("{:?}", err.expect_err("the store must be refused"));
+    assert!(message.contains("residency"), "{message}");
+    assert!(!has_tenant(&us, "acme-eu"));
+    // Another tenant is stored as usual.
+    let other = EphemeralAgent::spawn(us.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    other
+        .store_episode(NewEpisode::new(
+            "summarise invoice",
+            "",
+            "Total: 2 EUR",
+            0.9,
+        ))
+        .await
+        .unwrap();
+    other.destroy().await.unwrap();
+    assert!(has_tenant(&us, "acme"));
 }

@@ -84,7 +84,8 @@ pub(crate) async fn dial_loop(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_backoff = state.federation.config.max_backoff;
-    let mut backoff = Duration::from_millis(100);
+    let first_backoff = Duration::from_millis(100).min(max_backoff);
+    let mut backoff = first_backoff;
     loop {
         if *shutdown.borrow() {
             return;
@@ -99,7 +100,7 @@ pub(crate) async fn dial_loop(
             }
         }
         if connected {
-            backoff = Duration::from_millis(100);
+            backoff = first_backoff;
         }
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
@@ -124,7 +125,15 @@ async fn dial_once(
     let connecting = endpoint
         .connect_with(client.clone(), addr, &host)
         .map_err(|e| format!("connect to {url}: {e}"))?;
-    let conn = tokio::time::timeout(Duration::from_secs(10), connecting)
+    // Bounded so that a peer that was down when the attempt started is retried soon after it
+    // is back, not only when QUIC's own retransmissions reach it.
+    let handshake = state
+        .federation
+        .config
+        .max_backoff
+        .max(Duration::from_secs(2))
+        .min(Duration::from_secs(10));
+    let conn = tokio::time::timeout(handshake, connecting)
         .await
         .map_err(|_| format!("connect to {url}: timed out"))?
         .map_err(|e| format!("connect to {url}: {e}"))?;

@@ -150,6 +150,9 @@ pub struct LinkSession {
     residency: Residency,
     config: LinkConfig,
     peer: Option<FedHello>,
+    /// Whether the peer's first `Vectors` has arrived: no ops are sent before it, so a new link
+    /// starts from what the peer really holds.
+    peer_vectors: bool,
     acked: BTreeMap<TenantId, VersionVector>,
     sent: BTreeMap<TenantId, VersionVector>,
     in_flight: VecDeque<TenantId>,
@@ -182,6 +185,7 @@ impl LinkSession {
             residency,
             config,
             peer: None,
+            peer_vectors: false,
             acked: BTreeMap::new(),
             sent: BTreeMap::new(),
             in_flight: VecDeque::new(),
@@ -271,6 +275,7 @@ impl LinkSession {
         match msg {
             FedMessage::Hello(_) => return Err(LinkError::DuplicateHello),
             FedMessage::Vectors(v) => {
+                self.peer_vectors = true;
                 self.stats.last_sync_ms = Some(now_ms);
                 for (tenant, vv) in v.tenants {
                     if self.shares(&tenant) {
@@ -414,7 +419,7 @@ impl LinkSession {
         if let Some(msg) = self.outbox.pop_front() {
             return Some(msg);
         }
-        if self.peer.is_none() || self.in_flight.len() >= self.config.window {
+        if !self.peer_vectors || self.in_flight.len() >= self.config.window {
             return None;
         }
         let tenants = store.tenants();
