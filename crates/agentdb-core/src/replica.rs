@@ -202,7 +202,9 @@ impl ReplicaState {
         matches!(self, Self::Deleted(_))
     }
 
-    /// The largest stamp in the state (for resuming a hub's clock).
+    /// The largest stamp in the state. Not a safe basis alone for resuming a hub's clock: a
+    /// tombstone absorbs the later stamps of the updates it wins over, so hubs also keep their
+    /// clock's high-water mark.
     pub fn max_stamp(&self) -> &Stamp {
         match self {
             Self::Deleted(s) => s,

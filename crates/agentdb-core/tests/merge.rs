@@ -127,8 +127,11 @@ fn apply(tenant: &mut Tenant, (episode, state): &(u8, ReplicaState)) {
     tenant.insert(id, merged);
 }
 
-/// Ops (episode, state) and a delivery of them: shuffled, each at least once, some twice.
-fn ops_and_delivery() -> impl Strategy<Value = (Vec<(u8, ReplicaState)>, Vec<(u8, ReplicaState)>)> {
+/// Ops of one tenant: (episode, state).
+type Ops = Vec<(u8, ReplicaState)>;
+
+/// Ops and a delivery of them: shuffled, each at least once, some twice.
+fn ops_and_delivery() -> impl Strategy<Value = (Ops, Ops)> {
     prop::collection::vec((0u8..4, state()), 1..12).prop_flat_map(|ops| {
         let n = ops.len();
         (Just(ops), prop::collection::vec(0..n, 0..8)).prop_flat_map(|(ops, dups)| {

@@ -840,6 +840,57 @@ fn version_vector_op_log_and_clock_survive_a_restart() {
     assert!(a.db.get(&t, &from_b).unwrap().is_some());
 }
 
+/// The clock resumes after stamps that no row keeps any more: an update stamped far ahead whose
+/// episode was then deleted and its tombstone collected.
+#[test]
+fn the_clock_resumes_after_stamps_no_row_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let t = tenant("acme");
+    let high = {
+        let a = Hub::redb("a", dir.path(), &key, &clock);
+        let id = a.store(&t, NewEpisode::new("task", "in", "out", 0.5));
+        clock.advance(60_000);
+        assert!(a
+            .db
+            .update(
+                &t,
+                &id,
+                &EpisodeUpdate {
+                    reward: Some(0.9),
+                    ..EpisodeUpdate::default()
+                },
+            )
+            .unwrap());
+        let ops =
+            a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+                .unwrap();
+        let high = live(&ops[1]).reward.stamp.clone();
+        assert!(a.db.delete(&t, &id).unwrap());
+        let acked = a.vv(&t);
+        assert_eq!(
+            a.db.collect_tombstones(&t, &acked, Timestamp(u64::MAX))
+                .unwrap(),
+            1
+        );
+        high
+    };
+    // The wall clock reads a minute earlier after the restart.
+    clock.set(Timestamp(T0));
+    let a = Hub::redb("a", dir.path(), &key, &clock);
+    let id = a.store(&t, NewEpisode::new("task after restart", "in", "out", 0.5));
+    let ops =
+        a.db.ops_since(&t, &vv(&[("a", 3)]), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(ops[0].episode, id);
+    assert!(
+        live(&ops[0]).created > high,
+        "{:?} <= {high:?}",
+        live(&ops[0]).created
+    );
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {

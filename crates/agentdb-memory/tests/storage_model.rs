@@ -63,11 +63,15 @@ fn write() -> impl Strategy<Value = Write> {
             tenant, key: WrappedTenantKey { version, bytes: vec![version as u8; 4] } }),
         1 => tenant.clone().prop_map(|tenant| Write::PutTenantMeta { tenant, name: "x".into(), value: vec![1] }),
         1 => tenant.prop_map(|tenant| Write::EraseTenant { tenant }),
+        1 => (0..4u64, 0..3u32).prop_map(|(w, c)| Write::ClockAtLeast { hlc: Hlc::new(w, c) }),
     ]
 }
 
 fn dump(s: &dyn Storage) -> Vec<String> {
-    let mut out = vec![format!("tenants {:?}", s.tenants().unwrap())];
+    let mut out = vec![
+        format!("tenants {:?}", s.tenants().unwrap()),
+        format!("clock {:?}", s.meta("clock").unwrap()),
+    ];
     for t in ["a", "b", "a-b"] {
         let t = TenantId::new(t).unwrap();
         s.scan_episodes(&t, &mut |r| {

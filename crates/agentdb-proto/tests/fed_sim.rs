@@ -1,12 +1,27 @@
 //! Deterministic simulation of federation: 3–7 hubs in one process, each with a [`LinkSession`]
 //! per link over an in-memory [`ReplicaStore`], on a simulated network with delays, broken
 //! connections, partitions, hub crashes and clock skew. Every run is replayable from one `u64`
-//! seed.
+//! seed: all randomness comes from one seeded generator and every collection iterates in a
+//! fixed order.
+//!
+//! - Hubs: hierarchical (a global root, an eu and a us regional, edges under them), mesh, or
+//!   hub-and-spoke; one tenant is restricted to the eu. Each hub's physical clock is off by up
+//!   to ±5 s (the skew bound is 60 s). A crash loses the hub's sessions and clock, never its
+//!   store; the clock restarts from the largest stamp stored.
+//! - Links: a connection carries ordered bytes each way, like a QUIC stream; every message is
+//!   encoded, sometimes split, and decoded by a [`FrameDecoder`] at the other end. A broken
+//!   connection loses what it carried and both sessions; the dialer makes a new one.
+//! - Time advances in milliseconds, straight to the next moment something is due (a delivery,
+//!   a session timer, a write, a fault, a reconnect). A session is ticked and polled until it
+//!   has nothing more to send whenever a message reached it, its store changed or its timer
+//!   fired.
 //!
 //! After the faults stop and the network heals, the simulation runs until nothing changes any
 //! more and then checks: hubs that can reach each other hold identical state and version
-//! vectors; every write acknowledged to an agent is there (or deleted, when a delete was issued
-//! anywhere); residency was never violated, at any time.
+//! vectors, equal to what the acknowledged writes imply (computed without the merge code); every
+//! write acknowledged to an agent is there (or deleted, when a delete was issued anywhere);
+//! every session knows what its peer holds. Residency is checked on every apply and on every
+//! message sent, and every hub's stamps must increase, across crashes.
 //!
 //! `FED_SIM_SEEDS=<n>` sets how many seeds `many_seeds` runs (default 1000);
 //! `FED_SIM_SEED=<seed>` replays exactly one. A failing seed is printed as `FED_SIM_SEED=<seed>`.
@@ -41,10 +56,12 @@ const QUIESCE_LIMIT_MS: u64 = 120_000;
 struct Rng(u64);
 
 impl Rng {
+    /// A generator whose whole output is fixed by `seed`.
     fn new(seed: u64) -> Self {
         Self(seed)
     }
 
+    /// The next 64 random bits.
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -79,32 +96,46 @@ impl Rng {
 /// What a hub holds of one tenant.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct TenantData {
+    /// Per episode, its state here.
     episodes: BTreeMap<EpisodeId, ReplicaState>,
     /// Per origin hub, the episode each op touched: index = seq - 1.
     log: BTreeMap<HubId, Vec<EpisodeId>>,
+    /// The ops applied: every origin's, contiguously from 1.
     vv: VersionVector,
 }
 
+/// Everything a store holds, behind the [`RefCell`] that [`ReplicaStore`]'s `&self` methods
+/// need.
 #[derive(Debug)]
 struct StoreState {
+    /// Per tenant.
     tenants: BTreeMap<TenantId, TenantData>,
+    /// The hub's clock: stamps local writes, observes received ones. Lost in a crash.
     clock: HlcClock,
+    /// The largest stamp ever stored, kept durably next to the states: a tombstone absorbs
+    /// the later stamps of the updates it wins over, so the states alone may no longer hold
+    /// it.
+    highest: Option<Stamp>,
 }
 
 /// An in-memory replica store. Everything applied is durable: a crash loses only the clock,
-/// which restarts from the largest stamp held.
+/// which restarts from the largest stamp stored.
 #[derive(Debug)]
 struct ModelStore {
+    /// The hub it belongs to.
     hub: HubId,
+    /// Where the hub runs.
     region: Region,
     /// The residency rules as they really are (a hub's own configuration may be wrong).
     truth: Residency,
+    /// The contents.
     state: RefCell<StoreState>,
     /// Ops applied or written so far: changes whenever the store does.
     changes: Cell<u64>,
 }
 
 impl ModelStore {
+    /// An empty store of hub `hub` in `region`.
     fn new(hub: HubId, region: Region, truth: Residency) -> Self {
         Self {
             hub,
@@ -113,11 +144,13 @@ impl ModelStore {
             state: RefCell::new(StoreState {
                 tenants: BTreeMap::new(),
                 clock: HlcClock::new(MAX_SKEW_MS),
+                highest: None,
             }),
             changes: Cell::new(0),
         }
     }
 
+    /// Fails the run if `tenant` may not be stored here.
     fn check_residency(&self, tenant: &TenantId, what: &str) {
         assert!(
             self.truth.allows(tenant, &self.region),
@@ -127,7 +160,7 @@ impl ModelStore {
         );
     }
 
-    /// The largest stamp held, across tenants.
+    /// The largest stamp of the states held, across tenants.
     fn max_stamp(&self) -> Option<Stamp> {
         let st = self.state.borrow();
         st.tenants
@@ -137,12 +170,19 @@ impl ModelStore {
             .max()
     }
 
-    /// A restart: the clock resumes from the largest stamp held.
+    /// The largest stamp ever stored.
+    fn highest(&self) -> Option<Stamp> {
+        self.state.borrow().highest.clone().max(self.max_stamp())
+    }
+
+    /// A restart: the clock resumes from the largest stamp ever stored (kept durably, as the
+    /// engine keeps its clock's high-water mark).
     fn restart(&self) {
-        let last = self.max_stamp().map(|s| s.hlc).unwrap_or_default();
+        let last = self.highest().map(|s| s.hlc).unwrap_or_default();
         self.state.borrow_mut().clock = HlcClock::resume(last, MAX_SKEW_MS);
     }
 
+    /// A copy of what the store holds of `tenant`.
     fn tenant(&self, tenant: &TenantId) -> TenantData {
         self.state
             .borrow()
@@ -152,6 +192,7 @@ impl ModelStore {
             .unwrap_or_default()
     }
 
+    /// The state of one episode.
     fn get(&self, tenant: &TenantId, episode: &EpisodeId) -> Option<ReplicaState> {
         self.state
             .borrow()
@@ -161,6 +202,7 @@ impl ModelStore {
             .cloned()
     }
 
+    /// The episodes of `tenant` held, deleted ones included.
     fn episode_ids(&self, tenant: &TenantId) -> Vec<EpisodeId> {
         self.state
             .borrow()
@@ -183,7 +225,11 @@ impl ModelStore {
         self.check_residency(tenant, "a local write");
         let held_max = self.max_stamp();
         let mut st = self.state.borrow_mut();
-        let StoreState { tenants, clock } = &mut *st;
+        let StoreState {
+            tenants,
+            clock,
+            highest,
+        } = &mut *st;
         let stamp = Stamp::new(clock.now(physical_ms), self.hub.clone());
         if let Some(held) = held_max {
             assert!(
@@ -192,6 +238,7 @@ impl ModelStore {
                 self.hub
             );
         }
+        *highest = highest.take().max(Some(stamp.clone()));
         let data = tenants.entry(tenant.clone()).or_default();
         let current = data.episodes.get(&episode);
         let written = change(&stamp, current);
@@ -281,7 +328,11 @@ impl ReplicaStore for ModelStore {
     ) -> Result<Applied, StoreFailure> {
         self.check_residency(tenant, "a received page");
         let mut st = self.state.borrow_mut();
-        let StoreState { tenants, clock } = &mut *st;
+        let StoreState {
+            tenants,
+            clock,
+            highest,
+        } = &mut *st;
         let data = tenants.entry(tenant.clone()).or_default();
         let mut applied = 0;
         let mut newest_ms = None;
@@ -293,10 +344,12 @@ impl ReplicaStore for ModelStore {
             if let Some(state) = &op.state {
                 let hlc = state.max_stamp().hlc;
                 if let Err(e) = clock.observe(hlc, now_ms) {
-                    skew = Some(e);
-                    break;
+                    // This origin's later ops now lie beyond a gap; other origins go on.
+                    skew.get_or_insert(e);
+                    continue;
                 }
                 newest_ms = newest_ms.max(Some(hlc.wall_ms));
+                *highest = highest.take().max(Some(state.max_stamp().clone()));
                 let merged = match data.episodes.remove(&op.episode) {
                     Some(current) => current.join(state),
                     None => state.clone(),
@@ -325,24 +378,33 @@ impl ReplicaStore for ModelStore {
 /// A write of an agent that its hub acknowledged.
 #[derive(Debug, Clone)]
 struct Write {
+    /// The tenant written to.
     tenant: TenantId,
+    /// The episode written.
     episode: EpisodeId,
+    /// The hub that accepted it (index into the simulation's hubs).
     origin: usize,
     /// The op's seq at its origin.
     seq: u64,
+    /// The stamp the hub gave it.
     stamp: Stamp,
+    /// What was written.
     kind: WriteKind,
 }
 
+/// What an agent wrote.
 #[derive(Debug, Clone)]
 enum WriteKind {
+    /// A new episode.
     Put {
         content: Box<EpisodeContent>,
         reward: f64,
         critique: Option<String>,
         tags: Vec<String>,
     },
+    /// An update of an episode's registers.
     Update(EpisodeUpdate),
+    /// A delete.
     Delete,
 }
 
@@ -465,6 +527,7 @@ fn diff(
 
 // ---- Topologies and parameters ------------------------------------------------------------
 
+/// How the hubs are linked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Topology {
     /// A global root, an eu and a us regional hub under it, edges under the regionals.
@@ -476,6 +539,7 @@ enum Topology {
 }
 
 impl Topology {
+    /// The topology of a seed: the three in turn.
     fn of_seed(seed: u64) -> Self {
         match seed % 3 {
             0 => Self::Hierarchical,
@@ -520,8 +584,11 @@ impl Topology {
 /// The shape of one run.
 #[derive(Debug, Clone)]
 struct Params {
+    /// Seeds the simulation's randomness.
     seed: u64,
+    /// How the hubs are linked.
     topology: Topology,
+    /// How many hubs (3–7).
     hubs: usize,
     /// Agent writes at random hubs during the chaos phase.
     writes: usize,
@@ -538,6 +605,8 @@ struct Params {
     misconfigured: Option<usize>,
     /// Whether the center of a hub-and-spoke topology is in the eu (else global).
     center_eu: bool,
+    /// Physical clock offsets of the hubs, ms (random within ±5 s when not given).
+    offsets: Option<Vec<i64>>,
 }
 
 impl Params {
@@ -557,6 +626,7 @@ impl Params {
             skewed: None,
             misconfigured: None,
             center_eu: rng.chance(50),
+            offsets: None,
         }
     }
 
@@ -575,6 +645,7 @@ impl Params {
             skewed: None,
             misconfigured: None,
             center_eu: true,
+            offsets: None,
         }
     }
 
@@ -597,12 +668,16 @@ impl Params {
 /// One direction of a connection: ordered bytes, each chunk with its delivery time.
 #[derive(Debug)]
 struct Pipe {
+    /// Chunks in order, with the time each arrives.
     queue: VecDeque<(u64, Vec<u8>)>,
+    /// When the last chunk queued arrives (later chunks never overtake it).
     last_at: u64,
+    /// Reassembles frames at the receiving end.
     decoder: FrameDecoder,
 }
 
 impl Pipe {
+    /// An empty pipe.
     fn new() -> Self {
         Self {
             queue: VecDeque::new(),
@@ -616,16 +691,22 @@ impl Pipe {
 /// (`pipes[i]` delivers to `ends[i]`).
 #[derive(Debug)]
 struct Conn {
+    /// `sessions[i]` runs at `ends[i]`.
     sessions: [LinkSession; 2],
+    /// `pipes[i]` delivers to `ends[i]`.
     pipes: [Pipe; 2],
+    /// Whether a session received something since it was last polled.
     woken: [bool; 2],
     /// When it was made.
     since: u64,
 }
 
+/// A link between two hubs and its connection, when there is one.
 #[derive(Debug)]
 struct Link {
+    /// The hubs it joins; the first dials.
     ends: [usize; 2],
+    /// The live connection.
     conn: Option<Conn>,
     /// Partitioned until then.
     down_until: u64,
@@ -633,14 +714,18 @@ struct Link {
     reconnect_at: u64,
 }
 
+/// A simulated hub.
 #[derive(Debug)]
 struct Hub {
+    /// Its id.
     id: HubId,
+    /// Its region.
     region: Region,
     /// Physical clock = simulated time + offset.
     offset_ms: i64,
     /// The hub's own residency configuration.
     residency: Residency,
+    /// Its durable store.
     store: ModelStore,
     /// Crashed until then.
     down_until: Option<u64>,
@@ -657,39 +742,62 @@ struct Counts {
     refused_writes: u64,
 }
 
+/// The simulated federation.
 struct Sim {
+    /// The shape of the run.
     p: Params,
+    /// All randomness.
     rng: Rng,
+    /// Every link's tuning.
     config: LinkConfig,
+    /// The residency rules as they really are.
     truth: Residency,
+    /// The tenants agents write to.
     tenants: Vec<TenantId>,
+    /// Simulated time, ms since the Unix epoch.
     now: u64,
+    /// The hubs.
     hubs: Vec<Hub>,
+    /// The links.
     links: Vec<Link>,
+    /// Every acknowledged write, in order.
     writes: Vec<Write>,
     /// The last stamp each hub issued (the agents' view: survives crashes).
     issued: BTreeMap<usize, Stamp>,
+    /// Per hub, whether its store changed since its sessions were last polled.
     dirty: Vec<bool>,
+    /// The stores' change counters, summed, when last looked at.
     changes_seen: u64,
+    /// When a store last changed.
     last_change: u64,
+    /// When a page of ops was last sent.
     last_ops_sent: u64,
+    /// When writes and faults stop.
     chaos_end: u64,
+    /// Whether the chaos phase is over.
     healed: bool,
+    /// When the next random write is due.
     next_write: u64,
+    /// When the next random fault is due.
     next_fault: u64,
+    /// Random writes still to make.
     writes_left: usize,
+    /// What happened.
     counts: Counts,
 }
 
+/// A tenant id.
 fn tenant(name: &str) -> TenantId {
     TenantId::new(name).expect("valid tenant")
 }
 
+/// A region.
 fn region(name: &str) -> Region {
     Region::new(name).expect("valid region")
 }
 
 impl Sim {
+    /// A federation shaped by `p`, its links connecting.
     fn new(p: Params) -> Self {
         let mut rng = Rng::new(p.seed);
         let config = LinkConfig {
@@ -707,9 +815,11 @@ impl Sim {
             .enumerate()
             .map(|(i, r)| {
                 let id = HubId::new(format!("h{i}")).expect("valid hub id");
-                let offset_ms = match p.skewed {
-                    Some((s, ahead)) if s == i => ahead as i64,
-                    _ => rng.range(0, 2 * OFFSET_MS) as i64 - OFFSET_MS as i64,
+                let random = rng.range(0, 2 * OFFSET_MS) as i64 - OFFSET_MS as i64;
+                let offset_ms = match (&p.offsets, p.skewed) {
+                    (Some(offsets), _) => offsets[i],
+                    (None, Some((s, ahead))) if s == i => ahead as i64,
+                    _ => random,
                 };
                 let residency = if p.misconfigured == Some(i) {
                     Residency::everywhere()
@@ -764,16 +874,20 @@ impl Sim {
         sim
     }
 
+    /// Hub `h`'s physical clock.
     fn hub_now(&self, h: usize) -> u64 {
         self.now.saturating_add_signed(self.hubs[h].offset_ms)
     }
 
+    /// Whether hub `h` is running.
     fn is_up(&self, h: usize) -> bool {
         self.hubs[h].down_until.is_none()
     }
 
     // -- faults --------------------------------------------------------------------------
 
+    /// Breaks link `l`'s connection: queued bytes and both sessions are lost; the dialer
+    /// tries again shortly.
     fn break_link(&mut self, l: usize) {
         if self.links[l].conn.take().is_some() {
             self.counts.breaks += 1;
@@ -807,6 +921,7 @@ impl Sim {
         }
     }
 
+    /// One fault of an enabled kind.
     fn random_fault(&mut self) {
         let mut kinds = Vec::new();
         if self.p.breaks {
@@ -859,6 +974,7 @@ impl Sim {
         }
     }
 
+    /// Restarts crashed hubs whose time has come.
     fn restart_due(&mut self) {
         for h in 0..self.hubs.len() {
             if self.hubs[h].down_until.is_some_and(|t| t <= self.now) {
@@ -868,6 +984,8 @@ impl Sim {
         }
     }
 
+    /// Connects links whose hubs are up, that are not partitioned, and whose dialer is due:
+    /// fresh sessions at both ends.
     fn connect_due(&mut self) {
         for l in 0..self.links.len() {
             let link = &self.links[l];
@@ -905,12 +1023,30 @@ impl Sim {
     /// An agent at hub `h` writes to `tenant`: a new episode, an update or a delete of one the
     /// hub holds. Returns the episode written, if the hub accepted the write.
     fn write(&mut self, h: usize, tenant: &TenantId) -> Option<EpisodeId> {
-        assert!(self.is_up(h), "writes go to running hubs");
-        let physical = self.hub_now(h);
-        let store = &self.hubs[h].store;
-        let known = store.episode_ids(tenant);
+        let known = self.hubs[h].store.episode_ids(tenant);
         let roll = self.rng.below(100);
-        let (episode, kind) = if known.is_empty() || roll < 50 {
+        if known.is_empty() || roll < 50 {
+            return Some(self.put(h, tenant));
+        }
+        let id = known[self.rng.index(known.len())];
+        let kind = if roll < 80 {
+            let n = self.rng.next_u64() % 1_000_000;
+            let fields = self.rng.range(1, 7);
+            WriteKind::Update(EpisodeUpdate {
+                reward: (fields & 1 != 0).then(|| (n % 101) as f64 / 100.0),
+                critique: (fields & 2 != 0).then(|| (n % 3 != 0).then(|| format!("better {n}"))),
+                tags: (fields & 4 != 0).then(|| vec![format!("t{}", n % 9)]),
+            })
+        } else {
+            WriteKind::Delete
+        };
+        self.commit(h, tenant, id, kind).map(|_| id)
+    }
+
+    /// An agent at hub `h` puts a new episode to `tenant`.
+    fn put(&mut self, h: usize, tenant: &TenantId) -> EpisodeId {
+        let physical = self.hub_now(h);
+        let (episode, kind) = {
             let mut random = [0u8; 10];
             for b in &mut random {
                 *b = self.rng.below(256) as u8;
@@ -946,27 +1082,32 @@ impl Sim {
                     .collect(),
             };
             (id, kind)
-        } else {
-            let id = known[self.rng.index(known.len())];
-            if store.get(tenant, &id).is_some_and(|s| s.is_deleted()) {
-                // The hub answers "not found": nothing is acknowledged.
-                self.counts.refused_writes += 1;
-                return None;
-            }
-            if roll < 80 {
-                let n = self.rng.next_u64() % 1_000_000;
-                let fields = self.rng.range(1, 7);
-                let update = EpisodeUpdate {
-                    reward: (fields & 1 != 0).then(|| (n % 101) as f64 / 100.0),
-                    critique: (fields & 2 != 0)
-                        .then(|| (n % 3 != 0).then(|| format!("better {n}"))),
-                    tags: (fields & 4 != 0).then(|| vec![format!("t{}", n % 9)]),
-                };
-                (id, WriteKind::Update(update))
-            } else {
-                (id, WriteKind::Delete)
-            }
         };
+        self.commit(h, tenant, episode, kind)
+            .expect("a new episode is accepted");
+        episode
+    }
+
+    /// Hub `h` accepts a write from an agent, unless it is an update or a delete of an episode
+    /// it holds as deleted (it answers "not found": nothing is acknowledged). Returns the
+    /// write's stamp.
+    fn commit(
+        &mut self,
+        h: usize,
+        tenant: &TenantId,
+        episode: EpisodeId,
+        kind: WriteKind,
+    ) -> Option<Stamp> {
+        assert!(self.is_up(h), "writes go to running hubs");
+        let physical = self.hub_now(h);
+        let store = &self.hubs[h].store;
+        if !matches!(kind, WriteKind::Put { .. })
+            && store.get(tenant, &episode).is_some_and(|s| s.is_deleted())
+        {
+            self.counts.refused_writes += 1;
+            return None;
+        }
+        let states_max = store.max_stamp();
         let (seq, stamp) = store.write(tenant, episode, physical, |stamp, current| match &kind {
             WriteKind::Put {
                 content,
@@ -999,13 +1140,13 @@ impl Sim {
                     .expect("the earlier write");
                 panic!(
                     "hub {} issued {stamp:?} after it had issued {prev:?} (to {:?} of {} in {}, \
-                     which the hub now holds as {:?}; the largest stamp it holds is {:?})",
+                     which the hub now holds as {:?}; the largest stamp of its states was {:?})",
                     self.hubs[h].id,
                     earlier.kind,
                     earlier.episode,
                     earlier.tenant,
                     self.hubs[h].store.get(&earlier.tenant, &earlier.episode),
-                    self.hubs[h].store.max_stamp(),
+                    states_max,
                 );
             }
         }
@@ -1015,12 +1156,12 @@ impl Sim {
             episode,
             origin: h,
             seq,
-            stamp,
+            stamp: stamp.clone(),
             kind,
         });
         self.counts.writes += 1;
         self.dirty[h] = true;
-        Some(episode)
+        Some(stamp)
     }
 
     /// Tenants an agent at hub `h` may write to.
@@ -1032,6 +1173,7 @@ impl Sim {
             .collect()
     }
 
+    /// A write at a random running hub to a random tenant it may hold.
     fn random_write(&mut self) {
         let up: Vec<usize> = (0..self.hubs.len()).filter(|&h| self.is_up(h)).collect();
         if up.is_empty() {
@@ -1074,6 +1216,8 @@ impl Sim {
         }
     }
 
+    /// Delivers the chunks that have arrived, decoding frames and handing messages to the
+    /// sessions.
     fn deliver_due(&mut self) {
         for l in 0..self.links.len() {
             let ends = self.links[l].ends;
@@ -1110,6 +1254,9 @@ impl Sim {
         }
     }
 
+    /// Ticks and polls every session that has something to do (a message arrived, its store
+    /// changed, or its timer fired) until it has nothing more to send, and puts what it sends
+    /// on the wire.
     fn poll_sessions(&mut self) {
         for l in 0..self.links.len() {
             let ends = self.links[l].ends;
@@ -1201,6 +1348,7 @@ impl Sim {
         self.step();
     }
 
+    /// Runs for `ms` of simulated time.
     fn run_for(&mut self, ms: u64) {
         self.run_until(self.now + ms);
     }
@@ -1419,17 +1567,18 @@ fn run_seed(seed: u64) -> Sim {
     sim
 }
 
-/// Runs `f`, printing how to replay the seed if it panics.
-fn replayable<T>(seed: u64, what: impl Fn() -> String, f: impl FnOnce() -> T) -> T {
+/// Runs `f`; if it panics, prints `report()` (how to replay the run) first.
+fn on_failure<T>(report: impl Fn() -> String, f: impl FnOnce() -> T) -> T {
     match panic::catch_unwind(AssertUnwindSafe(f)) {
         Ok(v) => v,
         Err(e) => {
-            eprintln!("FED_SIM_SEED={seed} ({})", what());
+            eprintln!("{}", report());
             panic::resume_unwind(e)
         }
     }
 }
 
+/// A number from the environment.
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().map(|v| {
         v.trim()
@@ -1438,6 +1587,8 @@ fn env_u64(name: &str) -> Option<u64> {
     })
 }
 
+/// Random runs: seeds `0..FED_SIM_SEEDS` (or just `FED_SIM_SEED`), the topology rotating
+/// with the seed.
 #[test]
 fn many_seeds() {
     let seeds: Vec<u64> = match env_u64("FED_SIM_SEED") {
@@ -1446,7 +1597,10 @@ fn many_seeds() {
     };
     let mut totals = Counts::default();
     for seed in seeds {
-        let sim = replayable(seed, || Params::random(seed).describe(), || run_seed(seed));
+        let sim = on_failure(
+            || format!("FED_SIM_SEED={seed} ({})", Params::random(seed).describe()),
+            || run_seed(seed),
+        );
         totals.messages += sim.counts.messages;
         totals.breaks += sim.counts.breaks;
         totals.partitions += sim.counts.partitions;
@@ -1459,16 +1613,18 @@ fn many_seeds() {
 
 // ---- Scenarios ----------------------------------------------------------------------------
 
+/// Hubs `0..n`.
 fn up_to(n: usize) -> BTreeSet<usize> {
     (0..n).collect()
 }
 
+/// Two sides of a partition write; nothing crosses while it lasts; after it heals both sides
+/// hold everything.
 #[test]
 fn a_partition_heals_and_both_sides_converge() {
     for seed in 0..20 {
-        replayable(
-            seed,
-            || "partition".into(),
+        on_failure(
+            || format!("partition: seed {seed}"),
             || {
                 let mut sim = Sim::new(Params::quiet(seed, Topology::Mesh, 5));
                 sim.run_for(50);
@@ -1502,12 +1658,13 @@ fn a_partition_heals_and_both_sides_converge() {
     }
 }
 
+/// The center of a star crashes with pages in flight: it comes back with everything it had
+/// applied, stamps new writes after everything it issued, and catches up.
 #[test]
 fn a_crashed_hub_restarts_from_its_store_and_catches_up() {
     for seed in 0..20 {
-        replayable(
-            seed,
-            || "crash-restart".into(),
+        on_failure(
+            || format!("crash-restart: seed {seed}"),
             || {
                 let mut sim = Sim::new(Params::quiet(seed, Topology::HubAndSpoke, 4));
                 sim.run_for(20);
@@ -1546,12 +1703,13 @@ fn a_crashed_hub_restarts_from_its_store_and_catches_up() {
     }
 }
 
+/// Writes at edges reach every hub through the regionals and the root; an eu-only tenant
+/// reaches exactly the eu hubs.
 #[test]
 fn writes_relay_through_the_hierarchy_and_residency_holds() {
     for seed in 0..10 {
-        replayable(
-            seed,
-            || "hierarchy".into(),
+        on_failure(
+            || format!("hierarchy: seed {seed}"),
             || {
                 // h0 global root; h1 eu, h2 us regionals; h3, h5 eu edges; h4, h6 us edges.
                 let mut sim = Sim::new(Params::quiet(seed, Topology::Hierarchical, 7));
@@ -1574,6 +1732,7 @@ fn writes_relay_through_the_hierarchy_and_residency_holds() {
     }
 }
 
+/// Every topology and size, with delays but no faults.
 #[test]
 fn every_topology_converges_without_faults() {
     for (seed, topology) in [
@@ -1582,9 +1741,8 @@ fn every_topology_converges_without_faults() {
         (3, Topology::HubAndSpoke),
     ] {
         for hubs in 3..=7 {
-            replayable(
-                seed,
-                || format!("{topology:?}, {hubs} hubs"),
+            on_failure(
+                || format!("{topology:?}, {hubs} hubs: seed {seed}"),
                 || {
                     let mut p = Params::random(seed);
                     p.topology = topology;
@@ -1602,12 +1760,13 @@ fn every_topology_converges_without_faults() {
     }
 }
 
+/// A hub whose clock is two minutes ahead (the bound is one): its peers refuse its ops,
+/// while it takes theirs and the others converge.
 #[test]
 fn a_hub_beyond_the_skew_bound_is_refused_while_the_others_converge() {
     for seed in 0..10 {
-        replayable(
-            seed,
-            || "skew".into(),
+        on_failure(
+            || format!("skew: seed {seed}"),
             || {
                 let mut p = Params::random(seed);
                 p.topology = Topology::Mesh;
@@ -1646,12 +1805,13 @@ fn a_hub_beyond_the_skew_bound_is_refused_while_the_others_converge() {
     }
 }
 
+/// A hub that believes an eu-only tenant may go anywhere sends its pages to a us hub, which
+/// refuses them.
 #[test]
 fn a_misconfigured_hub_cannot_move_data_across_a_boundary() {
     for seed in 0..10 {
-        replayable(
-            seed,
-            || "misconfigured".into(),
+        on_failure(
+            || format!("misconfigured: seed {seed}"),
             || {
                 // h0 (eu) thinks every tenant may go anywhere; its spokes h1 (eu), h2 (us) and
                 // h3 (eu) know better.
@@ -1677,6 +1837,86 @@ fn a_misconfigured_hub_cannot_move_data_across_a_boundary() {
                     .sum();
                 assert!(refused > 0, "the us spoke refused h0's pages");
             },
+        );
+    }
+}
+
+/// A tombstone absorbs the later stamps of the updates it wins over, so the largest stamp of a
+/// hub's states can be smaller than a stamp the hub issued; a hub that resumes its clock from
+/// the states alone after a crash can then issue that stamp again. A hub therefore keeps its
+/// clock's high-water mark durably; this checks that the restarted hub stamps after it.
+///
+/// h0's clock is 10 s ahead of h1's and h2's, so once they have seen its put, h1 and h2 stamp
+/// within h0's millisecond W, counting up. Cut off from each other, h2 puts three episodes and
+/// updates h0's at (W, 4, h2), while h1 deletes it at (W, 1, h1). Once the delete reaches h2,
+/// h2's states hold at most (W, 3, h2). h2 crashes and restarts with its physical clock still
+/// before W, and stamps its next write.
+fn absorbed_stamp() {
+    let mut p = Params::quiet(0, Topology::Mesh, 3);
+    p.offsets = Some(vec![5_000, -5_000, -5_000]);
+    let mut sim = Sim::new(p);
+    sim.run_for(20);
+    let t = tenant("t-open");
+    let e = sim.put(0, &t);
+    sim.run_for(50);
+    let w = sim.writes[0].stamp.hlc.wall_ms;
+    sim.partition(&BTreeSet::from([1]), 10_000);
+    for _ in 0..3 {
+        sim.put(2, &t);
+    }
+    let update = EpisodeUpdate {
+        reward: Some(0.5),
+        ..EpisodeUpdate::default()
+    };
+    let updated = sim
+        .commit(2, &t, e, WriteKind::Update(update))
+        .expect("h2 holds the episode");
+    let deleted = sim
+        .commit(1, &t, e, WriteKind::Delete)
+        .expect("h1 holds the episode");
+    assert_eq!((updated.hlc.wall_ms, updated.hlc.counter), (w, 4));
+    assert_eq!((deleted.hlc.wall_ms, deleted.hlc.counter), (w, 1));
+    sim.heal();
+    sim.run_for(200);
+    assert_eq!(
+        sim.hubs[2].store.get(&t, &e),
+        Some(ReplicaState::Deleted(deleted))
+    );
+    sim.crash(2, 10);
+    sim.run_for(20);
+    assert!(sim.hub_now(2) < w);
+    // Fails here when the clock resumed from the states alone.
+    sim.put(2, &t);
+    sim.quiesce(true);
+    sim.check();
+}
+
+/// See [`absorbed_stamp`].
+#[test]
+fn a_restarted_hub_stamps_after_what_a_tombstone_absorbed() {
+    absorbed_stamp();
+}
+
+/// A hub whose clock is beyond the skew bound can still relay its peers' ops, whose states
+/// carry no far-future stamp. Here the eu regional h1 is two minutes ahead and has written one
+/// op of its own; the eu edge h3's put must still reach the root h0 and the us hubs h2 and h4.
+/// Pages list each origin's ops in turn, h1's first: a refused op must hold back only its own
+/// origin's later ops, not h3's.
+#[test]
+fn a_skewed_relay_still_relays_the_ops_of_others() {
+    let mut p = Params::quiet(0, Topology::Hierarchical, 5);
+    p.skewed = Some((1, 2 * MAX_SKEW_MS));
+    let mut sim = Sim::new(p);
+    sim.run_for(20);
+    let t = tenant("t-open");
+    sim.put(1, &t);
+    sim.run_for(20);
+    let e = sim.put(3, &t);
+    sim.run_for(3_000);
+    for h in 0..5 {
+        assert!(
+            sim.hubs[h].store.get(&t, &e).is_some(),
+            "h3's put did not reach h{h}"
         );
     }
 }

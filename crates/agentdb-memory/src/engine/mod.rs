@@ -38,7 +38,10 @@ use crate::clock::{Clock, SystemClock};
 use crate::embedder::{EmbedError, Embedder, LexicalEmbedder};
 use crate::error::{KeyError, OpenError, QueryError, ReadError, ReindexError, StoreError};
 use crate::index::{EpisodeFacts, Filter, IndexConfig, VectorIndex};
-use crate::storage::{local_hub, RowStamps, Storage, StoredEpisode, Write};
+use crate::storage::{
+    decode_hlc, local_hub, RowError, RowStamps, Storage, StorageError, StoredEpisode, Write,
+    CLOCK_META,
+};
 use body::Body;
 use commit::GroupCommit;
 use indexer::Indexer;
@@ -279,7 +282,15 @@ impl MemoryEngine {
             }
         }
         let mut tenants = HashMap::new();
-        let mut last_stamp = Hlc::default();
+        // The clock resumes after every stamp issued or accepted before: the durable
+        // high-water mark (a tombstone may have absorbed the stamps of the updates it won
+        // over), and the stamps in the rows.
+        let mut last_stamp = match b.storage.meta(CLOCK_META)? {
+            Some(bytes) => {
+                decode_hlc(&bytes).ok_or(OpenError::Storage(StorageError::Row(RowError)))?
+            }
+            None => Hlc::default(),
+        };
         for id in b.storage.tenants()? {
             let state = load_tenant(&*b.storage, &keyring, &b.config, &id, &mut last_stamp)?;
             tenants.insert(id, Arc::new(state));
@@ -516,6 +527,7 @@ impl MemoryEngine {
                 origin: self.hub.clone(),
             });
         }
+        writes.push(Write::ClockAtLeast { hlc: stamp.hlc });
         let inserted = self.commit.submit(writes)?;
         let mut out = Vec::with_capacity(metas.len());
         for (((id, meta), v), inserted) in metas.into_iter().zip(vectors).zip(inserted) {
@@ -648,13 +660,17 @@ impl MemoryEngine {
                 .storage
                 .episode(tenant, id)?
                 .is_some_and(|row| row.deleted.is_none());
-            let flags = self.commit.submit(vec![Write::Tombstone {
-                tenant: tenant.clone(),
-                id: *id,
-                stamp: self.next_stamp(),
-                model: state.model().clone(),
-                origin: self.hub.clone(),
-            }])?;
+            let stamp = self.next_stamp();
+            let flags = self.commit.submit(vec![
+                Write::Tombstone {
+                    tenant: tenant.clone(),
+                    id: *id,
+                    stamp: stamp.clone(),
+                    model: state.model().clone(),
+                    origin: self.hub.clone(),
+                },
+                Write::ClockAtLeast { hlc: stamp.hlc },
+            ])?;
             state.index.remove(id);
             if flags.first().copied().unwrap_or(false) {
                 self.changed(tenant);

@@ -69,14 +69,18 @@ impl MemoryEngine {
             let ReplicaState::Live(mut live) = row_state(&state, &row, false)? else {
                 return Ok(false);
             };
-            live.update(update, &self.next_stamp());
+            let stamp = self.next_stamp();
+            live.update(update, &stamp);
             let new = self.state_row(&state, Some(&row), *id, &ReplicaState::Live(live))?;
-            self.commit.submit(vec![Write::Merge {
-                tenant: tenant.clone(),
-                id: *id,
-                row: Some(new.clone()),
-                op: OpSeq::Next(self.hub.clone()),
-            }])?;
+            self.commit.submit(vec![
+                Write::Merge {
+                    tenant: tenant.clone(),
+                    id: *id,
+                    row: Some(new.clone()),
+                    op: OpSeq::Next(self.hub.clone()),
+                },
+                Write::ClockAtLeast { hlc: stamp.hlc },
+            ])?;
             self.index_row(&state, &new)?;
             drop(_merge);
             drop(gate);
@@ -129,8 +133,9 @@ impl MemoryEngine {
     }
 
     /// Applies a page of ops received from another hub, durably (one commit) and in order. An
-    /// op is applied only when it is the next of its origin; the others are skipped. The page
-    /// stops at the first op stamped more than the skew bound ahead of `now_ms`.
+    /// op is applied only when it is the next of its origin; the others are skipped. An op
+    /// stamped more than the skew bound ahead of `now_ms` is refused (reported in `skew`), and
+    /// with it the rest of its origin's ops; other origins' ops still apply.
     pub fn apply_ops(
         &self,
         tenant: &TenantId,
@@ -185,8 +190,10 @@ impl MemoryEngine {
                 if let Some(incoming) = &op.state {
                     let stamp = incoming.max_stamp().hlc;
                     if let Err(skew) = self.hlc.lock().observe(stamp, now_ms) {
-                        out.skew = Some(skew);
-                        break;
+                        // This origin's later ops now lie beyond a gap and are skipped;
+                        // other origins' ops still apply.
+                        out.skew.get_or_insert(skew);
+                        continue;
                     }
                     out.newest_ms = out.newest_ms.max(Some(stamp.wall_ms));
                     let current = match rows.get(&op.episode) {
@@ -218,6 +225,9 @@ impl MemoryEngine {
                 out.applied += 1;
             }
             if !writes.is_empty() {
+                writes.push(Write::ClockAtLeast {
+                    hlc: self.hlc.lock().last(),
+                });
                 self.commit.submit(writes)?;
             }
             let mut seen = HashSet::new();

@@ -8,7 +8,9 @@ use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 use parking_lot::RwLock;
 
-use super::{OpSeq, Storage, StorageError, StoredEpisode, Write};
+use super::{
+    decode_hlc, encode_hlc, OpSeq, Storage, StorageError, StoredEpisode, Write, CLOCK_META,
+};
 
 #[derive(Debug, Default)]
 struct Tables {
@@ -164,6 +166,14 @@ impl Storage for MemStorage {
                 Write::PutMeta { name, value } => {
                     t.meta.insert(name.clone(), value.clone());
                     true
+                }
+                Write::ClockAtLeast { hlc } => {
+                    let current = t.meta.get(CLOCK_META).and_then(|v| decode_hlc(v));
+                    let raise = current.is_none_or(|c| c < *hlc);
+                    if raise {
+                        t.meta.insert(CLOCK_META.into(), encode_hlc(*hlc));
+                    }
+                    raise
                 }
                 Write::EraseTenant { tenant } => {
                     let before = t.episodes.len() + t.keys.len();

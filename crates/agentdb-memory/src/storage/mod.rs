@@ -17,7 +17,7 @@ pub use row::{local_hub, RowError, RowStamps, StoredEpisode};
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use agentdb_core::{EpisodeId, HubId, ModelId, Stamp, TenantId, VersionVector};
+use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Stamp, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 
 /// A storage failure. Carries a one-line reason; the operation that failed had no effect.
@@ -49,6 +49,24 @@ pub enum OpSeq {
     /// A replicated op, `(origin, seq)`: recorded only when `seq` is the next of `origin`;
     /// otherwise (a duplicate, or beyond a gap) the whole write is skipped.
     Exactly(HubId, u64),
+}
+
+/// The store-wide setting holding the clock's high-water mark: `wall_ms` (u64 BE) `counter`
+/// (u32 BE).
+pub const CLOCK_META: &str = "clock";
+
+/// Encodes a clock high-water mark.
+pub fn encode_hlc(hlc: Hlc) -> Vec<u8> {
+    let mut out = hlc.wall_ms.to_be_bytes().to_vec();
+    out.extend_from_slice(&hlc.counter.to_be_bytes());
+    out
+}
+
+/// Parses [`encode_hlc`]'s output.
+pub fn decode_hlc(bytes: &[u8]) -> Option<Hlc> {
+    let wall: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    let counter: [u8; 4] = bytes.get(8..12)?.try_into().ok()?;
+    (bytes.len() == 12).then(|| Hlc::new(u64::from_be_bytes(wall), u32::from_be_bytes(counter)))
 }
 
 /// One change inside an atomic [`Storage::apply`].
@@ -135,6 +153,12 @@ pub enum Write {
         name: String,
         /// Its value.
         value: Vec<u8>,
+    },
+    /// Raises the store-wide clock high-water mark (setting [`CLOCK_META`]) to `hlc` if it is
+    /// lower; never lowers it, so concurrent writers in one commit cannot move it back.
+    ClockAtLeast {
+        /// A stamp issued or accepted.
+        hlc: Hlc,
     },
     /// Deletes every episode, key and setting of a tenant. The outcome says whether anything
     /// existed.

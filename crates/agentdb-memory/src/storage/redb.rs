@@ -22,7 +22,9 @@ use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use super::{OpSeq, Storage, StorageError, StoredEpisode, Write};
+use super::{
+    decode_hlc, encode_hlc, OpSeq, Storage, StorageError, StoredEpisode, Write, CLOCK_META,
+};
 
 const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
 const TENANT_KEYS: TableDefinition<'_, (&str, u32), &[u8]> = TableDefinition::new("tenant_keys");
@@ -284,6 +286,18 @@ impl Storage for RedbStorage {
                         meta.insert(name.as_str(), value.as_slice())
                             .map_err(backend)?;
                         true
+                    }
+                    Write::ClockAtLeast { hlc } => {
+                        let current = meta
+                            .get(CLOCK_META)
+                            .map_err(backend)?
+                            .and_then(|v| decode_hlc(v.value()));
+                        let raise = current.is_none_or(|c| c < *hlc);
+                        if raise {
+                            meta.insert(CLOCK_META, encode_hlc(*hlc).as_slice())
+                                .map_err(backend)?;
+                        }
+                        raise
                     }
                     Write::EraseTenant { tenant } => {
                         let mut any = false;

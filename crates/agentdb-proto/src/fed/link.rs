@@ -44,8 +44,8 @@ pub trait ReplicaStore {
 
     /// Applies, durably and in order, the ops of a page received from a peer. An op is applied
     /// only when it is the next of its origin (others are duplicates or beyond a gap, and are
-    /// skipped). Stops at the first op stamped too far in the future (reported in
-    /// [`Applied::skew`]).
+    /// skipped). An op stamped too far in the future is refused (reported in
+    /// [`Applied::skew`]), and with it the rest of its origin's ops; other origins go on.
     fn apply_ops(
         &self,
         tenant: &TenantId,
@@ -63,7 +63,7 @@ pub struct Applied {
     pub applied: u64,
     /// The newest wall-clock stamp (ms) among the applied ops' states, for propagation latency.
     pub newest_ms: Option<u64>,
-    /// Set when the page stopped at an op stamped too far ahead.
+    /// Set when an op was refused for being stamped too far ahead.
     pub skew: Option<ClockSkew>,
 }
 
