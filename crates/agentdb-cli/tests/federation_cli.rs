@@ -288,6 +288,33 @@ impl Pki {
         stored["id"].as_str().unwrap().to_owned()
     }
 
+    /// Runs `agentdb agent SUBCOMMAND --hub … <credentials> --tenant T ARGS… --json` on `hub`.
+    fn agent(&self, hub: &Hub, sub: &str, tenant: &str, rest: &[&str]) -> Value {
+        let mut args: Vec<String> = vec!["agent".into(), sub.into(), "--hub".into()];
+        args.push(hub.quic.clone());
+        args.extend(self.creds(tenant));
+        args.extend(["--tenant", tenant, "--json"].map(String::from));
+        args.extend(rest.iter().map(|a| a.to_string()));
+        let out = command().args(&args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{sub} on {} failed: {}",
+            hub.quic,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
+    /// The reward `agentdb agent query` on `hub` reports for episode `id`, if it finds it.
+    fn reward(&self, hub: &Hub, tenant: &str, id: &str) -> Option<f64> {
+        let hits = self.agent(hub, "query", tenant, &["-k", "50", "summarise invoice"]);
+        hits.as_array()
+            .unwrap()
+            .iter()
+            .find(|h| h["id"] == id)
+            .map(|h| h["reward"].as_f64().unwrap())
+    }
+
     /// The ids `agentdb agent query` on `hub` returns for `tenant`.
     fn ids(&self, hub: &Hub, tenant: &str) -> BTreeSet<String> {
         let mut args: Vec<String> = vec!["agent".into(), "query".into(), "--hub".into()];
@@ -711,5 +738,33 @@ fn hub_and_spoke_converges_through_the_center() {
         assert_eq!(connected_peers(&status), set(&["center"]));
         assert_eq!(version(&status, "acme", "spoke-1"), 1, "{status}");
         assert_eq!(version(&status, "acme", "spoke-2"), 1, "{status}");
+    }
+}
+
+#[test]
+fn updates_and_deletes_made_on_one_hub_reach_the_others() {
+    let ex = Example::start();
+    let id = ex
+        .pki
+        .store(&ex.eu, "acme", "summarise invoice", "Total: 300 EUR");
+    ex.pki.wait_for(&ex.us, "acme", &[&id]);
+    let updated = ex
+        .pki
+        .agent(&ex.us, "update", "acme", &["--id", &id, "--reward", "0.15"]);
+    assert_eq!(updated["updated"], true, "{updated}");
+    let deadline = Instant::now() + CONVERGE;
+    while ex.pki.reward(&ex.eu, "acme", &id) != Some(0.15) {
+        assert!(Instant::now() < deadline, "the update did not reach eu");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deleted = ex.pki.agent(&ex.global, "delete", "acme", &["--id", &id]);
+    assert_eq!(deleted["deleted"], true, "{deleted}");
+    let deadline = Instant::now() + CONVERGE;
+    while ex.pki.ids(&ex.eu, "acme").contains(&id) || ex.pki.ids(&ex.us, "acme").contains(&id) {
+        assert!(
+            Instant::now() < deadline,
+            "the delete did not reach eu and us"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::{
-    AgentId, Episode, EpisodeId, Filter, NewEpisode, SessionId, TenantStats, Timestamp,
+    AgentId, Episode, EpisodeId, EpisodeUpdate, Filter, NewEpisode, SessionId, TenantStats,
+    Timestamp,
 };
 use agentdb_memory::{MemStorage, MemoryEngine, Query};
 use agentdb_proto::{
-    Change, ErrorCode, PullRequest, QueryInput, QueryRequest, RefreshRequest, Request, Response,
-    StoreRequest, Welcome, WireNewEpisode,
+    Change, DeleteRequest, ErrorCode, PullRequest, QueryInput, QueryRequest, RefreshRequest,
+    Request, Response, StoreRequest, UpdateRequest, Welcome, WireNewEpisode,
 };
 use agentdb_security::MasterKey;
 use parking_lot::Mutex;
@@ -293,6 +294,36 @@ impl EphemeralAgent {
         }
     }
 
+    /// Changes an episode's reward, critique or tags in the hub; across hubs the last write of
+    /// each field wins. Returns whether the episode was live in the hub. Unlike stores, an
+    /// update is not kept for later when the hub cannot be reached: the error says so.
+    pub async fn update_episode(
+        &self,
+        id: EpisodeId,
+        update: EpisodeUpdate,
+    ) -> Result<bool, AgentError> {
+        ensure_alive(&self.inner)?;
+        let req = Request::Update(UpdateRequest {
+            id,
+            update: update.clone(),
+        });
+        let found = done(request(&self.inner, &req).await?)?;
+        let _ = self
+            .inner
+            .local
+            .update(&self.inner.config.tenant, &id, &update);
+        Ok(found)
+    }
+
+    /// Deletes an episode in the hub (and, through federation, on every hub); a delete wins
+    /// over any concurrent update. Returns whether the episode was live in the hub.
+    pub async fn delete_episode(&self, id: EpisodeId) -> Result<bool, AgentError> {
+        ensure_alive(&self.inner)?;
+        let found = done(request(&self.inner, &Request::Delete(DeleteRequest { id })).await?)?;
+        let _ = self.inner.local.delete(&self.inner.config.tenant, &id);
+        Ok(found)
+    }
+
     /// Sends pending episodes and pulls new memory now.
     pub async fn sync(&self) -> Result<(), AgentError> {
         ensure_alive(&self.inner)?;
@@ -435,6 +466,14 @@ async fn flush(inner: &Inner) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// The answer to an update or delete.
+fn done(response: Response) -> Result<bool, AgentError> {
+    match response {
+        Response::Done { found } => Ok(found),
+        other => Err(AgentError::unexpected(&other)),
+    }
+}
+
 async fn pull(inner: &Inner) -> Result<(), AgentError> {
     let mut budget = inner.config.pull_budget;
     while budget > 0 {
@@ -454,11 +493,21 @@ async fn pull(inner: &Inner) -> Result<(), AgentError> {
                     };
                     let mut new =
                         NewEpisode::new(e.task, e.input, e.output, e.reward).with_id(e.id);
-                    new.critique = e.critique;
+                    new.critique = e.critique.clone();
                     new.agent = e.agent;
-                    new.tags = e.tags;
+                    new.tags = e.tags.clone();
                     new.metadata = e.metadata;
-                    let _ = inner.local.store(tenant, new);
+                    // Already cached: take the hub's reward, critique and tags (updated since).
+                    if let Ok(stored) = inner.local.store(tenant, new) {
+                        if !stored.inserted {
+                            let update = EpisodeUpdate {
+                                reward: Some(e.reward),
+                                critique: Some(e.critique),
+                                tags: Some(e.tags),
+                            };
+                            let _ = inner.local.update(tenant, &e.id, &update);
+                        }
+                    }
                 }
                 Change::Deleted { id } => {
                     let _ = inner.local.delete(tenant, &id);

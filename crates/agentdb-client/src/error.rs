@@ -86,5 +86,6 @@ fn kind(r: &Response) -> &'static str {
         Response::Refreshed { .. } => "refreshed",
         Response::Bye => "bye",
         Response::Error(_) => "error",
+        Response::Done { .. } => "done",
     }
 }

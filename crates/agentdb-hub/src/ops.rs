@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentdb_memory::{
-    Change as EngineChange, Query, QueryError, QueryInput as EngineInput, StoreError,
+    Change as EngineChange, Query, QueryError, QueryInput as EngineInput, ReplicaError, StoreError,
 };
 use agentdb_proto::{
     Change, ChangeItem, ErrorCode, MatchesResponse, PageResponse, QueryInput, Request, Response,
@@ -28,6 +28,8 @@ fn kind(req: &Request) -> &'static str {
         Request::Stats => "stats",
         Request::RefreshToken(_) => "refresh",
         Request::Goodbye => "goodbye",
+        Request::Update(_) => "update",
+        Request::Delete(_) => "delete",
     }
 }
 
@@ -179,6 +181,23 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
                 .stats(tenant)
                 .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
             Ok(Response::Stats(stats))
+        }
+        Request::Update(u) => {
+            policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
+            let found = engine
+                .update(tenant, &u.id, &u.update)
+                .map_err(|e| match e {
+                    ReplicaError::Store(e) => store_error(&e),
+                    e => error(ErrorCode::Internal, e.to_string()),
+                })?;
+            Ok(Response::Done { found })
+        }
+        Request::Delete(d) => {
+            policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
+            let found = engine
+                .delete(tenant, &d.id)
+                .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+            Ok(Response::Done { found })
         }
         Request::Hello(_) | Request::RefreshToken(_) | Request::Goodbye => Err(error(
             ErrorCode::InvalidRequest,

@@ -1035,3 +1035,82 @@ async fn an_agent_cannot_store_a_tenant_outside_its_residency() {
     other.destroy().await.unwrap();
     assert!(has_tenant(&us, "acme"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_update_and_delete_and_other_regions_see_it() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let global = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let eu = TestHub::start(
+        federated_hub_config(&pki, "eu", "eu", fed(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    let t = tenant("acme");
+    let agent = EphemeralAgent::spawn(eu.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    let id = agent
+        .store_episode(NewEpisode::new(
+            "summarise invoice",
+            "",
+            "Total: 3 EUR",
+            0.2,
+        ))
+        .await
+        .unwrap();
+    let found = agent
+        .update_episode(
+            id,
+            EpisodeUpdate {
+                reward: Some(0.95),
+                critique: Some(Some("checked by a human".into())),
+                tags: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(found);
+    let unknown = EpisodeId::from_parts(1, [9; 10]);
+    assert!(!agent
+        .update_episode(unknown, EpisodeUpdate::default())
+        .await
+        .unwrap());
+    agent.destroy().await.unwrap();
+    let g = Arc::clone(global.handle.engine());
+    eventually("the update at global", || {
+        g.get(&t, &id).unwrap().is_some_and(|e| {
+            e.reward == 0.95 && e.critique.as_deref() == Some("checked by a human")
+        })
+    })
+    .await;
+    // A delete through the other hub reaches the first.
+    let other = EphemeralAgent::spawn(global.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    assert!(other.delete_episode(id).await.unwrap());
+    assert!(!other.delete_episode(id).await.unwrap());
+    other.destroy().await.unwrap();
+    let e = Arc::clone(eu.handle.engine());
+    eventually("the delete at eu", || e.get(&t, &id).unwrap().is_none()).await;
+    // An update with a NaN reward is refused.
+    let again = EphemeralAgent::spawn(eu.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    let err = again
+        .update_episode(
+            id,
+            EpisodeUpdate {
+                reward: Some(f64::NAN),
+                ..EpisodeUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(format!("{err}").contains("reward"), "{err}");
+    again.destroy().await.unwrap();
+}

@@ -17,6 +17,10 @@
 //!    │ ◄── Matches { matches, model, query_vector } ───────────────│
 //!    │ ── bi-stream: Pull { cursor, limit } ──────────────────────►│
 //!    │ ◄── Page { changes, next_cursor, more } ────────────────────│
+//!    │ ── bi-stream: Update { id, reward?, critique?, tags? } ────►│  last writer wins
+//!    │ ◄── Done { found } ─────────────────────────────────────────│
+//!    │ ── bi-stream: Delete { id } ───────────────────────────────►│  a tombstone
+//!    │ ◄── Done { found } ─────────────────────────────────────────│
 //!    │ ── bi-stream: Stats ───────────────────────────────────────►│
 //!    │ ◄── Stats(TenantStats) ─────────────────────────────────────│
 //!    │ ── bi-stream: RefreshToken { token } ──────────────────────►│  before (or after) expiry
@@ -48,9 +52,10 @@ pub use frame::{
     encode_frame, try_encode_frame, EncodeError, Frame, FrameDecoder, FrameError, MAX_FRAME_LEN,
 };
 pub use message::{
-    decode_request, decode_response, kind, Change, ChangeItem, DecodeError, ErrorCode, Hello,
-    MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest, RefreshRequest, Request,
-    Response, StoreRequest, StoredItem, StoredResponse, Welcome, WireError, WireMatch,
+    decode_request, decode_response, kind, Change, ChangeItem, DecodeError, DeleteRequest,
+    ErrorCode, Hello, MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest,
+    RefreshRequest, Request, Response, StoreRequest, StoredItem, StoredResponse, UpdateRequest,
+    Welcome, WireError, WireMatch,
 };
 pub use session::{Close, ServerSession, SessionConfig, Step};
 pub use wire::{WireEpisode, WireNewEpisode};

@@ -12,6 +12,8 @@
 //! | 5    | `Request::Stats`         | empty                  |
 //! | 6    | `Request::RefreshToken`  | [`RefreshRequest`]     |
 //! | 7    | `Request::Goodbye`       | empty                  |
+//! | 8    | `Request::Update`        | [`UpdateRequest`]      |
+//! | 9    | `Request::Delete`        | [`DeleteRequest`]      |
 //! | 101  | `Response::Welcome`      | [`Welcome`]            |
 //! | 102  | `Response::Stored`       | [`StoredResponse`]     |
 //! | 103  | `Response::Matches`      | [`MatchesResponse`]    |
@@ -20,6 +22,7 @@
 //! | 106  | `Response::Refreshed`    | `expires_at` (u64)     |
 //! | 107  | `Response::Bye`          | empty                  |
 //! | 108  | `Response::Error`        | [`WireError`]          |
+//! | 109  | `Response::Done`         | `found` (bool)         |
 //!
 //! Kinds are never reused. A kind this side does not know decodes to
 //! [`DecodeError::UnknownMessage`], which the hub answers with `unknown_message` and keeps the
@@ -33,8 +36,8 @@
 use std::fmt;
 
 use agentdb_core::{
-    AgentId, Embedding, EpisodeId, Filter, HubId, ModelId, NewEpisode, SessionId, TenantId,
-    TenantStats,
+    AgentId, Embedding, EpisodeId, EpisodeUpdate, Filter, HubId, ModelId, NewEpisode, SessionId,
+    TenantId, TenantStats,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -59,6 +62,10 @@ pub mod kind {
     pub const REFRESH_TOKEN: u16 = 6;
     /// `Request::Goodbye`.
     pub const GOODBYE: u16 = 7;
+    /// `Request::Update`.
+    pub const UPDATE: u16 = 8;
+    /// `Request::Delete`.
+    pub const DELETE: u16 = 9;
     /// `Response::Welcome`.
     pub const WELCOME: u16 = 101;
     /// `Response::Stored`.
@@ -75,6 +82,8 @@ pub mod kind {
     pub const BYE: u16 = 107;
     /// `Response::Error`.
     pub const ERROR: u16 = 108;
+    /// `Response::Done`.
+    pub const DONE: u16 = 109;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -261,6 +270,26 @@ pub enum Request {
     RefreshToken(RefreshRequest),
     /// End the session; the hub answers `Bye` and closes.
     Goodbye,
+    /// Change an episode's reward, critique or tags (last writer wins across hubs).
+    Update(UpdateRequest),
+    /// Delete an episode (the delete wins over any concurrent update, on every hub).
+    Delete(DeleteRequest),
+}
+
+/// Change an episode's mutable fields; fields left `None` keep their value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdateRequest {
+    /// The episode.
+    pub id: EpisodeId,
+    /// The new values.
+    pub update: EpisodeUpdate,
+}
+
+/// Delete an episode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    /// The episode.
+    pub id: EpisodeId,
 }
 
 /// The first message of a connection.
@@ -387,6 +416,8 @@ impl Request {
             Request::Stats => kind::STATS,
             Request::RefreshToken(_) => kind::REFRESH_TOKEN,
             Request::Goodbye => kind::GOODBYE,
+            Request::Update(_) => kind::UPDATE,
+            Request::Delete(_) => kind::DELETE,
         }
     }
 
@@ -399,6 +430,8 @@ impl Request {
             Request::Query(m) => encode_frame(kind, m),
             Request::Pull(m) => encode_frame(kind, m),
             Request::RefreshToken(m) => encode_frame(kind, m),
+            Request::Update(m) => encode_frame(kind, m),
+            Request::Delete(m) => encode_frame(kind, m),
             Request::Stats | Request::Goodbye => encode_frame(kind, &()),
         }
     }
@@ -421,6 +454,8 @@ impl Request {
                 decode_body::<()>(body)?;
                 Request::Goodbye
             }
+            kind::UPDATE => Request::Update(decode_body(body)?),
+            kind::DELETE => Request::Delete(decode_body(body)?),
             kind => return Err(DecodeError::UnknownMessage { kind }),
         })
     }
@@ -452,6 +487,11 @@ pub enum Response {
     Bye,
     /// The request failed.
     Error(WireError),
+    /// An update or delete was applied; `found` says whether the episode was live.
+    Done {
+        /// Whether the episode existed (and was not deleted) before.
+        found: bool,
+    },
 }
 
 /// Who the hub authenticated, and for how long.
@@ -558,6 +598,7 @@ impl Response {
             Response::Refreshed { .. } => kind::REFRESHED,
             Response::Bye => kind::BYE,
             Response::Error(_) => kind::ERROR,
+            Response::Done { .. } => kind::DONE,
         }
     }
 
@@ -573,6 +614,7 @@ impl Response {
             Response::Refreshed { expires_at } => encode_frame(kind, expires_at),
             Response::Bye => encode_frame(kind, &()),
             Response::Error(m) => encode_frame(kind, m),
+            Response::Done { found } => encode_frame(kind, found),
         }
     }
 
@@ -610,6 +652,9 @@ impl Response {
                 Response::Bye
             }
             kind::ERROR => Response::Error(decode_body(body)?),
+            kind::DONE => Response::Done {
+                found: decode_body(body)?,
+            },
             kind => return Err(DecodeError::UnknownMessage { kind }),
         })
     }

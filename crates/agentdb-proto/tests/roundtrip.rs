@@ -4,14 +4,14 @@
 #![allow(clippy::unwrap_used)]
 
 use agentdb_core::{
-    AgentId, Embedding, Episode, EpisodeId, Filter, HubId, ModelId, NewEpisode, Outcome, SessionId,
-    TaskCount, TenantId, TenantStats, Timestamp,
+    AgentId, Embedding, Episode, EpisodeId, EpisodeUpdate, Filter, HubId, ModelId, NewEpisode,
+    Outcome, SessionId, TaskCount, TenantId, TenantStats, Timestamp,
 };
 use agentdb_proto::{
-    decode_request, decode_response, Change, ChangeItem, ErrorCode, FrameDecoder, Hello,
-    MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest, RefreshRequest, Request,
-    Response, StoreRequest, StoredItem, StoredResponse, Welcome, WireEpisode, WireError, WireMatch,
-    WireNewEpisode, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    decode_request, decode_response, Change, ChangeItem, DeleteRequest, ErrorCode, FrameDecoder,
+    Hello, MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest, RefreshRequest,
+    Request, Response, StoreRequest, StoredItem, StoredResponse, UpdateRequest, Welcome,
+    WireEpisode, WireError, WireMatch, WireNewEpisode, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -320,4 +320,33 @@ fn wire_new_episode_keeps_a_missing_id() {
     let w = WireNewEpisode::from(&e);
     assert_eq!(w.id, None);
     assert_eq!(NewEpisode::try_from(w).unwrap(), e);
+}
+
+#[test]
+fn updates_deletes_and_their_answers_round_trip() {
+    let id = EpisodeId::from_parts(7, [2; 10]);
+    let update = Request::Update(UpdateRequest {
+        id,
+        update: EpisodeUpdate {
+            reward: Some(0.25),
+            critique: Some(None),
+            tags: Some(vec!["late".into()]),
+        },
+    });
+    assert_eq!(
+        decode_request(&update.encode(), MAX_FRAME_LEN).unwrap(),
+        update
+    );
+    let delete = Request::Delete(DeleteRequest { id });
+    assert_eq!(
+        decode_request(&delete.encode(), MAX_FRAME_LEN).unwrap(),
+        delete
+    );
+    for found in [true, false] {
+        let done = Response::Done { found };
+        assert_eq!(
+            decode_response(&done.encode(), MAX_FRAME_LEN).unwrap(),
+            done
+        );
+    }
 }

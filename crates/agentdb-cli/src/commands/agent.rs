@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use agentdb_client::{
     AgentConfig, EphemeralAgent, SigningKeyTokens, Source, StaticToken, TokenProvider,
 };
-use agentdb_core::{AgentId, TenantId};
+use agentdb_core::{AgentId, EpisodeId, EpisodeUpdate, TenantId};
 use agentdb_security::ca::{CertificateAuthority, Subject};
 use agentdb_security::token::{TokenIssuer, DEFAULT_AUDIENCE, DEFAULT_TTL_SECS, JWT_SECRET_ENV};
 use anyhow::{bail, Context as _};
@@ -46,6 +46,51 @@ pub enum AgentCommand {
     Query(QueryArgs),
     /// Print the tenant's statistics from the hub.
     Stats(StatsArgs),
+    /// Change an episode's reward, critique or tags (the last write wins across hubs).
+    Update(UpdateArgs),
+    /// Delete an episode (on every hub it reaches; a delete wins over concurrent updates).
+    Delete(DeleteArgs),
+}
+
+/// Arguments of `agentdb agent update`.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    tenant: local::TenantArgs,
+    /// The episode.
+    #[arg(long)]
+    id: EpisodeId,
+    /// A new reward.
+    #[arg(long)]
+    reward: Option<f64>,
+    /// A new critique.
+    #[arg(long, conflicts_with = "clear_critique")]
+    critique: Option<String>,
+    /// Remove the critique.
+    #[arg(long)]
+    clear_critique: bool,
+    /// New tags (repeat for several; replaces all tags).
+    #[arg(long = "tag", value_name = "TAG")]
+    tags: Vec<String>,
+    /// Remove all tags.
+    #[arg(long, conflicts_with = "tags")]
+    clear_tags: bool,
+}
+
+/// Arguments of `agentdb agent delete`.
+#[derive(Debug, Args)]
+#[group(skip)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    #[command(flatten)]
+    tenant: local::TenantArgs,
+    /// The episode.
+    #[arg(long)]
+    id: EpisodeId,
 }
 
 /// Arguments of `agentdb agent store`.
@@ -158,13 +203,62 @@ pub fn run(mut cmd: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Store(a) => a.connect.resolve_hub(&env)?,
         AgentCommand::Query(a) => a.connect.resolve_hub(&env)?,
         AgentCommand::Stats(a) => a.connect.resolve_hub(&env)?,
+        AgentCommand::Update(a) => a.connect.resolve_hub(&env)?,
+        AgentCommand::Delete(a) => a.connect.resolve_hub(&env)?,
     }
     let runtime = super::runtime()?;
     match cmd {
         AgentCommand::Store(args) => runtime.block_on(store(args)),
         AgentCommand::Query(args) => runtime.block_on(query(args)),
         AgentCommand::Stats(args) => runtime.block_on(stats(args)),
+        AgentCommand::Update(args) => runtime.block_on(update(args)),
+        AgentCommand::Delete(args) => runtime.block_on(delete(args)),
     }
+}
+
+async fn update(args: UpdateArgs) -> anyhow::Result<()> {
+    let update = EpisodeUpdate {
+        reward: args.reward,
+        critique: match (args.critique, args.clear_critique) {
+            (Some(c), _) => Some(Some(c)),
+            (None, true) => Some(None),
+            (None, false) => None,
+        },
+        tags: (!args.tags.is_empty() || args.clear_tags).then_some(args.tags),
+    };
+    if update.is_empty() {
+        bail!(
+            "nothing to update: give --reward, --critique, --clear-critique, --tag or --clear-tags"
+        );
+    }
+    let agent = spawn(&args.connect, &args.tenant.tenant, None).await?;
+    let found = agent
+        .update_episode(args.id, update)
+        .await
+        .context("cannot update the episode")?;
+    agent.destroy().await.context("cannot end the agent")?;
+    report(args.id, found, "updated", args.tenant.json)
+}
+
+async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+    let agent = spawn(&args.connect, &args.tenant.tenant, None).await?;
+    let found = agent
+        .delete_episode(args.id)
+        .await
+        .context("cannot delete the episode")?;
+    agent.destroy().await.context("cannot end the agent")?;
+    report(args.id, found, "deleted", args.tenant.json)
+}
+
+/// Prints the outcome of an update or delete; an episode the hub does not hold is an error.
+fn report(id: EpisodeId, found: bool, done: &str, json: bool) -> anyhow::Result<()> {
+    if !found {
+        bail!("episode {id} not found (or already deleted)");
+    }
+    if json {
+        return output::json(&serde_json::json!({ "id": id.to_string(), done: true }));
+    }
+    output::line(format_args!("{done} {id}"))
 }
 
 async fn store(args: StoreArgs) -> anyhow::Result<()> {
