@@ -11,6 +11,7 @@
 
 mod chart;
 mod data;
+mod federation;
 mod peers;
 mod scale;
 mod seed;
@@ -35,6 +36,16 @@ enum Command {
     /// medians reported.
     Run {
         /// Small sizes (about a minute on 2 cores).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Federation: propagation latency edge → global → other region (direct and with injected
+    /// latency per link) and replication throughput between two hubs — medians of 3 runs.
+    Federation {
+        /// Small sizes, one run.
         #[arg(long)]
         quick: bool,
         /// Print JSON.
@@ -152,6 +163,25 @@ fn main() -> anyhow::Result<()> {
             for r in &rows {
                 println!("  {}: {}", r.measure, r.note);
             }
+        }
+        Command::Federation { quick, json } => {
+            let sizes = if quick {
+                federation::Sizes::QUICK
+            } else {
+                federation::Sizes::FULL
+            };
+            let load = federation::load();
+            let pb = ProgressBar::new(federation::steps(sizes));
+            pb.set_style(
+                ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} {elapsed}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let rows = rt.block_on(federation::run(sizes, &pb))?;
+            pb.finish_and_clear();
+            federation::print(&rows, sizes, quick, json, &machine(), &load)?;
         }
         Command::Scale {
             connections,

@@ -24,3 +24,22 @@ pub struct Op {
     /// still advances the receiver's version vector.
     pub state: Option<ReplicaState>,
 }
+
+impl Op {
+    /// About how many bytes the op takes on the wire (for page and window limits).
+    pub fn approx_size(&self) -> usize {
+        64 + match &self.state {
+            None | Some(ReplicaState::Deleted(_)) => 0,
+            Some(ReplicaState::Live(l)) => {
+                let c = &l.content;
+                192 + c.task.len()
+                    + c.input.len()
+                    + c.output.len()
+                    + c.metadata_json.len()
+                    + l.critique.value.as_ref().map_or(0, String::len)
+                    + l.tags.value.iter().map(String::len).sum::<usize>()
+                    + c.embedding.as_ref().map_or(0, |e| e.vector.len() * 4)
+            }
+        }
+    }
+}

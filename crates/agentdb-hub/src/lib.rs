@@ -138,6 +138,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_bidi_streams(256u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
+    transport.congestion_controller_factory(congestion());
     if let Ok(idle) = config.limits.idle_timeout.try_into() {
         transport.max_idle_timeout(Some(idle));
     }
@@ -192,6 +193,15 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         http,
         state,
     })
+}
+
+/// Cubic with a 256 KiB initial window (quinn's default is about 12 KB): a hub link carrying a
+/// stream of small pages is rarely busy enough to grow its window, and would otherwise wait a
+/// round trip every few pages.
+pub(crate) fn congestion() -> Arc<quinn::congestion::CubicConfig> {
+    let mut cubic = quinn::congestion::CubicConfig::default();
+    cubic.initial_window(256 * 1024);
+    Arc::new(cubic)
 }
 
 async fn accept_loop(

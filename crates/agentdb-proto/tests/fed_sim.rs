@@ -804,6 +804,7 @@ impl Sim {
             page_ops: rng.range(1, 8) as usize,
             page_bytes: [300, 2_000, 1 << 20][rng.index(3)],
             window: rng.range(1, 4) as usize,
+            window_bytes: [500, 4_000, 1 << 20][rng.index(3)],
             sync_interval_ms: rng.range(30, 200),
         };
         let tenants = vec![tenant("t-open"), tenant("t-shared"), tenant("t-eu")];

@@ -41,6 +41,7 @@ pub(crate) fn client_config(state: &HubState) -> Result<quinn::ClientConfig, Tls
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.congestion_controller_factory(crate::congestion());
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(Duration::from_secs(30))
             .map_err(|e| TlsError::Config(e.to_string()))?,

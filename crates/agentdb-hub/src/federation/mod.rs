@@ -266,6 +266,8 @@ pub(crate) fn start(
     let mut stop = shutdown;
     tokio::spawn(async move {
         let mut every = tokio::time::interval(st.federation.config.sync_interval);
+        // A collection that outlasts the interval is not followed by a burst of catch-up runs.
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,

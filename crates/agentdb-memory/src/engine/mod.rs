@@ -23,6 +23,7 @@ pub use replicate::AppliedOps;
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use agentdb_core::{
@@ -673,6 +674,7 @@ impl MemoryEngine {
             ])?;
             state.index.remove(id);
             if flags.first().copied().unwrap_or(false) {
+                state.tombstones.fetch_add(1, Ordering::Relaxed);
                 self.changed(tenant);
             }
             return Ok(was_live);
@@ -1099,6 +1101,7 @@ fn load_tenant(
             *last_stamp = (*last_stamp).max(s.hlc);
         }
         if row.deleted.is_some() {
+            state.tombstones.fetch_add(1, Ordering::Relaxed);
             return ControlFlow::Continue(());
         }
         if row.model != model {

@@ -9,6 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 
 use agentdb_core::{
     validate_vector, ClockSkew, Embedding, EpisodeContent, EpisodeError, EpisodeId, EpisodeUpdate,
@@ -113,17 +114,18 @@ impl MemoryEngine {
                     Some(row) => Some(row_state(&state, &row, true)?),
                     None => None,
                 };
-                let size = op_state.as_ref().map_or(64, approx_size);
-                if !out.is_empty() && bytes + size > max_bytes {
-                    return Ok(out);
-                }
-                bytes += size;
-                out.push(Op {
+                let op = Op {
                     origin: origin.clone(),
                     seq,
                     episode: id,
                     state: op_state,
-                });
+                };
+                let size = op.approx_size();
+                if !out.is_empty() && bytes + size > max_bytes {
+                    return Ok(out);
+                }
+                bytes += size;
+                out.push(op);
             }
             if out.len() >= limit {
                 break;
@@ -176,6 +178,7 @@ impl MemoryEngine {
             let mut rows: HashMap<EpisodeId, StoredEpisode> = HashMap::new();
             let mut writes = Vec::new();
             let mut touched = Vec::new();
+            let mut new_tombstones = 0u64;
             let mut out = AppliedOps {
                 vv: VersionVector::new(),
                 applied: 0,
@@ -209,6 +212,11 @@ impl MemoryEngine {
                         }
                     };
                     if let Some(merged) = merged {
+                        if merged.is_deleted()
+                            && current.as_ref().is_none_or(|r| r.deleted.is_none())
+                        {
+                            new_tombstones += 1;
+                        }
                         let row = self.state_row(&state, current.as_ref(), op.episode, &merged)?;
                         rows.insert(op.episode, row.clone());
                         touched.push(op.episode);
@@ -229,6 +237,9 @@ impl MemoryEngine {
                     hlc: self.hlc.lock().last(),
                 });
                 self.commit.submit(writes)?;
+                state
+                    .tombstones
+                    .fetch_add(new_tombstones, Ordering::Relaxed);
             }
             let mut seen = HashSet::new();
             for id in touched {
@@ -261,11 +272,17 @@ impl MemoryEngine {
         let Some(state) = self.tenant(tenant) else {
             return Ok(0);
         };
+        let counted_at_start = state.tombstones.load(Ordering::Relaxed);
+        if counted_at_start == 0 {
+            return Ok(0);
+        }
         let gate = state.erased.read();
         if *gate {
             return Ok(0);
         }
-        let _merge = state.merge.lock();
+        // No merge lock: every op of a candidate is acknowledged, so every linked hub holds its
+        // tombstone; an op arriving meanwhile cannot make it live again, and the storage
+        // removes a row only while it is still a tombstone.
         let vv = self.storage.version_vector(tenant)?;
         let mut pending = HashSet::new();
         for (origin, from, to) in vv.missing_from(acked) {
@@ -275,7 +292,9 @@ impl MemoryEngine {
             }
         }
         let mut writes = Vec::new();
+        let mut seen = 0u64;
         self.storage.scan_episodes(tenant, &mut |row| {
+            seen += u64::from(row.deleted.is_some());
             if row
                 .deleted
                 .as_ref()
@@ -289,11 +308,21 @@ impl MemoryEngine {
             }
             ControlFlow::Continue(())
         })?;
-        if writes.is_empty() {
-            return Ok(0);
-        }
-        let flags = self.commit.submit(writes)?;
-        Ok(flags.into_iter().filter(|f| *f).count() as u64)
+        let removed = if writes.is_empty() {
+            0
+        } else {
+            let flags = self.commit.submit(writes)?;
+            flags.into_iter().filter(|f| *f).count() as u64
+        };
+        // The count becomes what the scan saw, less what was removed, plus what arrived since.
+        let arrived = state
+            .tombstones
+            .load(Ordering::Relaxed)
+            .saturating_sub(counted_at_start);
+        state
+            .tombstones
+            .store(seen.saturating_sub(removed) + arrived, Ordering::Relaxed);
+        Ok(removed)
     }
 
     /// The row holding `new`, given the episode's current row. A row whose content is
@@ -486,23 +515,6 @@ fn row_state(
         critique: Lww::new(row.stamps.critique.clone(), body.critique),
         tags: Lww::new(row.stamps.tags.clone(), body.tags),
     })))
-}
-
-/// About how many bytes an op's state takes on the wire.
-fn approx_size(state: &ReplicaState) -> usize {
-    match state {
-        ReplicaState::Deleted(_) => 64,
-        ReplicaState::Live(l) => {
-            let c = &l.content;
-            256 + c.task.len()
-                + c.input.len()
-                + c.output.len()
-                + c.metadata_json.len()
-                + l.critique.value.as_ref().map_or(0, String::len)
-                + l.tags.value.iter().map(String::len).sum::<usize>()
-                + c.embedding.as_ref().map_or(0, |e| e.vector.len() * 4)
-        }
-    }
 }
 
 /// Checks an update against the limits new episodes meet.

@@ -1,7 +1,7 @@
 //! One tenant's in-memory state: its unwrapped keys and its vector index.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::Arc;
 
 use agentdb_core::{ModelId, TenantId};
@@ -29,6 +29,9 @@ pub(crate) struct TenantState {
     /// Held by every read-modify-write of a row (updates, deletes, replicated ops), so that
     /// merges of one tenant apply one at a time.
     pub merge: Mutex<()>,
+    /// About how many tombstones the tenant holds (never 0 while one exists), so that
+    /// collection can skip tenants without any.
+    pub tombstones: AtomicU64,
 }
 
 impl TenantState {
@@ -44,6 +47,7 @@ impl TenantState {
             erased: RwLock::new(false),
             queued: AtomicBool::new(false),
             merge: Mutex::new(()),
+            tombstones: AtomicU64::new(0),
         }
     }
 

@@ -54,8 +54,11 @@ pub struct StoredEpisode {
     /// Merge stamps of the content and the mutable fields.
     pub stamps: RowStamps,
     /// The sealed episode body (texts, tags, metadata, agent, session, counters).
+    // As bytes, not a sequence of u8: the same postcard encoding, decoded in one copy.
+    #[serde(with = "serde_bytes")]
     pub sealed_body: Vec<u8>,
     /// The sealed embedding vector.
+    #[serde(with = "serde_bytes")]
     pub sealed_vector: Vec<u8>,
 }
 
@@ -122,7 +125,9 @@ struct RowV1 {
     task_hash: [u8; 16],
     model: ModelId,
     deleted: Option<Timestamp>,
+    #[serde(with = "serde_bytes")]
     sealed_body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
     sealed_vector: Vec<u8>,
 }
 
@@ -152,6 +157,15 @@ pub fn local_hub() -> HubId {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sealed_fields_keep_the_encoding_of_a_sequence_of_u8() {
+        let v: Vec<u8> = (0..=255).collect();
+        assert_eq!(
+            postcard::to_stdvec(&v).unwrap(),
+            postcard::to_stdvec(serde_bytes::Bytes::new(&v)).unwrap()
+        );
+    }
 
     #[test]
     fn round_trip_and_garbage() {

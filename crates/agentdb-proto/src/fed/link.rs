@@ -11,9 +11,10 @@
 //! holds — from its `Vectors`, `Ack`s, `Refused`s and the ops it sent us, since a hub holds every
 //! op it sends) and `sent` (`acked` plus what is in flight). It sends the ops `sent` does not
 //! cover, in pages of at most `page_ops` ops / `page_bytes` bytes, with at most `window` pages
-//! unacknowledged (back-pressure). When a tenant has no page in flight, `sent` is reset to
-//! `acked`, so whatever the peer did not take (a gap, a refusal, a broken link — a new link
-//! starts from the peer's `Vectors`) is sent again: transfer resumes where the peer really is.
+//! and about `window_bytes` bytes unacknowledged (back-pressure). When a tenant has no page in
+//! flight, `sent` is reset to `acked`, so whatever the peer did not take (a gap, a refusal, a
+//! broken link — a new link starts from the peer's `Vectors`) is sent again: transfer resumes
+//! where the peer really is.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -107,6 +108,8 @@ pub struct LinkConfig {
     pub page_bytes: usize,
     /// Most unacknowledged pages.
     pub window: usize,
+    /// About the most unacknowledged bytes (at least one page is always allowed).
+    pub window_bytes: usize,
     /// How often version vectors are exchanged (anti-entropy), and how long a refused tenant
     /// waits before it is tried again.
     pub sync_interval_ms: u64,
@@ -117,7 +120,8 @@ impl Default for LinkConfig {
         Self {
             page_ops: 512,
             page_bytes: 4 * 1024 * 1024,
-            window: 4,
+            window: 64,
+            window_bytes: 8 * 1024 * 1024,
             sync_interval_ms: 5_000,
         }
     }
@@ -155,7 +159,9 @@ pub struct LinkSession {
     peer_vectors: bool,
     acked: BTreeMap<TenantId, VersionVector>,
     sent: BTreeMap<TenantId, VersionVector>,
-    in_flight: VecDeque<TenantId>,
+    /// Unacknowledged pages, oldest first, with their approximate sizes.
+    in_flight: VecDeque<(TenantId, usize)>,
+    in_flight_bytes: usize,
     paused_until: BTreeMap<TenantId, u64>,
     outbox: VecDeque<FedMessage>,
     next_vectors_ms: u64,
@@ -189,6 +195,7 @@ impl LinkSession {
             acked: BTreeMap::new(),
             sent: BTreeMap::new(),
             in_flight: VecDeque::new(),
+            in_flight_bytes: 0,
             paused_until: BTreeMap::new(),
             next_vectors_ms: 0,
             cursor: 0,
@@ -305,7 +312,8 @@ impl LinkSession {
     /// order on the link's stream).
     fn settle(&mut self, tenant: &TenantId) -> Result<(), LinkError> {
         match self.in_flight.front() {
-            Some(t) if t == tenant => {
+            Some((t, bytes)) if t == tenant => {
+                self.in_flight_bytes -= bytes;
                 self.in_flight.pop_front();
                 Ok(())
             }
@@ -319,7 +327,7 @@ impl LinkSession {
         let acked = self.acked.entry(tenant.clone()).or_default();
         acked.merge(vv);
         let acked = acked.clone();
-        if self.in_flight.contains(tenant) {
+        if self.in_flight.iter().any(|(t, _)| t == tenant) {
             self.sent.entry(tenant.clone()).or_default().merge(&acked);
         } else {
             self.sent.insert(tenant.clone(), acked);
@@ -419,7 +427,9 @@ impl LinkSession {
         if let Some(msg) = self.outbox.pop_front() {
             return Some(msg);
         }
-        if !self.peer_vectors || self.in_flight.len() >= self.config.window {
+        let full = self.in_flight.len() >= self.config.window
+            || (!self.in_flight.is_empty() && self.in_flight_bytes >= self.config.window_bytes);
+        if !self.peer_vectors || full {
             return None;
         }
         let tenants = store.tenants();
@@ -449,7 +459,9 @@ impl LinkSession {
                 }
             }
             self.cursor = (self.cursor + i + 1) % tenants.len();
-            self.in_flight.push_back(tenant.clone());
+            let bytes = ops.iter().map(Op::approx_size).sum();
+            self.in_flight.push_back((tenant.clone(), bytes));
+            self.in_flight_bytes += bytes;
             self.stats.pages_sent += 1;
             self.stats.ops_sent += ops.len() as u64;
             return Some(FedMessage::Ops(OpsPage {
