@@ -115,6 +115,23 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores")
 }
 
+/// A progress bar of `len` steps.
+fn progress(len: u64) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb
+}
+
+/// The multi-threaded runtime the networked measures run on.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -124,15 +141,8 @@ fn main() -> anyhow::Result<()> {
             } else {
                 seed::Sizes::FULL
             };
-            let pb = ProgressBar::new(seed::steps(sizes));
-            pb.set_style(
-                ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let rows = rt.block_on(seed::run(sizes, &pb))?;
+            let pb = progress(seed::steps(sizes));
+            let rows = runtime()?.block_on(seed::run(sizes, &pb))?;
             pb.finish_and_clear();
             if json {
                 println!(
@@ -171,15 +181,8 @@ fn main() -> anyhow::Result<()> {
                 federation::Sizes::FULL
             };
             let load = federation::load();
-            let pb = ProgressBar::new(federation::steps(sizes));
-            pb.set_style(
-                ProgressStyle::with_template("{msg:>28} [{bar:40}] {pos}/{len} {elapsed}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let rows = rt.block_on(federation::run(sizes, &pb))?;
+            let pb = progress(federation::steps(sizes));
+            let rows = runtime()?.block_on(federation::run(sizes, &pb))?;
             pb.finish_and_clear();
             federation::print(&rows, sizes, quick, json, &machine(), &load)?;
         }
@@ -190,9 +193,7 @@ fn main() -> anyhow::Result<()> {
         } => {
             let pb = ProgressBar::new((connections.len() + 2) as u64);
             println!("agentdb scale probes — {}", machine());
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
+            let rt = runtime()?;
             let say = |line: String| pb.suspend(|| println!("{line}"));
             for line in rt.block_on(scale::connections(&connections, &pb))? {
                 say(line);
