@@ -341,7 +341,9 @@ fn link_thread(
         // Publish the state for status, metrics and tombstone collection.
         let now = unix_ms();
         let stats = session.stats().clone();
-        let lag = (now >= next_lag_ms).then(|| {
+        // Every half second, and at once when the last lag seen may just have been cleared.
+        let settled = session.in_flight() == 0 && entry.snapshot.lock().lag_ops > 0;
+        let lag = (now >= next_lag_ms || settled).then(|| {
             next_lag_ms = now + LAG_EVERY_MS;
             session.lag(&store)
         });
