@@ -1114,3 +1114,55 @@ async fn agents_update_and_delete_and_other_regions_see_it() {
     assert!(format!("{err}").contains("reward"), "{err}");
     again.destroy().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_oversized_frames_on_a_link_close_only_that_link() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(
+        federated_hub_config(&pki, "global", "global", fed(None)),
+        dir.path(),
+    )
+    .await;
+    let eu = pki.hub_tls_for("eu");
+    let hello = FedMessage::Hello(FedHello {
+        protocol_version: agentdb_proto::PROTOCOL_VERSION,
+        hub: hub_id("eu"),
+        region: Region::new("eu").unwrap(),
+    })
+    .encode();
+    // A valid Hello, then bytes that are no frame; then a prefix announcing 16 MiB.
+    let oversized = (16u32 * 1024 * 1024).to_be_bytes().to_vec();
+    let garbage = {
+        let mut g = 20u32.to_be_bytes().to_vec();
+        g.extend_from_slice(&[0xff; 20]);
+        g
+    };
+    for bad in [garbage, oversized] {
+        let conn = raw_link(&hub, &pki.ca_pem(), (&eu.cert_pem, &eu.key_pem))
+            .await
+            .unwrap();
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(&hello).await.unwrap();
+        send.write_all(&bad).await.unwrap();
+        let (code, reason) = application_close(&conn).await;
+        assert_eq!(code, CLOSE_PROTOCOL, "{reason}");
+        assert!(reason.contains("from the peer"), "{reason}");
+    }
+    // The hub still serves agents and links.
+    assert!(hub.handle.engine().tenants().is_empty());
+    let agent = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    agent
+        .store_episode(NewEpisode::new(
+            "summarise invoice",
+            "",
+            "Total: 4 EUR",
+            0.9,
+        ))
+        .await
+        .unwrap();
+    agent.destroy().await.unwrap();
+    assert!(has_tenant(&hub, "acme"));
+}

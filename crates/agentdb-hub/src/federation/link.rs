@@ -219,8 +219,8 @@ async fn run_link(
         let why = loop {
             match recv.read(&mut buf).await {
                 Ok(Some(n)) => decoder.push(&buf[..n]),
-                Ok(None) => break "the peer closed the link".to_owned(),
-                Err(e) => break format!("link read failed: {e}"),
+                Ok(None) => break Event::Closed("the peer closed the link".to_owned()),
+                Err(e) => break Event::Closed(format!("link read failed: {e}")),
             }
             let mut failed = None;
             loop {
@@ -244,10 +244,10 @@ async fn run_link(
                 }
             }
             if let Some(why) = failed {
-                break why;
+                break Event::Failed(why);
             }
         };
-        let _ = reader_events.send(Event::Closed(why));
+        let _ = reader_events.send(why);
     });
 
     // Writer: frames from the link thread go out in order; a full queue holds the thread.
@@ -394,6 +394,7 @@ fn link_thread(
                 entry.snapshot.lock().last_error = Some(why);
                 return Ok(());
             }
+            Some(Event::Failed(why)) => return Err(why),
             None => {}
         }
         session.tick(&store, unix_ms());

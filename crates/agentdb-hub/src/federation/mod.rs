@@ -49,6 +49,8 @@ pub(crate) enum Event {
     Changed,
     /// The connection ended (with why).
     Closed(String),
+    /// The peer broke the protocol (a bad frame or message): the link is closed with an error.
+    Failed(String),
 }
 
 /// A link's last published state.
