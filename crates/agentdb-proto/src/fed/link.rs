@@ -94,6 +94,10 @@ pub enum LinkError {
         /// From the Hello.
         claimed: HubId,
     },
+    /// The peer has this hub's own id: two hubs sharing an id would number different ops
+    /// alike, and each would drop the other's as duplicates.
+    #[error("the peer is also hub {0}: every hub needs its own id")]
+    SameHub(HubId),
     /// The peer acknowledged a page that was never sent.
     #[error("the peer acknowledged a page of tenant {0} that was not in flight")]
     UnexpectedAck(TenantId),
@@ -261,6 +265,9 @@ impl LinkSession {
         }
         if hello.protocol_version != PROTOCOL_VERSION {
             return Err(LinkError::Version(hello.protocol_version));
+        }
+        if hello.hub == self.me.hub {
+            return Err(LinkError::SameHub(hello.hub));
         }
         if hello.hub != self.certified_peer {
             return Err(LinkError::PeerMismatch {
@@ -470,5 +477,115 @@ impl LinkSession {
             }));
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store holding nothing and applying nothing.
+    struct Empty;
+
+    impl ReplicaStore for Empty {
+        fn tenants(&self) -> Vec<TenantId> {
+            Vec::new()
+        }
+        fn version_vector(&self, _: &TenantId) -> VersionVector {
+            VersionVector::new()
+        }
+        fn ops_since(
+            &self,
+            _: &TenantId,
+            _: &VersionVector,
+            _: usize,
+            _: usize,
+        ) -> Result<Vec<Op>, StoreFailure> {
+            Ok(Vec::new())
+        }
+        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+            Ok(Applied {
+                vv: VersionVector::new(),
+                applied: 0,
+                newest_ms: None,
+                skew: None,
+            })
+        }
+    }
+
+    fn hub(name: &str) -> HubId {
+        HubId::new(name).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn session(me: &str, peer: &str) -> LinkSession {
+        let region = Region::new("eu").unwrap_or_else(|_| unreachable!());
+        LinkSession::new(
+            hub(me),
+            region,
+            hub(peer),
+            Residency::everywhere(),
+            LinkConfig::default(),
+        )
+    }
+
+    fn hello(name: &str, version: u16) -> FedMessage {
+        FedMessage::Hello(FedHello {
+            protocol_version: version,
+            hub: hub(name),
+            region: Region::new("us").unwrap_or_else(|_| unreachable!()),
+        })
+    }
+
+    #[test]
+    fn hello_rules() {
+        let vectors = FedMessage::Vectors(Vectors {
+            tenants: Vec::new(),
+        });
+        assert_eq!(
+            session("a", "b").handle(vectors, &Empty, 0),
+            Err(LinkError::HelloFirst)
+        );
+        assert_eq!(
+            session("a", "a").handle(hello("a", PROTOCOL_VERSION), &Empty, 0),
+            Err(LinkError::SameHub(hub("a")))
+        );
+        assert_eq!(
+            session("a", "b").handle(hello("c", PROTOCOL_VERSION), &Empty, 0),
+            Err(LinkError::PeerMismatch {
+                certified: hub("b"),
+                claimed: hub("c"),
+            })
+        );
+        assert_eq!(
+            session("a", "b").handle(hello("b", 99), &Empty, 0),
+            Err(LinkError::Version(99))
+        );
+        let mut s = session("a", "b");
+        assert_eq!(s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0), Ok(()));
+        assert_eq!(
+            s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0),
+            Err(LinkError::DuplicateHello)
+        );
+    }
+
+    #[test]
+    fn hello_then_vectors_go_out_and_an_unexpected_ack_is_an_error() {
+        let mut s = session("a", "b");
+        assert!(matches!(
+            s.poll_transmit(&Empty, 0),
+            Some(FedMessage::Hello(_))
+        ));
+        assert_eq!(s.poll_transmit(&Empty, 0), None);
+        s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0).unwrap();
+        assert!(matches!(
+            s.poll_transmit(&Empty, 0),
+            Some(FedMessage::Vectors(_))
+        ));
+        let t = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
+        let ack = FedMessage::Ack(Ack {
+            tenant: t.clone(),
+            vv: VersionVector::new(),
+        });
+        assert_eq!(s.handle(ack, &Empty, 0), Err(LinkError::UnexpectedAck(t)));
     }
 }
