@@ -1,8 +1,11 @@
 //! Test helpers for Federated AgentDB: a throwaway PKI (CA, hub certificate, agent
-//! certificates, token signing key) held in memory, and in-process hubs on `127.0.0.1:0` over a
-//! redb store in a temporary directory. For tests and benchmarks only.
+//! certificates, token signing key) held in memory, in-process hubs on `127.0.0.1:0` over a
+//! redb store in a temporary directory, and a deterministic simulation of federation
+//! ([`fedsim`]). For tests and benchmarks only.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod fedsim;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,7 +5,8 @@
 //! ([`LinkSession::poll_transmit`], whenever it is woken: a message arrived, the local store
 //! changed, or a timer fired) and calls [`LinkSession::tick`] on a timer. Store access goes
 //! through the [`ReplicaStore`] trait, so the same code runs in the hub (over the memory engine)
-//! and in the deterministic simulation (over an in-memory model).
+//! and in the deterministic simulation (`agentdb_testkit::fedsim`, over an in-memory model and
+//! over the engine).
 //!
 //! Per tenant the session tracks two vectors of the peer: `acked` (what the peer has told us it
 //! holds — from its `Vectors`, `Ack`s, `Refused`s and the ops it sent us, since a hub holds every
