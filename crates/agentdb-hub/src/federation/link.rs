@@ -202,6 +202,8 @@ async fn run_link(
 ) {
     let (events, inbox) = mpsc::channel::<Event>();
     *entry.wake.lock() = Some(events.clone());
+    // A new session looks at every tenant first; what changed before it is covered.
+    entry.take_changed();
     {
         let mut s = entry.snapshot.lock();
         s.state = "connected";
@@ -389,7 +391,11 @@ fn link_thread(
             Some(Event::Message(msg)) => session
                 .handle(msg, &store, unix_ms())
                 .map_err(|e| e.to_string())?,
-            Some(Event::Changed) => entry.pending.store(false, Ordering::Release),
+            Some(Event::Changed) => {
+                for tenant in entry.take_changed() {
+                    session.notify(&tenant);
+                }
+            }
             Some(Event::Closed(why)) => {
                 entry.snapshot.lock().last_error = Some(why);
                 return Ok(());

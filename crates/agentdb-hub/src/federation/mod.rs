@@ -18,7 +18,7 @@ mod link;
 mod status;
 mod store;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -77,17 +77,31 @@ pub(crate) struct LinkEntry {
     pub address: Option<String>,
     pub snapshot: Mutex<LinkSnapshot>,
     wake: Mutex<Option<mpsc::Sender<Event>>>,
-    pending: AtomicBool,
+    /// Tenants changed since the link thread last looked.
+    changed: Mutex<BTreeSet<TenantId>>,
 }
 
 impl LinkEntry {
-    /// Wakes the link thread, at most once until it has looked.
-    fn notify(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            if let Some(tx) = self.wake.lock().as_ref() {
-                let _ = tx.send(Event::Changed);
-            }
+    /// Records that `tenant` changed and wakes the link thread (once until it has looked).
+    fn notify(&self, tenant: &TenantId) {
+        let mut changed = self.changed.lock();
+        let first = changed.is_empty();
+        changed.insert(tenant.clone());
+        drop(changed);
+        if first {
+            self.wake_up();
         }
+    }
+
+    fn wake_up(&self) {
+        if let Some(tx) = self.wake.lock().as_ref() {
+            let _ = tx.send(Event::Changed);
+        }
+    }
+
+    /// The tenants changed since the last call.
+    pub fn take_changed(&self) -> BTreeSet<TenantId> {
+        std::mem::take(&mut *self.changed.lock())
     }
 }
 
@@ -121,7 +135,7 @@ impl Federation {
                 ..LinkSnapshot::default()
             }),
             wake: Mutex::new(None),
-            pending: AtomicBool::new(false),
+            changed: Mutex::new(BTreeSet::new()),
         });
         self.links.lock().push(Arc::clone(&entry));
         entry
@@ -131,10 +145,17 @@ impl Federation {
         self.links.lock().retain(|l| l.id != id);
     }
 
-    /// Wakes every link: the store has something new.
-    pub fn notify_all(&self) {
+    /// Tells every link that `tenant` has something new.
+    pub fn notify(&self, tenant: &TenantId) {
         for link in self.links.lock().iter() {
-            link.notify();
+            link.notify(tenant);
+        }
+    }
+
+    /// Wakes every link thread (to notice shutdown).
+    fn wake_all(&self) {
+        for link in self.links.lock().iter() {
+            link.wake_up();
         }
     }
 
@@ -247,9 +268,9 @@ pub(crate) fn start(
     let weak = Arc::downgrade(&fed);
     state
         .engine
-        .add_change_listener(Arc::new(move |_tenant: &TenantId| {
+        .add_change_listener(Arc::new(move |tenant: &TenantId| {
             if let Some(fed) = weak.upgrade() {
-                fed.notify_all();
+                fed.notify(tenant);
             }
         }));
     let client = link::client_config(state)?;
@@ -283,7 +304,7 @@ pub(crate) fn start(
             }
         }
         st.federation.stopping.store(true, Ordering::Release);
-        st.federation.notify_all();
+        st.federation.wake_all();
     });
     Ok(())
 }

@@ -17,7 +17,8 @@
 //! broken link — a new link starts from the peer's `Vectors`) is sent again: transfer resumes
 //! where the peer really is.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
 
 use agentdb_core::{ClockSkew, HubId, Op, Region, Residency, TenantId, VersionVector};
 
@@ -170,7 +171,13 @@ pub struct LinkSession {
     paused_until: BTreeMap<TenantId, u64>,
     outbox: VecDeque<FedMessage>,
     next_vectors_ms: u64,
-    cursor: usize,
+    /// Tenants that may have ops to send; only these are looked at when sending.
+    candidates: BTreeSet<TenantId>,
+    /// Whether every tenant of the store must be looked at again (after the peer's first
+    /// `Vectors`, at every anti-entropy tick, after [`Self::notify_all`]).
+    look_at_all: bool,
+    /// The tenant of the last page sent (pages rotate over tenants).
+    last_sent: Option<TenantId>,
     stats: LinkStats,
 }
 
@@ -203,7 +210,9 @@ impl LinkSession {
             in_flight_bytes: 0,
             paused_until: BTreeMap::new(),
             next_vectors_ms: 0,
-            cursor: 0,
+            candidates: BTreeSet::new(),
+            look_at_all: true,
+            last_sent: None,
             stats: LinkStats::default(),
         }
     }
@@ -335,6 +344,7 @@ impl LinkSession {
         let acked = self.acked.entry(tenant.clone()).or_default();
         acked.merge(vv);
         let acked = acked.clone();
+        self.candidates.insert(tenant.clone());
         if self.in_flight.iter().any(|(t, _)| t == tenant) {
             self.sent.entry(tenant.clone()).or_default().merge(&acked);
         } else {
@@ -406,6 +416,7 @@ impl LinkSession {
     pub fn tick(&mut self, store: &dyn ReplicaStore, now_ms: u64) {
         if self.peer.is_some() && now_ms >= self.next_vectors_ms {
             self.queue_vectors(store, now_ms);
+            self.look_at_all = true;
         }
     }
 
@@ -429,8 +440,20 @@ impl LinkSession {
         self.next_vectors_ms = now_ms + self.config.sync_interval_ms;
     }
 
+    /// Tells the session that `tenant` changed in the store (new local or relayed ops).
+    pub fn notify(&mut self, tenant: &TenantId) {
+        self.candidates.insert(tenant.clone());
+    }
+
+    /// Tells the session that any tenant may have changed.
+    pub fn notify_all(&mut self) {
+        self.look_at_all = true;
+    }
+
     /// The next message to send, if any: control messages first, then a page of ops the peer
-    /// lacks while the window allows.
+    /// lacks while the window allows. Only tenants the session was told about (see
+    /// [`Self::notify`]) or learned about are looked at, and every tenant at each anti-entropy
+    /// tick, so a send decision does not cost a read per tenant of the store.
     pub fn poll_transmit(&mut self, store: &dyn ReplicaStore, now_ms: u64) -> Option<FedMessage> {
         if let Some(msg) = self.outbox.pop_front() {
             return Some(msg);
@@ -440,20 +463,37 @@ impl LinkSession {
         if !self.peer_vectors || full {
             return None;
         }
-        let tenants = store.tenants();
-        for i in 0..tenants.len() {
-            let tenant = &tenants[(self.cursor + i) % tenants.len()];
+        if std::mem::take(&mut self.look_at_all) {
+            self.candidates.extend(store.tenants());
+        }
+        // Round robin: the tenants after the last one served, then the rest.
+        let order: Vec<TenantId> = match &self.last_sent {
+            Some(last) => self
+                .candidates
+                .range((Bound::Excluded(last.clone()), Bound::Unbounded))
+                .chain(self.candidates.range(..=last.clone()))
+                .cloned()
+                .collect(),
+            None => self.candidates.iter().cloned().collect(),
+        };
+        for tenant in &order {
             if !self.shares(tenant) || self.paused_until.get(tenant).is_some_and(|&t| now_ms < t) {
+                // A paused tenant is looked at again at the next tick.
+                self.candidates.remove(tenant);
                 continue;
             }
             let sent = self.sent.entry(tenant.clone()).or_default();
             if store.version_vector(tenant).lead_over(sent) == 0 {
+                self.candidates.remove(tenant);
                 continue;
             }
             let ops =
                 match store.ops_since(tenant, sent, self.config.page_ops, self.config.page_bytes) {
                     Ok(ops) if !ops.is_empty() => ops,
-                    Ok(_) => continue,
+                    Ok(_) => {
+                        self.candidates.remove(tenant);
+                        continue;
+                    }
                     Err(e) => {
                         self.stats.last_error = Some(format!("reading ops of {tenant}: {e}"));
                         self.paused_until
@@ -466,7 +506,7 @@ impl LinkSession {
                     sent.set(op.origin.clone(), op.seq);
                 }
             }
-            self.cursor = (self.cursor + i + 1) % tenants.len();
+            self.last_sent = Some(tenant.clone());
             let bytes = ops.iter().map(Op::approx_size).sum();
             self.in_flight.push_back((tenant.clone(), bytes));
             self.in_flight_bytes += bytes;

@@ -1182,6 +1182,9 @@ impl<S: SimStore> Sim<S> {
                     continue;
                 }
                 conn.woken[side] = false;
+                if self.dirty[h] {
+                    session.notify_all();
+                }
                 let store = Guarded {
                     hub: &self.hubs[h],
                     truth: &self.truth,
