@@ -265,12 +265,17 @@ async fn run_link(
         let _ = send.finish();
     });
 
-    // Shutdown wakes the thread, which then stops.
+    // Shutdown wakes the thread, which then stops; a thread held by a peer that stopped
+    // reading is released by closing the connection a little later (unacknowledged pages are
+    // sent again on the next link).
     let stop_events = events;
     let mut stop = shutdown.clone();
+    let stop_conn = conn.clone();
     let stopper = tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
         let _ = stop_events.send(Event::Closed("hub shutting down".into()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        stop_conn.close(quinn::VarInt::from_u32(CLOSE_OK), b"hub shutting down");
     });
 
     let st = Arc::clone(state);
