@@ -5,14 +5,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use common::Hub;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentdb");
@@ -61,68 +62,13 @@ fn run_ok(args: &[&str]) -> Output {
     out
 }
 
-/// A hub child process, killed on drop so no test leaks one.
-struct Hub {
-    child: Child,
-    quic: String,
-    http: String,
-    line: String,
-    log: PathBuf,
-}
-
 impl Hub {
     /// Starts `agentdb hub ARGS` and waits for its "listening" line; `Err` carries the log
-    /// when it never comes (a hub that cannot start exits with one line on stderr).
+    /// when it never comes.
     fn try_start(args: &[&str], log: &Path) -> Result<Hub, String> {
-        let mut child = command()
-            .arg("hub")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading so the hub never writes into a closed pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let mut hub = Hub {
-            child,
-            quic: String::new(),
-            http: String::new(),
-            line: line.trim().to_owned(),
-            log: log.to_owned(),
-        };
-        if !hub.line.starts_with("agentdb hub listening ") {
-            return Err(format!(
-                "no listening line: {:?}; log: {}",
-                hub.line,
-                hub.log_text()
-            ));
-        }
-        hub.quic = format!("quic://{}", hub.field("quic"));
-        hub.http = hub.field("http");
-        Ok(hub)
-    }
-
-    /// A `key=value` field of the listening line.
-    fn field(&self, key: &str) -> String {
-        self.line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
-            .to_owned()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let mut cmd = command();
+        cmd.arg("hub").args(args);
+        Hub::spawn(cmd, log)
     }
 
     /// `agentdb federation status --http ADDR --json`.
@@ -135,13 +81,6 @@ impl Hub {
     fn kill(mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -4,12 +4,15 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+mod common;
+
+use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::path::Path;
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
+
+use common::Hub;
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentdb");
 /// Environment variables that change what the binary does; every test starts without them.
@@ -33,53 +36,12 @@ fn command(env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// A hub child process, killed on drop so no test leaks one.
-struct Hub {
-    child: Child,
-    quic: String,
-    http: String,
-    line: String,
-    log: PathBuf,
-}
-
 impl Hub {
     /// Starts `agentdb hub ARGS` and waits for its "listening" line.
     fn start(args: &[&str], env: &[(&str, &str)], log: &Path) -> Hub {
-        let mut child = command(env)
-            .arg("hub")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading so the hub never writes into a closed pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let mut hub = Hub {
-            child,
-            quic: String::new(),
-            http: String::new(),
-            line: line.trim().to_owned(),
-            log: log.to_owned(),
-        };
-        assert!(
-            hub.line.starts_with("agentdb hub listening "),
-            "no listening line: {:?}; log: {}",
-            hub.line,
-            hub.log_text()
-        );
-        hub.quic = format!("quic://{}", hub.field("quic"));
-        hub.http = hub.field("http");
-        hub
+        let mut cmd = command(env);
+        cmd.arg("hub").args(args);
+        Hub::spawn(cmd, log).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Starts a hub in dev mode on free ports over `data`.
@@ -97,19 +59,6 @@ impl Hub {
             env,
             &log,
         )
-    }
-
-    /// A `key=value` field of the listening line.
-    fn field(&self, key: &str) -> String {
-        self.line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(&format!("{key}=")))
-            .unwrap_or_else(|| panic!("no {key}= in {:?}", self.line))
-            .to_owned()
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// Stops the hub with SIGTERM and waits for it to drain and exit.
@@ -131,13 +80,6 @@ impl Hub {
             "{}",
             self.log_text()
         );
-    }
-}
-
-impl Drop for Hub {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -5,34 +5,11 @@
 use agentdb_client::EphemeralAgent;
 use agentdb_core::NewEpisode;
 use agentdb_security::token::Scope;
-use agentdb_testkit::{hub_config, TestHub, TestPki};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use agentdb_testkit::{hub_config, json_body, TestHub, TestPki};
 
-/// A minimal HTTP/1.1 GET: (status, body).
+/// GET `path` on the hub's admin port.
 async fn get(hub: &TestHub, path: &str, bearer: Option<&str>) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(hub.handle.http_addr().unwrap())
-        .await
-        .unwrap();
-    let auth = bearer
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn json_body(body: &str) -> serde_json::Value {
-    // Bodies may be chunked; take the JSON object inside.
-    let start = body.find('{').unwrap();
-    let end = body.rfind('}').unwrap();
-    serde_json::from_str(&body[start..=end]).unwrap()
+    hub.http_get(path, bearer).await
 }
 
 #[tokio::test]

@@ -17,8 +17,7 @@ use agentdb_hub::{FederationConfig, HubConfig, Topology};
 use agentdb_memory::EngineConfig;
 use agentdb_proto::fed::{FedHello, FedMessage, LinkError, OpsPage, FED_ALPN};
 use agentdb_security::tls::TlsMaterial;
-use agentdb_testkit::{federated_hub_config, TestHub, TestPki};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use agentdb_testkit::{federated_hub_config, json_body, TestHub, TestPki};
 
 /// Sync interval of the hubs under test.
 const SYNC: Duration = Duration::from_millis(200);
@@ -149,14 +148,7 @@ async fn raw_link(
     ca_pem: &[u8],
     cert: (&[u8], &[u8]),
 ) -> Result<quinn::Connection, quinn::ConnectionError> {
-    let tls = agentdb_security::tls::client_config(ca_pem, Some(cert), FED_ALPN).unwrap();
-    let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(tls)));
-    endpoint
-        .connect(hub.handle.quic_addr(), "localhost")
-        .unwrap()
-        .await
+    hub.raw_connect(ca_pem, Some(cert), FED_ALPN).await
 }
 
 /// Real ops of `tenant_name` as hub `origin` would send them: one stored episode, read back
@@ -222,28 +214,9 @@ async fn application_close(conn: &quinn::Connection) -> (u64, String) {
     }
 }
 
-/// A minimal HTTP/1.1 GET: (status, body).
+/// GET `path` on the hub's admin port.
 async fn http_get(hub: &TestHub, path: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(hub.handle.http_addr().unwrap())
-        .await
-        .unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    let status = out[9..12].parse().unwrap();
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn json_body(body: &str) -> serde_json::Value {
-    // Bodies may be chunked; take the JSON object inside.
-    let start = body.find('{').unwrap();
-    let end = body.rfind('}').unwrap();
-    serde_json::from_str(&body[start..=end]).unwrap()
+    hub.http_get(path, None).await
 }
 
 /// The value of the first sample of `metric` (name plus labels, exactly) in a Prometheus text.

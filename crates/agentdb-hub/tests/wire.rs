@@ -3,7 +3,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::NewEpisode;
@@ -18,18 +17,8 @@ async fn connect(
     pki: &TestPki,
     cert: Option<(Vec<u8>, Vec<u8>)>,
 ) -> quinn::Connection {
-    let tls = agentdb_security::tls::client_config(
-        &pki.ca_pem(),
-        cert.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice())),
-        agentdb_proto::ALPN,
-    )
-    .unwrap();
-    let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(tls)));
-    endpoint
-        .connect(hub.handle.quic_addr(), "localhost")
-        .unwrap()
+    let cert = cert.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+    hub.raw_connect(&pki.ca_pem(), cert, agentdb_proto::ALPN)
         .await
         .unwrap()
 }

@@ -2,6 +2,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
@@ -108,45 +110,10 @@ fn nothing_sensitive_reaches_disk_in_plaintext() {
     let marker = "ZQXJ-marker-7731";
     {
         let db = open(dir.path(), &key).unwrap();
-        let e = NewEpisode::new(
-            format!("task {marker}"),
-            format!("in {marker}"),
-            format!("out {marker}"),
-            0.8,
-        )
-        .with_critique(format!("critique {marker}"))
-        .with_tags(vec![format!("tag-{marker}")])
-        .with_metadata(serde_json::json!({ "note": marker }));
+        let e = common::marked_episode(marker);
         db.store(&tenant("acme"), e).unwrap();
     }
-    let mut scanned = 0;
-    for entry in walk(dir.path()) {
-        let bytes = std::fs::read(&entry).unwrap();
-        scanned += bytes.len();
-        // Every 6-byte window of the marker, so that no fragment of it leaks either.
-        for w in marker.as_bytes().windows(6) {
-            assert!(
-                !bytes.windows(w.len()).any(|b| b == w),
-                "{} contains {:?}",
-                entry.display(),
-                String::from_utf8_lossy(w)
-            );
-        }
-    }
-    assert!(scanned > 0);
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
+    common::assert_no_plaintext(dir.path(), marker);
 }
 
 #[test]

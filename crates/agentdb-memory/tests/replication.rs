@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -891,19 +893,6 @@ fn the_clock_resumes_after_stamps_no_row_keeps() {
     );
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
 #[test]
 fn replicated_episodes_reach_disk_only_sealed_under_the_receivers_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -912,18 +901,7 @@ fn replicated_episodes_reach_disk_only_sealed_under_the_receivers_key() {
     let a = Hub::mem("a");
     let t = tenant("acme");
     let marker = "QVZK-marker-5519";
-    let id = a.store(
-        &t,
-        NewEpisode::new(
-            format!("task {marker}"),
-            format!("in {marker}"),
-            format!("out {marker}"),
-            0.8,
-        )
-        .with_critique(format!("critique {marker}"))
-        .with_tags(vec![format!("tag-{marker}")])
-        .with_metadata(serde_json::json!({ "note": marker })),
-    );
+    let id = a.store(&t, common::marked_episode(marker));
     assert!(a
         .db
         .update(
@@ -942,21 +920,7 @@ fn replicated_episodes_reach_disk_only_sealed_under_the_receivers_key() {
         assert_eq!(e.task, format!("task {marker}"));
         assert_eq!(e.critique, Some(format!("updated {marker}")));
     }
-    let mut scanned = 0;
-    for path in walk(dir.path()) {
-        let bytes = std::fs::read(&path).unwrap();
-        scanned += bytes.len();
-        // Every 6-byte window of the marker, so that no fragment of it leaks either.
-        for w in marker.as_bytes().windows(6) {
-            assert!(
-                !bytes.windows(w.len()).any(|b| b == w),
-                "{} contains {:?}",
-                path.display(),
-                String::from_utf8_lossy(w)
-            );
-        }
-    }
-    assert!(scanned > 0);
+    common::assert_no_plaintext(dir.path(), marker);
     // B's own master key opens what it stored; nothing of A's keys is needed.
     let b = Hub::redb("b", dir.path(), &b_key, &clock);
     let e = b.db.get(&t, &id).unwrap().unwrap();

@@ -179,6 +179,14 @@ pub fn hub_config(pki: &TestPki) -> HubConfig {
     }
 }
 
+/// The JSON object in an HTTP body (bodies may be chunked: the text from the first `{` to the
+/// last `}`).
+pub fn json_body(body: &str) -> serde_json::Value {
+    let start = body.find('{').unwrap();
+    let end = body.rfind('}').unwrap();
+    serde_json::from_str(&body[start..=end]).unwrap()
+}
+
 /// A configuration of hub `name` in `region` with `federation` (its region is overwritten).
 pub fn federated_hub_config(
     pki: &TestPki,
@@ -226,6 +234,47 @@ impl TestHub {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         self.handle.connected_agents()
+    }
+
+    /// A minimal HTTP/1.1 GET on the admin port, with a bearer token when given: (status,
+    /// body).
+    pub async fn http_get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.handle.http_addr().unwrap())
+            .await
+            .unwrap();
+        let auth = bearer
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        let req =
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        let status = out[9..12].parse().unwrap();
+        let body = out
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        (status, body)
+    }
+
+    /// A raw QUIC connection to this hub with `alpn`, trusting `ca_pem` and presenting `cert`
+    /// (certificate PEM, key PEM) when given.
+    pub async fn raw_connect(
+        &self,
+        ca_pem: &[u8],
+        cert: Option<(&[u8], &[u8])>,
+        alpn: &[u8],
+    ) -> Result<quinn::Connection, quinn::ConnectionError> {
+        let tls = agentdb_security::tls::client_config(ca_pem, cert, alpn).unwrap();
+        let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+        let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(tls)));
+        endpoint
+            .connect(self.handle.quic_addr(), "localhost")
+            .unwrap()
+            .await
     }
 
     /// `quic://127.0.0.1:PORT`.

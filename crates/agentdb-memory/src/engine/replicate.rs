@@ -72,7 +72,7 @@ impl MemoryEngine {
             };
             let stamp = self.next_stamp();
             live.update(update, &stamp);
-            let new = self.state_row(&state, Some(&row), *id, &ReplicaState::Live(live))?;
+            let (new, _) = self.state_row(&state, Some(&row), *id, &ReplicaState::Live(live))?;
             self.commit.submit(vec![
                 Write::Merge {
                     tenant: tenant.clone(),
@@ -82,7 +82,7 @@ impl MemoryEngine {
                 },
                 Write::ClockAtLeast { hlc: stamp.hlc },
             ])?;
-            self.index_row(&state, &new)?;
+            self.index_row(&state, &new, None)?;
             drop(_merge);
             drop(gate);
             self.changed(tenant);
@@ -176,6 +176,8 @@ impl MemoryEngine {
             let mut vv = self.storage.version_vector(tenant)?;
             // Rows as this page leaves them, so that two ops of one episode build on each other.
             let mut rows: HashMap<EpisodeId, StoredEpisode> = HashMap::new();
+            // Vectors sealed in this page, so that indexing need not open them again.
+            let mut vectors: HashMap<EpisodeId, Vec<f32>> = HashMap::new();
             let mut writes = Vec::new();
             let mut touched = Vec::new();
             let mut new_tombstones = 0u64;
@@ -217,7 +219,11 @@ impl MemoryEngine {
                         {
                             new_tombstones += 1;
                         }
-                        let row = self.state_row(&state, current.as_ref(), op.episode, &merged)?;
+                        let (row, vector) =
+                            self.state_row(&state, current.as_ref(), op.episode, &merged)?;
+                        if let Some(v) = vector {
+                            vectors.insert(op.episode, v);
+                        }
                         rows.insert(op.episode, row.clone());
                         touched.push(op.episode);
                         new_row = Some(row);
@@ -245,7 +251,7 @@ impl MemoryEngine {
             for id in touched {
                 if seen.insert(id) {
                     if let Some(row) = rows.get(&id) {
-                        self.index_row(&state, row)?;
+                        self.index_row(&state, row, vectors.get(&id).map(Vec::as_slice))?;
                     }
                 }
             }
@@ -325,31 +331,34 @@ impl MemoryEngine {
         Ok(removed)
     }
 
-    /// The row holding `new`, given the episode's current row. A row whose content is
-    /// unchanged keeps its sealed vector (and the key version it was sealed with).
+    /// The row holding `new`, given the episode's current row, and the vector it sealed when
+    /// it sealed one. A row whose content is unchanged keeps its sealed vector (and the key
+    /// version it was sealed with).
     fn state_row(
         &self,
         state: &TenantState,
         current: Option<&StoredEpisode>,
         id: EpisodeId,
         new: &ReplicaState,
-    ) -> Result<StoredEpisode, ReplicaError> {
+    ) -> Result<(StoredEpisode, Option<Vec<f32>>), ReplicaError> {
         let live = match new {
             ReplicaState::Deleted(stamp) => {
-                return Ok(match current {
+                let row = match current {
                     Some(row) => row.clone().into_tombstone(stamp.clone()),
                     None => StoredEpisode::new_tombstone(id, stamp.clone(), state.model().clone()),
-                })
+                };
+                return Ok((row, None));
             }
             ReplicaState::Live(live) => live,
         };
         let same_content =
             current.filter(|row| row.deleted.is_none() && row.stamps.created == live.created);
-        let (key, model, sealed_vector) = match same_content {
+        let (key, model, sealed_vector, vector) = match same_content {
             Some(row) => (
                 state.key_for(row)?,
                 row.model.clone(),
                 row.sealed_vector.clone(),
+                None,
             ),
             None => {
                 let key = state
@@ -357,7 +366,7 @@ impl MemoryEngine {
                     .ok_or_else(|| StoreError::Crypto(format!("tenant {} has no key", state.id)))?;
                 let vector = self.vector_for(state, id, &live.content)?;
                 let sealed = body::seal_vector(&key, &id, &vector)?;
-                (key, state.model().clone(), sealed)
+                (key, state.model().clone(), sealed, Some(vector))
             }
         };
         let c = &live.content;
@@ -374,7 +383,7 @@ impl MemoryEngine {
             latency_ms: c.latency_ms,
             origin: c.origin.clone(),
         };
-        Ok(StoredEpisode {
+        let row = StoredEpisode {
             id,
             created: c.created,
             reward: live.reward.value,
@@ -390,7 +399,8 @@ impl MemoryEngine {
             },
             sealed_body: body::seal_body(&key, &id, &body)?,
             sealed_vector,
-        })
+        };
+        Ok((row, vector))
     }
 
     /// The vector to store for replicated content: the sender's when it is of the tenant's
@@ -453,8 +463,14 @@ impl MemoryEngine {
             .map_err(|e| invalid(e.to_string()))
     }
 
-    /// Brings the tenant's index in line with a row just written.
-    fn index_row(&self, state: &TenantState, row: &StoredEpisode) -> Result<(), ReplicaError> {
+    /// Brings the tenant's index in line with a row just written; `vector` is the row's vector
+    /// when the caller has it in the clear.
+    fn index_row(
+        &self,
+        state: &TenantState,
+        row: &StoredEpisode,
+        vector: Option<&[f32]>,
+    ) -> Result<(), ReplicaError> {
         if row.deleted.is_some() {
             state.index.remove(&row.id);
             return Ok(());
@@ -467,10 +483,17 @@ impl MemoryEngine {
         if state.index.contains(&row.id) {
             state.index.set_facts(&row.id, facts);
         } else if &row.model == state.model() {
-            let vector = body::open_vector(&*state.key_for(row)?, row)?;
+            let opened;
+            let vector = match vector {
+                Some(v) => v,
+                None => {
+                    opened = body::open_vector(&*state.key_for(row)?, row)?;
+                    &opened
+                }
+            };
             state
                 .index
-                .insert(row.id, &row.model, &vector, facts)
+                .insert(row.id, &row.model, vector, facts)
                 .map_err(StoreError::Index)?;
         }
         Ok(())

@@ -9,7 +9,8 @@ use agentdb_security::WrappedTenantKey;
 use parking_lot::RwLock;
 
 use super::{
-    decode_hlc, encode_hlc, OpSeq, Storage, StorageError, StoredEpisode, Write, CLOCK_META,
+    merge_keeps, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode, Write,
+    CLOCK_META,
 };
 
 #[derive(Debug, Default)]
@@ -34,17 +35,13 @@ impl Tables {
     }
 
     fn record_op(&mut self, tenant: &TenantId, op: &OpSeq, id: EpisodeId) -> bool {
-        let origin = match op {
-            OpSeq::Next(origin) | OpSeq::Exactly(origin, _) => origin,
-        };
-        let key = (tenant.clone(), origin.clone());
+        let key = (tenant.clone(), op.origin().clone());
         let last = self.vv.get(&key).copied().unwrap_or(0);
-        let seq = match op {
-            OpSeq::Next(_) => last + 1,
-            OpSeq::Exactly(_, seq) if *seq == last + 1 => *seq,
-            OpSeq::Exactly(..) => return false,
+        let Some(seq) = op.seq_after(last) else {
+            return false;
         };
-        self.ops.insert((tenant.clone(), origin.clone(), seq), id);
+        self.ops
+            .insert((tenant.clone(), op.origin().clone(), seq), id);
         self.vv.insert(key, seq);
         true
     }
@@ -99,16 +96,7 @@ impl Storage for MemStorage {
                     origin,
                 } => {
                     let key = (tenant.clone(), *id);
-                    let tomb = match t.episodes.get(&key) {
-                        Some(row) if row.deleted.is_some() => None,
-                        Some(row) => Some(row.clone().into_tombstone(stamp.clone())),
-                        None => Some(StoredEpisode::new_tombstone(
-                            *id,
-                            stamp.clone(),
-                            model.clone(),
-                        )),
-                    };
-                    match tomb {
+                    match tombstone_row(t.episodes.get(&key), *id, stamp, model) {
                         Some(tomb) => {
                             t.episodes.insert(key, tomb);
                             t.log_change(tenant, *id);
@@ -128,11 +116,7 @@ impl Storage for MemStorage {
                     } else {
                         if let Some(row) = row {
                             let key = (tenant.clone(), *id);
-                            let keep = t
-                                .episodes
-                                .get(&key)
-                                .is_some_and(|e| e.deleted.is_some() && row.deleted.is_none());
-                            if !keep {
+                            if !merge_keeps(t.episodes.get(&key), row) {
                                 t.episodes.insert(key, row.clone());
                                 t.log_change(tenant, *id);
                             }
@@ -168,12 +152,13 @@ impl Storage for MemStorage {
                     true
                 }
                 Write::ClockAtLeast { hlc } => {
-                    let current = t.meta.get(CLOCK_META).and_then(|v| decode_hlc(v));
-                    let raise = current.is_none_or(|c| c < *hlc);
-                    if raise {
-                        t.meta.insert(CLOCK_META.into(), encode_hlc(*hlc));
+                    match raised_clock(t.meta.get(CLOCK_META).map(Vec::as_slice), *hlc) {
+                        Some(value) => {
+                            t.meta.insert(CLOCK_META.into(), value);
+                            true
+                        }
+                        None => false,
                     }
-                    raise
                 }
                 Write::EraseTenant { tenant } => {
                     let before = t.episodes.len() + t.keys.len();

@@ -69,6 +69,56 @@ pub fn decode_hlc(bytes: &[u8]) -> Option<Hlc> {
     (bytes.len() == 12).then(|| Hlc::new(u64::from_be_bytes(wall), u32::from_be_bytes(counter)))
 }
 
+impl OpSeq {
+    /// The op's origin hub.
+    pub fn origin(&self) -> &HubId {
+        match self {
+            OpSeq::Next(origin) | OpSeq::Exactly(origin, _) => origin,
+        }
+    }
+
+    /// The seq to record after `last` (the origin's highest recorded seq), or `None` when a
+    /// replicated op is not the next one. The rule both backends follow.
+    pub fn seq_after(&self, last: u64) -> Option<u64> {
+        match self {
+            OpSeq::Next(_) => Some(last + 1),
+            OpSeq::Exactly(_, seq) => (*seq == last + 1).then_some(*seq),
+        }
+    }
+}
+
+/// The row a [`Write::Tombstone`] leaves, given the episode's current row; `None` when it is
+/// already a tombstone (nothing changes).
+pub(crate) fn tombstone_row(
+    existing: Option<&StoredEpisode>,
+    id: EpisodeId,
+    stamp: &Stamp,
+    model: &ModelId,
+) -> Option<StoredEpisode> {
+    match existing {
+        Some(row) if row.deleted.is_some() => None,
+        Some(row) => Some(row.clone().into_tombstone(stamp.clone())),
+        None => Some(StoredEpisode::new_tombstone(
+            id,
+            stamp.clone(),
+            model.clone(),
+        )),
+    }
+}
+
+/// Whether a [`Write::Merge`] of `row` leaves `existing` as it is: a tombstone is never
+/// replaced by a live row.
+pub(crate) fn merge_keeps(existing: Option<&StoredEpisode>, row: &StoredEpisode) -> bool {
+    existing.is_some_and(|e| e.deleted.is_some() && row.deleted.is_none())
+}
+
+/// The clock setting a [`Write::ClockAtLeast`] of `hlc` writes over `current`, or `None` when
+/// `current` is already at least `hlc`.
+pub(crate) fn raised_clock(current: Option<&[u8]>, hlc: Hlc) -> Option<Vec<u8>> {
+    let current = current.and_then(decode_hlc);
+    current.is_none_or(|c| c < hlc).then(|| encode_hlc(hlc))
+}
+
 /// One change inside an atomic [`Storage::apply`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]

@@ -23,7 +23,8 @@ use agentdb_security::WrappedTenantKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    decode_hlc, encode_hlc, OpSeq, Storage, StorageError, StoredEpisode, Write, CLOCK_META,
+    merge_keeps, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode, Write,
+    CLOCK_META,
 };
 
 const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
@@ -59,15 +60,10 @@ fn record_op(
     op: &OpSeq,
     id: &EpisodeId,
 ) -> Result<bool, StorageError> {
-    let origin = match op {
-        OpSeq::Next(origin) | OpSeq::Exactly(origin, _) => origin,
-    };
-    let key = (tenant.as_str(), origin.as_str());
+    let key = (tenant.as_str(), op.origin().as_str());
     let last = vv.get(key).map_err(backend)?.map_or(0, |v| v.value());
-    let seq = match op {
-        OpSeq::Next(_) => last + 1,
-        OpSeq::Exactly(_, seq) if *seq == last + 1 => *seq,
-        OpSeq::Exactly(..) => return Ok(false),
+    let Some(seq) = op.seq_after(last) else {
+        return Ok(false);
     };
     ops.insert((key.0, key.1, seq), id.as_uuid().as_u128())
         .map_err(backend)?;
@@ -211,16 +207,8 @@ impl Storage for RedbStorage {
                         origin,
                     } => {
                         let key = episode_key(tenant, id);
-                        let tomb = match decode_row(episodes.get(key).map_err(backend)?)? {
-                            Some(row) if row.deleted.is_some() => None,
-                            Some(row) => Some(row.into_tombstone(stamp.clone())),
-                            None => Some(StoredEpisode::new_tombstone(
-                                *id,
-                                stamp.clone(),
-                                model.clone(),
-                            )),
-                        };
-                        match tomb {
+                        let existing = decode_row(episodes.get(key).map_err(backend)?)?;
+                        match tombstone_row(existing.as_ref(), *id, stamp, model) {
                             Some(tomb) => {
                                 episodes
                                     .insert(key, tomb.encode().as_slice())
@@ -244,9 +232,7 @@ impl Storage for RedbStorage {
                             if let Some(row) = row {
                                 let key = episode_key(tenant, id);
                                 let existing = decode_row(episodes.get(key).map_err(backend)?)?;
-                                let keep = existing
-                                    .is_some_and(|e| e.deleted.is_some() && row.deleted.is_none());
-                                if !keep {
+                                if !merge_keeps(existing.as_ref(), row) {
                                     episodes
                                         .insert(key, row.encode().as_slice())
                                         .map_err(backend)?;
@@ -288,16 +274,17 @@ impl Storage for RedbStorage {
                         true
                     }
                     Write::ClockAtLeast { hlc } => {
-                        let current = meta
-                            .get(CLOCK_META)
-                            .map_err(backend)?
-                            .and_then(|v| decode_hlc(v.value()));
-                        let raise = current.is_none_or(|c| c < *hlc);
-                        if raise {
-                            meta.insert(CLOCK_META, encode_hlc(*hlc).as_slice())
-                                .map_err(backend)?;
+                        let raised = {
+                            let current = meta.get(CLOCK_META).map_err(backend)?;
+                            raised_clock(current.as_ref().map(|v| v.value()), *hlc)
+                        };
+                        match raised {
+                            Some(value) => {
+                                meta.insert(CLOCK_META, value.as_slice()).map_err(backend)?;
+                                true
+                            }
+                            None => false,
                         }
-                        raise
                     }
                     Write::EraseTenant { tenant } => {
                         let mut any = false;
