@@ -94,8 +94,8 @@ pub(crate) async fn dial_loop(
         let outcome = dial_once(&state, &endpoint, &client, &url, &entry, &mut shutdown).await;
         let connected = outcome.is_ok();
         {
-            let mut s = entry.snapshot.lock();
-            s.state = "down";
+            let s = &mut entry.snapshot.lock().status;
+            s.state = "down".into();
             if let Err(e) = outcome {
                 s.last_error = Some(e);
             }
@@ -121,7 +121,7 @@ async fn dial_once(
     entry: &Arc<LinkEntry>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
-    entry.snapshot.lock().state = "connecting";
+    entry.snapshot.lock().status.state = "connecting".into();
     let (addr, host) = resolve(url).await?;
     let connecting = endpoint
         .connect_with(client.clone(), addr, &host)
@@ -205,9 +205,9 @@ async fn run_link(
     // A new session looks at every tenant first; what changed before it is covered.
     entry.take_changed();
     {
-        let mut s = entry.snapshot.lock();
-        s.state = "connected";
-        s.peer = Some(peer.clone());
+        let s = &mut entry.snapshot.lock().status;
+        s.state = "connected".into();
+        s.peer = Some(peer.to_string());
         s.last_error = None;
     }
     state.metrics.fed_links.inc();
@@ -299,8 +299,8 @@ async fn run_link(
     };
     tracing::info!(%peer, reason = %why, "hub link down");
     {
-        let mut s = entry.snapshot.lock();
-        s.state = "down";
+        let s = &mut entry.snapshot.lock().status;
+        s.state = "down".into();
         if outcome.is_err() {
             s.last_error = Some(why.clone());
         }
@@ -349,7 +349,7 @@ fn link_thread(
         let now = unix_ms();
         let stats = session.stats().clone();
         // Every half second, and at once when the last lag seen may just have been cleared.
-        let settled = session.in_flight() == 0 && entry.snapshot.lock().lag_ops > 0;
+        let settled = session.in_flight() == 0 && entry.snapshot.lock().status.lag_ops > 0;
         let lag = (now >= next_lag_ms || settled).then(|| {
             next_lag_ms = now + LAG_EVERY_MS;
             session.lag(&store)
@@ -366,14 +366,17 @@ fn link_thread(
             .inc_by(stats.ops_received - reported_received);
         (reported_sent, reported_received) = (stats.ops_sent, stats.ops_received);
         {
-            let mut s = entry.snapshot.lock();
-            s.region = session.peer().map(|p| p.region.clone());
+            let mut snapshot = entry.snapshot.lock();
+            if lag.is_some() {
+                snapshot.acked = session.acked().clone();
+            }
+            let s = &mut snapshot.status;
+            s.region = session.peer().map(|p| p.region.to_string());
             s.last_sync_ms = stats.last_sync_ms;
             s.ops_sent = stats.ops_sent;
             s.ops_received = stats.ops_received;
             s.in_flight = session.in_flight();
             s.last_error = stats.last_error.clone().or(s.last_error.take());
-            s.acked = session.acked().clone();
             if let Some(lag) = lag {
                 s.lag_ops = lag;
                 state
@@ -402,7 +405,7 @@ fn link_thread(
                 }
             }
             Some(Event::Closed(why)) => {
-                entry.snapshot.lock().last_error = Some(why);
+                entry.snapshot.lock().status.last_error = Some(why);
                 return Ok(());
             }
             Some(Event::Failed(why)) => return Err(why),

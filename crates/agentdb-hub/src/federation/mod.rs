@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use agentdb_core::{HubId, Region, TenantId, Timestamp, VersionVector};
+use agentdb_core::{TenantId, Timestamp, VersionVector};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -54,19 +54,20 @@ pub(crate) enum Event {
 }
 
 /// A link's last published state.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct LinkSnapshot {
-    pub peer: Option<HubId>,
-    pub region: Option<Region>,
-    pub state: &'static str,
-    pub last_sync_ms: Option<u64>,
-    pub ops_sent: u64,
-    pub ops_received: u64,
-    pub lag_ops: u64,
-    pub in_flight: usize,
-    pub last_error: Option<String>,
-    /// What the peer has acknowledged, per tenant (for tombstone collection).
+    /// As the status report shows it.
+    pub status: LinkStatus,
+    /// What the peer has acknowledged, per tenant (for tombstone collection; refreshed with
+    /// the lag, so at most slightly behind — which only delays a collection).
     pub acked: BTreeMap<TenantId, VersionVector>,
+}
+
+impl LinkSnapshot {
+    /// Whether the link is up.
+    pub fn connected(&self) -> bool {
+        self.status.state == "connected"
+    }
 }
 
 /// One link (a dial target, or an accepted connection while it lasts).
@@ -74,7 +75,6 @@ pub(crate) struct LinkSnapshot {
 pub(crate) struct LinkEntry {
     pub id: u64,
     pub direction: Direction,
-    pub address: Option<String>,
     pub snapshot: Mutex<LinkSnapshot>,
     wake: Mutex<Option<mpsc::Sender<Event>>>,
     /// Tenants changed since the link thread last looked.
@@ -129,10 +129,18 @@ impl Federation {
         let entry = Arc::new(LinkEntry {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             direction,
-            address,
             snapshot: Mutex::new(LinkSnapshot {
-                state: "connecting",
-                ..LinkSnapshot::default()
+                status: LinkStatus {
+                    direction: match direction {
+                        Direction::Outbound => "outbound",
+                        Direction::Inbound => "inbound",
+                    }
+                    .into(),
+                    address,
+                    state: "connecting".into(),
+                    ..LinkStatus::default()
+                },
+                acked: BTreeMap::new(),
             }),
             wake: Mutex::new(None),
             changed: Mutex::new(BTreeSet::new()),
@@ -168,26 +176,7 @@ impl Federation {
         let links = self
             .links()
             .iter()
-            .map(|l| {
-                let s = l.snapshot.lock();
-                LinkStatus {
-                    direction: match l.direction {
-                        Direction::Outbound => "outbound",
-                        Direction::Inbound => "inbound",
-                    }
-                    .into(),
-                    address: l.address.clone(),
-                    peer: s.peer.as_ref().map(ToString::to_string),
-                    region: s.region.as_ref().map(ToString::to_string),
-                    state: s.state.into(),
-                    last_sync_ms: s.last_sync_ms,
-                    ops_sent: s.ops_sent,
-                    ops_received: s.ops_received,
-                    lag_ops: s.lag_ops,
-                    in_flight: s.in_flight,
-                    last_error: s.last_error.clone(),
-                }
-            })
+            .map(|l| l.snapshot.lock().status.clone())
             .collect();
         let restricted: HashMap<&TenantId, Vec<String>> = self
             .config
@@ -226,12 +215,12 @@ impl Federation {
         let links = self.links();
         let connected: Vec<_> = links
             .iter()
-            .filter(|l| l.snapshot.lock().state == "connected")
+            .filter(|l| l.snapshot.lock().connected())
             .collect();
         let all_dialled_up = links
             .iter()
             .filter(|l| l.direction == Direction::Outbound)
-            .all(|l| l.snapshot.lock().state == "connected");
+            .all(|l| l.snapshot.lock().connected());
         if connected.is_empty() || !all_dialled_up {
             return;
         }

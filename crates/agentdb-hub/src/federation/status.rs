@@ -20,7 +20,7 @@ pub struct FederationStatus {
 }
 
 /// One link.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct LinkStatus {
     /// `outbound` (this hub dials) or `inbound`.
     pub direction: String,
