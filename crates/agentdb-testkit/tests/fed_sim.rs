@@ -19,6 +19,7 @@ use agentdb_testkit::fedsim::{
 /// Runs `seeds` over store `S` and prints what happened in total. A failing seed is reported
 /// as `FED_SIM_SEED=<seed> (<the run's shape>)<after>`.
 fn run_seeds<S: SimStore>(seeds: Vec<u64>, after: &str) -> Counts {
+    let sweep = seeds.len() >= 100;
     let mut totals = Counts::default();
     for seed in seeds {
         let sim = on_failure(
@@ -33,6 +34,12 @@ fn run_seeds<S: SimStore>(seeds: Vec<u64>, after: &str) -> Counts {
         totals += &sim.counts;
     }
     eprintln!("{totals:?}");
+    if sweep {
+        // A sweep must have exercised every fault, replays that brought ops a broken connection
+        // had lost among them.
+        assert!(totals.breaks > 0 && totals.partitions > 0 && totals.crashes > 0);
+        assert!(totals.replays > 0 && totals.replayed_ops_applied > 0);
+    }
     totals
 }
 
@@ -188,6 +195,7 @@ fn every_topology_converges_without_faults<S: SimStore>() {
                     p.breaks = false;
                     p.partitions = false;
                     p.crashes = false;
+                    p.replays = false;
                     let mut sim = Sim::<S>::new(p);
                     sim.quiesce(true);
                     sim.check();
@@ -336,6 +344,42 @@ fn a_skewed_relay_still_relays_the_ops_of_others<S: SimStore>() {
     }
 }
 
+/// After the network went quiet, every page the links kept is delivered again, newest first
+/// (duplicates, in reverse order): every hub still holds exactly what it held, and the network
+/// goes quiet again. (Replays that bring ops a hub lacked are part of the random runs.)
+fn stale_pages_delivered_again_in_reverse_change_nothing<S: SimStore>() {
+    for (seed, topology) in [
+        (4, Topology::Hierarchical),
+        (5, Topology::Mesh),
+        (6, Topology::HubAndSpoke),
+    ] {
+        on_failure(
+            || format!("replays, {topology:?}: seed {seed}"),
+            || {
+                let mut p = Params::random(seed);
+                p.topology = topology;
+                p.replays = false;
+                let mut sim = Sim::<S>::new(p);
+                sim.quiesce(true);
+                sim.check();
+                let held = |sim: &Sim<S>| -> Vec<_> {
+                    sim.hubs
+                        .iter()
+                        .flat_map(|h| sim.tenants.iter().map(|t| h.store.tenant(t)))
+                        .collect()
+                };
+                let before = held(&sim);
+                assert!(sim.replay_kept_pages() > 0, "no page was kept");
+                assert_eq!(held(&sim), before, "a replayed page changed a store");
+                sim.quiesce(true);
+                sim.check();
+                sim.check_sessions();
+                assert_eq!(held(&sim), before);
+            },
+        );
+    }
+}
+
 /// Every scenario as a test over store `$store`.
 macro_rules! scenarios {
     ($store:ty) => {
@@ -374,6 +418,11 @@ macro_rules! scenarios {
         #[test]
         fn a_restarted_hub_stamps_after_what_a_tombstone_absorbed() {
             super::a_restarted_hub_stamps_after_what_a_tombstone_absorbed::<$store>();
+        }
+
+        #[test]
+        fn stale_pages_delivered_again_in_reverse_change_nothing() {
+            super::stale_pages_delivered_again_in_reverse_change_nothing::<$store>();
         }
 
         #[test]

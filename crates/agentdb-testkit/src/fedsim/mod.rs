@@ -14,6 +14,10 @@
 //! - Links: a connection carries ordered bytes each way, like a QUIC stream; every message is
 //!   encoded, sometimes split, and decoded by a [`FrameDecoder`] at the other end. A broken
 //!   connection loses what it carried and both sessions; the dialer makes a new one.
+//! - Replays: a page of ops sent earlier on a link (on this connection or an older one) is
+//!   delivered again, late, to a new session of its receiver: a duplicate, out of order with
+//!   everything sent since. Its ops are either held already (dropped) or were lost with a
+//!   broken connection (applied now, after later ones).
 //! - Time advances in milliseconds, straight to the next moment something is due (a delivery,
 //!   a session timer, a write, a fault, a reconnect). A session is ticked and polled until it
 //!   has nothing more to send whenever a message reached it, its store changed or its timer
@@ -47,9 +51,9 @@ use agentdb_core::{
     Op, Region, ReplicaState, Residency, Stamp, TenantId, Timestamp, VersionVector,
 };
 use agentdb_proto::fed::{
-    Applied, FedMessage, LinkConfig, LinkSession, ReplicaStore, StoreFailure,
+    Applied, FedHello, FedMessage, LinkConfig, LinkSession, OpsPage, ReplicaStore, StoreFailure,
 };
-use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN};
+use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN, PROTOCOL_VERSION};
 
 /// The simulated epoch.
 const T0: u64 = 1_700_000_000_000;
@@ -482,6 +486,8 @@ pub struct Params {
     pub partitions: bool,
     /// Whether hubs crash during the chaos phase.
     pub crashes: bool,
+    /// Whether earlier pages are delivered again, late, during the chaos phase.
+    pub replays: bool,
     /// Largest one-way delay of a message, ms.
     pub max_delay_ms: u64,
     /// A hub whose physical clock is this far ahead (beyond the skew bound).
@@ -507,6 +513,7 @@ impl Params {
             breaks: rng.chance(80),
             partitions: rng.chance(70),
             crashes: rng.chance(70),
+            replays: rng.chance(70),
             max_delay_ms: rng.range(1, 25),
             skewed: None,
             misconfigured: None,
@@ -526,6 +533,7 @@ impl Params {
             breaks: false,
             partitions: false,
             crashes: false,
+            replays: false,
             max_delay_ms: 10,
             skewed: None,
             misconfigured: None,
@@ -537,14 +545,16 @@ impl Params {
     /// One line for a failure report.
     pub fn describe(&self) -> String {
         format!(
-            "{:?}, {} hubs, {} writes over {} ms, faults: breaks {} partitions {} crashes {}",
+            "{:?}, {} hubs, {} writes over {} ms, faults: breaks {} partitions {} crashes {} \
+             replays {}",
             self.topology,
             self.hubs,
             self.writes,
             self.chaos_ms,
             self.breaks,
             self.partitions,
-            self.crashes
+            self.crashes,
+            self.replays
         )
     }
 }
@@ -598,7 +608,13 @@ struct Link {
     down_until: u64,
     /// The dialer tries again from then.
     reconnect_at: u64,
+    /// The last pages of ops sent each way, over any connection (`sent[i]` went to `ends[i]`),
+    /// for replays.
+    sent: [VecDeque<OpsPage>; 2],
 }
+
+/// How many earlier pages each direction of a link keeps for replays.
+const REPLAYABLE_PAGES: usize = 16;
 
 /// A simulated hub.
 #[derive(Debug)]
@@ -630,6 +646,10 @@ pub struct Counts {
     pub partitions: u64,
     /// Hub crashes.
     pub crashes: u64,
+    /// Earlier pages delivered again.
+    pub replays: u64,
+    /// Ops of replayed pages that their receiver did not hold yet (applied out of order).
+    pub replayed_ops_applied: u64,
     /// Writes acknowledged.
     pub writes: u64,
     /// Updates and deletes refused (the episode was deleted).
@@ -642,6 +662,8 @@ impl std::ops::AddAssign<&Counts> for Counts {
         self.breaks += other.breaks;
         self.partitions += other.partitions;
         self.crashes += other.crashes;
+        self.replays += other.replays;
+        self.replayed_ops_applied += other.replayed_ops_applied;
         self.writes += other.writes;
         self.refused_writes += other.refused_writes;
     }
@@ -751,6 +773,7 @@ impl<S: SimStore> Sim<S> {
                 conn: None,
                 down_until: 0,
                 reconnect_at: 0,
+                sent: [VecDeque::new(), VecDeque::new()],
             })
             .collect();
         let n = hubs.len();
@@ -841,6 +864,9 @@ impl<S: SimStore> Sim<S> {
         if self.p.crashes {
             kinds.push(2);
         }
+        if self.p.replays {
+            kinds.push(3);
+        }
         if kinds.is_empty() {
             return;
         }
@@ -858,11 +884,77 @@ impl<S: SimStore> Sim<S> {
                     self.partition(&side, ms);
                 }
             }
-            _ => {
+            2 => {
                 let h = self.rng.index(self.hubs.len());
                 let ms = self.rng.range(10, 150);
                 self.crash(h, ms);
             }
+            _ => {
+                let l = self.rng.index(self.links.len());
+                let to = self.rng.index(2);
+                let sent = &self.links[l].sent[to];
+                if !sent.is_empty() {
+                    let page = sent[self.rng.index(sent.len())].clone();
+                    self.replay(l, to, page);
+                }
+            }
+        }
+    }
+
+    /// Delivers every page the links kept (see [`Self::replay`]) again, newest first: the
+    /// reverse of the order they were sent in.
+    pub fn replay_kept_pages(&mut self) -> usize {
+        let mut replayed = 0;
+        for l in 0..self.links.len() {
+            for to in 0..2 {
+                let pages: Vec<OpsPage> = self.links[l].sent[to].iter().rev().cloned().collect();
+                replayed += pages.len();
+                for page in pages {
+                    self.replay(l, to, page);
+                }
+            }
+        }
+        replayed
+    }
+
+    /// Delivers `page`, sent earlier on link `l` to its end `to`, again: its receiver (if it is
+    /// up) takes it on a new session with the sender, as if a stale connection had delivered
+    /// it late. What the session answers is lost.
+    pub fn replay(&mut self, l: usize, to: usize, page: OpsPage) {
+        let ends = self.links[l].ends;
+        let (h, from) = (ends[to], ends[1 - to]);
+        if !self.is_up(h) {
+            return;
+        }
+        self.counts.replays += 1;
+        let now = self.hub_now(h);
+        let (hub, sender) = (&self.hubs[h], &self.hubs[from]);
+        let mut session = LinkSession::new(
+            hub.id.clone(),
+            hub.region.clone(),
+            sender.id.clone(),
+            hub.residency.clone(),
+            self.config.clone(),
+        );
+        let store = Guarded {
+            hub,
+            truth: &self.truth,
+        };
+        let before = hub.changes.get();
+        hub.store.set_clock(now);
+        let hello = FedMessage::Hello(FedHello {
+            protocol_version: PROTOCOL_VERSION,
+            hub: sender.id.clone(),
+            region: sender.region.clone(),
+        });
+        for msg in [hello, FedMessage::Ops(page)] {
+            session
+                .handle(msg, &store, now)
+                .unwrap_or_else(|e| panic!("hub {} refused a replayed page: {e}", hub.id));
+        }
+        self.counts.replayed_ops_applied += session.stats().ops_received;
+        if hub.changes.get() != before {
+            self.dirty[h] = true;
         }
     }
 
@@ -1171,7 +1263,8 @@ impl<S: SimStore> Sim<S> {
         for l in 0..self.links.len() {
             let ends = self.links[l].ends;
             let nows = [self.hub_now(ends[0]), self.hub_now(ends[1])];
-            let Some(conn) = self.links[l].conn.as_mut() else {
+            let Link { conn, sent, .. } = &mut self.links[l];
+            let Some(conn) = conn.as_mut() else {
                 continue;
             };
             for side in 0..2 {
@@ -1194,8 +1287,13 @@ impl<S: SimStore> Sim<S> {
                 while let Some(msg) = session.poll_transmit(&store, nows[side]) {
                     let to = &self.hubs[ends[1 - side]];
                     check_sent(&self.hubs[h], to, &self.truth, &msg);
-                    if matches!(msg, FedMessage::Ops(_)) {
+                    if let FedMessage::Ops(page) = &msg {
                         self.last_ops_sent = self.now;
+                        let replayable = &mut sent[1 - side];
+                        if replayable.len() == REPLAYABLE_PAGES {
+                            replayable.pop_front();
+                        }
+                        replayable.push_back(page.clone());
                     }
                     self.counts.messages += 1;
                     let bytes = msg.encode();
