@@ -13,11 +13,12 @@ use agentdb_core::{
     AgentId, ClockSkew, EpisodeId, EpisodeUpdate, HubId, Limits, LiveEpisode, NewEpisode, Op,
     ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
 };
+use agentdb_memory::storage::{StorageError, StoredEpisode, Write};
 use agentdb_memory::{
     Change, Clock, EngineConfig, Filter, ManualClock, MemStorage, MemoryEngine, OpenError, Outcome,
     Query, RedbStorage, ReplicaError, Storage, DB_FILE,
 };
-use agentdb_security::MasterKey;
+use agentdb_security::{MasterKey, WrappedTenantKey};
 
 /// Where every hub's clock starts.
 const T0: u64 = 1_700_000_000_000;
@@ -1063,4 +1064,157 @@ fn invalid_replicated_content_is_refused_and_nothing_is_stored() {
     );
     assert_eq!(b.vv(&t), vv(&[("a", 1)]));
     assert!(b.db.get(&t, &good).unwrap().unwrap().critique.is_none());
+}
+
+/// Storage that fails every write while `failing` is set, as a full disk does.
+#[derive(Debug, Default)]
+struct FailingStorage {
+    inner: MemStorage,
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl FailingStorage {
+    fn fail(&self, on: bool) {
+        self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Storage for FailingStorage {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::Backend("No space left on device".into()));
+        }
+        self.inner.apply(writes)
+    }
+    fn episode(&self, t: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
+        self.inner.episode(t, id)
+    }
+    fn scan_episodes(
+        &self,
+        t: &TenantId,
+        visit: &mut dyn FnMut(StoredEpisode) -> std::ops::ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        self.inner.scan_episodes(t, visit)
+    }
+    fn changes(
+        &self,
+        t: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        self.inner.changes(t, after, limit)
+    }
+    fn ops(
+        &self,
+        t: &TenantId,
+        origin: &HubId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        self.inner.ops(t, origin, after, limit)
+    }
+    fn version_vector(&self, t: &TenantId) -> Result<VersionVector, StorageError> {
+        self.inner.version_vector(t)
+    }
+    fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
+        self.inner.tenants()
+    }
+    fn tenant_keys(&self, t: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
+        self.inner.tenant_keys(t)
+    }
+    fn tenant_meta(&self, t: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.tenant_meta(t, name)
+    }
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.inner.meta(name)
+    }
+}
+
+#[test]
+fn a_page_that_storage_fails_to_write_leaves_nothing_and_applies_whole_on_retry() {
+    let a = Hub::mem("a");
+    let storage = Arc::new(FailingStorage::default());
+    let (key, clock) = (
+        MasterKey::generate().unwrap(),
+        Arc::new(ManualClock::new(Timestamp(T0))),
+    );
+    let reopen = || {
+        let db = open(
+            Arc::clone(&storage) as Arc<dyn Storage>,
+            &key,
+            &clock,
+            config("b"),
+        );
+        Hub {
+            db: db.unwrap(),
+            clock: Arc::clone(&clock),
+        }
+    };
+    let b = reopen();
+    let (acme, other) = (tenant("acme"), tenant("other"));
+    // `acme` is new at b (its first page must also create its key); `other` already lives there.
+    let kept = b.store(&other, NewEpisode::new("kept task", "in", "out", 0.4));
+    let ids: Vec<EpisodeId> = (0..5)
+        .map(|i| {
+            a.store(
+                &acme,
+                NewEpisode::new(format!("replicated task {i}"), "in", "out", 0.5),
+            )
+        })
+        .collect();
+    a.db.update(
+        &acme,
+        &ids[0],
+        &EpisodeUpdate {
+            reward: Some(0.9),
+            ..EpisodeUpdate::default()
+        },
+    )
+    .unwrap();
+    a.db.delete(&acme, &ids[1]).unwrap();
+    let page =
+        a.db.ops_since(&acme, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(page.len(), 7);
+
+    storage.fail(true);
+    for _ in 0..2 {
+        let err = b.db.apply_ops(&acme, &page, b.now_ms()).unwrap_err();
+        let line = err.to_string();
+        assert!(
+            line.contains("No space left on device") && !line.contains('\n'),
+            "{line}"
+        );
+        assert!(b.vv(&acme).is_empty());
+        for id in &ids {
+            assert!(b.db.get(&acme, id).unwrap().is_none());
+        }
+        assert!(b
+            .find(&acme, "replicated task", Filter::default())
+            .is_empty());
+    }
+    // The other tenant reads as before.
+    assert_eq!(b.find(&other, "kept task", Filter::default()), vec![kept]);
+    assert_eq!(b.vv(&other), vv(&[("b", 1)]));
+
+    storage.fail(false);
+    let out = b.db.apply_ops(&acme, &page, b.now_ms()).unwrap();
+    assert_eq!((out.applied, out.vv.clone()), (7, a.vv(&acme)));
+    assert_eq!(b.vv(&acme), a.vv(&acme));
+    assert_eq!(b.db.get(&acme, &ids[0]).unwrap().unwrap().reward, 0.9);
+    assert!(b.db.get(&acme, &ids[1]).unwrap().is_none());
+    let mut found = b.find(&acme, "replicated task", Filter::default());
+    found.sort();
+    let mut live: Vec<EpisodeId> = ids.iter().copied().filter(|id| *id != ids[1]).collect();
+    live.sort();
+    assert_eq!(found, live);
+
+    // What the retry wrote is whole on disk: the tenant's key included.
+    drop(b);
+    let b = reopen();
+    assert_eq!(b.vv(&acme), a.vv(&acme));
+    assert_eq!(b.db.get(&acme, &ids[0]).unwrap().unwrap().reward, 0.9);
+    let mut found = b.find(&acme, "replicated task", Filter::default());
+    found.sort();
+    assert_eq!(found, live);
 }

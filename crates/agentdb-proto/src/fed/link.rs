@@ -609,6 +609,138 @@ mod tests {
         );
     }
 
+    fn acme() -> TenantId {
+        TenantId::new("acme").unwrap_or_else(|_| unreachable!())
+    }
+
+    /// A store holding one op of `acme`, `(a, 1)`.
+    struct OneOp;
+
+    impl ReplicaStore for OneOp {
+        fn tenants(&self) -> Vec<TenantId> {
+            vec![acme()]
+        }
+        fn version_vector(&self, _: &TenantId) -> VersionVector {
+            [(hub("a"), 1)].into_iter().collect()
+        }
+        fn ops_since(
+            &self,
+            _: &TenantId,
+            known: &VersionVector,
+            _: usize,
+            _: usize,
+        ) -> Result<Vec<Op>, StoreFailure> {
+            let episode = agentdb_core::EpisodeId::from_parts(1, [1; 10]);
+            Ok((known.get(&hub("a")) == 0)
+                .then(|| Op {
+                    origin: hub("a"),
+                    seq: 1,
+                    episode,
+                    state: None,
+                })
+                .into_iter()
+                .collect())
+        }
+        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+            unreachable!("the peer holds nothing to send")
+        }
+    }
+
+    /// A store whose writes fail while `failing` is set, as on a full disk.
+    #[derive(Default)]
+    struct Flaky {
+        failing: std::cell::Cell<bool>,
+        vv: std::cell::RefCell<VersionVector>,
+    }
+
+    impl ReplicaStore for Flaky {
+        fn tenants(&self) -> Vec<TenantId> {
+            Vec::new()
+        }
+        fn version_vector(&self, _: &TenantId) -> VersionVector {
+            self.vv.borrow().clone()
+        }
+        fn ops_since(
+            &self,
+            _: &TenantId,
+            _: &VersionVector,
+            _: usize,
+            _: usize,
+        ) -> Result<Vec<Op>, StoreFailure> {
+            Ok(Vec::new())
+        }
+        fn apply_ops(&self, _: &TenantId, ops: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+            if self.failing.get() {
+                return Err(StoreFailure(
+                    "storage failed: No space left on device".into(),
+                ));
+            }
+            let mut vv = self.vv.borrow_mut();
+            let applied = ops
+                .iter()
+                .filter(|op| vv.advance(&op.origin, op.seq))
+                .count();
+            Ok(Applied {
+                vv: vv.clone(),
+                applied: applied as u64,
+                newest_ms: None,
+                skew: None,
+            })
+        }
+    }
+
+    /// Carries messages both ways until neither side has more; returns how many pages of ops
+    /// `a` sent.
+    fn pump(
+        a: (&mut LinkSession, &dyn ReplicaStore),
+        b: (&mut LinkSession, &dyn ReplicaStore),
+        now: u64,
+    ) -> usize {
+        let mut pages = 0;
+        loop {
+            let mut moved = false;
+            while let Some(msg) = a.0.poll_transmit(a.1, now) {
+                pages += usize::from(matches!(msg, FedMessage::Ops(_)));
+                b.0.handle(msg, b.1, now).unwrap_or_else(|e| panic!("{e}"));
+                moved = true;
+            }
+            while let Some(msg) = b.0.poll_transmit(b.1, now) {
+                a.0.handle(msg, a.1, now).unwrap_or_else(|e| panic!("{e}"));
+                moved = true;
+            }
+            if !moved {
+                return pages;
+            }
+        }
+    }
+
+    #[test]
+    fn a_page_the_peer_cannot_store_is_refused_then_sent_again_after_a_pause() {
+        let (mut a, mut b) = (session("a", "b"), session("b", "a"));
+        let flaky = Flaky::default();
+        flaky.failing.set(true);
+        assert_eq!(pump((&mut a, &OneOp), (&mut b, &flaky), 0), 1);
+        assert_eq!(b.stats().refused_here, 1);
+        assert_eq!(a.stats().refused_by_peer, 1);
+        let error = a.stats().last_error.clone().unwrap_or_default();
+        assert!(error.contains("No space left on device"), "{error}");
+        assert_eq!(a.in_flight(), 0);
+        assert!(flaky.vv.borrow().is_empty());
+
+        // The tenant waits out the pause, even when the sender is told of a change.
+        flaky.failing.set(false);
+        a.notify(&acme());
+        assert_eq!(pump((&mut a, &OneOp), (&mut b, &flaky), 1), 0);
+        let pause = LinkConfig::default().sync_interval_ms;
+        a.tick(&OneOp, pause);
+        b.tick(&flaky, pause);
+        assert_eq!(pump((&mut a, &OneOp), (&mut b, &flaky), pause), 1);
+        let held: VersionVector = [(hub("a"), 1)].into_iter().collect();
+        assert_eq!(*flaky.vv.borrow(), held);
+        assert_eq!(a.acked().get(&acme()), Some(&held));
+        assert_eq!(b.stats().ops_received, 1);
+    }
+
     #[test]
     fn hello_then_vectors_go_out_and_an_unexpected_ack_is_an_error() {
         let mut s = session("a", "b");
