@@ -13,6 +13,7 @@ use agentdb_client::EphemeralAgent;
 use agentdb_core::{
     EpisodeId, EpisodeUpdate, HubId, NewEpisode, Op, Region, Residency, TenantId, VersionVector,
 };
+use agentdb_hub::federation::LinkStatus;
 use agentdb_hub::{FederationConfig, HubConfig, Topology};
 use agentdb_memory::EngineConfig;
 use agentdb_proto::fed::{FedHello, FedMessage, LinkError, OpsPage, FED_ALPN};
@@ -597,13 +598,79 @@ async fn a_mesh_of_three_converges() {
         let dialled = status.links.iter().filter(|l| l.direction == "outbound");
         assert_eq!(dialled.count(), 2, "{status:?}");
     }
-    // A hub that dialled before its peers listened gets through once its handshake is
-    // retransmitted: every hub ends with a link to each peer both ways.
-    eventually("every link up", || {
-        hubs.iter().all(|h| {
-            let links = h.handle.federation_status().links;
-            links.len() == 4 && links.iter().all(|l| l.state == "connected")
+    // Each pair keeps one link, the one its smaller hub id dialled (a hub that dialled before
+    // its peers listened gets through once its handshake is retransmitted); the other waits
+    // on standby.
+    let one_link_per_pair = |i: usize| {
+        let links = hubs[i].handle.federation_status().links;
+        (0..3).filter(|&j| j != i).all(|j| {
+            let with = |l: &&LinkStatus| l.peer.as_deref() == Some(names[j]);
+            let connected: Vec<_> = links
+                .iter()
+                .filter(with)
+                .filter(|l| l.state == "connected")
+                .collect();
+            let standby = links.iter().filter(with).filter(|l| l.state == "standby");
+            let dialled_by = if i < j { "outbound" } else { "inbound" };
+            connected.len() == 1
+                && connected[0].direction == dialled_by
+                && standby.count() == usize::from(i > j)
         })
+    };
+    eventually("one link per pair", || (0..3).all(one_link_per_pair)).await;
+    // And it stays that way: the links on standby do not come back.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!((0..3).all(one_link_per_pair));
+    // Writes still reach every hub over the links that are left.
+    let late = put(&hubs[2], "acme", 99);
+    eventually("a write after the links settled", || {
+        hubs.iter().all(|h| holds(h, "acme", &late))
+    })
+    .await;
+}
+
+/// When the smaller hub of a pair cannot reach the larger one, the link the larger one dialled
+/// is the pair's only link and stays up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mesh_link_stays_when_the_peer_cannot_dial_back() {
+    let pki = TestPki::new();
+    let names = ["pair-a", "pair-b"];
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let reserved = reserve_addrs(3);
+    // pair-a dials an address nobody listens on; pair-b dials pair-a.
+    let nowhere = format!("quic://{}", reserved[2].1);
+    let urls = [nowhere, format!("quic://{}", reserved[0].1)];
+    let mut hubs = Vec::new();
+    for (i, (socket, addr)) in reserved.into_iter().take(2).enumerate() {
+        let mut config = federated_hub_config(
+            &pki,
+            names[i],
+            names[i],
+            FederationConfig {
+                topology: Topology::Mesh,
+                peers: vec![urls[i].clone()],
+                ..fed(None)
+            },
+        );
+        config.quic_addr = addr;
+        drop(socket);
+        hubs.push(TestHub::start(config, dirs[i].path()).await);
+    }
+    let id = put(&hubs[0], "acme", 1);
+    eventually("pair-b holds pair-a's write", || {
+        holds(&hubs[1], "acme", &id)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let links = hubs[1].handle.federation_status().links;
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(
+        (links[0].direction.as_str(), links[0].state.as_str()),
+        ("outbound", "connected")
+    );
+    let id = put(&hubs[1], "acme", 2);
+    eventually("pair-a holds pair-b's write", || {
+        holds(&hubs[0], "acme", &id)
     })
     .await;
 }

@@ -14,7 +14,7 @@ use agentdb_security::tls::TlsError;
 use tokio::sync::watch;
 
 use super::store::EngineStore;
-use super::{Direction, Event, LinkEntry};
+use super::{Direction, Event, LinkEntry, STANDBY};
 use crate::auth;
 use crate::metrics::PeerLabels;
 use crate::state::{unix_ms, HubState};
@@ -27,6 +27,8 @@ const CLOSE_PROTOCOL: u32 = 5;
 const WRITE_QUEUE: usize = 8;
 /// How often a link recomputes its lag.
 const LAG_EVERY_MS: u64 = 500;
+/// How often a link on standby looks whether the peer's link still carries the pair.
+const STANDBY_CHECK: Duration = Duration::from_millis(200);
 
 /// The TLS client side of links: this hub's certificate, ALPN `agentdb-fed/1`.
 pub(crate) fn client_config(state: &HubState) -> Result<quinn::ClientConfig, TlsError> {
@@ -75,7 +77,9 @@ async fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
 }
 
 /// Keeps a link to `url` up until shutdown: connect, run, and after a failure wait (doubling
-/// up to the configured maximum) before the next attempt.
+/// up to the configured maximum) before the next attempt. While a link the peer dialled
+/// carries the pair (see [`Federation::yields_to`](super::Federation::yields_to)), the link
+/// waits on standby instead.
 pub(crate) async fn dial_loop(
     state: Arc<HubState>,
     endpoint: quinn::Endpoint,
@@ -87,21 +91,40 @@ pub(crate) async fn dial_loop(
     let max_backoff = state.federation.config.max_backoff;
     let first_backoff = Duration::from_millis(100).min(max_backoff);
     let mut backoff = first_backoff;
+    // The hub at `url`, once a connection has told.
+    let mut peer = None;
     loop {
         if *shutdown.borrow() {
             return;
         }
         let outcome = dial_once(&state, &endpoint, &client, &url, &entry, &mut shutdown).await;
-        let connected = outcome.is_ok();
         {
             let s = &mut entry.snapshot.lock().status;
             s.state = "down".into();
-            if let Err(e) = outcome {
-                s.last_error = Some(e);
+            match outcome {
+                Ok(p) => {
+                    peer = Some(p);
+                    backoff = first_backoff;
+                }
+                Err(e) => s.last_error = Some(e),
             }
         }
-        if connected {
-            backoff = first_backoff;
+        if let Some(p) = &peer {
+            let fed = &state.federation;
+            if fed.yields_to(&state.config.hub_id, p) {
+                {
+                    let s = &mut entry.snapshot.lock().status;
+                    s.state = STANDBY.into();
+                    s.last_error = None;
+                }
+                while fed.yields_to(&state.config.hub_id, p) {
+                    tokio::select! {
+                        _ = shutdown.wait_for(|s| *s) => return,
+                        _ = tokio::time::sleep(STANDBY_CHECK) => {}
+                    }
+                }
+                continue;
+            }
         }
         tokio::select! {
             _ = shutdown.wait_for(|s| *s) => return,
@@ -111,8 +134,8 @@ pub(crate) async fn dial_loop(
     }
 }
 
-/// One connection attempt and, when it succeeds, the link until it ends. `Ok` when a link
-/// ran (whatever ended it).
+/// One connection attempt and, when it succeeds, the link until it ends. `Ok` with the peer
+/// hub when a link ran (whatever ended it) or yielded to the peer's own.
 async fn dial_once(
     state: &Arc<HubState>,
     endpoint: &quinn::Endpoint,
@@ -120,7 +143,7 @@ async fn dial_once(
     url: &str,
     entry: &Arc<LinkEntry>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<HubId, String> {
     entry.snapshot.lock().status.state = "connecting".into();
     let (addr, host) = resolve(url).await?;
     let connecting = endpoint
@@ -149,8 +172,8 @@ async fn dial_once(
         .open_bi()
         .await
         .map_err(|e| format!("open stream to {url}: {e}"))?;
-    run_link(state, &conn, peer, send, recv, entry, shutdown).await;
-    Ok(())
+    run_link(state, &conn, peer.clone(), send, recv, entry, shutdown).await;
+    Ok(peer)
 }
 
 /// The hub a connection's peer certificate names, as the policy requires for links.
@@ -209,6 +232,23 @@ async fn run_link(
         s.state = "connected".into();
         s.peer = Some(peer.to_string());
         s.last_error = None;
+    }
+    // Two hubs that dial each other keep the link the smaller id dialled. Each side publishes
+    // its link as connected before it looks at the other, so at least one sees both.
+    let fed = &state.federation;
+    let me = &state.config.hub_id;
+    match entry.direction {
+        Direction::Outbound if fed.yields_to(me, &peer) => {
+            *entry.wake.lock() = None;
+            entry.snapshot.lock().status.state = "down".into();
+            conn.close(
+                quinn::VarInt::from_u32(CLOSE_OK),
+                b"a link the peer dialled carries the pair",
+            );
+            return;
+        }
+        Direction::Inbound if *me > peer => fed.yield_outbound_to(&peer),
+        _ => {}
     }
     state.metrics.fed_links.inc();
     tracing::info!(%peer, "hub link up");

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use agentdb_core::{TenantId, Timestamp, VersionVector};
+use agentdb_core::{HubId, TenantId, Timestamp, VersionVector};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -32,6 +32,9 @@ pub use status::{FederationStatus, LinkStatus, TenantVector};
 pub(crate) use link::serve_inbound;
 
 use crate::state::{unix_ms, HubState};
+
+/// The state of a dialled link whose pair a link the peer dialled carries.
+const STANDBY: &str = "standby";
 
 /// Which side dialled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,9 +97,21 @@ impl LinkEntry {
     }
 
     fn wake_up(&self) {
+        self.send(Event::Changed);
+    }
+
+    fn send(&self, event: Event) {
         if let Some(tx) = self.wake.lock().as_ref() {
-            let _ = tx.send(Event::Changed);
+            let _ = tx.send(event);
         }
+    }
+
+    /// Whether this is a connected link with `peer` in `direction`.
+    fn carries(&self, direction: Direction, peer: &HubId) -> bool {
+        let snapshot = self.snapshot.lock();
+        self.direction == direction
+            && snapshot.connected()
+            && snapshot.status.peer.as_deref() == Some(peer.as_str())
     }
 
     /// The tenants changed since the last call.
@@ -151,6 +166,30 @@ impl Federation {
 
     fn remove_link(&self, id: u64) {
         self.links.lock().retain(|l| l.id != id);
+    }
+
+    /// Whether this hub leaves the pair it forms with `peer` to the link `peer` dialled: two
+    /// hubs that dial each other (a mesh) keep one link, the one the smaller hub id dialled,
+    /// whenever it is connected.
+    pub fn yields_to(&self, me: &HubId, peer: &HubId) -> bool {
+        me > peer
+            && self
+                .links
+                .lock()
+                .iter()
+                .any(|l| l.carries(Direction::Inbound, peer))
+    }
+
+    /// Closes this hub's connected links to `peer` that it dialled itself: a link `peer`
+    /// dialled now carries the pair (see [`Self::yields_to`]). Their dial loops wait on standby.
+    pub fn yield_outbound_to(&self, peer: &HubId) {
+        for link in self.links.lock().iter() {
+            if link.carries(Direction::Outbound, peer) {
+                link.send(Event::Closed(format!(
+                    "the link {peer} dialled carries the pair"
+                )));
+            }
+        }
     }
 
     /// Tells every link that `tenant` has something new.
@@ -210,7 +249,8 @@ impl Federation {
     }
 
     /// Collects the tombstones every link has acknowledged, when every hub this one dials is
-    /// connected (a hub that is down may still hold an older state of the episode).
+    /// connected, or on standby behind the link it dialled to us (a hub that is down may still
+    /// hold an older state of the episode).
     fn collect_tombstones(&self, state: &HubState) {
         let links = self.links();
         let connected: Vec<_> = links
@@ -220,7 +260,10 @@ impl Federation {
         let all_dialled_up = links
             .iter()
             .filter(|l| l.direction == Direction::Outbound)
-            .all(|l| l.snapshot.lock().connected());
+            .all(|l| {
+                let snapshot = l.snapshot.lock();
+                snapshot.connected() || snapshot.status.state == STANDBY
+            });
         if connected.is_empty() || !all_dialled_up {
             return;
         }

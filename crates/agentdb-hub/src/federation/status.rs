@@ -30,7 +30,8 @@ pub struct LinkStatus {
     pub peer: Option<String>,
     /// The peer's region, once known.
     pub region: Option<String>,
-    /// `connecting`, `connected` or `down`.
+    /// `connecting`, `connected`, `down`, or `standby`: an outbound link to a peer that dials
+    /// this hub too, and whose own link (the smaller hub id's) carries the pair.
     pub state: String,
     /// When the peer last reported what it holds (ms since the Unix epoch).
     pub last_sync_ms: Option<u64>,
