@@ -1218,3 +1218,49 @@ fn a_page_that_storage_fails_to_write_leaves_nothing_and_applies_whole_on_retry(
     found.sort();
     assert_eq!(found, live);
 }
+
+/// A hub that erased a tenant keeps counting its ops: what it accepts afterwards replicates,
+/// and what it erased is not taken back from a peer that still holds it.
+#[test]
+fn after_an_erase_new_writes_replicate_and_erased_ops_are_not_taken_back() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let before: Vec<EpisodeId> = (0..3)
+        .map(|i| {
+            a.store(
+                &t,
+                NewEpisode::new(format!("before erase {i}"), "in", "out", 0.5),
+            )
+        })
+        .collect();
+    let from_b = b.store(&t, NewEpisode::new("written at b", "in", "out", 0.5));
+    assert_eq!(pull(&a, &b, &t), 3);
+    assert_eq!(pull(&b, &a, &t), 1);
+    let held = vv(&[("a", 3), ("b", 1)]);
+    assert_eq!(a.vv(&t), held);
+
+    let report = a.db.erase_tenant(&t).unwrap();
+    assert_eq!(report.episodes, 4);
+    assert!(a.db.tenants().is_empty());
+    // The vector still covers what was erased: a peer's full history applies nothing and
+    // brings nothing back.
+    assert_eq!(a.vv(&t), held);
+    let everything =
+        b.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(everything.len(), 4);
+    let out = a.db.apply_ops(&t, &everything, a.now_ms()).unwrap();
+    assert_eq!((out.applied, out.vv), (0, held.clone()));
+    assert!(a.db.tenants().is_empty(), "an erased tenant came back");
+    for id in before.iter().chain([&from_b]) {
+        assert!(a.db.get(&t, id).unwrap().is_none());
+    }
+
+    // A's next write is op (a, 4): b takes it.
+    let after = a.store(&t, NewEpisode::new("after erase", "in", "out", 0.5));
+    assert_eq!(a.vv(&t), vv(&[("a", 4), ("b", 1)]));
+    assert_eq!(pull(&a, &b, &t), 1);
+    assert!(b.db.get(&t, &after).unwrap().is_some());
+    assert_eq!(b.vv(&t), a.vv(&t));
+    assert_eq!(a.db.stats(&t).unwrap().episodes, 1);
+}

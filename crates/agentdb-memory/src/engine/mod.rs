@@ -789,7 +789,10 @@ impl MemoryEngine {
     }
 
     /// Erases a tenant: its keys are destroyed (crypto-shredding) and its rows deleted in one
-    /// durable transaction; its index is dropped. Other tenants are untouched.
+    /// durable transaction; its index is dropped. Other tenants are untouched. The tenant's op
+    /// log and version vector stay (episode ids and sequence numbers, no content): the ops
+    /// this hub accepts afterwards are numbered after the erased ones, and links do not send
+    /// the erased ops back.
     ///
     /// Storage engines do not overwrite freed pages, so ciphertext (and the wrapped key) may
     /// linger in free space until reused. The wrapped key is only useful together with the

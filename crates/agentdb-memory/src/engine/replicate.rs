@@ -150,14 +150,18 @@ impl MemoryEngine {
                 self.validate_live(op.episode, live)?;
             }
         }
-        if self.tenant(tenant).is_none() && !ops.iter().any(|op| op.seq == 1) {
-            // Nothing here to build on: no op can apply, and no tenant is created for it.
-            return Ok(AppliedOps {
-                vv: VersionVector::new(),
-                applied: 0,
-                newest_ms: None,
-                skew: None,
-            });
+        if self.tenant(tenant).is_none() {
+            // Nothing held here (or only the op log of an erased tenant): a tenant is created
+            // only when one of the ops applies.
+            let vv = self.storage.version_vector(tenant)?;
+            if !ops.iter().any(|op| op.seq == vv.get(&op.origin) + 1) {
+                return Ok(AppliedOps {
+                    vv,
+                    applied: 0,
+                    newest_ms: None,
+                    skew: None,
+                });
+            }
         }
         loop {
             let state = match self.tenant(tenant) {

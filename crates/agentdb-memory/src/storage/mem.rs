@@ -166,8 +166,6 @@ impl Storage for MemStorage {
                     t.keys.retain(|(owner, _), _| owner != tenant);
                     t.tenant_meta.retain(|(owner, _), _| owner != tenant);
                     t.changes.retain(|(owner, _), _| owner != tenant);
-                    t.ops.retain(|(owner, _, _), _| owner != tenant);
-                    t.vv.retain(|(owner, _), _| owner != tenant);
                     before != t.episodes.len() + t.keys.len()
                 }
             });

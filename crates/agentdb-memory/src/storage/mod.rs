@@ -210,8 +210,10 @@ pub enum Write {
         /// A stamp issued or accepted.
         hlc: Hlc,
     },
-    /// Deletes every episode, key and setting of a tenant. The outcome says whether anything
-    /// existed.
+    /// Deletes every episode, key and setting of a tenant, and its change feed. Its op log and
+    /// version vector stay (episode ids and sequence numbers only): op numbers are never
+    /// reused, and what was erased still counts as held, so replication does not bring it
+    /// back. The outcome says whether any episode or key existed.
     EraseTenant {
         /// The tenant.
         tenant: TenantId,

@@ -303,10 +303,6 @@ impl Storage for RedbStorage {
                             .retain_in(change_range(tenant, 0), |_, _| false)
                             .map_err(backend)?;
                         let t = tenant.as_str();
-                        ops.retain_in((t, "", 0)..=(t, MAX_NAME, u64::MAX), |_, _| false)
-                            .map_err(backend)?;
-                        vv.retain_in(vv_range(tenant), |_, _| false)
-                            .map_err(backend)?;
                         tmeta
                             .retain_in((t, "")..(t, "\u{10ffff}"), |_, _| false)
                             .map_err(backend)?;
