@@ -1264,3 +1264,30 @@ fn after_an_erase_new_writes_replicate_and_erased_ops_are_not_taken_back() {
     assert_eq!(b.vv(&t), a.vv(&t));
     assert_eq!(a.db.stats(&t).unwrap().episodes, 1);
 }
+
+/// An episode its origin accepted is accepted by a hub with the same limits, even when an
+/// update took it past the episode size limit (checked only when it was stored).
+#[test]
+fn an_episode_grown_past_the_size_limit_by_an_update_still_replicates() {
+    let config = |name: &str| {
+        let mut c = config(name);
+        c.limits.max_episode_bytes = 4096;
+        c
+    };
+    let (a, b) = (Hub::mem_with(config("a")), Hub::mem_with(config("b")));
+    let t = tenant("acme");
+    let id = a.store(&t, NewEpisode::new("x".repeat(3000), "in", "out", 0.5));
+    a.db.update(
+        &t,
+        &id,
+        &EpisodeUpdate {
+            critique: Some(Some("y".repeat(2000))),
+            ..EpisodeUpdate::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(pull(&a, &b, &t), 2);
+    let got = b.db.get(&t, &id).unwrap().unwrap();
+    assert_eq!(got.critique.map(|c| c.len()), Some(2000));
+    assert_eq!(b.vv(&t), a.vv(&t));
+}

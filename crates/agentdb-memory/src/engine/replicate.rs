@@ -460,11 +460,23 @@ impl MemoryEngine {
             metadata,
             tokens_used: c.tokens_used,
             latency_ms: c.latency_ms,
-            embedding: c.embedding.clone(),
+            embedding: None,
+        };
+        // Every field is held to this hub's limits, as the origin held it to its own; the
+        // episode's total size is not: the origin counted it before embedding, and updates
+        // (critique, tags) may have grown it since. Refusing what the origin accepted would
+        // hold the tenant back on the link for good.
+        let limits = Limits {
+            max_episode_bytes: usize::MAX,
+            ..self.config.limits
         };
         episode
-            .validate(&self.config.limits)
-            .map_err(|e| invalid(e.to_string()))
+            .validate(&limits)
+            .map_err(|e| invalid(e.to_string()))?;
+        if let Some(e) = &c.embedding {
+            validate_vector(&e.vector, &limits).map_err(|e| invalid(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Brings the tenant's index in line with a row just written; `vector` is the row's vector
