@@ -993,9 +993,15 @@ async fn federation_status_and_metrics_over_admin_http() {
 async fn tombstones_every_hub_holds_are_collected() {
     let pki = TestPki::new();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let collecting = |upstream: Option<String>| FederationConfig {
-        tombstone_retention: Duration::ZERO,
-        ..fed(upstream)
+    let collecting = |upstream: Option<String>| {
+        let mut config = FederationConfig {
+            tombstone_retention: Duration::ZERO,
+            ..fed(upstream)
+        };
+        config
+            .residency
+            .restrict(tenant("acme-eu"), vec![Region::new("eu").unwrap()]);
+        config
     };
     let global = TestHub::start(
         federated_hub_config(&pki, "global", "global", collecting(None)),
@@ -1033,6 +1039,16 @@ async fn tombstones_every_hub_holds_are_collected() {
     }
     assert_eq!(vv(&edge, "acme"), vv(&global, "acme"));
     assert_eq!(vv(&edge, "acme").get(&hub_id("edge")), 3);
+
+    // A tenant the only link may not carry: its tombstones wait for no one.
+    let eu = tenant("acme-eu");
+    let local = put(&edge, "acme-eu", 3);
+    assert!(edge.handle.engine().delete(&eu, &local).unwrap());
+    eventually("the eu-only tombstone collected", || {
+        edge.handle.engine().stats(&eu).unwrap().deleted == 0
+    })
+    .await;
+    assert!(!has_tenant(&global, "acme-eu"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,6 +27,8 @@ const CLOSE_PROTOCOL: u32 = 5;
 const WRITE_QUEUE: usize = 8;
 /// How often a link recomputes its lag.
 const LAG_EVERY_MS: u64 = 500;
+/// A link that stayed up this long starts the next attempt from the shortest backoff.
+const STABLE_LINK: Duration = Duration::from_secs(2);
 /// How often a link on standby looks whether the peer's link still carries the pair.
 const STANDBY_CHECK: Duration = Duration::from_millis(200);
 
@@ -97,6 +99,7 @@ pub(crate) async fn dial_loop(
         if *shutdown.borrow() {
             return;
         }
+        let started = tokio::time::Instant::now();
         let outcome = dial_once(&state, &endpoint, &client, &url, &entry, &mut shutdown).await;
         {
             let s = &mut entry.snapshot.lock().status;
@@ -104,7 +107,11 @@ pub(crate) async fn dial_loop(
             match outcome {
                 Ok(p) => {
                     peer = Some(p);
-                    backoff = first_backoff;
+                    // A link that ended at once (the peer refused the session) backs off
+                    // like a failed attempt.
+                    if started.elapsed() >= STABLE_LINK {
+                        backoff = first_backoff;
+                    }
                 }
                 Err(e) => s.last_error = Some(e),
             }
@@ -376,6 +383,7 @@ fn link_thread(
     };
     let (mut reported_sent, mut reported_received) = (0u64, 0u64);
     let mut next_lag_ms = 0u64;
+    let mut had_in_flight = false;
     loop {
         if fed.stopping.load(Ordering::Acquire) {
             return Ok(());
@@ -388,8 +396,9 @@ fn link_thread(
         // Publish the state for status, metrics and tombstone collection.
         let now = unix_ms();
         let stats = session.stats().clone();
-        // Every half second, and at once when the last lag seen may just have been cleared.
-        let settled = session.in_flight() == 0 && entry.snapshot.lock().status.lag_ops > 0;
+        // Every half second, and at once when the last page in flight was answered.
+        let settled = session.in_flight() == 0 && had_in_flight;
+        had_in_flight = session.in_flight() > 0;
         let lag = (now >= next_lag_ms || settled).then(|| {
             next_lag_ms = now + LAG_EVERY_MS;
             session.lag(&store)

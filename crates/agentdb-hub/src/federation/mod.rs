@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
-use agentdb_core::{HubId, TenantId, Timestamp, VersionVector};
+use agentdb_core::{HubId, Region, TenantId, Timestamp, VersionVector};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -107,11 +107,12 @@ impl LinkEntry {
     }
 
     /// Whether this is a connected link with `peer` in `direction`.
-    fn carries(&self, direction: Direction, peer: &HubId) -> bool {
+    fn carries(&self, direction: Direction, peer: &str) -> bool {
+        if self.direction != direction {
+            return false;
+        }
         let snapshot = self.snapshot.lock();
-        self.direction == direction
-            && snapshot.connected()
-            && snapshot.status.peer.as_deref() == Some(peer.as_str())
+        snapshot.connected() && snapshot.status.peer.as_deref() == Some(peer)
     }
 
     /// The tenants changed since the last call.
@@ -177,14 +178,14 @@ impl Federation {
                 .links
                 .lock()
                 .iter()
-                .any(|l| l.carries(Direction::Inbound, peer))
+                .any(|l| l.carries(Direction::Inbound, peer.as_str()))
     }
 
     /// Closes this hub's connected links to `peer` that it dialled itself: a link `peer`
     /// dialled now carries the pair (see [`Self::yields_to`]). Their dial loops wait on standby.
     pub fn yield_outbound_to(&self, peer: &HubId) {
         for link in self.links.lock().iter() {
-            if link.carries(Direction::Outbound, peer) {
+            if link.carries(Direction::Outbound, peer.as_str()) {
                 link.send(Event::Closed(format!(
                     "the link {peer} dialled carries the pair"
                 )));
@@ -249,21 +250,28 @@ impl Federation {
     }
 
     /// Collects the tombstones every link has acknowledged, when every hub this one dials is
-    /// connected, or on standby behind the link it dialled to us (a hub that is down may still
-    /// hold an older state of the episode).
+    /// connected, or on standby behind a connected link it dialled to us (a hub that is down
+    /// may still hold an older state of the episode). Links to regions a tenant may not be
+    /// stored in hold none of its ops and do not count for it.
     fn collect_tombstones(&self, state: &HubState) {
         let links = self.links();
         let connected: Vec<_> = links
             .iter()
             .filter(|l| l.snapshot.lock().connected())
             .collect();
+        let carried = |l: &LinkEntry| {
+            let (up, standby_peer) = {
+                let s = l.snapshot.lock();
+                let standby = s.status.state == STANDBY;
+                (s.connected(), s.status.peer.clone().filter(|_| standby))
+            };
+            up || standby_peer
+                .is_some_and(|peer| links.iter().any(|x| x.carries(Direction::Inbound, &peer)))
+        };
         let all_dialled_up = links
             .iter()
             .filter(|l| l.direction == Direction::Outbound)
-            .all(|l| {
-                let snapshot = l.snapshot.lock();
-                snapshot.connected() || snapshot.status.state == STANDBY
-            });
+            .all(|l| carried(l));
         if connected.is_empty() || !all_dialled_up {
             return;
         }
@@ -273,13 +281,26 @@ impl Federation {
             let mut acked: Option<VersionVector> = None;
             for l in &connected {
                 let snapshot = l.snapshot.lock();
+                let shared = snapshot.status.region.as_deref().map(Region::new);
+                if let Some(Ok(region)) = shared {
+                    if !self.config.residency.allows(&tenant, &region) {
+                        continue;
+                    }
+                }
                 let peer_vv = snapshot.acked.get(&tenant).cloned().unwrap_or_default();
                 acked = Some(match acked {
                     None => peer_vv,
                     Some(a) => a.meet(&peer_vv),
                 });
             }
-            let Some(acked) = acked else { continue };
+            // No link carries the tenant: no linked hub holds any of its ops.
+            let acked = match acked {
+                Some(a) => a,
+                None => match state.engine.version_vector(&tenant) {
+                    Ok(held) => held,
+                    Err(_) => continue,
+                },
+            };
             match state.engine.collect_tombstones(&tenant, &acked, before) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(%tenant, collected = n, "tombstones collected"),
