@@ -25,6 +25,9 @@ use agentdb_core::{ClockSkew, HubId, Op, Region, Residency, TenantId, VersionVec
 use super::message::{Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
 use crate::PROTOCOL_VERSION;
 
+/// About the most bytes of version vectors in one `Vectors` message (a frame holds 8 MiB).
+const VECTORS_BYTES: usize = 1 << 20;
+
 /// What the replication protocol needs from a hub's store. Every method is synchronous; the
 /// hub's driver runs them off the async executor.
 pub trait ReplicaStore {
@@ -299,7 +302,8 @@ impl LinkSession {
         match msg {
             FedMessage::Hello(_) => return Err(LinkError::DuplicateHello),
             FedMessage::Vectors(v) => {
-                self.peer_vectors = true;
+                // Ops start once the peer has said what it holds of every tenant.
+                self.peer_vectors |= !v.more;
                 self.stats.last_sync_ms = Some(now_ms);
                 for (tenant, vv) in v.tenants {
                     if self.shares(&tenant) {
@@ -426,17 +430,32 @@ impl LinkSession {
     }
 
     fn queue_vectors(&mut self, store: &dyn ReplicaStore, now_ms: u64) {
-        let tenants = store
+        let mut tenants = Vec::new();
+        let mut bytes = 0;
+        let shared: Vec<TenantId> = store
             .tenants()
             .into_iter()
             .filter(|t| self.shares(t))
-            .map(|t| {
-                let vv = store.version_vector(&t);
-                (t, vv)
-            })
             .collect();
-        self.outbox
-            .push_back(FedMessage::Vectors(Vectors { tenants }));
+        for t in shared {
+            let vv = store.version_vector(&t);
+            let size = 16
+                + t.as_str().len()
+                + vv.iter().map(|(h, _)| 16 + h.as_str().len()).sum::<usize>();
+            if !tenants.is_empty() && bytes + size > VECTORS_BYTES {
+                self.outbox.push_back(FedMessage::Vectors(Vectors {
+                    tenants: std::mem::take(&mut tenants),
+                    more: true,
+                }));
+                bytes = 0;
+            }
+            bytes += size;
+            tenants.push((t, vv));
+        }
+        self.outbox.push_back(FedMessage::Vectors(Vectors {
+            tenants,
+            more: false,
+        }));
         self.next_vectors_ms = now_ms + self.config.sync_interval_ms;
     }
 
@@ -581,6 +600,7 @@ mod tests {
     fn hello_rules() {
         let vectors = FedMessage::Vectors(Vectors {
             tenants: Vec::new(),
+            more: false,
         });
         assert_eq!(
             session("a", "b").handle(vectors, &Empty, 0),
@@ -620,18 +640,21 @@ mod tests {
         fn tenants(&self) -> Vec<TenantId> {
             vec![acme()]
         }
-        fn version_vector(&self, _: &TenantId) -> VersionVector {
+        fn version_vector(&self, tenant: &TenantId) -> VersionVector {
+            if *tenant != acme() {
+                return VersionVector::new();
+            }
             [(hub("a"), 1)].into_iter().collect()
         }
         fn ops_since(
             &self,
-            _: &TenantId,
+            tenant: &TenantId,
             known: &VersionVector,
             _: usize,
             _: usize,
         ) -> Result<Vec<Op>, StoreFailure> {
             let episode = agentdb_core::EpisodeId::from_parts(1, [1; 10]);
-            Ok((known.get(&hub("a")) == 0)
+            Ok((*tenant == acme() && known.get(&hub("a")) == 0)
                 .then(|| Op {
                     origin: hub("a"),
                     seq: 1,
@@ -739,6 +762,86 @@ mod tests {
         assert_eq!(*flaky.vv.borrow(), held);
         assert_eq!(a.acked().get(&acme()), Some(&held));
         assert_eq!(b.stats().ops_received, 1);
+    }
+
+    /// A store with `0` tenants, each held from three hubs, and no ops to send.
+    struct ManyTenants(usize);
+
+    impl ReplicaStore for ManyTenants {
+        fn tenants(&self) -> Vec<TenantId> {
+            (0..self.0)
+                .map(|i| TenantId::new(format!("tenant-{i:06}")).unwrap_or_else(|_| unreachable!()))
+                .collect()
+        }
+        fn version_vector(&self, _: &TenantId) -> VersionVector {
+            [
+                (hub("hub-a"), 1),
+                (hub("hub-b"), 200),
+                (hub("hub-c"), 70_000),
+            ]
+            .into_iter()
+            .collect()
+        }
+        fn ops_since(
+            &self,
+            _: &TenantId,
+            _: &VersionVector,
+            _: usize,
+            _: usize,
+        ) -> Result<Vec<Op>, StoreFailure> {
+            Ok(Vec::new())
+        }
+        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+            unreachable!("nothing is sent to it")
+        }
+    }
+
+    #[test]
+    fn vectors_of_many_tenants_are_split_and_ops_wait_for_the_last_part() {
+        let tenants = 40_000;
+        let mut a = session("a", "b");
+        a.handle(hello("b", PROTOCOL_VERSION), &ManyTenants(tenants), 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut parts = Vec::new();
+        while let Some(msg) = a.poll_transmit(&ManyTenants(tenants), 0) {
+            if let FedMessage::Vectors(v) = msg {
+                parts.push(v);
+            }
+        }
+        assert!(parts.len() > 1, "{} part(s)", parts.len());
+        let mut seen = 0;
+        for (i, part) in parts.iter().enumerate() {
+            let frame = FedMessage::Vectors(part.clone()).encode();
+            assert!(
+                frame.len() <= 2 * VECTORS_BYTES,
+                "part {i}: {} bytes",
+                frame.len()
+            );
+            assert_eq!(part.more, i + 1 < parts.len());
+            seen += part.tenants.len();
+        }
+        assert_eq!(seen, tenants);
+
+        // The receiver sends no ops before the last part: until then it does not know what
+        // the peer holds of every tenant.
+        let mut b = session("b", "a");
+        b.handle(hello("a", PROTOCOL_VERSION), &OneOp, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let last = parts.pop().unwrap_or_else(|| unreachable!());
+        for part in parts {
+            b.handle(FedMessage::Vectors(part), &OneOp, 0)
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let sent = |b: &mut LinkSession| {
+            std::iter::from_fn(|| b.poll_transmit(&OneOp, 0))
+                .filter(|m| matches!(m, FedMessage::Ops(_)))
+                .count()
+        };
+        assert_eq!(sent(&mut b), 0);
+        b.handle(FedMessage::Vectors(last), &OneOp, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(b.acked().len(), tenants);
+        assert_eq!(sent(&mut b), 1);
     }
 
     #[test]

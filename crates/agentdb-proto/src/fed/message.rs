@@ -42,11 +42,15 @@ pub struct FedHello {
     pub region: Region,
 }
 
-/// The sender's version vector of each tenant it may share with the receiver.
+/// The sender's version vector of each tenant it may share with the receiver. One round of
+/// anti-entropy may take several messages (each well under the frame limit, however many
+/// tenants there are); all but the last say `more`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Vectors {
     /// Per tenant.
     pub tenants: Vec<(TenantId, VersionVector)>,
+    /// Whether more `Vectors` of this round follow.
+    pub more: bool,
 }
 
 /// A page of one tenant's ops, each origin's in sequence order.
