@@ -52,6 +52,17 @@ pub enum StartError {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// The hub's certificate binds it to another region than its configuration names.
+    #[error(
+        "this hub's certificate places it in region {certified}, but its configuration says \
+         region {configured}"
+    )]
+    Region {
+        /// From the certificate.
+        certified: agentdb_core::Region,
+        /// From the configuration.
+        configured: agentdb_core::Region,
+    },
 }
 
 /// A running hub. Dropping it aborts the hub; call [`HubHandle::shutdown`] to drain it.
@@ -126,6 +137,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     }
     .map_err(|e| StartError::TokenKey(e.to_string()))?
     .with_audience(config.audience.clone());
+    federation::check_own_region(&config)?;
 
     let crypto = agentdb_security::tls::server_config(
         &config.tls,

@@ -328,7 +328,7 @@ async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
     .await;
 
     // Raw: a hub certificate of a foreign CA (the client trusts the hub's CA).
-    let rogue_tls = foreign.hub_tls_for("eu");
+    let rogue_tls = foreign.hub_tls_for("eu", None);
     let outcome = raw_link(
         &hub,
         &pki.ca_pem(),
@@ -358,7 +358,7 @@ async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
     let mut config = federated_hub_config(&pki, "eu", "eu", fed(Some(hub.url())));
     config.tls = TlsMaterial {
         ca_pem: pki.ca_pem(),
-        ..foreign.hub_tls_for("eu")
+        ..foreign.hub_tls_for("eu", None)
     };
     let rogue = TestHub::start(config, dirs[1].path()).await;
     let id = put(&rogue, "acme", 1);
@@ -385,7 +385,7 @@ async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hello_naming_another_hub_than_the_certificate_closes_the_link() {
+async fn a_hello_naming_another_hub_or_region_than_the_certificate_closes_the_link() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
@@ -395,29 +395,55 @@ async fn a_hello_naming_another_hub_than_the_certificate_closes_the_link() {
     )
     .await;
 
-    let mallory = pki.hub_tls_for("mallory");
-    let conn = raw_link(&hub, &pki.ca_pem(), (&mallory.cert_pem, &mallory.key_pem))
-        .await
-        .unwrap();
-    send_hello_and_ops(
-        &conn,
-        "eu",
-        "acme",
-        foreign_ops("eu", "acme", scratch.path()),
-    )
-    .await;
+    // `send_hello_and_ops` claims region eu.
+    let cases = [
+        (
+            None,
+            "eu",
+            LinkError::PeerMismatch {
+                certified: hub_id("mallory"),
+                claimed: hub_id("eu"),
+            },
+        ),
+        (
+            Some("us"),
+            "mallory",
+            LinkError::RegionMismatch {
+                certified: Region::new("us").unwrap(),
+                claimed: Region::new("eu").unwrap(),
+            },
+        ),
+    ];
+    for (region, claimed, expected) in cases {
+        let mallory = pki.hub_tls_for("mallory", region);
+        let conn = raw_link(&hub, &pki.ca_pem(), (&mallory.cert_pem, &mallory.key_pem))
+            .await
+            .unwrap();
+        let ops = foreign_ops(claimed, "acme", scratch.path());
+        send_hello_and_ops(&conn, claimed, "acme", ops).await;
 
-    let (code, reason) = application_close(&conn).await;
-    let expected = LinkError::PeerMismatch {
-        certified: hub_id("mallory"),
-        claimed: hub_id("eu"),
+        let (code, reason) = application_close(&conn).await;
+        assert_eq!(code, CLOSE_PROTOCOL, "{reason}");
+        assert_eq!(reason, expected.to_string());
+        assert!(hub.handle.engine().tenants().is_empty());
+        assert!(!holds(&hub, "acme", &episode_id(99)));
     }
-    .to_string();
-    assert_eq!(code, CLOSE_PROTOCOL, "{reason}");
-    assert_eq!(reason, expected);
+}
 
-    assert!(hub.handle.engine().tenants().is_empty());
-    assert!(!holds(&hub, "acme", &episode_id(99)));
+/// A hub whose certificate binds it to one region does not start configured for another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_configured_for_another_region_than_its_certificate_does_not_start() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = federated_hub_config(&pki, "liar", "eu", fed(None));
+    config.tls = pki.hub_tls_for("liar", Some("us"));
+    let engine =
+        Arc::new(agentdb_memory::open_data_dir(dir.path(), EngineConfig::default()).unwrap());
+    let err = agentdb_hub::start(config, engine).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "this hub's certificate places it in region us, but its configuration says region eu"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1180,7 +1206,7 @@ async fn garbage_and_oversized_frames_on_a_link_close_only_that_link() {
         dir.path(),
     )
     .await;
-    let eu = pki.hub_tls_for("eu");
+    let eu = pki.hub_tls_for("eu", None);
     let hello = FedMessage::Hello(FedHello {
         protocol_version: agentdb_proto::PROTOCOL_VERSION,
         hub: hub_id("eu"),

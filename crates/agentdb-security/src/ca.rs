@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
-use agentdb_core::{AgentId, HubId, TenantId};
+use agentdb_core::{AgentId, HubId, Region, TenantId};
 use rcgen::string::Ia5String;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -232,6 +232,9 @@ pub enum Subject {
         hub: HubId,
         /// DNS names and IP addresses the hub is reached at.
         hosts: Vec<HostName>,
+        /// The region the hub serves, bound into its SPIFFE ID (`…/hub/<hub>/region/<r>`);
+        /// federated hubs then cannot claim another.
+        region: Option<Region>,
     },
     /// One agent of one tenant (TLS client authentication only).
     Agent {
@@ -271,9 +274,10 @@ impl Subject {
     fn identity(&self, trust_domain: &TrustDomain) -> PeerIdentity {
         let trust_domain = trust_domain.clone();
         match self {
-            Subject::Hub { hub, .. } => PeerIdentity::Hub {
+            Subject::Hub { hub, region, .. } => PeerIdentity::Hub {
                 trust_domain,
                 hub: hub.clone(),
+                region: region.clone(),
             },
             Subject::Agent { tenant, agent } => PeerIdentity::Agent {
                 trust_domain,
@@ -787,7 +791,8 @@ mod tests {
         assert_eq!(
             Subject::Hub {
                 hub: HubId::new("eu-1").expect("valid"),
-                hosts: HostName::defaults()
+                hosts: HostName::defaults(),
+                region: None,
             }
             .file_stem(),
             "eu-1"

@@ -6,6 +6,7 @@
 //! | SPIFFE ID                                          | [`PeerIdentity`]           |
 //! |----------------------------------------------------|----------------------------|
 //! | `spiffe://<trust-domain>/hub/<hub>`                | [`PeerIdentity::Hub`]      |
+//! | `spiffe://<trust-domain>/hub/<hub>/region/<region>` | [`PeerIdentity::Hub`], bound to a region |
 //! | `spiffe://<trust-domain>/tenant/<tenant>/agent/<agent>` | [`PeerIdentity::Agent`] |
 //! | `spiffe://<trust-domain>/tenant/<tenant>`          | [`PeerIdentity::Tenant`]   |
 //!
@@ -19,7 +20,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use agentdb_core::{AgentId, HubId, IdError, TenantId};
+use agentdb_core::{AgentId, HubId, IdError, Region, TenantId};
 use serde::{Deserialize, Serialize};
 use x509_parser::extensions::GeneralName;
 
@@ -192,6 +193,10 @@ pub enum PeerIdentity {
         trust_domain: TrustDomain,
         /// The hub's name.
         hub: HubId,
+        /// The region the CA placed the hub in, when it did: federation then takes the hub to
+        /// be in that region and no other.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        region: Option<Region>,
     },
     /// One agent of one tenant.
     Agent {
@@ -279,6 +284,12 @@ impl PeerIdentity {
             ["hub", hub] => Ok(Self::Hub {
                 trust_domain,
                 hub: HubId::new(*hub).map_err(name_err)?,
+                region: None,
+            }),
+            ["hub", hub, "region", region] => Ok(Self::Hub {
+                trust_domain,
+                hub: HubId::new(*hub).map_err(name_err)?,
+                region: Some(Region::new(*region).map_err(name_err)?),
             }),
             ["tenant", tenant] => Ok(Self::Tenant {
                 trust_domain,
@@ -296,7 +307,16 @@ impl PeerIdentity {
     /// The SPIFFE ID naming this identity.
     pub fn spiffe_uri(&self) -> String {
         match self {
-            Self::Hub { trust_domain, hub } => format!("{}/hub/{hub}", trust_domain.spiffe_uri()),
+            Self::Hub {
+                trust_domain,
+                hub,
+                region: None,
+            } => format!("{}/hub/{hub}", trust_domain.spiffe_uri()),
+            Self::Hub {
+                trust_domain,
+                hub,
+                region: Some(region),
+            } => format!("{}/hub/{hub}/region/{region}", trust_domain.spiffe_uri()),
             Self::Agent {
                 trust_domain,
                 tenant,
@@ -376,6 +396,12 @@ mod tests {
             PeerIdentity::Hub {
                 trust_domain: domain(),
                 hub: HubId::new("eu-1").expect("valid"),
+                region: None,
+            },
+            PeerIdentity::Hub {
+                trust_domain: domain(),
+                hub: HubId::new("eu-1").expect("valid"),
+                region: Some(Region::new("eu").expect("valid")),
             },
             PeerIdentity::Agent {
                 trust_domain: domain(),
@@ -389,6 +415,7 @@ mod tests {
         ];
         let uris = [
             "spiffe://example.org/hub/eu-1",
+            "spiffe://example.org/hub/eu-1/region/eu",
             "spiffe://example.org/tenant/acme/agent/a.1",
             "spiffe://example.org/tenant/acme",
         ];
@@ -406,6 +433,10 @@ mod tests {
             "spiffe://example.org/hub",
             "spiffe://example.org/hub/",
             "spiffe://example.org/hub/a/b",
+            "spiffe://example.org/hub/a/region",
+            "spiffe://example.org/hub/a/region/",
+            "spiffe://example.org/hub/a/region/eu/x",
+            "spiffe://example.org/hub/a/zone/eu",
             "spiffe://example.org/tenant/acme/agent",
             "spiffe://example.org/tenant/acme/agent/",
             "spiffe://example.org/tenant/acme/agents/a1",

@@ -22,7 +22,7 @@
 
 use std::fmt;
 
-use agentdb_core::{AgentId, HubId, TenantId};
+use agentdb_core::{AgentId, HubId, Region, TenantId};
 
 use crate::identity::PeerIdentity;
 use crate::token::{Claims, Scope};
@@ -162,10 +162,12 @@ impl PolicyError {
 }
 
 /// Decides whether a peer may open a hub-to-hub link (and so send replicated ops): only a
-/// certificate naming a hub may. Returns the hub.
-pub fn check_hub_peer(certificate: Option<&PeerIdentity>) -> Result<&HubId, PolicyError> {
+/// certificate naming a hub may. Returns the hub, and the region its certificate binds it to.
+pub fn check_hub_peer(
+    certificate: Option<&PeerIdentity>,
+) -> Result<(&HubId, Option<&Region>), PolicyError> {
     match certificate {
-        Some(PeerIdentity::Hub { hub, .. }) => Ok(hub),
+        Some(PeerIdentity::Hub { hub, region, .. }) => Ok((hub, region.as_ref())),
         Some(other) => Err(PolicyError::NotAHub {
             presented: other.to_string(),
         }),
@@ -249,8 +251,19 @@ mod hub_peer_tests {
         let hub = PeerIdentity::Hub {
             trust_domain: domain.clone(),
             hub: HubId::new("eu-1").unwrap(),
+            region: None,
         };
-        assert_eq!(check_hub_peer(Some(&hub)).unwrap().as_str(), "eu-1");
+        assert_eq!(check_hub_peer(Some(&hub)).unwrap().0.as_str(), "eu-1");
+        let placed = PeerIdentity::Hub {
+            trust_domain: domain.clone(),
+            hub: HubId::new("eu-1").unwrap(),
+            region: Some(Region::new("eu").unwrap()),
+        };
+        let (hub_id, region) = check_hub_peer(Some(&placed)).unwrap();
+        assert_eq!(
+            (hub_id.as_str(), region.map(Region::as_str)),
+            ("eu-1", Some("eu"))
+        );
         let agent = PeerIdentity::Tenant {
             trust_domain: domain,
             tenant: TenantId::new("acme").unwrap(),
@@ -320,6 +333,7 @@ mod tests {
             certificate: Some(PeerIdentity::Hub {
                 trust_domain: TrustDomain::default(),
                 hub: HubId::new("eu").expect("valid"),
+                region: None,
             }),
             claims: claims("acme", "a1", &Scope::ALL),
         };

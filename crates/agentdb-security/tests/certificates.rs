@@ -42,6 +42,7 @@ fn hub_subject() -> Subject {
             "hub.eu.example.com".parse().expect("valid"),
             "10.1.2.3".parse().expect("valid"),
         ],
+        region: None,
     }
 }
 
@@ -314,6 +315,7 @@ fn a_loaded_ca_issues_certificates_that_verify() {
     let subject = Subject::Hub {
         hub: HubId::new("us").expect("valid"),
         hosts: HostName::defaults(),
+        region: None,
     };
     let (cert, _) = issue(&ca, &subject, dir.path());
     let out = verify(&dir.path().join(CA_CERT_FILE), &cert, Some("sslserver"));

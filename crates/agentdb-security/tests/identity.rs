@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use agentdb_core::{AgentId, HubId, TenantId};
+use agentdb_core::{AgentId, HubId, Region, TenantId};
 use agentdb_security::ca::{CertificateAuthority, HostName, Subject, DEFAULT_CA_VALIDITY};
 use agentdb_security::identity::{IdentityError, PeerIdentity, TrustDomain};
 use rcgen::{CertificateParams, KeyPair, SanType};
@@ -96,23 +96,32 @@ fn tenant_wide_certificate_names_only_the_tenant() {
 #[test]
 fn hub_certificate_names_the_hub_and_ignores_dns_sans() {
     let ca = ca("agentdb.local");
-    let id = identity_of(
-        &ca,
-        &Subject::Hub {
-            hub: HubId::new("eu-1").expect("valid"),
-            hosts: HostName::defaults(),
-        },
-    )
-    .expect("identity");
-    assert_eq!(
-        id,
-        PeerIdentity::Hub {
-            trust_domain: TrustDomain::default(),
-            hub: HubId::new("eu-1").expect("valid"),
-        }
-    );
-    assert_eq!(id.tenant(), None);
-    assert_eq!(id.trust_domain().as_str(), "agentdb.local");
+    for region in [None, Some(Region::new("eu").expect("valid"))] {
+        let id = identity_of(
+            &ca,
+            &Subject::Hub {
+                hub: HubId::new("eu-1").expect("valid"),
+                hosts: HostName::defaults(),
+                region: region.clone(),
+            },
+        )
+        .expect("identity");
+        assert_eq!(
+            id,
+            PeerIdentity::Hub {
+                trust_domain: TrustDomain::default(),
+                hub: HubId::new("eu-1").expect("valid"),
+                region: region.clone(),
+            }
+        );
+        let uri = match &region {
+            None => "spiffe://agentdb.local/hub/eu-1",
+            Some(_) => "spiffe://agentdb.local/hub/eu-1/region/eu",
+        };
+        assert_eq!(id.spiffe_uri(), uri);
+        assert_eq!(id.tenant(), None);
+        assert_eq!(id.trust_domain().as_str(), "agentdb.local");
+    }
 }
 
 #[test]

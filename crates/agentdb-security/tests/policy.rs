@@ -51,6 +51,7 @@ fn certificates() -> Vec<Option<PeerIdentity>> {
     certs.push(Some(PeerIdentity::Hub {
         trust_domain: domain,
         hub: HubId::new("eu").expect("valid hub"),
+        region: None,
     }));
     certs
 }

@@ -60,6 +60,7 @@ impl TestPki {
                 &Subject::Hub {
                     hub: HubId::new("test-hub").unwrap(),
                     hosts: HostName::defaults(),
+                    region: None,
                 },
                 Duration::from_secs(3600),
                 now,
@@ -72,12 +73,13 @@ impl TestPki {
         }
     }
 
-    /// TLS material of hub `name` (certificate for localhost and 127.0.0.1), for hubs that
-    /// link to each other.
-    pub fn hub_tls_for(&self, name: &str) -> TlsMaterial {
+    /// TLS material of hub `name` (certificate for localhost and 127.0.0.1, binding the hub to
+    /// `region` when one is given), for hubs that link to each other.
+    pub fn hub_tls_for(&self, name: &str, region: Option<&str>) -> TlsMaterial {
         let (cert_pem, key_pem) = self.issue(&Subject::Hub {
             hub: HubId::new(name).unwrap(),
             hosts: HostName::defaults(),
+            region: region.map(|r| Region::new(r).unwrap()),
         });
         TlsMaterial {
             ca_pem: self.ca_pem(),
@@ -187,7 +189,8 @@ pub fn json_body(body: &str) -> serde_json::Value {
     serde_json::from_str(&body[start..=end]).unwrap()
 }
 
-/// A configuration of hub `name` in `region` with `federation` (its region is overwritten).
+/// A configuration of hub `name` in `region` with `federation` (its region is overwritten); its
+/// certificate binds it to `region`.
 pub fn federated_hub_config(
     pki: &TestPki,
     name: &str,
@@ -197,7 +200,7 @@ pub fn federated_hub_config(
     federation.region = Region::new(region).unwrap();
     HubConfig {
         hub_id: HubId::new(name).unwrap(),
-        tls: pki.hub_tls_for(name),
+        tls: pki.hub_tls_for(name, Some(region)),
         federation,
         ..hub_config(pki)
     }

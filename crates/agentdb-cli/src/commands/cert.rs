@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use agentdb_core::{AgentId, HubId, TenantId};
+use agentdb_core::{AgentId, HubId, Region, TenantId};
 use agentdb_security::ca::{CertificateAuthority, HostName, Subject};
 use anyhow::{bail, Context as _};
 use clap::{ArgGroup, Args, Subcommand};
@@ -46,6 +46,11 @@ pub struct IssueArgs {
     /// 127.0.0.1 and ::1.
     #[arg(long, value_name = "HOST_OR_IP", conflicts_with = "agent")]
     san: Vec<HostName>,
+    /// The region the hub serves (e.g. eu), bound into its certificate: federated hubs then
+    /// take it to be in that region and no other, and it does not start configured for
+    /// another.
+    #[arg(long, value_name = "REGION", requires = "hub")]
+    region: Option<Region>,
     /// Lifetime in days (default: 90 for hubs, 1 for agents).
     #[arg(long, value_name = "N", conflicts_with = "hours")]
     days: Option<u64>,
@@ -122,6 +127,7 @@ fn subject(args: &IssueArgs) -> anyhow::Result<Subject> {
         return Ok(Subject::Hub {
             hub: hub.clone(),
             hosts,
+            region: args.region.clone(),
         });
     }
     let (Some(agent), Some(tenant)) = (&args.agent, &args.tenant) else {

@@ -592,6 +592,7 @@ fn issue_hub(ca: &CertificateAuthority, hub: &HubId) -> anyhow::Result<CertPair>
     let subject = Subject::Hub {
         hub: hub.clone(),
         hosts: HostName::defaults(),
+        region: None,
     };
     issue(ca, &subject, DEV_CERT_VALIDITY)
 }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use agentdb_core::HubId;
+use agentdb_core::{HubId, Region};
 use agentdb_proto::fed::{FedMessage, LinkSession, FED_ALPN};
 use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN};
 use agentdb_security::identity::PeerIdentity;
@@ -179,16 +179,27 @@ async fn dial_once(
         .open_bi()
         .await
         .map_err(|e| format!("open stream to {url}: {e}"))?;
-    run_link(state, &conn, peer.clone(), send, recv, entry, shutdown).await;
-    Ok(peer)
+    let hub = peer.hub.clone();
+    run_link(state, &conn, peer, send, recv, entry, shutdown).await;
+    Ok(hub)
+}
+
+/// A link's peer as its certificate names it.
+#[derive(Debug, Clone)]
+pub(crate) struct CertifiedHub {
+    pub hub: HubId,
+    /// The region the certificate binds the hub to, if it does.
+    pub region: Option<Region>,
 }
 
 /// The hub a connection's peer certificate names, as the policy requires for links.
-fn peer_hub(conn: &quinn::Connection) -> Result<HubId, String> {
+fn peer_hub(conn: &quinn::Connection) -> Result<CertifiedHub, String> {
     let cert: Option<PeerIdentity> = auth::certificate_identity(conn).map_err(|e| e.message)?;
-    policy::check_hub_peer(cert.as_ref())
-        .cloned()
-        .map_err(|e| e.to_string())
+    let (hub, region) = policy::check_hub_peer(cert.as_ref()).map_err(|e| e.to_string())?;
+    Ok(CertifiedHub {
+        hub: hub.clone(),
+        region: region.cloned(),
+    })
 }
 
 /// Serves a connection that arrived with ALPN `agentdb-fed/1`: only a hub certificate may
@@ -224,12 +235,13 @@ pub(crate) async fn serve_inbound(
 async fn run_link(
     state: &Arc<HubState>,
     conn: &quinn::Connection,
-    peer: HubId,
+    certified: CertifiedHub,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     entry: &Arc<LinkEntry>,
     shutdown: &mut watch::Receiver<bool>,
 ) {
+    let peer = certified.hub.clone();
     let (events, inbox) = mpsc::channel::<Event>();
     *entry.wake.lock() = Some(events.clone());
     // A new session looks at every tenant first; what changed before it is covered.
@@ -327,12 +339,10 @@ async fn run_link(
 
     let st = Arc::clone(state);
     let link_entry = Arc::clone(entry);
-    let peer_for_thread = peer.clone();
-    let outcome = tokio::task::spawn_blocking(move || {
-        link_thread(st, link_entry, peer_for_thread, inbox, out_tx)
-    })
-    .await
-    .unwrap_or_else(|_| Err("link thread failed".into()));
+    let outcome =
+        tokio::task::spawn_blocking(move || link_thread(st, link_entry, certified, inbox, out_tx))
+            .await
+            .unwrap_or_else(|_| Err("link thread failed".into()));
 
     stopper.abort();
     reader.abort();
@@ -359,10 +369,11 @@ async fn run_link(
 fn link_thread(
     state: Arc<HubState>,
     entry: Arc<LinkEntry>,
-    peer: HubId,
+    certified: CertifiedHub,
     inbox: mpsc::Receiver<Event>,
     out: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) -> Result<(), String> {
+    let peer = certified.hub;
     let fed = Arc::clone(&state.federation);
     let config = &fed.config;
     let store = EngineStore {
@@ -372,6 +383,7 @@ fn link_thread(
         state.config.hub_id.clone(),
         config.region.clone(),
         peer.clone(),
+        certified.region,
         config.residency.clone(),
         agentdb_proto::fed::LinkConfig {
             sync_interval_ms: config.sync_interval.as_millis() as u64,

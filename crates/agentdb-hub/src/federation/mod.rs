@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
 use agentdb_core::{HubId, Region, TenantId, Timestamp, VersionVector};
+use agentdb_security::identity::PeerIdentity;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -307,6 +308,26 @@ impl Federation {
                 Err(e) => tracing::warn!(%tenant, error = %e, "tombstone collection failed"),
             }
         }
+    }
+}
+
+/// Refuses to start a hub whose certificate binds it to another region than its configuration
+/// names: its peers would take it to be in the certificate's region.
+pub(crate) fn check_own_region(config: &crate::HubConfig) -> Result<(), crate::StartError> {
+    let certs = agentdb_security::tls::certs("hub certificate", &config.tls.cert_pem)?;
+    let Some(leaf) = certs.first() else {
+        return Ok(());
+    };
+    let configured = &config.federation.region;
+    match PeerIdentity::from_der(leaf) {
+        Ok(PeerIdentity::Hub {
+            region: Some(certified),
+            ..
+        }) if certified != *configured => Err(crate::StartError::Region {
+            certified,
+            configured: configured.clone(),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -99,6 +99,14 @@ pub enum LinkError {
         /// From the Hello.
         claimed: HubId,
     },
+    /// The peer's Hello claims another region than its certificate binds it to.
+    #[error("the peer's certificate places it in region {certified} but its Hello says {claimed}")]
+    RegionMismatch {
+        /// From the certificate.
+        certified: Region,
+        /// From the Hello.
+        claimed: Region,
+    },
     /// The peer has this hub's own id: two hubs sharing an id would number different ops
     /// alike, and each would drop the other's as duplicates.
     #[error("the peer is also hub {0}: every hub needs its own id")]
@@ -160,6 +168,7 @@ pub struct LinkStats {
 pub struct LinkSession {
     me: FedHello,
     certified_peer: HubId,
+    certified_region: Option<Region>,
     residency: Residency,
     config: LinkConfig,
     peer: Option<FedHello>,
@@ -186,11 +195,12 @@ pub struct LinkSession {
 
 impl LinkSession {
     /// A session of hub `me` in `region` with the peer whose certificate names
-    /// `certified_peer`. Its Hello is queued.
+    /// `certified_peer` (and, when it binds one, `certified_region`). Its Hello is queued.
     pub fn new(
         me: HubId,
         region: Region,
         certified_peer: HubId,
+        certified_region: Option<Region>,
         residency: Residency,
         config: LinkConfig,
     ) -> Self {
@@ -203,6 +213,7 @@ impl LinkSession {
             outbox: VecDeque::from([FedMessage::Hello(me.clone())]),
             me,
             certified_peer,
+            certified_region,
             residency,
             config,
             peer: None,
@@ -287,6 +298,15 @@ impl LinkSession {
                 certified: self.certified_peer.clone(),
                 claimed: hello.hub,
             });
+        }
+        // Residency decisions trust the peer's region: only the CA's word for it counts.
+        if let Some(certified) = self.certified_region.as_ref() {
+            if *certified != hello.region {
+                return Err(LinkError::RegionMismatch {
+                    certified: certified.clone(),
+                    claimed: hello.region,
+                });
+            }
         }
         self.peer = Some(hello);
         self.queue_vectors(store, now_ms);
@@ -583,6 +603,7 @@ mod tests {
             hub(me),
             region,
             hub(peer),
+            None,
             Residency::everywhere(),
             LinkConfig::default(),
         )
@@ -620,6 +641,31 @@ mod tests {
         assert_eq!(
             session("a", "b").handle(hello("b", 99), &Empty, 0),
             Err(LinkError::Version(99))
+        );
+        // `hello` says region us.
+        let placed = |region: &str| {
+            let region = Region::new(region).unwrap_or_else(|_| unreachable!());
+            let eu = Region::new("eu").unwrap_or_else(|_| unreachable!());
+            let residency = Residency::everywhere();
+            LinkSession::new(
+                hub("a"),
+                eu,
+                hub("b"),
+                Some(region),
+                residency,
+                LinkConfig::default(),
+            )
+        };
+        assert_eq!(
+            placed("eu").handle(hello("b", PROTOCOL_VERSION), &Empty, 0),
+            Err(LinkError::RegionMismatch {
+                certified: Region::new("eu").unwrap_or_else(|_| unreachable!()),
+                claimed: Region::new("us").unwrap_or_else(|_| unreachable!()),
+            })
+        );
+        assert_eq!(
+            placed("us").handle(hello("b", PROTOCOL_VERSION), &Empty, 0),
+            Ok(())
         );
         let mut s = session("a", "b");
         assert_eq!(s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0), Ok(()));

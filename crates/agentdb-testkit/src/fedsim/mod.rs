@@ -933,6 +933,7 @@ impl<S: SimStore> Sim<S> {
             hub.id.clone(),
             hub.region.clone(),
             sender.id.clone(),
+            Some(sender.region.clone()),
             hub.residency.clone(),
             self.config.clone(),
         );
@@ -1006,6 +1007,7 @@ impl<S: SimStore> Sim<S> {
                     me.id.clone(),
                     me.region.clone(),
                     peer.id.clone(),
+                    Some(peer.region.clone()),
                     me.residency.clone(),
                     self.config.clone(),
                 )
