@@ -569,6 +569,30 @@ async fn a_receiver_refuses_a_tenant_its_region_may_not_hold() {
     assert_eq!(eu.handle.federation_status().links[0].state, "connected");
 }
 
+/// Starts mesh hub `name` (its region named alike) dialling `peers`, on the address reserved
+/// for it.
+async fn mesh_hub(
+    pki: &TestPki,
+    name: &str,
+    peers: Vec<String>,
+    (socket, addr): (std::net::UdpSocket, SocketAddr),
+    dir: &Path,
+) -> TestHub {
+    let mut config = federated_hub_config(
+        pki,
+        name,
+        name,
+        FederationConfig {
+            topology: Topology::Mesh,
+            peers,
+            ..fed(None)
+        },
+    );
+    config.quic_addr = addr;
+    drop(socket);
+    TestHub::start(config, dir).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mesh_of_three_converges() {
     let pki = TestPki::new();
@@ -581,24 +605,12 @@ async fn a_mesh_of_three_converges() {
         .map(|(_, addr)| format!("quic://{addr}"))
         .collect();
     let mut hubs = Vec::new();
-    for (i, (socket, addr)) in reserved.into_iter().enumerate() {
+    for (i, reserved) in reserved.into_iter().enumerate() {
         let peers = (0..3)
             .filter(|&j| j != i)
             .map(|j| urls[j].clone())
             .collect();
-        let mut config = federated_hub_config(
-            &pki,
-            names[i],
-            names[i],
-            FederationConfig {
-                topology: Topology::Mesh,
-                peers,
-                ..fed(None)
-            },
-        );
-        config.quic_addr = addr;
-        drop(socket);
-        hubs.push(TestHub::start(config, dirs[i].path()).await);
+        hubs.push(mesh_hub(&pki, names[i], peers, reserved, dirs[i].path()).await);
     }
 
     let mut ids = Vec::new();
@@ -667,20 +679,9 @@ async fn a_mesh_link_stays_when_the_peer_cannot_dial_back() {
     let nowhere = format!("quic://{}", reserved[2].1);
     let urls = [nowhere, format!("quic://{}", reserved[0].1)];
     let mut hubs = Vec::new();
-    for (i, (socket, addr)) in reserved.into_iter().take(2).enumerate() {
-        let mut config = federated_hub_config(
-            &pki,
-            names[i],
-            names[i],
-            FederationConfig {
-                topology: Topology::Mesh,
-                peers: vec![urls[i].clone()],
-                ..fed(None)
-            },
-        );
-        config.quic_addr = addr;
-        drop(socket);
-        hubs.push(TestHub::start(config, dirs[i].path()).await);
+    for (i, reserved) in reserved.into_iter().take(2).enumerate() {
+        let peers = vec![urls[i].clone()];
+        hubs.push(mesh_hub(&pki, names[i], peers, reserved, dirs[i].path()).await);
     }
     let id = put(&hubs[0], "acme", 1);
     eventually("pair-b holds pair-a's write", || {

@@ -564,35 +564,6 @@ impl LinkSession {
 mod tests {
     use super::*;
 
-    /// A store holding nothing and applying nothing.
-    struct Empty;
-
-    impl ReplicaStore for Empty {
-        fn tenants(&self) -> Vec<TenantId> {
-            Vec::new()
-        }
-        fn version_vector(&self, _: &TenantId) -> VersionVector {
-            VersionVector::new()
-        }
-        fn ops_since(
-            &self,
-            _: &TenantId,
-            _: &VersionVector,
-            _: usize,
-            _: usize,
-        ) -> Result<Vec<Op>, StoreFailure> {
-            Ok(Vec::new())
-        }
-        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
-            Ok(Applied {
-                vv: VersionVector::new(),
-                applied: 0,
-                newest_ms: None,
-                skew: None,
-            })
-        }
-    }
-
     fn hub(name: &str) -> HubId {
         HubId::new(name).unwrap_or_else(|_| unreachable!())
     }
@@ -624,22 +595,22 @@ mod tests {
             more: false,
         });
         assert_eq!(
-            session("a", "b").handle(vectors, &Empty, 0),
+            session("a", "b").handle(vectors, &Sink::default(), 0),
             Err(LinkError::HelloFirst)
         );
         assert_eq!(
-            session("a", "a").handle(hello("a", PROTOCOL_VERSION), &Empty, 0),
+            session("a", "a").handle(hello("a", PROTOCOL_VERSION), &Sink::default(), 0),
             Err(LinkError::SameHub(hub("a")))
         );
         assert_eq!(
-            session("a", "b").handle(hello("c", PROTOCOL_VERSION), &Empty, 0),
+            session("a", "b").handle(hello("c", PROTOCOL_VERSION), &Sink::default(), 0),
             Err(LinkError::PeerMismatch {
                 certified: hub("b"),
                 claimed: hub("c"),
             })
         );
         assert_eq!(
-            session("a", "b").handle(hello("b", 99), &Empty, 0),
+            session("a", "b").handle(hello("b", 99), &Sink::default(), 0),
             Err(LinkError::Version(99))
         );
         // `hello` says region us.
@@ -657,20 +628,23 @@ mod tests {
             )
         };
         assert_eq!(
-            placed("eu").handle(hello("b", PROTOCOL_VERSION), &Empty, 0),
+            placed("eu").handle(hello("b", PROTOCOL_VERSION), &Sink::default(), 0),
             Err(LinkError::RegionMismatch {
                 certified: Region::new("eu").unwrap_or_else(|_| unreachable!()),
                 claimed: Region::new("us").unwrap_or_else(|_| unreachable!()),
             })
         );
         assert_eq!(
-            placed("us").handle(hello("b", PROTOCOL_VERSION), &Empty, 0),
+            placed("us").handle(hello("b", PROTOCOL_VERSION), &Sink::default(), 0),
             Ok(())
         );
         let mut s = session("a", "b");
-        assert_eq!(s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0), Ok(()));
         assert_eq!(
-            s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0),
+            s.handle(hello("b", PROTOCOL_VERSION), &Sink::default(), 0),
+            Ok(())
+        );
+        assert_eq!(
+            s.handle(hello("b", PROTOCOL_VERSION), &Sink::default(), 0),
             Err(LinkError::DuplicateHello)
         );
     }
@@ -715,14 +689,15 @@ mod tests {
         }
     }
 
-    /// A store whose writes fail while `failing` is set, as on a full disk.
+    /// A store that holds the op numbers it is sent (no episodes), and whose writes fail while
+    /// `failing` is set, as on a full disk.
     #[derive(Default)]
-    struct Flaky {
+    struct Sink {
         failing: std::cell::Cell<bool>,
         vv: std::cell::RefCell<VersionVector>,
     }
 
-    impl ReplicaStore for Flaky {
+    impl ReplicaStore for Sink {
         fn tenants(&self) -> Vec<TenantId> {
             Vec::new()
         }
@@ -786,26 +761,26 @@ mod tests {
     #[test]
     fn a_page_the_peer_cannot_store_is_refused_then_sent_again_after_a_pause() {
         let (mut a, mut b) = (session("a", "b"), session("b", "a"));
-        let flaky = Flaky::default();
-        flaky.failing.set(true);
-        assert_eq!(pump((&mut a, &OneOp), (&mut b, &flaky), 0), 1);
+        let sink = Sink::default();
+        sink.failing.set(true);
+        assert_eq!(pump((&mut a, &OneOp), (&mut b, &sink), 0), 1);
         assert_eq!(b.stats().refused_here, 1);
         assert_eq!(a.stats().refused_by_peer, 1);
         let error = a.stats().last_error.clone().unwrap_or_default();
         assert!(error.contains("No space left on device"), "{error}");
         assert_eq!(a.in_flight(), 0);
-        assert!(flaky.vv.borrow().is_empty());
+        assert!(sink.vv.borrow().is_empty());
 
         // The tenant waits out the pause, even when the sender is told of a change.
-        flaky.failing.set(false);
+        sink.failing.set(false);
         a.notify(&acme());
-        assert_eq!(pump((&mut a, &OneOp), (&mut b, &flaky), 1), 0);
+        assert_eq!(pump((&mut a, &OneOp), (&mut b, &sink), 1), 0);
         let pause = LinkConfig::default().sync_interval_ms;
         a.tick(&OneOp, pause);
-        b.tick(&flaky, pause);
-        assert_eq!(pump((&mut a, &OneOp), (&mut b, &flaky), pause), 1);
+        b.tick(&sink, pause);
+        assert_eq!(pump((&mut a, &OneOp), (&mut b, &sink), pause), 1);
         let held: VersionVector = [(hub("a"), 1)].into_iter().collect();
-        assert_eq!(*flaky.vv.borrow(), held);
+        assert_eq!(*sink.vv.borrow(), held);
         assert_eq!(a.acked().get(&acme()), Some(&held));
         assert_eq!(b.stats().ops_received, 1);
     }
@@ -894,13 +869,14 @@ mod tests {
     fn hello_then_vectors_go_out_and_an_unexpected_ack_is_an_error() {
         let mut s = session("a", "b");
         assert!(matches!(
-            s.poll_transmit(&Empty, 0),
+            s.poll_transmit(&Sink::default(), 0),
             Some(FedMessage::Hello(_))
         ));
-        assert_eq!(s.poll_transmit(&Empty, 0), None);
-        s.handle(hello("b", PROTOCOL_VERSION), &Empty, 0).unwrap();
+        assert_eq!(s.poll_transmit(&Sink::default(), 0), None);
+        s.handle(hello("b", PROTOCOL_VERSION), &Sink::default(), 0)
+            .unwrap();
         assert!(matches!(
-            s.poll_transmit(&Empty, 0),
+            s.poll_transmit(&Sink::default(), 0),
             Some(FedMessage::Vectors(_))
         ));
         let t = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
@@ -908,6 +884,9 @@ mod tests {
             tenant: t.clone(),
             vv: VersionVector::new(),
         });
-        assert_eq!(s.handle(ack, &Empty, 0), Err(LinkError::UnexpectedAck(t)));
+        assert_eq!(
+            s.handle(ack, &Sink::default(), 0),
+            Err(LinkError::UnexpectedAck(t))
+        );
     }
 }
