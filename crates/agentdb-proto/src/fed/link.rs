@@ -388,11 +388,14 @@ impl LinkSession {
                 vv,
             }));
         };
-        if !self.residency.allows(&tenant, &self.me.region) {
-            let message = format!(
-                "tenant {tenant} may not be stored in region {}",
-                self.me.region
-            );
+        // Neither this hub nor the peer may hold a tenant its residency keeps out of their
+        // regions: a peer in such a region has no ops of it to give (it is misconfigured).
+        let outside = [&self.me.region]
+            .into_iter()
+            .chain(self.peer.as_ref().map(|p| &p.region))
+            .find(|region| !self.residency.allows(&tenant, region));
+        if let Some(region) = outside {
+            let message = format!("tenant {tenant} may not be stored in region {region}");
             refuse(
                 self,
                 RefusalReason::Residency,
@@ -815,6 +818,50 @@ mod tests {
         fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
             unreachable!("nothing is sent to it")
         }
+    }
+
+    #[test]
+    fn ops_of_a_tenant_the_peers_region_may_not_hold_are_refused() {
+        let restricted = TenantId::new("acme-eu").unwrap_or_else(|_| unreachable!());
+        let eu = Region::new("eu").unwrap_or_else(|_| unreachable!());
+        let mut residency = Residency::everywhere();
+        residency.restrict(restricted.clone(), vec![eu.clone()]);
+        let mut s = LinkSession::new(
+            hub("a"),
+            eu,
+            hub("b"),
+            None,
+            residency,
+            LinkConfig::default(),
+        );
+        let sink = Sink::default();
+        // `hello` says region us: a misconfigured hub there has no ops of acme-eu to give.
+        s.handle(hello("b", PROTOCOL_VERSION), &sink, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let op = Op {
+            origin: hub("b"),
+            seq: 1,
+            episode: agentdb_core::EpisodeId::from_parts(1, [1; 10]),
+            state: None,
+        };
+        for (tenant, refused) in [(restricted, true), (acme(), false)] {
+            let page = FedMessage::Ops(OpsPage {
+                tenant: tenant.clone(),
+                ops: vec![op.clone()],
+            });
+            s.handle(page, &sink, 0).unwrap_or_else(|e| panic!("{e}"));
+            let answer = std::iter::from_fn(|| s.poll_transmit(&sink, 0)).last();
+            match answer {
+                Some(FedMessage::Refused(r)) => {
+                    assert!(refused, "{tenant}: {r:?}");
+                    assert_eq!(r.reason, RefusalReason::Residency);
+                    assert_eq!(r.message, "tenant acme-eu may not be stored in region us");
+                }
+                Some(FedMessage::Ack(a)) => assert!(!refused && a.vv.get(&hub("b")) == 1),
+                other => panic!("{tenant}: {other:?}"),
+            }
+        }
+        assert_eq!(s.stats().refused_here, 1);
     }
 
     #[test]
