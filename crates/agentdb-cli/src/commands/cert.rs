@@ -46,8 +46,8 @@ pub struct IssueArgs {
     /// 127.0.0.1 and ::1.
     #[arg(long, value_name = "HOST_OR_IP", conflicts_with = "agent")]
     san: Vec<HostName>,
-    /// The region the hub serves (e.g. eu), bound into its certificate: federated hubs then
-    /// take it to be in that region and no other, and it does not start configured for
+    /// The region the hub serves (e.g. eu), bound into its certificate: federated hubs close
+    /// a link whose Hello claims another region, and the hub does not start configured for
     /// another.
     #[arg(long, value_name = "REGION", requires = "hub")]
     region: Option<Region>,

@@ -99,17 +99,16 @@ pub(crate) async fn dial_loop(
         if *shutdown.borrow() {
             return;
         }
-        let started = tokio::time::Instant::now();
         let outcome = dial_once(&state, &endpoint, &client, &url, &entry, &mut shutdown).await;
         {
             let s = &mut entry.snapshot.lock().status;
             s.state = "down".into();
             match outcome {
-                Ok(p) => {
+                Ok((p, ran)) => {
                     peer = Some(p);
                     // A link that ended at once (the peer refused the session) backs off
                     // like a failed attempt.
-                    if started.elapsed() >= STABLE_LINK {
+                    if ran >= STABLE_LINK {
                         backoff = first_backoff;
                     }
                 }
@@ -142,7 +141,8 @@ pub(crate) async fn dial_loop(
 }
 
 /// One connection attempt and, when it succeeds, the link until it ends. `Ok` with the peer
-/// hub when a link ran (whatever ended it) or yielded to the peer's own.
+/// hub and how long the link ran when one ran (whatever ended it) or yielded to the peer's
+/// own.
 async fn dial_once(
     state: &Arc<HubState>,
     endpoint: &quinn::Endpoint,
@@ -150,7 +150,7 @@ async fn dial_once(
     url: &str,
     entry: &Arc<LinkEntry>,
     shutdown: &mut watch::Receiver<bool>,
-) -> Result<HubId, String> {
+) -> Result<(HubId, Duration), String> {
     entry.snapshot.lock().status.state = "connecting".into();
     let (addr, host) = resolve(url).await?;
     let connecting = endpoint
@@ -180,8 +180,9 @@ async fn dial_once(
         .await
         .map_err(|e| format!("open stream to {url}: {e}"))?;
     let hub = peer.hub.clone();
+    let started = tokio::time::Instant::now();
     run_link(state, &conn, peer, send, recv, entry, shutdown).await;
-    Ok(hub)
+    Ok((hub, started.elapsed()))
 }
 
 /// A link's peer as its certificate names it.

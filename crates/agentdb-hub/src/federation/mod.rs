@@ -253,26 +253,31 @@ impl Federation {
     /// Collects the tombstones every link has acknowledged, when every hub this one dials is
     /// connected, or on standby behind a connected link it dialled to us (a hub that is down
     /// may still hold an older state of the episode). Links to regions a tenant may not be
-    /// stored in hold none of its ops and do not count for it.
+    /// stored in hold none of its ops (they are refused) and do not count for it. Decided on
+    /// one copy of every link's state.
     fn collect_tombstones(&self, state: &HubState) {
-        let links = self.links();
-        let connected: Vec<_> = links
+        let links: Vec<(Direction, LinkSnapshot)> = self
+            .links()
             .iter()
-            .filter(|l| l.snapshot.lock().connected())
+            .map(|l| (l.direction, l.snapshot.lock().clone()))
             .collect();
-        let carried = |l: &LinkEntry| {
-            let (up, standby_peer) = {
-                let s = l.snapshot.lock();
-                let standby = s.status.state == STANDBY;
-                (s.connected(), s.status.peer.clone().filter(|_| standby))
-            };
-            up || standby_peer
-                .is_some_and(|peer| links.iter().any(|x| x.carries(Direction::Inbound, &peer)))
-        };
-        let all_dialled_up = links
+        let connected: Vec<&LinkSnapshot> = links
             .iter()
-            .filter(|l| l.direction == Direction::Outbound)
-            .all(|l| carried(l));
+            .filter(|(_, s)| s.connected())
+            .map(|(_, s)| s)
+            .collect();
+        let inbound_from = |peer: &Option<String>| {
+            links
+                .iter()
+                .any(|(d, s)| *d == Direction::Inbound && s.connected() && s.status.peer == *peer)
+        };
+        let all_dialled_up =
+            links
+                .iter()
+                .filter(|(d, _)| *d == Direction::Outbound)
+                .all(|(_, s)| {
+                    s.connected() || (s.status.state == STANDBY && inbound_from(&s.status.peer))
+                });
         if connected.is_empty() || !all_dialled_up {
             return;
         }
@@ -280,10 +285,9 @@ impl Federation {
         let before = Timestamp(unix_ms().saturating_sub(retention));
         for tenant in state.engine.tenants() {
             let mut acked: Option<VersionVector> = None;
-            for l in &connected {
-                let snapshot = l.snapshot.lock();
-                let shared = snapshot.status.region.as_deref().map(Region::new);
-                if let Some(Ok(region)) = shared {
+            for snapshot in &connected {
+                let region = snapshot.status.region.as_deref().map(Region::new);
+                if let Some(Ok(region)) = region {
                     if !self.config.residency.allows(&tenant, &region) {
                         continue;
                     }
@@ -312,7 +316,7 @@ impl Federation {
 }
 
 /// Refuses to start a hub whose certificate binds it to another region than its configuration
-/// names: its peers would take it to be in the certificate's region.
+/// names: its peers would close its links (their Hello would claim another region).
 pub(crate) fn check_own_region(config: &crate::HubConfig) -> Result<(), crate::StartError> {
     let certs = agentdb_security::tls::certs("hub certificate", &config.tls.cert_pem)?;
     let Some(leaf) = certs.first() else {
