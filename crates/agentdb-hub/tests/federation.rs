@@ -184,9 +184,11 @@ async fn send_hello_and_ops(
     claimed: &str,
     tenant_name: &str,
     ops: Vec<Op>,
-) {
-    let Ok((mut send, _recv)) = conn.open_bi().await else {
-        return;
+) -> Option<quinn::RecvStream> {
+    // The receiving half is handed back, to be kept open: were it dropped, the hub could see
+    // its writes stopped (and end the link for that) before it read the Hello.
+    let Ok((mut send, recv)) = conn.open_bi().await else {
+        return None;
     };
     let hello = FedMessage::Hello(FedHello {
         protocol_version: agentdb_proto::PROTOCOL_VERSION,
@@ -199,6 +201,7 @@ async fn send_hello_and_ops(
     });
     let _ = send.write_all(&hello.encode()).await;
     let _ = send.write_all(&page.encode()).await;
+    Some(recv)
 }
 
 /// How the hub ended the connection: (application close code, reason).
@@ -295,7 +298,7 @@ async fn a_tenant_certificate_cannot_open_a_hub_link() {
     let conn = raw_link(&hub, &pki.ca_pem(), (&cert, &key))
         .await
         .expect("a certificate of the deployment CA completes the handshake");
-    send_hello_and_ops(
+    let _recv = send_hello_and_ops(
         &conn,
         "eu",
         "acme",
@@ -338,7 +341,7 @@ async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
     if let Ok(conn) = outcome {
         // The client may finish its side of the handshake before the hub has checked its
         // certificate; the hub then closes at the TLS layer, never at the application layer.
-        send_hello_and_ops(
+        let _recv = send_hello_and_ops(
             &conn,
             "eu",
             "acme",
@@ -420,7 +423,7 @@ async fn a_hello_naming_another_hub_or_region_than_the_certificate_closes_the_li
             .await
             .unwrap();
         let ops = foreign_ops(claimed, "acme", scratch.path());
-        send_hello_and_ops(&conn, claimed, "acme", ops).await;
+        let _recv = send_hello_and_ops(&conn, claimed, "acme", ops).await;
 
         let (code, reason) = application_close(&conn).await;
         assert_eq!(code, CLOSE_PROTOCOL, "{reason}");
