@@ -1291,3 +1291,54 @@ fn an_episode_grown_past_the_size_limit_by_an_update_still_replicates() {
     assert_eq!(got.critique.map(|c| c.len()), Some(2000));
     assert_eq!(b.vv(&t), a.vv(&t));
 }
+
+/// A hub does not pass on ops it erased: a hub that lacks them gets them, content and all,
+/// from one that still holds them, and only then the erasing hub's later ops.
+#[test]
+fn erased_ops_are_not_passed_on_without_their_content() {
+    let (a, b, c) = (Hub::mem("a"), Hub::mem("b"), Hub::mem("c"));
+    let t = tenant("acme");
+    let first = a.store(&t, NewEpisode::new("before the erase", "in", "out", 0.5));
+    assert_eq!(pull(&a, &b, &t), 1);
+    a.db.erase_tenant(&t).unwrap();
+    let second = a.store(&t, NewEpisode::new("after the erase", "in", "out", 0.5));
+    assert_eq!(a.vv(&t), vv(&[("a", 2)]));
+
+    // c lacks (a, 1), which a erased: a gives it nothing of origin a.
+    let from_a = a.db.ops_since(&t, &c.vv(&t), PAGE, PAGE_BYTES).unwrap();
+    assert!(from_a.is_empty(), "{:?}", seqs(&from_a));
+    // b still holds (a, 1); then a gives (a, 2).
+    assert_eq!(pull(&b, &c, &t), 1);
+    assert_eq!(pull(&a, &c, &t), 1);
+    assert_eq!(pull(&a, &b, &t), 1);
+    for hub in [&b, &c] {
+        assert_eq!(hub.vv(&t), vv(&[("a", 2)]));
+        assert!(hub.db.get(&t, &first).unwrap().is_some());
+        assert!(hub.db.get(&t, &second).unwrap().is_some());
+    }
+    assert!(a.db.get(&t, &first).unwrap().is_none());
+
+    // The marker survives a restart of the erasing hub's store.
+    let dir = tempfile::tempdir().unwrap();
+    let (key, clock) = (
+        MasterKey::generate().unwrap(),
+        Arc::new(ManualClock::new(Timestamp(T0))),
+    );
+    let d = Hub::redb("d", dir.path(), &key, &clock);
+    d.store(&t, NewEpisode::new("erased at d", "in", "out", 0.5));
+    d.db.erase_tenant(&t).unwrap();
+    drop(d);
+    let d = Hub::redb("d", dir.path(), &key, &clock);
+    d.store(
+        &t,
+        NewEpisode::new("after the erase at d", "in", "out", 0.5),
+    );
+    let to_c =
+        d.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert!(to_c.is_empty(), "{:?}", seqs(&to_c));
+    let to_later =
+        d.db.ops_since(&t, &vv(&[("d", 1)]), PAGE, PAGE_BYTES)
+            .unwrap();
+    assert_eq!(seqs(&to_later), vec![(hub("d"), 2)]);
+}

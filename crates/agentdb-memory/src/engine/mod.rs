@@ -46,7 +46,7 @@ use crate::storage::{
 use body::Body;
 use commit::GroupCommit;
 use indexer::Indexer;
-use tenant::{decode_model, encode_model, TenantState, MODEL_META};
+use tenant::{decode_model, encode_model, TenantState, ERASED_META, MODEL_META};
 
 /// Store-wide setting holding the master-key check value.
 const KEY_CHECK_META: &str = "master_key_check";
@@ -792,7 +792,9 @@ impl MemoryEngine {
     /// durable transaction; its index is dropped. Other tenants are untouched. The tenant's op
     /// log and version vector stay (episode ids and sequence numbers, no content): the ops
     /// this hub accepts afterwards are numbered after the erased ones, and links do not send
-    /// the erased ops back.
+    /// the erased ops back. Nor does this hub pass the erased ops on (it has no content for
+    /// them): a hub that lacks them gets them, and the later ops of their origins, from
+    /// another hub that holds them.
     ///
     /// Storage engines do not overwrite freed pages, so ciphertext (and the wrapped key) may
     /// linger in free space until reused. The wrapped key is only useful together with the
@@ -812,9 +814,17 @@ impl MemoryEngine {
                 episodes += 1;
                 ControlFlow::Continue(())
             })?;
-            let flags = self.commit.submit(vec![Write::EraseTenant {
-                tenant: tenant.clone(),
-            }])?;
+            let held = self.storage.version_vector(tenant)?;
+            let flags = self.commit.submit(vec![
+                Write::EraseTenant {
+                    tenant: tenant.clone(),
+                },
+                Write::PutTenantMeta {
+                    tenant: tenant.clone(),
+                    name: ERASED_META.into(),
+                    value: postcard::to_stdvec(&held).unwrap_or_default(),
+                },
+            ])?;
             if let Some(mut gate) = gate {
                 *gate = true;
             }

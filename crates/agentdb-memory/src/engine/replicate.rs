@@ -17,7 +17,7 @@ use agentdb_core::{
 };
 
 use super::body::{self, Body};
-use super::tenant::TenantState;
+use super::tenant::{TenantState, ERASED_META};
 use super::{embedding_text, normalize_task, MemoryEngine};
 use crate::error::{ReadError, ReplicaError, StoreError};
 use crate::index::EpisodeFacts;
@@ -104,9 +104,21 @@ impl MemoryEngine {
             return Ok(Vec::new());
         };
         let vv = self.storage.version_vector(tenant)?;
+        let erased: VersionVector = match self.storage.tenant_meta(tenant, ERASED_META)? {
+            Some(bytes) => {
+                postcard::from_bytes(&bytes).map_err(|e| ReadError::Corrupt(e.to_string()))?
+            }
+            None => VersionVector::new(),
+        };
         let mut out = Vec::new();
         let mut bytes = 0usize;
         for (origin, from, to) in vv.missing_from(known) {
+            if from < erased.get(origin) {
+                // The peer lacks an op erased here: it must get it, and this origin's later
+                // ops, from a hub that holds it (an op without its state would tell it the
+                // episode was collected).
+                continue;
+            }
             let room = limit.saturating_sub(out.len());
             let want = usize::try_from(to - from).unwrap_or(usize::MAX).min(room);
             for (seq, id) in self.storage.ops(tenant, origin, from, want)? {
