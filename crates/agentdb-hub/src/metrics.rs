@@ -61,6 +61,8 @@ pub struct Metrics {
     pub fed_lag: Family<PeerLabels, Gauge>,
     /// Connected hub-to-hub links.
     pub fed_links: Gauge,
+    /// Attempts to connect to the hubs this hub dials.
+    pub fed_dials: Counter,
     /// From an op's stamp at its origin to its application here.
     pub fed_propagation: Histogram,
 }
@@ -107,6 +109,7 @@ impl Metrics {
         let fed_ops_received = Family::<PeerLabels, Counter>::default();
         let fed_lag = Family::<PeerLabels, Gauge>::default();
         let fed_links = Gauge::default();
+        let fed_dials = Counter::default();
         let fed_propagation = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         registry.register(
             "federation_ops_sent",
@@ -129,6 +132,11 @@ impl Metrics {
             fed_links.clone(),
         );
         registry.register(
+            "federation_dials",
+            "Attempts to connect to the hubs this hub dials",
+            fed_dials.clone(),
+        );
+        registry.register(
             "federation_propagation_seconds",
             "Time from an op's stamp at its origin hub to its application here",
             fed_propagation.clone(),
@@ -145,6 +153,7 @@ impl Metrics {
             fed_ops_received,
             fed_lag,
             fed_links,
+            fed_dials,
             fed_propagation,
         }
     }

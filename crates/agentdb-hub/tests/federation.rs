@@ -1252,3 +1252,37 @@ async fn garbage_and_oversized_frames_on_a_link_close_only_that_link() {
     agent.destroy().await.unwrap();
     assert!(has_tenant(&hub, "acme"));
 }
+
+/// A link the peer ends at once (here: both hubs were given one name) is retried with a
+/// growing wait, not every 100 ms.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_refused_at_once_is_retried_with_a_growing_wait() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let slow = |upstream: Option<String>| FederationConfig {
+        max_backoff: Duration::from_secs(2),
+        ..fed(upstream)
+    };
+    let first = TestHub::start(
+        federated_hub_config(&pki, "twin", "global", slow(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let second = TestHub::start(
+        federated_hub_config(&pki, "twin", "eu", slow(Some(first.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Waits of 0.1, 0.2, 0.4 and 0.8 s fit in 2 s: about five attempts (every 100 ms it
+    // would be over fifteen).
+    let (_, metrics) = http_get(&second, "/metrics").await;
+    let attempts = sample(&metrics, "agentdb_federation_dials_total").unwrap_or(0.0);
+    assert!(
+        (2.0..=7.0).contains(&attempts),
+        "{attempts} attempts in 2 s"
+    );
+    let status = second.handle.federation_status();
+    let error = status.links[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("every hub needs its own id"), "{status:?}");
+}

@@ -152,6 +152,7 @@ async fn dial_once(
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(HubId, Duration), String> {
     entry.snapshot.lock().status.state = "connecting".into();
+    state.metrics.fed_dials.inc();
     let (addr, host) = resolve(url).await?;
     let connecting = endpoint
         .connect_with(client.clone(), addr, &host)
