@@ -183,6 +183,25 @@ impl NewEpisode {
     }
 }
 
+/// Metadata as text, the form it is sealed, replicated and sent in: `null` is the empty
+/// string, anything else compact JSON.
+pub fn metadata_to_text(metadata: &serde_json::Value) -> String {
+    if metadata.is_null() {
+        String::new()
+    } else {
+        metadata.to_string()
+    }
+}
+
+/// Metadata from its text form ([`metadata_to_text`]); the empty string is `null`.
+pub fn metadata_from_text(text: &str) -> Result<serde_json::Value, serde_json::Error> {
+    if text.is_empty() {
+        Ok(serde_json::Value::Null)
+    } else {
+        serde_json::from_str(text)
+    }
+}
+
 /// Checks a vector (stored or queried): non-empty, within the dimension limit, all finite.
 pub fn validate_vector(vector: &[f32], limits: &Limits) -> Result<(), EpisodeError> {
     if vector.is_empty() || vector.len() > limits.max_dimensions {

@@ -17,13 +17,14 @@ mod timestamp;
 mod version_vector;
 
 pub use episode::{
-    validate_vector, Embedding, Episode, EpisodeError, NewEpisode, DEFAULT_SUCCESS_THRESHOLD,
+    metadata_from_text, metadata_to_text, validate_vector, Embedding, Episode, EpisodeError,
+    NewEpisode, DEFAULT_SUCCESS_THRESHOLD,
 };
 pub use filter::{EpisodeFacts, Filter, Outcome};
 pub use hlc::{ClockSkew, Hlc, HlcClock, Stamp, DEFAULT_MAX_SKEW_MS};
 pub use ids::{AgentId, EpisodeId, HubId, IdError, ModelId, Region, SessionId, TenantId};
 pub use limits::Limits;
-pub use op::Op;
+pub use op::{AppliedOps, Op};
 pub use replica::{EpisodeContent, EpisodeUpdate, LiveEpisode, Lww, ReplicaState, TieBreak};
 pub use residency::Residency;
 pub use stats::{TaskCount, TenantStats};

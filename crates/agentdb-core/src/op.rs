@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{EpisodeId, HubId, ReplicaState};
+use crate::{ClockSkew, EpisodeId, HubId, ReplicaState, VersionVector};
 
 /// One op as it travels between hubs: its origin `(hub, seq)`, the episode it touched, and
 /// that episode's state as the sending hub holds it now.
@@ -42,4 +42,18 @@ impl Op {
             }
         }
     }
+}
+
+/// What applying a page of ops received from another hub did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedOps {
+    /// The tenant's version vector afterwards.
+    pub vv: VersionVector,
+    /// Ops applied (the others were duplicates or beyond a gap).
+    pub applied: u64,
+    /// The newest wall-clock stamp (ms) among the applied ops' states, for propagation latency.
+    pub newest_ms: Option<u64>,
+    /// Set when the page stopped at an op stamped too far ahead of the receiver's clock (that
+    /// origin's later ops were skipped; other origins' applied).
+    pub skew: Option<ClockSkew>,
 }

@@ -21,7 +21,7 @@ pub mod storage;
 use std::path::Path;
 use std::sync::Arc;
 
-pub use agentdb_core::{TaskCount, TenantStats};
+pub use agentdb_core::{AppliedOps, TaskCount, TenantStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "model")]
 pub use embedder::MiniLmEmbedder;
@@ -29,9 +29,8 @@ pub use embedder::{
     embedder_from_env_or_dir, EmbedError, Embedder, LexicalEmbedder, ModelLoadError, MODEL_DIR_ENV,
 };
 pub use engine::{
-    AppliedOps, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EraseReport,
-    Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
-    REINDEX_BATCH,
+    Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EraseReport, Match,
+    MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
 };
 pub use error::{
     KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError, StoreError,

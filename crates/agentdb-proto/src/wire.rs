@@ -85,21 +85,9 @@ pub struct WireEpisode {
     pub embedding_model: ModelId,
 }
 
-/// Metadata as it travels: `null` is the empty string, anything else compact JSON.
-pub(crate) fn metadata_to_wire(metadata: &serde_json::Value) -> String {
-    if metadata.is_null() {
-        String::new()
-    } else {
-        metadata.to_string()
-    }
-}
-
 /// Parses metadata from the wire; the empty string is `null`.
 pub(crate) fn metadata_from_wire(json: &str) -> Result<serde_json::Value, DecodeError> {
-    if json.is_empty() {
-        return Ok(serde_json::Value::Null);
-    }
-    serde_json::from_str(json).map_err(|e| DecodeError::Malformed {
+    agentdb_core::metadata_from_text(json).map_err(|e| DecodeError::Malformed {
         reason: format!("metadata is not valid JSON: {e}"),
     })
 }
@@ -113,7 +101,7 @@ impl From<&NewEpisode> for WireNewEpisode {
 impl From<NewEpisode> for WireNewEpisode {
     fn from(e: NewEpisode) -> Self {
         Self {
-            metadata_json: metadata_to_wire(&e.metadata),
+            metadata_json: agentdb_core::metadata_to_text(&e.metadata),
             id: e.id,
             agent: e.agent,
             session: e.session,
@@ -162,7 +150,7 @@ impl From<&Episode> for WireEpisode {
 impl From<Episode> for WireEpisode {
     fn from(e: Episode) -> Self {
         Self {
-            metadata_json: metadata_to_wire(&e.metadata),
+            metadata_json: agentdb_core::metadata_to_text(&e.metadata),
             id: e.id,
             tenant: e.tenant,
             agent: e.agent,
@@ -239,10 +227,10 @@ mod tests {
 
     #[test]
     fn metadata_null_is_the_empty_string() {
-        assert_eq!(metadata_to_wire(&serde_json::Value::Null), "");
+        assert_eq!(agentdb_core::metadata_to_text(&serde_json::Value::Null), "");
         assert_eq!(metadata_from_wire(""), Ok(serde_json::Value::Null));
         // A JSON empty string is not confused with null.
-        assert_eq!(metadata_to_wire(&json!("")), "\"\"");
+        assert_eq!(agentdb_core::metadata_to_text(&json!("")), "\"\"");
     }
 
     #[test]

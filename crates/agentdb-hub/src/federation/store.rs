@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use agentdb_core::{Op, TenantId, VersionVector};
-use agentdb_proto::fed::{Applied, ReplicaStore, StoreFailure};
+use agentdb_core::{AppliedOps, Op, TenantId, VersionVector};
+use agentdb_proto::fed::{ReplicaStore, StoreFailure};
 
 use crate::state::{unix_ms, HubState};
 
@@ -43,7 +43,7 @@ impl ReplicaStore for EngineStore {
         tenant: &TenantId,
         ops: &[Op],
         now_ms: u64,
-    ) -> Result<Applied, StoreFailure> {
+    ) -> Result<AppliedOps, StoreFailure> {
         let out = self
             .state
             .engine
@@ -56,11 +56,6 @@ impl ReplicaStore for EngineStore {
                 .fed_propagation
                 .observe(lag_ms as f64 / 1000.0);
         }
-        Ok(Applied {
-            vv: out.vv,
-            applied: out.applied,
-            newest_ms: out.newest_ms,
-            skew: out.skew,
-        })
+        Ok(out)
     }
 }

@@ -82,11 +82,8 @@ pub(crate) fn open_body(key: &TenantKey, row: &StoredEpisode) -> Result<Body, Re
 
 pub(crate) fn open_episode(key: &TenantKey, row: &StoredEpisode) -> Result<Episode, ReadError> {
     let body = open_body(key, row)?;
-    let metadata = if body.metadata_json.is_empty() {
-        serde_json::Value::Null
-    } else {
-        serde_json::from_str(&body.metadata_json).map_err(|e| ReadError::Corrupt(e.to_string()))?
-    };
+    let metadata = agentdb_core::metadata_from_text(&body.metadata_json)
+        .map_err(|e| ReadError::Corrupt(e.to_string()))?;
     Ok(Episode {
         id: row.id,
         tenant: key.tenant().clone(),

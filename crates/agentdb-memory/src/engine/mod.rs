@@ -19,8 +19,6 @@ mod indexer;
 mod replicate;
 mod tenant;
 
-pub use replicate::AppliedOps;
-
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
@@ -557,11 +555,7 @@ impl MemoryEngine {
             output: e.output.clone(),
             critique: e.critique.clone(),
             tags: e.tags.clone(),
-            metadata_json: if e.metadata.is_null() {
-                String::new()
-            } else {
-                e.metadata.to_string()
-            },
+            metadata_json: agentdb_core::metadata_to_text(&e.metadata),
             tokens_used: e.tokens_used,
             latency_ms: e.latency_ms,
             origin: self.config.origin.clone(),

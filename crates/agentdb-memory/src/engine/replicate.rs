@@ -12,7 +12,7 @@ use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
 use agentdb_core::{
-    validate_vector, ClockSkew, Embedding, EpisodeContent, EpisodeError, EpisodeId, EpisodeUpdate,
+    validate_vector, AppliedOps, Embedding, EpisodeContent, EpisodeError, EpisodeId, EpisodeUpdate,
     Limits, LiveEpisode, Lww, NewEpisode, Op, ReplicaState, TenantId, Timestamp, VersionVector,
 };
 
@@ -22,19 +22,6 @@ use super::{embedding_text, normalize_task, MemoryEngine};
 use crate::error::{ReadError, ReplicaError, StoreError};
 use crate::index::EpisodeFacts;
 use crate::storage::{OpSeq, RowStamps, StoredEpisode, Write};
-
-/// What [`MemoryEngine::apply_ops`] did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AppliedOps {
-    /// The tenant's version vector afterwards.
-    pub vv: VersionVector,
-    /// Ops applied (the others were duplicates or beyond a gap).
-    pub applied: u64,
-    /// The newest wall-clock stamp (ms) among the applied ops' states.
-    pub newest_ms: Option<u64>,
-    /// Set when the page stopped at an op stamped too far ahead of this store's clock.
-    pub skew: Option<ClockSkew>,
-}
 
 impl MemoryEngine {
     /// The tenant's version vector: per origin hub, the highest op it holds.
@@ -454,11 +441,8 @@ impl MemoryEngine {
     fn validate_live(&self, id: EpisodeId, live: &LiveEpisode) -> Result<(), ReplicaError> {
         let invalid = |reason: String| ReplicaError::Invalid { id, reason };
         let c = &live.content;
-        let metadata = if c.metadata_json.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&c.metadata_json).map_err(|e| invalid(e.to_string()))?
-        };
+        let metadata = agentdb_core::metadata_from_text(&c.metadata_json)
+            .map_err(|e| invalid(e.to_string()))?;
         let episode = NewEpisode {
             id: Some(id),
             agent: c.agent.clone(),

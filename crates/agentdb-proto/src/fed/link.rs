@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
-use agentdb_core::{ClockSkew, HubId, Op, Region, Residency, TenantId, VersionVector};
+use agentdb_core::{AppliedOps, HubId, Op, Region, Residency, TenantId, VersionVector};
 
 use super::message::{Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
 use crate::PROTOCOL_VERSION;
@@ -51,26 +51,13 @@ pub trait ReplicaStore {
     /// Applies, durably and in order, the ops of a page received from a peer. An op is applied
     /// only when it is the next of its origin (others are duplicates or beyond a gap, and are
     /// skipped). An op stamped too far in the future is refused (reported in
-    /// [`Applied::skew`]), and with it the rest of its origin's ops; other origins go on.
+    /// [`AppliedOps::skew`]), and with it the rest of its origin's ops; other origins go on.
     fn apply_ops(
         &self,
         tenant: &TenantId,
         ops: &[Op],
         now_ms: u64,
-    ) -> Result<Applied, StoreFailure>;
-}
-
-/// The outcome of [`ReplicaStore::apply_ops`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct Applied {
-    /// The tenant's version vector afterwards.
-    pub vv: VersionVector,
-    /// Ops applied (not skipped).
-    pub applied: u64,
-    /// The newest wall-clock stamp (ms) among the applied ops' states, for propagation latency.
-    pub newest_ms: Option<u64>,
-    /// Set when an op was refused for being stamped too far ahead.
-    pub skew: Option<ClockSkew>,
+    ) -> Result<AppliedOps, StoreFailure>;
 }
 
 /// A store failure, as one line.
@@ -687,7 +674,7 @@ mod tests {
                 .into_iter()
                 .collect())
         }
-        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<AppliedOps, StoreFailure> {
             unreachable!("the peer holds nothing to send")
         }
     }
@@ -716,7 +703,7 @@ mod tests {
         ) -> Result<Vec<Op>, StoreFailure> {
             Ok(Vec::new())
         }
-        fn apply_ops(&self, _: &TenantId, ops: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+        fn apply_ops(&self, _: &TenantId, ops: &[Op], _: u64) -> Result<AppliedOps, StoreFailure> {
             if self.failing.get() {
                 return Err(StoreFailure(
                     "storage failed: No space left on device".into(),
@@ -727,7 +714,7 @@ mod tests {
                 .iter()
                 .filter(|op| vv.advance(&op.origin, op.seq))
                 .count();
-            Ok(Applied {
+            Ok(AppliedOps {
                 vv: vv.clone(),
                 applied: applied as u64,
                 newest_ms: None,
@@ -815,7 +802,7 @@ mod tests {
         ) -> Result<Vec<Op>, StoreFailure> {
             Ok(Vec::new())
         }
-        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<Applied, StoreFailure> {
+        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<AppliedOps, StoreFailure> {
             unreachable!("nothing is sent to it")
         }
     }

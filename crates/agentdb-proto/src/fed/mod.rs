@@ -21,9 +21,7 @@
 mod link;
 mod message;
 
-pub use link::{
-    Applied, LinkConfig, LinkError, LinkSession, LinkStats, ReplicaStore, StoreFailure,
-};
+pub use link::{LinkConfig, LinkError, LinkSession, LinkStats, ReplicaStore, StoreFailure};
 pub use message::{fed_kind, Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
 
 /// The ALPN protocol id of hub-to-hub links.

@@ -12,12 +12,12 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use agentdb_core::{
-    Episode, EpisodeContent, EpisodeId, HubId, LiveEpisode, Lww, ModelId, NewEpisode, Op,
-    ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
+    AppliedOps, Episode, EpisodeContent, EpisodeId, HubId, LiveEpisode, Lww, ModelId, NewEpisode,
+    Op, ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
 };
 use agentdb_memory::storage::StoredEpisode;
 use agentdb_memory::{EngineConfig, ManualClock, MemStorage, MemoryEngine, Storage};
-use agentdb_proto::fed::{Applied, ReplicaStore, StoreFailure};
+use agentdb_proto::fed::{ReplicaStore, StoreFailure};
 use agentdb_security::MasterKey;
 
 use super::{SimStore, TenantData, WriteKind};
@@ -120,11 +120,7 @@ fn new_episode(
         reward,
         critique: critique.clone(),
         tags: tags.to_vec(),
-        metadata: if content.metadata_json.is_empty() {
-            serde_json::Value::Null
-        } else {
-            serde_json::from_str(&content.metadata_json).expect("valid metadata")
-        },
+        metadata: agentdb_core::metadata_from_text(&content.metadata_json).expect("valid metadata"),
         tokens_used: content.tokens_used,
         latency_ms: content.latency_ms,
         embedding: content.embedding.clone(),
@@ -143,11 +139,7 @@ fn live_state(row: &StoredEpisode, e: Episode) -> ReplicaState {
             task: e.task,
             input: e.input,
             output: e.output,
-            metadata_json: if e.metadata.is_null() {
-                String::new()
-            } else {
-                e.metadata.to_string()
-            },
+            metadata_json: agentdb_core::metadata_to_text(&e.metadata),
             tokens_used: e.tokens_used,
             latency_ms: e.latency_ms,
             created: e.created,
@@ -378,17 +370,11 @@ impl ReplicaStore for EngineStore {
         tenant: &TenantId,
         ops: &[Op],
         now_ms: u64,
-    ) -> Result<Applied, StoreFailure> {
+    ) -> Result<AppliedOps, StoreFailure> {
         self.set_clock(now_ms);
-        let out = self
+        Ok(self
             .engine()
             .apply_ops(tenant, ops, now_ms)
-            .unwrap_or_else(|e| panic!("hub {}: applying ops of {tenant}: {e}", self.hub));
-        Ok(Applied {
-            vv: out.vv,
-            applied: out.applied,
-            newest_ms: out.newest_ms,
-            skew: out.skew,
-        })
+            .unwrap_or_else(|e| panic!("hub {}: applying ops of {tenant}: {e}", self.hub)))
     }
 }

@@ -47,11 +47,11 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 
 use agentdb_core::{
-    AgentId, Embedding, EpisodeContent, EpisodeId, EpisodeUpdate, HubId, LiveEpisode, Lww, ModelId,
-    Op, Region, ReplicaState, Residency, Stamp, TenantId, Timestamp, VersionVector,
+    AgentId, AppliedOps, Embedding, EpisodeContent, EpisodeId, EpisodeUpdate, HubId, LiveEpisode,
+    Lww, ModelId, Op, Region, ReplicaState, Residency, Stamp, TenantId, Timestamp, VersionVector,
 };
 use agentdb_proto::fed::{
-    Applied, FedHello, FedMessage, LinkConfig, LinkSession, OpsPage, ReplicaStore, StoreFailure,
+    FedHello, FedMessage, LinkConfig, LinkSession, OpsPage, ReplicaStore, StoreFailure,
 };
 use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN, PROTOCOL_VERSION};
 
@@ -205,7 +205,7 @@ impl<S: SimStore> ReplicaStore for Guarded<'_, S> {
         tenant: &TenantId,
         ops: &[Op],
         now_ms: u64,
-    ) -> Result<Applied, StoreFailure> {
+    ) -> Result<AppliedOps, StoreFailure> {
         check_residency(self.truth, self.hub, tenant, "a received page");
         let applied = self.hub.store.apply_ops(tenant, ops, now_ms)?;
         self.hub

@@ -5,10 +5,10 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use agentdb_core::{
-    ClockSkew, EpisodeId, HlcClock, HubId, LiveEpisode, ModelId, Op, ReplicaState, Stamp, TenantId,
-    VersionVector,
+    AppliedOps, ClockSkew, EpisodeId, HlcClock, HubId, LiveEpisode, ModelId, Op, ReplicaState,
+    Stamp, TenantId, VersionVector,
 };
-use agentdb_proto::fed::{Applied, ReplicaStore, StoreFailure};
+use agentdb_proto::fed::{ReplicaStore, StoreFailure};
 
 use super::{SimStore, TenantData, WriteKind};
 
@@ -230,7 +230,7 @@ impl ReplicaStore for ModelStore {
         tenant: &TenantId,
         ops: &[Op],
         now_ms: u64,
-    ) -> Result<Applied, StoreFailure> {
+    ) -> Result<AppliedOps, StoreFailure> {
         let mut st = self.state.borrow_mut();
         let StoreState {
             tenants,
@@ -267,7 +267,7 @@ impl ReplicaStore for ModelStore {
                 .push(op.episode);
             applied += 1;
         }
-        Ok(Applied {
+        Ok(AppliedOps {
             vv: data.vv.clone(),
             applied,
             newest_ms,
