@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentdb_client::EphemeralAgent;
+use agentdb_client::{AgentError, EphemeralAgent};
 use agentdb_core::{
     EpisodeId, EpisodeUpdate, HubId, NewEpisode, Op, Region, Residency, TenantId, VersionVector,
 };
@@ -218,6 +218,25 @@ async fn application_close(conn: &quinn::Connection) -> (u64, String) {
     }
 }
 
+/// An agent of `tenant_name` stores `episode` on `hub` and is destroyed; what the store
+/// answered.
+async fn store_as_agent(
+    hub: &TestHub,
+    pki: &TestPki,
+    tenant_name: &str,
+    episode: NewEpisode,
+) -> Result<EpisodeId, AgentError> {
+    let agent = EphemeralAgent::spawn(hub.agent_config(pki, tenant_name))
+        .await
+        .unwrap();
+    let stored = agent.store_episode(episode).await;
+    let destroyed = agent.destroy().await;
+    if stored.is_ok() {
+        destroyed.unwrap();
+    }
+    stored
+}
+
 /// GET `path` on the hub's admin port.
 async fn http_get(hub: &TestHub, path: &str) -> (u16, String) {
     hub.http_get(path, None).await
@@ -250,17 +269,10 @@ async fn an_episode_stored_at_an_edge_reaches_the_upstream_and_back_down() {
     )
     .await;
 
-    let writer = EphemeralAgent::spawn(eu.agent_config(&pki, "acme"))
-        .await
-        .unwrap();
     let id = EpisodeId::from_parts(1_700_000_000_000, [3; 10]);
-    writer
-        .store_episode(
-            NewEpisode::new("summarise invoice", "invoice 42", "Total: 300 EUR", 0.9).with_id(id),
-        )
-        .await
-        .unwrap();
-    writer.destroy().await.unwrap();
+    let episode =
+        NewEpisode::new("summarise invoice", "invoice 42", "Total: 300 EUR", 0.9).with_id(id);
+    store_as_agent(&eu, &pki, "acme", episode).await.unwrap();
 
     let tenant = TenantId::new("acme").unwrap();
     let us_engine = Arc::clone(us.handle.engine());
@@ -1090,35 +1102,14 @@ async fn an_agent_cannot_store_a_tenant_outside_its_residency() {
         .residency
         .restrict(tenant("acme-eu"), vec![Region::new("eu").unwrap()]);
     let us = TestHub::start(federated_hub_config(&pki, "us", "us", config), dir.path()).await;
-    let agent = EphemeralAgent::spawn(us.agent_config(&pki, "acme-eu"))
-        .await
-        .unwrap();
-    let err = agent
-        .store_episode(NewEpisode::new(
-            "summarise invoice",
-            "",
-            "Total: 1 EUR",
-            0.9,
-        ))
-        .await;
-    let _ = agent.destroy().await;
+    let episode = NewEpisode::new("summarise invoice", "", "Total: 1 EUR", 0.9);
+    let err = store_as_agent(&us, &pki, "acme-eu", episode).await;
     let message = format!("{:?}", err.expect_err("the store must be refused"));
     assert!(message.contains("residency"), "{message}");
     assert!(!has_tenant(&us, "acme-eu"));
     // Another tenant is stored as usual.
-    let other = EphemeralAgent::spawn(us.agent_config(&pki, "acme"))
-        .await
-        .unwrap();
-    other
-        .store_episode(NewEpisode::new(
-            "summarise invoice",
-            "",
-            "Total: 2 EUR",
-            0.9,
-        ))
-        .await
-        .unwrap();
-    other.destroy().await.unwrap();
+    let episode = NewEpisode::new("summarise invoice", "", "Total: 2 EUR", 0.9);
+    store_as_agent(&us, &pki, "acme", episode).await.unwrap();
     assert!(has_tenant(&us, "acme"));
 }
 
@@ -1237,19 +1228,8 @@ async fn garbage_and_oversized_frames_on_a_link_close_only_that_link() {
     }
     // The hub still serves agents and links.
     assert!(hub.handle.engine().tenants().is_empty());
-    let agent = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
-        .await
-        .unwrap();
-    agent
-        .store_episode(NewEpisode::new(
-            "summarise invoice",
-            "",
-            "Total: 4 EUR",
-            0.9,
-        ))
-        .await
-        .unwrap();
-    agent.destroy().await.unwrap();
+    let episode = NewEpisode::new("summarise invoice", "", "Total: 4 EUR", 0.9);
+    store_as_agent(&hub, &pki, "acme", episode).await.unwrap();
     assert!(has_tenant(&hub, "acme"));
 }
 

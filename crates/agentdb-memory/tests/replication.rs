@@ -88,6 +88,11 @@ impl Hub {
         self.db.version_vector(t).unwrap()
     }
 
+    /// Applies `update` to episode `id`; whether the episode was there to update.
+    fn update(&self, t: &TenantId, id: &EpisodeId, update: EpisodeUpdate) -> bool {
+        self.db.update(t, id, &update).unwrap()
+    }
+
     fn store(&self, t: &TenantId, e: NewEpisode) -> EpisodeId {
         let stored = self.db.store(t, e).unwrap();
         assert!(stored.inserted);
@@ -366,31 +371,25 @@ fn concurrent_updates_converge_to_the_later_write_per_field() {
 
     // B writes reward and critique at T0+1s; A writes reward and tags at T0+2s.
     b.clock.advance(1_000);
-    assert!(b
-        .db
-        .update(
-            &t,
-            &id,
-            &EpisodeUpdate {
-                reward: Some(0.1),
-                critique: Some(Some("from b".into())),
-                tags: None,
-            },
-        )
-        .unwrap());
+    assert!(b.update(
+        &t,
+        &id,
+        EpisodeUpdate {
+            reward: Some(0.1),
+            critique: Some(Some("from b".into())),
+            tags: None,
+        }
+    ));
     a.clock.advance(2_000);
-    assert!(a
-        .db
-        .update(
-            &t,
-            &id,
-            &EpisodeUpdate {
-                reward: Some(0.95),
-                critique: None,
-                tags: Some(vec!["from-a".into()]),
-            },
-        )
-        .unwrap());
+    assert!(a.update(
+        &t,
+        &id,
+        EpisodeUpdate {
+            reward: Some(0.95),
+            critique: None,
+            tags: Some(vec!["from-a".into()]),
+        }
+    ));
     assert_eq!(b.db.get(&t, &id).unwrap().unwrap().reward, 0.1);
     assert!(b.find(&t, "invoice", min_reward(0.9)).is_empty());
     assert!(a.find(&t, "invoice", min_reward(0.2)) == vec![id]);
@@ -466,18 +465,15 @@ fn an_update_made_after_receiving_a_write_wins_over_it_despite_a_slower_clock() 
     pull(&a, &b, &t);
     // B answers A's write one millisecond later by its own clock: 30 s earlier by wall time.
     b.clock.advance(1);
-    assert!(b
-        .db
-        .update(
-            &t,
-            &id,
-            &EpisodeUpdate {
-                reward: Some(0.2),
-                critique: Some(None),
-                tags: Some(vec!["reviewed".into()]),
-            },
-        )
-        .unwrap());
+    assert!(b.update(
+        &t,
+        &id,
+        EpisodeUpdate {
+            reward: Some(0.2),
+            critique: Some(None),
+            tags: Some(vec!["reviewed".into()]),
+        }
+    ));
     assert_eq!(pull(&b, &a, &t), 1);
     for h in [&a, &b] {
         let e = h.db.get(&t, &id).unwrap().unwrap();
@@ -502,7 +498,7 @@ fn updates_with_equal_clocks_converge_on_the_greater_hub_id() {
             reward: Some(reward),
             ..EpisodeUpdate::default()
         };
-        assert!(h.db.update(&t, &id, &update).unwrap());
+        assert!(h.update(&t, &id, update.clone()));
     }
     // Both writes carry the same clock reading; the hub id orders them.
     let stamp = |h: &Hub| {
@@ -531,17 +527,14 @@ fn a_delete_wins_over_a_concurrent_later_update() {
     assert!(a.db.delete(&t, &id).unwrap());
     // B's update is stamped after the delete, and still loses.
     b.clock.advance(2_000);
-    assert!(b
-        .db
-        .update(
-            &t,
-            &id,
-            &EpisodeUpdate {
-                reward: Some(0.99),
-                ..EpisodeUpdate::default()
-            },
-        )
-        .unwrap());
+    assert!(b.update(
+        &t,
+        &id,
+        EpisodeUpdate {
+            reward: Some(0.99),
+            ..EpisodeUpdate::default()
+        }
+    ));
 
     pull(&a, &b, &t);
     pull(&b, &a, &t);
@@ -553,17 +546,14 @@ fn a_delete_wins_over_a_concurrent_later_update() {
         assert!(h.find(&t, "rotate keys", min_reward(0.9)).is_empty());
         let stats = h.db.stats(&t).unwrap();
         assert_eq!((stats.episodes, stats.deleted), (1, 1));
-        assert!(!h
-            .db
-            .update(
-                &t,
-                &id,
-                &EpisodeUpdate {
-                    reward: Some(0.3),
-                    ..EpisodeUpdate::default()
-                },
-            )
-            .unwrap());
+        assert!(!h.update(
+            &t,
+            &id,
+            EpisodeUpdate {
+                reward: Some(0.3),
+                ..EpisodeUpdate::default()
+            }
+        ));
     }
     assert_eq!(pull(&a, &b, &t), 0);
     assert_eq!(pull(&b, &a, &t), 0);
@@ -769,17 +759,14 @@ fn version_vector_op_log_and_clock_survive_a_restart() {
             })
             .collect();
         clock.advance(20_000);
-        assert!(a
-            .db
-            .update(
-                &t,
-                &ids[0],
-                &EpisodeUpdate {
-                    reward: Some(0.9),
-                    ..EpisodeUpdate::default()
-                },
-            )
-            .unwrap());
+        assert!(a.update(
+            &t,
+            &ids[0],
+            EpisodeUpdate {
+                reward: Some(0.9),
+                ..EpisodeUpdate::default()
+            }
+        ));
         assert_eq!(a.vv(&t), vv(&[("a", 4)]));
         assert_eq!(pull(&a, &b, &t), 4);
         let before =
@@ -813,17 +800,14 @@ fn version_vector_op_log_and_clock_survive_a_restart() {
     assert_eq!(next[0].episode, new);
 
     // An update after the restart is stamped after the one before it, and so wins.
-    assert!(a
-        .db
-        .update(
-            &t,
-            &ids[0],
-            &EpisodeUpdate {
-                reward: Some(0.1),
-                ..EpisodeUpdate::default()
-            },
-        )
-        .unwrap());
+    assert!(a.update(
+        &t,
+        &ids[0],
+        EpisodeUpdate {
+            reward: Some(0.1),
+            ..EpisodeUpdate::default()
+        }
+    ));
     assert_eq!(a.db.get(&t, &ids[0]).unwrap().unwrap().reward, 0.1);
     let ops = a.db.ops_since(&t, &b.vv(&t), PAGE, PAGE_BYTES).unwrap();
     assert_eq!(seqs(&ops), vec![(hub("a"), 5), (hub("a"), 6)]);
@@ -855,17 +839,14 @@ fn the_clock_resumes_after_stamps_no_row_keeps() {
         let a = Hub::redb("a", dir.path(), &key, &clock);
         let id = a.store(&t, NewEpisode::new("task", "in", "out", 0.5));
         clock.advance(60_000);
-        assert!(a
-            .db
-            .update(
-                &t,
-                &id,
-                &EpisodeUpdate {
-                    reward: Some(0.9),
-                    ..EpisodeUpdate::default()
-                },
-            )
-            .unwrap());
+        assert!(a.update(
+            &t,
+            &id,
+            EpisodeUpdate {
+                reward: Some(0.9),
+                ..EpisodeUpdate::default()
+            }
+        ));
         let ops =
             a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
                 .unwrap();
@@ -903,17 +884,14 @@ fn replicated_episodes_reach_disk_only_sealed_under_the_receivers_key() {
     let t = tenant("acme");
     let marker = "QVZK-marker-5519";
     let id = a.store(&t, common::marked_episode(marker));
-    assert!(a
-        .db
-        .update(
-            &t,
-            &id,
-            &EpisodeUpdate {
-                critique: Some(Some(format!("updated {marker}"))),
-                ..EpisodeUpdate::default()
-            },
-        )
-        .unwrap());
+    assert!(a.update(
+        &t,
+        &id,
+        EpisodeUpdate {
+            critique: Some(Some(format!("updated {marker}"))),
+            ..EpisodeUpdate::default()
+        },
+    ));
     {
         let b = Hub::redb("b", dir.path(), &b_key, &clock);
         assert_eq!(pull(&a, &b, &t), 2);
@@ -1162,15 +1140,14 @@ fn a_page_that_storage_fails_to_write_leaves_nothing_and_applies_whole_on_retry(
             )
         })
         .collect();
-    a.db.update(
+    a.update(
         &acme,
         &ids[0],
-        &EpisodeUpdate {
+        EpisodeUpdate {
             reward: Some(0.9),
             ..EpisodeUpdate::default()
         },
-    )
-    .unwrap();
+    );
     a.db.delete(&acme, &ids[1]).unwrap();
     let page =
         a.db.ops_since(&acme, &VersionVector::new(), PAGE, PAGE_BYTES)
@@ -1277,15 +1254,14 @@ fn an_episode_grown_past_the_size_limit_by_an_update_still_replicates() {
     let (a, b) = (Hub::mem_with(config("a")), Hub::mem_with(config("b")));
     let t = tenant("acme");
     let id = a.store(&t, NewEpisode::new("x".repeat(3000), "in", "out", 0.5));
-    a.db.update(
+    a.update(
         &t,
         &id,
-        &EpisodeUpdate {
+        EpisodeUpdate {
             critique: Some(Some("y".repeat(2000))),
             ..EpisodeUpdate::default()
         },
-    )
-    .unwrap();
+    );
     assert_eq!(pull(&a, &b, &t), 2);
     let got = b.db.get(&t, &id).unwrap().unwrap();
     assert_eq!(got.critique.map(|c| c.len()), Some(2000));

@@ -49,7 +49,7 @@ pub enum AgentCommand {
     /// Change an episode's reward, critique or tags (the last write wins across hubs).
     Update(UpdateArgs),
     /// Delete an episode (on every hub it reaches; a delete wins over concurrent updates).
-    Delete(DeleteArgs),
+    Delete(EpisodeArgs),
 }
 
 /// Arguments of `agentdb agent update`.
@@ -57,12 +57,7 @@ pub enum AgentCommand {
 #[group(skip)]
 pub struct UpdateArgs {
     #[command(flatten)]
-    connect: ConnectArgs,
-    #[command(flatten)]
-    tenant: local::TenantArgs,
-    /// The episode.
-    #[arg(long)]
-    id: EpisodeId,
+    episode: EpisodeArgs,
     /// A new reward.
     #[arg(long)]
     reward: Option<f64>,
@@ -80,10 +75,10 @@ pub struct UpdateArgs {
     clear_tags: bool,
 }
 
-/// Arguments of `agentdb agent delete`.
+/// The episode `agentdb agent update` and `delete` act on, and where: the arguments of `delete`.
 #[derive(Debug, Args)]
 #[group(skip)]
-pub struct DeleteArgs {
+pub struct EpisodeArgs {
     #[command(flatten)]
     connect: ConnectArgs,
     #[command(flatten)]
@@ -203,7 +198,7 @@ pub fn run(mut cmd: AgentCommand) -> anyhow::Result<()> {
         AgentCommand::Store(a) => a.connect.resolve_hub(&env)?,
         AgentCommand::Query(a) => a.connect.resolve_hub(&env)?,
         AgentCommand::Stats(a) => a.connect.resolve_hub(&env)?,
-        AgentCommand::Update(a) => a.connect.resolve_hub(&env)?,
+        AgentCommand::Update(a) => a.episode.connect.resolve_hub(&env)?,
         AgentCommand::Delete(a) => a.connect.resolve_hub(&env)?,
     }
     let runtime = super::runtime()?;
@@ -231,6 +226,7 @@ async fn update(args: UpdateArgs) -> anyhow::Result<()> {
             "nothing to update: give --reward, --critique, --clear-critique, --tag or --clear-tags"
         );
     }
+    let args = args.episode;
     let agent = spawn(&args.connect, &args.tenant.tenant, None).await?;
     let found = agent
         .update_episode(args.id, update)
@@ -240,7 +236,7 @@ async fn update(args: UpdateArgs) -> anyhow::Result<()> {
     report(args.id, found, "updated", args.tenant.json)
 }
 
-async fn delete(args: DeleteArgs) -> anyhow::Result<()> {
+async fn delete(args: EpisodeArgs) -> anyhow::Result<()> {
     let agent = spawn(&args.connect, &args.tenant.tenant, None).await?;
     let found = agent
         .delete_episode(args.id)
