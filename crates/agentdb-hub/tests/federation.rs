@@ -253,21 +253,9 @@ fn sample(text: &str, metric: &str) -> Option<f64> {
 async fn an_episode_stored_at_an_edge_reaches_the_upstream_and_back_down() {
     let pki = TestPki::new();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let global = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dirs[0].path(),
-    )
-    .await;
-    let eu = TestHub::start(
-        federated_hub_config(&pki, "eu", "eu", fed(Some(global.url()))),
-        dirs[1].path(),
-    )
-    .await;
-    let us = TestHub::start(
-        federated_hub_config(&pki, "us", "us", fed(Some(global.url()))),
-        dirs[2].path(),
-    )
-    .await;
+    let global = start_hub(&pki, "global", "global", None, dirs[0].path()).await;
+    let eu = start_hub(&pki, "eu", "eu", Some(&global), dirs[1].path()).await;
+    let us = start_hub(&pki, "us", "us", Some(&global), dirs[2].path()).await;
 
     let id = EpisodeId::from_parts(1_700_000_000_000, [3; 10]);
     let episode =
@@ -300,11 +288,7 @@ async fn a_tenant_certificate_cannot_open_a_hub_link() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dir.path(),
-    )
-    .await;
+    let hub = start_hub(&pki, "global", "global", None, dir.path()).await;
 
     let (cert, key) = pki.tenant_cert("acme");
     let conn = raw_link(&hub, &pki.ca_pem(), (&cert, &key))
@@ -336,11 +320,7 @@ async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
     let pki = TestPki::new();
     let foreign = TestPki::new();
     let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let hub = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dirs[0].path(),
-    )
-    .await;
+    let hub = start_hub(&pki, "global", "global", None, dirs[0].path()).await;
 
     // Raw: a hub certificate of a foreign CA (the client trusts the hub's CA).
     let rogue_tls = foreign.hub_tls_for("eu", None);
@@ -404,11 +384,7 @@ async fn a_hello_naming_another_hub_or_region_than_the_certificate_closes_the_li
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let scratch = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dir.path(),
-    )
-    .await;
+    let hub = start_hub(&pki, "global", "global", None, dir.path()).await;
 
     // `send_hello_and_ops` claims region eu.
     let cases = [
@@ -547,11 +523,7 @@ async fn a_receiver_refuses_a_tenant_its_region_may_not_hold() {
         dirs[0].path(),
     )
     .await;
-    let eu = TestHub::start(
-        federated_hub_config(&pki, "eu", "eu", fed(Some(us.url()))),
-        dirs[1].path(),
-    )
-    .await;
+    let eu = start_hub(&pki, "eu", "eu", Some(&us), dirs[1].path()).await;
 
     let restricted = put(&eu, "acme-eu", 1);
     let free = put(&eu, "beta", 2);
@@ -582,6 +554,19 @@ async fn a_receiver_refuses_a_tenant_its_region_may_not_hold() {
     assert!(status.tenants.iter().all(|t| t.tenant != "acme-eu"));
     // The link stays up for everything else.
     assert_eq!(eu.handle.federation_status().links[0].state, "connected");
+}
+
+/// Starts hub `name` in `region` with the tests' federation settings, linked to `upstream`
+/// when one is given.
+async fn start_hub(
+    pki: &TestPki,
+    name: &str,
+    region: &str,
+    upstream: Option<&TestHub>,
+    dir: &Path,
+) -> TestHub {
+    let config = federated_hub_config(pki, name, region, fed(upstream.map(TestHub::url)));
+    TestHub::start(config, dir).await
 }
 
 /// Starts mesh hub `name` (its region named alike) dialling `peers`, on the address reserved
@@ -766,11 +751,7 @@ async fn a_broken_link_resumes_and_the_upstream_catches_up() {
     let global_config = federated_hub_config(&pki, "global", "global", fed(None));
     let global = TestHub::start(global_config.clone(), dirs[0].path()).await;
     let addr = global.handle.quic_addr();
-    let edge = TestHub::start(
-        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
-        dirs[1].path(),
-    )
-    .await;
+    let edge = start_hub(&pki, "edge", "eu", Some(&global), dirs[1].path()).await;
 
     let first = put(&edge, "acme", 1);
     eventually("the first episode upstream", || {
@@ -818,11 +799,7 @@ async fn a_resumed_link_sends_only_what_the_peer_lacks() {
     let global_config = federated_hub_config(&pki, "global", "global", fed(None));
     let global = TestHub::start(global_config.clone(), dirs[0].path()).await;
     let addr = global.handle.quic_addr();
-    let edge = TestHub::start(
-        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
-        dirs[1].path(),
-    )
-    .await;
+    let edge = start_hub(&pki, "edge", "eu", Some(&global), dirs[1].path()).await;
     for n in 1..=10 {
         put(&edge, "acme", n);
     }
@@ -875,16 +852,8 @@ async fn a_resumed_link_sends_only_what_the_peer_lacks() {
 async fn updates_and_deletes_replicate_and_a_delete_wins_over_a_concurrent_update() {
     let pki = TestPki::new();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let global = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dirs[0].path(),
-    )
-    .await;
-    let edge = TestHub::start(
-        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
-        dirs[1].path(),
-    )
-    .await;
+    let global = start_hub(&pki, "global", "global", None, dirs[0].path()).await;
+    let edge = start_hub(&pki, "edge", "eu", Some(&global), dirs[1].path()).await;
     let t = tenant("acme");
     let reward =
         |hub: &TestHub, id: &EpisodeId| hub.handle.engine().get(&t, id).unwrap().map(|e| e.reward);
@@ -943,16 +912,8 @@ async fn updates_and_deletes_replicate_and_a_delete_wins_over_a_concurrent_updat
 async fn federation_status_and_metrics_over_admin_http() {
     let pki = TestPki::new();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let global = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dirs[0].path(),
-    )
-    .await;
-    let edge = TestHub::start(
-        federated_hub_config(&pki, "edge", "eu", fed(Some(global.url()))),
-        dirs[1].path(),
-    )
-    .await;
+    let global = start_hub(&pki, "global", "global", None, dirs[0].path()).await;
+    let edge = start_hub(&pki, "edge", "eu", Some(&global), dirs[1].path()).await;
     put(&edge, "acme", 1);
     put(&edge, "acme", 2);
     put(&global, "acme", 3);
@@ -1117,16 +1078,8 @@ async fn an_agent_cannot_store_a_tenant_outside_its_residency() {
 async fn agents_update_and_delete_and_other_regions_see_it() {
     let pki = TestPki::new();
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
-    let global = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dirs[0].path(),
-    )
-    .await;
-    let eu = TestHub::start(
-        federated_hub_config(&pki, "eu", "eu", fed(Some(global.url()))),
-        dirs[1].path(),
-    )
-    .await;
+    let global = start_hub(&pki, "global", "global", None, dirs[0].path()).await;
+    let eu = start_hub(&pki, "eu", "eu", Some(&global), dirs[1].path()).await;
     let t = tenant("acme");
     let agent = EphemeralAgent::spawn(eu.agent_config(&pki, "acme"))
         .await
@@ -1196,11 +1149,7 @@ async fn agents_update_and_delete_and_other_regions_see_it() {
 async fn garbage_and_oversized_frames_on_a_link_close_only_that_link() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(
-        federated_hub_config(&pki, "global", "global", fed(None)),
-        dir.path(),
-    )
-    .await;
+    let hub = start_hub(&pki, "global", "global", None, dir.path()).await;
     let eu = pki.hub_tls_for("eu", None);
     let hello = FedMessage::Hello(FedHello {
         protocol_version: agentdb_proto::PROTOCOL_VERSION,
