@@ -10,24 +10,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::Hub;
+use common::{agentdb, Hub};
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentdb");
-/// Environment variables that change what the binary does; every test starts without them.
-const AMBIENT: &[&str] = &[
-    "JWT_SECRET",
-    "ENABLE_MTLS",
-    "FEDERATION_HUB_ENDPOINT",
-    "AGENTDB_MASTER_KEY",
-    "AGENTDB_LOG",
-    "EU_HUB",
-    "US_HUB",
-    "AP_HUB",
-];
 /// The example directory, proven to work as written.
 const EXAMPLE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/federation");
 /// The example's hubs and the ports it names: (hub, QUIC port, HTTP port).
@@ -43,17 +31,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// Attempts at starting a federation when another process took a port picked for it.
 const START_ATTEMPTS: usize = 3;
 
-fn command() -> Command {
-    let mut cmd = Command::new(BIN);
-    for name in AMBIENT {
-        cmd.env_remove(name);
-    }
-    cmd
-}
-
 /// Runs `agentdb ARGS` and asserts it succeeded.
 fn run_ok(args: &[&str]) -> Output {
-    let out = command().args(args).output().unwrap();
+    let out = agentdb().args(args).output().unwrap();
     assert!(
         out.status.success(),
         "agentdb {args:?} failed: {}",
@@ -66,7 +46,7 @@ impl Hub {
     /// Starts `agentdb hub ARGS` and waits for its "listening" line; `Err` carries the log
     /// when it never comes.
     fn try_start(args: &[&str], log: &Path) -> Result<Hub, String> {
-        let mut cmd = command();
+        let mut cmd = agentdb();
         cmd.arg("hub").args(args);
         Hub::spawn(cmd, log)
     }
@@ -126,7 +106,7 @@ impl Pki {
                 .skip(1)
                 .map(|w| w.trim_matches('\'').to_owned())
                 .collect();
-            let out = command().args(&args).current_dir(base).output().unwrap();
+            let out = agentdb().args(&args).current_dir(base).output().unwrap();
             assert!(
                 out.status.success(),
                 "README command {line:?} failed: {}",
@@ -215,7 +195,7 @@ impl Pki {
             args.push(value.into());
         }
         args.push("--json".into());
-        let out = command().args(&args).output().unwrap();
+        let out = agentdb().args(&args).output().unwrap();
         assert!(
             out.status.success(),
             "store on {} failed: {}",
@@ -234,7 +214,7 @@ impl Pki {
         args.extend(self.creds(tenant));
         args.extend(["--tenant", tenant, "--json"].map(String::from));
         args.extend(rest.iter().map(|a| a.to_string()));
-        let out = command().args(&args).output().unwrap();
+        let out = agentdb().args(&args).output().unwrap();
         assert!(
             out.status.success(),
             "{sub} on {} failed: {}",
@@ -269,7 +249,7 @@ impl Pki {
         ] {
             args.push(a.into());
         }
-        let out = command().args(&args).output().unwrap();
+        let out = agentdb().args(&args).output().unwrap();
         assert!(
             out.status.success(),
             "query on {} failed: {}",

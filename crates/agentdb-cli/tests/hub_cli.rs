@@ -14,22 +14,10 @@ use std::time::{Duration, Instant};
 
 use common::Hub;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentdb");
-/// Environment variables that change what the binary does; every test starts without them.
-const AMBIENT: &[&str] = &[
-    "JWT_SECRET",
-    "ENABLE_MTLS",
-    "FEDERATION_HUB_ENDPOINT",
-    "AGENTDB_MASTER_KEY",
-    "AGENTDB_LOG",
-];
 const SECRET: &str = "a-shared-secret-of-at-least-32-bytes!";
 
 fn command(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(BIN);
-    for name in AMBIENT {
-        cmd.env_remove(name);
-    }
+    let mut cmd = common::agentdb();
     for (k, v) in env {
         cmd.env(k, v);
     }
