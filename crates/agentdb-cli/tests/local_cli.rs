@@ -154,6 +154,8 @@ fn bad_input_is_one_line_on_stderr_and_stores_nothing() {
         vec!["store", "--tenant", "", "--task", "t", "--reward", "0.5"],
         vec!["store", "--tenant", "a/b", "--task", "t", "--reward", "0.5"],
         vec!["store", "--tenant", "acme", "--task", "", "--reward", "0.5"],
+        vec!["store", "--tenant", "..", "--task", "t", "--reward", "0.5"],
+        vec!["store", "--tenant", ".", "--task", "t", "--reward", "0.5"],
     ] {
         let out = agentdb(d, &args);
         assert!(!out.status.success(), "{args:?} should fail");

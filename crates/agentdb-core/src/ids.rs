@@ -41,6 +41,14 @@ pub enum IdError {
         /// The first offending character.
         found: char,
     },
+    /// The name is `.` or `..`, which mean directories in file paths and URIs.
+    #[error("{kind} must not be {value:?}")]
+    DotName {
+        /// Which kind of identifier.
+        kind: &'static str,
+        /// The rejected name.
+        value: &'static str,
+    },
     /// The string is not a UUID.
     #[error("{kind} is not a valid UUID: {value:?}")]
     NotUuid {
@@ -63,6 +71,13 @@ fn check_name(kind: &'static str, s: &str) -> Result<(), IdError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
     {
         return Err(IdError::BadChar { kind, found });
+    }
+    // Names become path segments (spool directories, data directories) and SPIFFE URI
+    // segments, where these two would mean "here" and "the parent".
+    for value in [".", ".."] {
+        if s == value {
+            return Err(IdError::DotName { kind, value });
+        }
     }
     Ok(())
 }
@@ -258,6 +273,23 @@ mod tests {
             HubId::new("ünicode"),
             Err(IdError::BadChar { found: 'ü', .. })
         ));
+    }
+
+    #[test]
+    fn dot_names_are_refused_for_every_kind() {
+        for dots in [".", ".."] {
+            let refused = |r: Result<(), IdError>| matches!(r, Err(IdError::DotName { .. }));
+            assert!(refused(TenantId::new(dots).map(drop)), "tenant {dots}");
+            assert!(refused(AgentId::new(dots).map(drop)), "agent {dots}");
+            assert!(refused(HubId::new(dots).map(drop)), "hub {dots}");
+            assert!(refused(Region::new(dots).map(drop)), "region {dots}");
+            assert!(refused(ModelId::new(dots).map(drop)), "model {dots}");
+            assert!(serde_json::from_str::<TenantId>(&format!("{dots:?}")).is_err());
+        }
+        // Dots inside a longer name are fine.
+        assert!(TenantId::new("...").is_ok());
+        assert!(TenantId::new("a..b").is_ok());
+        assert!(TenantId::new(".hidden").is_ok());
     }
 
     #[test]
