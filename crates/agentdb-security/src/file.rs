@@ -1,8 +1,9 @@
 //! Writing key and certificate files with the right permissions, atomically.
 //!
 //! A file is written to a temporary sibling, synced, then renamed over the target, so a reader
-//! never sees half a key. Private files are created with mode 0600 from the start (never created
-//! wider and narrowed later).
+//! never sees half a key; the directory is synced after the rename, so the new name survives a
+//! crash once the write has returned. Private files are created with mode 0600 from the start
+//! (never created wider and narrowed later).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -74,12 +75,13 @@ fn write_file(path: &Path, data: &[u8], overwrite: bool, mode: u32) -> Result<()
         f.write_all(data)?;
         f.sync_all()?;
         if overwrite {
-            fs::rename(&tmp, path)
+            fs::rename(&tmp, path)?;
         } else {
             // `hard_link` fails if the target appeared meanwhile, so a concurrent writer cannot
             // be clobbered.
-            fs::hard_link(&tmp, path).and_then(|()| fs::remove_file(&tmp))
+            fs::hard_link(&tmp, path).and_then(|()| fs::remove_file(&tmp))?;
         }
+        sync_parent_dir(path)
     })();
     if let Err(e) = result {
         let _ = fs::remove_file(&tmp);
@@ -91,6 +93,24 @@ fn write_file(path: &Path, data: &[u8], overwrite: bool, mode: u32) -> Result<()
         return Err(io(e));
     }
     Ok(())
+}
+
+/// Makes the creation, rename or removal of `path` durable by syncing its directory (on Unix;
+/// elsewhere the rename is as durable as the platform makes it).
+pub fn sync_parent_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ pub mod revocation;
 pub mod tls;
 pub mod token;
 
-pub use envelope::{sealed_key_version, RecordAad, SealError};
-pub use file::{write_private_file, write_public_file, FileError};
+pub use envelope::{sealed_key_version, RecordAad, RecordKey, SealError};
+pub use file::{sync_parent_dir, write_private_file, write_public_file, FileError};
 pub use keyring::{Keyring, KeyringError, TenantKey, WrappedTenantKey};
 pub use master_key::{MasterKey, MasterKeyError, MASTER_KEY_ENV};

@@ -42,7 +42,10 @@ pub(crate) fn seal_body(
     id: &EpisodeId,
     body: &Body,
 ) -> Result<Vec<u8>, agentdb_security::SealError> {
-    let plain = zeroize::Zeroizing::new(postcard::to_stdvec(body).unwrap_or_default());
+    // A body that cannot be encoded is refused, never sealed as an empty record.
+    let plain = zeroize::Zeroizing::new(
+        postcard::to_stdvec(body).map_err(|_| agentdb_security::SealError::Encrypt)?,
+    );
     key.seal(aad(BODY_KIND, key.tenant(), &id.to_bytes()), &plain)
 }
 

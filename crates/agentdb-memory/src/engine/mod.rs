@@ -809,6 +809,8 @@ impl MemoryEngine {
                 ControlFlow::Continue(())
             })?;
             let held = self.storage.version_vector(tenant)?;
+            let held = postcard::to_stdvec(&held)
+                .map_err(|e| ReadError::Corrupt(format!("version vector: {e}")))?;
             let flags = self.commit.submit(vec![
                 Write::EraseTenant {
                     tenant: tenant.clone(),
@@ -816,7 +818,7 @@ impl MemoryEngine {
                 Write::PutTenantMeta {
                     tenant: tenant.clone(),
                     name: ERASED_META.into(),
-                    value: postcard::to_stdvec(&held).unwrap_or_default(),
+                    value: held,
                 },
             ])?;
             if let Some(mut gate) = gate {
