@@ -5,16 +5,20 @@
 //! cargo run --release -p agentdb-bench -- run [--quick] [--json]      # the table
 //! cargo run --release -p agentdb-bench -- export --episodes 10000 --queries 1000 --out bench/data/10k
 //! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
+//! cargo run --release -p agentdb-bench -- crash --trials 100          # kill -9 a hub process, check it
+//! cargo run --release -p agentdb-bench -- soak --agents 100 --minutes 10
 //! ```
 
 #![allow(clippy::print_stdout)] // A benchmark prints its table.
 
 mod chart;
+mod crash;
 mod data;
 mod federation;
 mod peers;
 mod scale;
 mod seed;
+mod soak;
 mod stats;
 
 use std::path::PathBuf;
@@ -89,6 +93,48 @@ enum Command {
         /// Output directory.
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Crash loop: an `agentdb hub` process takes episodes from concurrent agents, is killed with
+    /// SIGKILL at a random moment and restarted on its data; every episode it acknowledged must
+    /// be there, equal, and none twice. Exits non-zero on any loss.
+    Crash {
+        /// Trials (each: start, store, kill -9, restart, check).
+        #[arg(long, default_value_t = 10)]
+        trials: usize,
+        /// Concurrent agents storing in each trial.
+        #[arg(long, default_value_t = 8)]
+        agents: usize,
+        /// Seed of the kill moments and the episodes.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The `agentdb` binary (default: next to this one, built when missing).
+        #[arg(long)]
+        hub_bin: Option<PathBuf>,
+    },
+    /// Soak: an `agentdb hub` process under agents that spawn, recall, store and are destroyed
+    /// continuously; reports per interval and the hub's RSS slope. Exits non-zero on any error.
+    Soak {
+        /// Concurrent agents.
+        #[arg(long, default_value_t = 100)]
+        agents: usize,
+        /// Duration in minutes.
+        #[arg(long, conflicts_with = "seconds")]
+        minutes: Option<f64>,
+        /// Duration in seconds (for short runs).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Seconds between reports (default 30, or a sixth of a shorter run).
+        #[arg(long)]
+        interval: Option<f64>,
+        /// Tenants the agents are spread over.
+        #[arg(long, default_value_t = 10)]
+        tenants: usize,
+        /// Seed of the episodes and queries.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The `agentdb` binary (default: next to this one, built when missing).
+        #[arg(long)]
+        hub_bin: Option<PathBuf>,
     },
     /// Run this engine on a data set; writes results-agentdb-rs.json beside it.
     PeersSelf {
@@ -216,6 +262,51 @@ fn main() -> anyhow::Result<()> {
         Command::Chart { dirs, out, font } => {
             chart::draw(&dirs, &out, &font)?;
             println!("wrote {}", out.display());
+        }
+        Command::Crash {
+            trials,
+            agents,
+            seed,
+            hub_bin,
+        } => {
+            runtime()?.block_on(crash::run(crash::Options {
+                trials,
+                agents,
+                seed,
+                hub_bin,
+            }))?;
+        }
+        Command::Soak {
+            agents,
+            minutes,
+            seconds,
+            interval,
+            tenants,
+            seed,
+            hub_bin,
+        } => {
+            let secs = match (minutes, seconds) {
+                (Some(m), _) => m * 60.0,
+                (None, Some(s)) => s,
+                (None, None) => 60.0,
+            };
+            anyhow::ensure!(
+                secs.is_finite() && secs > 0.0,
+                "the duration must be positive"
+            );
+            let interval = interval.unwrap_or((secs / 6.0).min(30.0));
+            anyhow::ensure!(
+                interval.is_finite() && interval > 0.0,
+                "the interval must be positive"
+            );
+            runtime()?.block_on(soak::run(soak::Options {
+                agents,
+                duration: std::time::Duration::from_secs_f64(secs),
+                interval: std::time::Duration::from_secs_f64(interval),
+                tenants,
+                seed,
+                hub_bin,
+            }))?;
         }
         Command::PeersSelf { dir, runs } => {
             let r = peers::run_self(&dir, runs)?;
