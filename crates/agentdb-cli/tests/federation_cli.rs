@@ -51,9 +51,19 @@ impl Hub {
         Hub::spawn(cmd, log)
     }
 
-    /// `agentdb federation status --http ADDR --json`.
-    fn status(&self) -> Value {
-        let out = run_ok(&["federation", "status", "--http", &self.http, "--json"]);
+    /// `agentdb federation status --http ADDR --json`, with an operator token minted from the
+    /// deployment's signing key.
+    fn status(&self, pki: &Pki) -> Value {
+        let key = pki.path("signing.key");
+        let out = run_ok(&[
+            "federation",
+            "status",
+            "--http",
+            &self.http,
+            "--signing-key",
+            &key,
+            "--json",
+        ]);
         serde_json::from_slice(&out.stdout).expect("JSON on stdout")
     }
 
@@ -277,7 +287,7 @@ impl Pki {
                 "hub {} still lacks some of {want:?} for {tenant} after {CONVERGE:?}: has \
                  {have:?}; status: {}; log: {}",
                 hub.field("hub"),
-                hub.status(),
+                hub.status(self),
                 hub.log_text()
             );
             std::thread::sleep(POLL);
@@ -286,10 +296,10 @@ impl Pki {
 }
 
 /// Polls `check` on `hub`'s status until it holds; fails with the last status.
-fn wait_status(hub: &Hub, what: &str, check: impl Fn(&Value) -> bool) -> Value {
+fn wait_status(hub: &Hub, pki: &Pki, what: &str, check: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + CONVERGE;
     loop {
-        let status = hub.status();
+        let status = hub.status(pki);
         if check(&status) {
             return status;
         }
@@ -364,10 +374,12 @@ impl Example {
                 let mut text =
                     std::fs::read_to_string(Path::new(EXAMPLE).join(format!("{hub}.toml")))
                         .unwrap();
+                // Each address ends its TOML string: matching the closing quote keeps a new
+                // port that starts with an old one (45021 after 4502) from being rewritten.
                 for (i, (_, q, h)) in EXAMPLE_HUBS.iter().enumerate() {
                     for (from, to) in [(q, quic[i]), (h, http[i])] {
-                        text =
-                            text.replace(&format!("127.0.0.1:{from}"), &format!("127.0.0.1:{to}"));
+                        text = text
+                            .replace(&format!("127.0.0.1:{from}\""), &format!("127.0.0.1:{to}\""));
                     }
                 }
                 std::fs::write(dir.join(format!("{hub}.toml")), text).unwrap();
@@ -422,7 +434,7 @@ fn example_hierarchy_replicates_eu_to_us_through_global() {
         .store(&ex.eu, "acme", "summarise invoice", "Total: 300 EUR");
     ex.pki.wait_for(&ex.us, "acme", &[&id]);
     // The global hub relays: it holds both links and eu's op of acme.
-    let status = wait_status(&ex.global, "both links and eu's op", |s| {
+    let status = wait_status(&ex.global, &ex.pki, "both links and eu's op", |s| {
         connected_peers(s) == set(&["eu", "us"]) && version(s, "acme", "eu") >= 1
     });
     assert_eq!(status["hub"], "global");
@@ -434,9 +446,9 @@ fn example_hierarchy_replicates_eu_to_us_through_global() {
         assert_eq!(link["direction"], "inbound", "{status}");
         assert_eq!(link["region"], link["peer"], "{status}");
     }
-    let us = ex.us.status();
+    let us = ex.us.status(&ex.pki);
     assert_eq!(version(&us, "acme", "eu"), version(&status, "acme", "eu"));
-    let eu = ex.eu.status();
+    let eu = ex.eu.status(&ex.pki);
     let outbound = &eu["links"][0];
     assert_eq!(outbound["direction"], "outbound", "{eu}");
     assert_eq!(outbound["peer"], "global", "{eu}");
@@ -448,7 +460,15 @@ fn example_hierarchy_replicates_eu_to_us_through_global() {
         "{eu}"
     );
     // The text form names the same links.
-    let text = run_ok(&["federation", "status", "--http", &ex.global.http]);
+    let key = ex.pki.path("signing.key");
+    let text = run_ok(&[
+        "federation",
+        "status",
+        "--http",
+        &ex.global.http,
+        "--signing-key",
+        &key,
+    ]);
     let text = String::from_utf8(text.stdout).unwrap();
     assert!(
         text.starts_with("hub global region global topology hierarchical"),
@@ -472,14 +492,14 @@ fn residency_keeps_a_tenant_in_its_region() {
     ex.pki.wait_for(&ex.us, "acme", &[&shared]);
     ex.pki.wait_for(&ex.global, "acme", &[&shared]);
     // eu has nothing left to send global: every op it may share is acknowledged.
-    wait_status(&ex.eu, "no lag towards global", |s| {
+    wait_status(&ex.eu, &ex.pki, "no lag towards global", |s| {
         s["links"][0]["state"] == "connected" && s["links"][0]["lag_ops"] == 0
     });
     // Two more sync intervals of the example (500 ms), for anti-entropy to have run.
     std::thread::sleep(Duration::from_millis(1000));
 
     assert_eq!(ex.pki.ids(&ex.eu, "acme-eu"), set(&[kept.as_str()]));
-    let eu = ex.eu.status();
+    let eu = ex.eu.status(&ex.pki);
     let entry = tenant_entry(&eu, "acme-eu").expect("eu lists acme-eu");
     assert_eq!(entry["residency"], serde_json::json!(["eu"]), "{eu}");
     assert_eq!(version(&eu, "acme-eu", "eu"), 1, "{eu}");
@@ -491,7 +511,7 @@ fn residency_keeps_a_tenant_in_its_region() {
             ex.pki.ids(hub, "acme-eu").is_empty(),
             "{name} answers acme-eu's query"
         );
-        let status = hub.status();
+        let status = hub.status(&ex.pki);
         assert!(
             tenant_entry(&status, "acme-eu").is_none(),
             "{name} holds acme-eu: {status}"
@@ -528,7 +548,9 @@ fn a_restarted_hub_catches_up() {
     let mut all: Vec<&String> = missed.iter().collect();
     all.push(&first);
     ex.pki.wait_for(&us, "acme", &all);
-    let status = wait_status(&us, "eu's four ops", |s| version(s, "acme", "eu") == 4);
+    let status = wait_status(&us, &ex.pki, "eu's four ops", |s| {
+        version(s, "acme", "eu") == 4
+    });
     assert_eq!(connected_peers(&status), set(&["global"]));
 }
 
@@ -599,7 +621,7 @@ fn mesh_hubs_converge() {
             .map(|(_, n)| *n)
             .collect();
         // One connected link per pair: the one the smaller hub id dialled.
-        let status = wait_status(hub, "one link to each of the others", |s| {
+        let status = wait_status(hub, &pki, "one link to each of the others", |s| {
             connected_peers(s) == set(&others) && connected_links(s) == others.len()
         });
         assert_eq!(status["topology"], "mesh");
@@ -650,7 +672,7 @@ fn hub_and_spoke_converges_through_the_center() {
     pki.wait_for(&spokes[0], "acme", &[&from_1, &from_2]);
     pki.wait_for(&center, "acme", &[&from_1, &from_2]);
 
-    let status = wait_status(&center, "both spokes", |s| {
+    let status = wait_status(&center, &pki, "both spokes", |s| {
         connected_peers(s) == set(&["spoke-1", "spoke-2"])
     });
     assert_eq!(status["topology"], "hub-and-spoke");
@@ -660,7 +682,7 @@ fn hub_and_spoke_converges_through_the_center() {
         .iter()
         .all(|l| l["direction"] == "inbound"));
     for spoke in &spokes {
-        let status = spoke.status();
+        let status = spoke.status(&pki);
         assert_eq!(status["topology"], "hub-and-spoke");
         assert_eq!(connected_peers(&status), set(&["center"]));
         assert_eq!(version(&status, "acme", "spoke-1"), 1, "{status}");

@@ -2,24 +2,33 @@
 //!
 //! `GET /health` → `{"status":"healthy","connected_agents":n,"episodes":n,"tenants":n,"uptime_s":x}`
 //! `GET /metrics` → Prometheus text.
-//! `GET /v1/federation` → this hub's links (peer, region, state, last sync, ops sent/received,
-//! lag) and per-tenant version vectors ([`crate::FederationStatus`]).
+//! `GET /v1/federation` with `Authorization: Bearer <token with the operator scope>` → this
+//! hub's links (peer, region, state, last sync, ops sent/received, lag) and per-tenant version
+//! vectors ([`crate::FederationStatus`]).
 //! `GET /v1/tenants/{tenant}/stats` with `Authorization: Bearer <token with admin scope for that
 //! tenant>` → the tenant's statistics.
+//!
+//! `/health` and `/metrics` name no tenant and need no token. The routes that reveal tenants
+//! verify their token exactly as the QUIC Hello does (`auth`: signature, expiry, audience,
+//! revocation) and ask `policy` whether it may see what it asks for. This listener is plain
+//! HTTP and carries no client certificate, so when the hub requires client certificates it
+//! answers those routes only to callers on a loopback address.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use agentdb_core::TenantId;
-use agentdb_security::policy::{self, Operation, VerifiedIdentity};
-use axum::extract::{Path, State};
+use agentdb_proto::WireError;
+use agentdb_security::policy::{self, Operation, PolicyError, VerifiedIdentity};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::auth::{policy_error, verify_error};
-use crate::state::{unix_secs, HubState};
+use crate::auth::{self, policy_error};
+use crate::state::HubState;
 
 pub(crate) fn router(state: Arc<HubState>) -> Router {
     Router::new()
@@ -52,7 +61,14 @@ async fn health(State(state): State<Arc<HubState>>) -> Response {
     .into_response()
 }
 
-async fn federation(State(state): State<Arc<HubState>>) -> Response {
+async fn federation(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = authorize(&state, peer, &headers, policy::authorize_operator) {
+        return refused;
+    }
     let st = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || st.federation.status(&st)).await {
         Ok(status) => Json(status).into_response(),
@@ -77,6 +93,7 @@ async fn metrics(State(state): State<Arc<HubState>>) -> Response {
 
 async fn tenant_stats(
     State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
@@ -87,31 +104,10 @@ async fn tenant_stats(
             "invalid tenant id",
         );
     };
-    let Some(token) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-    else {
-        return failure(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a Bearer token is required",
-        );
-    };
-    let claims = match state.verifier.verify(token.trim(), unix_secs()) {
-        Ok(c) => c,
-        Err(e) => {
-            let e = verify_error(&e);
-            return failure(StatusCode::UNAUTHORIZED, e.code.as_str(), e.message);
-        }
-    };
-    let identity = VerifiedIdentity {
-        certificate: None,
-        claims,
-    };
-    if let Err(e) = policy::authorize(&identity, Operation::Admin, &tenant) {
-        let e = policy_error(&e);
-        return failure(StatusCode::FORBIDDEN, e.code.as_str(), e.message);
+    let allowed =
+        |identity: &VerifiedIdentity| policy::authorize(identity, Operation::Admin, &tenant);
+    if let Err(refused) = authorize(&state, peer, &headers, allowed) {
+        return refused;
     }
     let st = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || st.engine.stats(&tenant)).await {
@@ -122,5 +118,68 @@ async fn tenant_stats(
             "internal",
             "stats failed",
         ),
+    }
+}
+
+/// Authenticates a tenant-revealing request and asks `policy` (through `allowed`) whether its
+/// identity may see the answer; `Err` is the response to send instead.
+fn authorize(
+    state: &HubState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    allowed: impl FnOnce(&VerifiedIdentity) -> Result<(), PolicyError>,
+) -> Result<(), Response> {
+    let refused = |status, e: WireError| failure(status, e.code.as_str(), e.message);
+    if let Some(e) = remote_without_certificate(state.config.require_client_cert, peer) {
+        return Err(refused(StatusCode::FORBIDDEN, e));
+    }
+    let Some(token) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return Err(failure(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a Bearer token is required",
+        ));
+    };
+    let identity = auth::verify_uncertified(state, token.trim())
+        .map_err(|e| refused(StatusCode::UNAUTHORIZED, e))?;
+    allowed(&identity).map_err(|e| refused(StatusCode::FORBIDDEN, policy_error(&e)))
+}
+
+/// Refuses a remote caller when client certificates are required: this plain-HTTP listener
+/// cannot see one, so only the hub's own machine may ask.
+fn remote_without_certificate(require_client_cert: bool, peer: SocketAddr) -> Option<WireError> {
+    (require_client_cert && !peer.ip().is_loopback()).then(|| {
+        auth::error(
+            agentdb_proto::ErrorCode::Unauthenticated,
+            "client certificates are required, and this listener cannot carry one: ask from the hub's own machine",
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_callers_are_refused_when_certificates_are_required() {
+        let addr = |s: &str| s.parse::<SocketAddr>().expect("address");
+        for local in ["127.0.0.1:1", "127.9.9.9:1", "[::1]:1"] {
+            assert!(
+                remote_without_certificate(true, addr(local)).is_none(),
+                "{local}"
+            );
+        }
+        for remote in ["192.0.2.7:1", "[2001:db8::1]:1", "0.0.0.0:1"] {
+            let refused = remote_without_certificate(true, addr(remote)).expect(remote);
+            assert_eq!(refused.code, agentdb_proto::ErrorCode::Unauthenticated);
+            assert!(
+                remote_without_certificate(false, addr(remote)).is_none(),
+                "{remote}"
+            );
+        }
     }
 }

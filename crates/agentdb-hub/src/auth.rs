@@ -66,6 +66,26 @@ pub(crate) fn verify(
             "a client certificate is required",
         ));
     }
+    identity(state, certificate, token)
+}
+
+/// Verifies `token` (signature, expiry, audience, revocation) for a caller that presented no
+/// certificate because its transport cannot carry one: the plain-HTTP admin listener, which
+/// answers tenant-revealing requests only to loopback callers when client certificates are
+/// required.
+pub(crate) fn verify_uncertified(
+    state: &HubState,
+    token: &str,
+) -> Result<VerifiedIdentity, WireError> {
+    identity(state, None, token)
+}
+
+/// The token checks every transport shares, then the certificate/token agreement.
+fn identity(
+    state: &HubState,
+    certificate: Option<&PeerIdentity>,
+    token: &str,
+) -> Result<VerifiedIdentity, WireError> {
     let now = unix_secs();
     let claims = state
         .verifier

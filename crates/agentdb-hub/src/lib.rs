@@ -6,7 +6,7 @@
 //! agent ──QUIC+mTLS──► accept ─► connection::serve ─► ServerSession (sans-IO, agentdb-proto)
 //!                                    │ Hello ─► auth::verify (token + certificate, policy::check_identity)
 //!                                    │ Store/Query/Pull/Stats ─► ops::execute ─► policy::authorize ─► MemoryEngine
-//! admin ──HTTP──► admin::router (/health, /metrics, /v1/tenants/{t}/stats)
+//! admin ──HTTP──► admin::router (/health, /metrics; with tokens: /v1/federation, /v1/tenants/{t}/stats)
 //! ```
 //!
 //! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
@@ -188,6 +188,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         let app = admin::router(Arc::clone(&state));
         let mut rx = shutdown_rx;
         tokio::spawn(async move {
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.wait_for(|stop| *stop).await;

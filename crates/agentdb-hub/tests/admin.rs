@@ -109,3 +109,70 @@ async fn health_metrics_and_tenant_stats() {
     }
     assert!(m.contains("agentdb_connected_agents 0"), "{m}");
 }
+
+/// The routes that reveal tenants check revocation and the operator scope; the open routes
+/// name no tenant.
+#[tokio::test]
+async fn tenant_revealing_routes_need_an_unrevoked_token_and_open_routes_name_no_tenant() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+
+    // An agent whose token also grants admin stores, then says goodbye: the hub revokes it.
+    let admin = pki.token_with(
+        "secret-tenant-name",
+        "ops",
+        60,
+        vec![Scope::Read, Scope::Write, Scope::Sync, Scope::Admin],
+    );
+    let (cert, key) = pki.tenant_cert("secret-tenant-name");
+    let agent = EphemeralAgent::spawn(
+        hub.agent_config_with_token(&pki, "secret-tenant-name", admin.clone())
+            .client_cert(cert, key),
+    )
+    .await
+    .unwrap();
+    agent
+        .store_episode(NewEpisode::new("task", "i", "o", 0.9))
+        .await
+        .unwrap();
+    let stats = "/v1/tenants/secret-tenant-name/stats";
+    assert_eq!(get(&hub, stats, Some(&admin)).await.0, 200);
+    agent.destroy().await.unwrap();
+    // The hub revokes the token when the connection ends, shortly after the Bye.
+    let (mut status, mut body) = (0, String::new());
+    for _ in 0..100 {
+        (status, body) = get(&hub, stats, Some(&admin)).await;
+        if status != 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 401, "a revoked token is refused: {body}");
+    assert!(body.contains("revoked"), "{body}");
+
+    // /health and /metrics need no token and name no tenant.
+    for path in ["/health", "/metrics"] {
+        let (status, body) = get(&hub, path, None).await;
+        assert_eq!(status, 200);
+        assert!(!body.contains("secret-tenant-name"), "{path}: {body}");
+    }
+
+    // The federation status names every tenant: it needs the operator scope.
+    assert_eq!(get(&hub, "/v1/federation", None).await.0, 401);
+    let tenant_admin = pki.token_with(
+        "secret-tenant-name",
+        "ops",
+        60,
+        vec![Scope::Admin, Scope::Read, Scope::Erase],
+    );
+    let (status, body) = get(&hub, "/v1/federation", Some(&tenant_admin)).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(!body.contains("secret-tenant-name"), "{body}");
+    let forged = TestPki::new().token_with("ops", "op", 60, vec![Scope::Operator]);
+    assert_eq!(get(&hub, "/v1/federation", Some(&forged)).await.0, 401);
+    let operator = pki.token_with("ops", "op", 60, vec![Scope::Operator]);
+    let (status, body) = get(&hub, "/v1/federation", Some(&operator)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("secret-tenant-name"), "{body}");
+}

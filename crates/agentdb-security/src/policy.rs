@@ -142,6 +142,9 @@ pub enum PolicyError {
         /// The scope it needs.
         needed: Scope,
     },
+    /// Hub-wide state was asked for with a token that does not grant the operator scope.
+    #[error("hub-wide state needs the operator scope, which the token does not grant")]
+    NotOperator,
 }
 
 impl PolicyError {
@@ -156,7 +159,8 @@ impl PolicyError {
             PolicyError::AgentMismatch { .. } => "agent_mismatch",
             PolicyError::HubCertificate { .. }
             | PolicyError::Forbidden { .. }
-            | PolicyError::NotAHub { .. } => "forbidden",
+            | PolicyError::NotAHub { .. }
+            | PolicyError::NotOperator => "forbidden",
         }
     }
 }
@@ -195,6 +199,18 @@ pub fn authorize(
     let needed = operation.required_scope();
     if !claims.has_scope(needed) {
         return Err(PolicyError::Forbidden { operation, needed });
+    }
+    Ok(())
+}
+
+/// Decides whether `identity` may see hub-wide state, which names every tenant (federation
+/// links and version vectors): the token must grant [`Scope::Operator`], and a certificate, if
+/// any, must agree with the token as for every operation. The token's tenant does not matter:
+/// without the operator scope, no tenant's credentials reveal another tenant's name.
+pub fn authorize_operator(identity: &VerifiedIdentity) -> Result<(), PolicyError> {
+    check_identity(identity)?;
+    if !identity.claims.has_scope(Scope::Operator) {
+        return Err(PolicyError::NotOperator);
     }
     Ok(())
 }
@@ -325,6 +341,40 @@ mod tests {
             let err = authorize(&without, op, &tenant("acme")).expect_err("must be refused");
             assert_eq!(err.code(), "forbidden");
         }
+    }
+
+    #[test]
+    fn hub_wide_state_needs_the_operator_scope() {
+        let every_tenant_scope: Vec<Scope> = Scope::ALL
+            .into_iter()
+            .filter(|s| *s != Scope::Operator)
+            .collect();
+        let tenant_admin = VerifiedIdentity {
+            certificate: None,
+            claims: claims("acme", "a1", &every_tenant_scope),
+        };
+        assert_eq!(
+            authorize_operator(&tenant_admin),
+            Err(PolicyError::NotOperator)
+        );
+        let operator = VerifiedIdentity {
+            certificate: None,
+            claims: claims("ops", "op", &[Scope::Operator]),
+        };
+        assert_eq!(authorize_operator(&operator), Ok(()));
+        // The operator scope grants nothing inside a tenant.
+        for op in Operation::ALL {
+            assert!(authorize(&operator, op, &tenant("ops")).is_err(), "{op}");
+        }
+        // A certificate that disagrees with the token is refused as everywhere else.
+        let mismatched = VerifiedIdentity {
+            certificate: Some(PeerIdentity::Tenant {
+                trust_domain: TrustDomain::default(),
+                tenant: tenant("acme"),
+            }),
+            claims: claims("ops", "op", &[Scope::Operator]),
+        };
+        assert!(authorize_operator(&mismatched).is_err());
     }
 
     #[test]

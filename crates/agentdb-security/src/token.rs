@@ -72,16 +72,21 @@ pub enum Scope {
     Admin,
     /// Erase the tenant's data for good.
     Erase,
+    /// Operate the hub: see hub-wide state that names every tenant (federation links and
+    /// version vectors). Never among the defaults; only whoever holds the signing key can
+    /// mint it.
+    Operator,
 }
 
 impl Scope {
     /// Every scope, in a fixed order.
-    pub const ALL: [Scope; 5] = [
+    pub const ALL: [Scope; 6] = [
         Scope::Read,
         Scope::Write,
         Scope::Sync,
         Scope::Admin,
         Scope::Erase,
+        Scope::Operator,
     ];
     /// The scopes a token gets when none are requested: read, write and sync.
     pub const DEFAULT: [Scope; 3] = [Scope::Read, Scope::Write, Scope::Sync];
@@ -94,6 +99,7 @@ impl Scope {
             Scope::Sync => "sync",
             Scope::Admin => "admin",
             Scope::Erase => "erase",
+            Scope::Operator => "operator",
         }
     }
 }
@@ -106,7 +112,7 @@ impl fmt::Display for Scope {
 
 /// A string that names no [`Scope`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?} (expected read, write, sync, admin or erase)")]
+#[error("unknown scope {0:?} (expected read, write, sync, admin, erase or operator)")]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {
@@ -767,7 +773,7 @@ mod tests {
         );
         assert_eq!(
             serde_json::to_string(&Scope::ALL).expect("serialise"),
-            r#"["read","write","sync","admin","erase"]"#
+            r#"["read","write","sync","admin","erase","operator"]"#
         );
         for scope in Scope::ALL {
             assert_eq!(scope.as_str().parse::<Scope>(), Ok(scope));

@@ -138,7 +138,7 @@ fn matrix_of_certificate_token_tenant_scope_and_operation() {
             }
         }
     }
-    assert_eq!(checked, 8 * 2 * 32 * 6 * 2);
+    assert_eq!(checked, 8 * 2 * 64 * 6 * 2);
     assert!(allowed > 0);
 }
 

@@ -220,9 +220,46 @@ pub struct StatusArgs {
     /// The hub's admin HTTP address (host:port).
     #[arg(long, value_name = "ADDR", default_value = super::hub::DEFAULT_HTTP)]
     http: String,
+    /// A token with the operator scope (`agentdb token issue … --scope operator`).
+    #[arg(
+        long,
+        value_name = "JWT",
+        env = "AGENTDB_TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
+    /// Ed25519 signing key (PKCS#8 PEM) to mint a one-minute operator token with, instead of
+    /// `--token`.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    signing_key: Option<std::path::PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The Bearer token for the status request: given, or minted with the signing key.
+fn operator_token(args: &StatusArgs) -> anyhow::Result<String> {
+    use agentdb_security::token::{Scope, TokenIssuer, TokenRequest};
+    if let Some(token) = &args.token {
+        return Ok(token.trim().to_owned());
+    }
+    let Some(path) = &args.signing_key else {
+        bail!("federation status needs an operator token: pass --token JWT (or AGENTDB_TOKEN) or --signing-key FILE");
+    };
+    let pem = zeroize::Zeroizing::new(
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let issuer = TokenIssuer::from_ed25519_pem(&pem)
+        .with_context(|| format!("cannot use signing key {}", path.display()))?;
+    let request = TokenRequest::new(
+        TenantId::new("operator")?,
+        agentdb_core::AgentId::new("operator")?,
+    )
+    .scopes([Scope::Operator])
+    .ttl_secs(60);
+    issuer
+        .issue(&request, now_ms() / 1000)
+        .context("cannot mint an operator token")
 }
 
 /// Runs `agentdb federation …`.
@@ -239,12 +276,26 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
     } else {
         format!("http://{base}/v1/federation")
     };
-    let body = ureq::get(&url)
+    let token = operator_token(&args)?;
+    let mut response = ureq::get(&url)
+        .header("Authorization", &format!("Bearer {token}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
         .call()
-        .with_context(|| format!("cannot reach {url}"))?
+        .with_context(|| format!("cannot reach {url}"))?;
+    let code = response.status();
+    let body = response
         .body_mut()
         .read_to_string()
         .with_context(|| format!("cannot read the answer of {url}"))?;
+    if !code.is_success() {
+        let refusal: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        bail!(
+            "{url} refused ({code}): {}",
+            refusal["message"].as_str().unwrap_or(body.trim())
+        );
+    }
     let status: FederationStatus =
         serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
     if args.json {

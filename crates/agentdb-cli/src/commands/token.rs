@@ -64,7 +64,7 @@ pub struct IssueArgs {
     /// Lifetime in seconds.
     #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TTL_SECS)]
     ttl: u64,
-    /// Comma-separated scopes: read, write, sync, admin, erase.
+    /// Comma-separated scopes: read, write, sync, admin, erase, operator (hub-wide state).
     #[arg(
         long,
         value_name = "LIST",
