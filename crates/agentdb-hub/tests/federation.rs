@@ -18,6 +18,7 @@ use agentdb_hub::{FederationConfig, HubConfig, Topology};
 use agentdb_memory::EngineConfig;
 use agentdb_proto::fed::{FedHello, FedMessage, LinkError, OpsPage, FED_ALPN};
 use agentdb_security::tls::TlsMaterial;
+use agentdb_security::token::Scope;
 use agentdb_testkit::{federated_hub_config, json_body, TestHub, TestPki};
 
 /// Sync interval of the hubs under test.
@@ -911,6 +912,7 @@ async fn updates_and_deletes_replicate_and_a_delete_wins_over_a_concurrent_updat
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn federation_status_and_metrics_over_admin_http() {
     let pki = TestPki::new();
+    let operator = pki.token_with("ops", "op", 300, vec![Scope::Operator]);
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
     let global = start_hub(&pki, "global", "global", None, dirs[0].path()).await;
     let edge = start_hub(&pki, "edge", "eu", Some(&global), dirs[1].path()).await;
@@ -931,7 +933,7 @@ async fn federation_status_and_metrics_over_admin_http() {
     ] {
         let mut status = serde_json::Value::Null;
         for _ in 0..250 {
-            let (code, body) = http_get(hub, "/v1/federation").await;
+            let (code, body) = hub.http_get("/v1/federation", Some(&operator)).await;
             assert_eq!(code, 200, "{body}");
             status = json_body(&body);
             if status["links"][0]["lag_ops"] == 0 && status["links"][0]["in_flight"] == 0 {
