@@ -1,6 +1,6 @@
 //! The ephemeral agent: spawn, execute, query, store, destroy.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -21,8 +21,43 @@ use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
 use crate::connection::{HubAddress, HubConnection};
-use crate::error::AgentError;
-use crate::outbox::Outbox;
+use crate::error::{
+    is_permanent, AgentError, ConfigError, LocalCacheError, ProtocolError, Unreachable,
+};
+use crate::outbox::{Backoff, DeadLetter, Outbox, UnreadableSpoolFile};
+use crate::spool_key::SpoolKey;
+
+/// Most spooled episodes sent in one request.
+const FLUSH_CHUNK: usize = 100;
+
+/// How durable an episode is when a store returns `Ok`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Durability {
+    /// The hub acknowledged it: it is fsynced in the hub's store.
+    Acknowledged,
+    /// The hub could not take it now (unreachable, or a refusal that is not about the
+    /// episode, such as `overloaded`): it is sealed and fsynced in the agent's spool. This
+    /// agent's syncs, or the next agent of the tenant with the same spool directory and key,
+    /// send it; it is not in the hub yet.
+    Spooled,
+}
+
+/// A store that succeeded: the episode's id and how durable it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Stored {
+    /// The episode.
+    pub id: EpisodeId,
+    /// Acknowledged by the hub, or spooled.
+    pub durability: Durability,
+}
+
+impl Stored {
+    /// Whether the hub acknowledged the episode.
+    pub fn is_acknowledged(&self) -> bool {
+        self.durability == Durability::Acknowledged
+    }
+}
 
 /// Where query results came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,7 +95,16 @@ struct Inner {
     conn: tokio::sync::Mutex<Option<HubConnection>>,
     welcome: Mutex<Option<Welcome>>,
     local: MemoryEngine,
-    outbox: Outbox,
+    /// Present when the agent has a spool directory.
+    outbox: Option<Outbox>,
+    /// Spool files found at spawn that this agent cannot open.
+    unreadable: Vec<UnreadableSpoolFile>,
+    /// Spooled episodes the hub refused for good since spawn.
+    dead: Mutex<Vec<DeadLetter>>,
+    /// When spooled episodes may next be sent after a transient failure.
+    retry: Mutex<Backoff>,
+    /// One flush of the spool at a time.
+    flushing: tokio::sync::Mutex<()>,
     cursor: AtomicU64,
     deadline_ms: u64,
     /// Unix seconds when the current token expires, and when it was obtained.
@@ -68,8 +112,8 @@ struct Inner {
     token_got: AtomicU64,
     destroyed: AtomicBool,
     session: SessionId,
-    /// When the last connection attempt failed as unreachable.
-    failed_at: Mutex<Option<std::time::Instant>>,
+    /// When (clock ms) the last connection attempt failed as unreachable.
+    failed_at: Mutex<Option<u64>>,
 }
 
 /// A short-lived agent with memory that outlives it. See the crate docs.
@@ -106,8 +150,8 @@ impl MemoryHandle {
         query(&self.inner, text, k, Filter::default()).await
     }
 
-    /// See [`EphemeralAgent::store_episode`].
-    pub async fn store(&self, episode: NewEpisode) -> Result<EpisodeId, AgentError> {
+    /// See [`EphemeralAgent::store`].
+    pub async fn store(&self, episode: NewEpisode) -> Result<Stored, AgentError> {
         store(&self.inner, episode).await
     }
 }
@@ -118,8 +162,12 @@ fn mint_id(now_ms: u64) -> EpisodeId {
     EpisodeId::from_parts(now_ms, random)
 }
 
+fn now_ms(inner: &Inner) -> u64 {
+    inner.config.clock.now().unix_ms()
+}
+
 fn now_secs(inner: &Inner) -> u64 {
-    inner.config.clock.now().unix_ms() / 1000
+    now_ms(inner) / 1000
 }
 
 impl EphemeralAgent {
@@ -142,27 +190,44 @@ impl EphemeralAgent {
             .map(|(c, k)| (c.as_slice(), k.as_slice()));
         let tls =
             agentdb_security::tls::client_config(&config.ca_pem, client_cert, agentdb_proto::ALPN)
-                .map_err(|e| AgentError::Config(e.to_string()))?;
+                .map_err(|e| ConfigError::Tls(Arc::new(e)))?;
         let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| AgentError::Config(e.to_string()))?;
+            .map_err(|_| ConfigError::QuicCipherSuite)?;
         let now_ms = config.clock.now().unix_ms();
         let agent = match &config.agent {
             Some(a) => a.clone(),
             // UUIDv7 + random: unique even for many agents spawned in the same millisecond.
-            None => AgentId::new(format!("agent-{}", mint_id(now_ms)))
-                .map_err(|e| AgentError::Config(e.to_string()))?,
+            None => {
+                AgentId::new(format!("agent-{}", mint_id(now_ms))).map_err(ConfigError::AgentId)?
+            }
         };
         let mut local = MemoryEngine::builder(
             Arc::new(MemStorage::new()),
-            MasterKey::generate().map_err(|e| AgentError::Local(e.to_string()))?,
+            MasterKey::generate().map_err(LocalCacheError::from)?,
         );
         if let Some(e) = &config.embedder {
             local = local.embedder(Arc::clone(e));
         }
-        let local = local.open().map_err(|e| AgentError::Local(e.to_string()))?;
-        let outbox = Outbox::open(config.spool_dir.as_deref(), &config.tenant)
-            .map_err(|e| AgentError::Local(e.to_string()))?;
+        let local = local.open().map_err(LocalCacheError::from)?;
+        let (outbox, unreadable) = match &config.spool_dir {
+            None => (None, Vec::new()),
+            Some(dir) => {
+                let key = match (&config.spool_key, &config.client_cert) {
+                    (Some(key), _) => key.clone(),
+                    (None, Some((_, key_pem))) => {
+                        SpoolKey::from_private_key_pem(key_pem).map_err(ConfigError::SpoolKey)?
+                    }
+                    (None, None) => return Err(ConfigError::NoSpoolKey.into()),
+                };
+                let (outbox, unreadable) = Outbox::open(dir, &config.tenant, &key)?;
+                (Some(outbox), unreadable)
+            }
+        };
         let deadline_ms = now_ms.saturating_add(config.lifetime.as_millis() as u64);
+        let retry = Backoff::new(
+            config.reconnect_backoff.as_millis() as u64,
+            config.max_retry_backoff.as_millis() as u64,
+        );
         let inner = Arc::new(Inner {
             agent,
             address,
@@ -172,6 +237,10 @@ impl EphemeralAgent {
             welcome: Mutex::new(None),
             local,
             outbox,
+            unreadable,
+            dead: Mutex::new(Vec::new()),
+            retry: Mutex::new(retry),
+            flushing: tokio::sync::Mutex::new(()),
             cursor: AtomicU64::new(0),
             deadline_ms,
             token_exp: AtomicU64::new(0),
@@ -183,16 +252,19 @@ impl EphemeralAgent {
         });
         match connect(&inner).await {
             Ok(()) => {}
-            Err(e @ AgentError::Unreachable(_)) => {
+            Err(e @ AgentError::HubUnreachable(_)) => {
                 tracing::warn!(error = %e, "hub unreachable at spawn; starting with the local cache");
             }
             Err(e) => return Err(e),
         }
-        // Pre-sync: failures to reach the hub are tolerated here (retried in the background).
-        if let Err(e) = sync(&inner).await {
-            if !matches!(e, AgentError::Unreachable(_)) {
-                return Err(e);
-            }
+        // Pre-sync. What earlier agents spooled never keeps this one from starting: episodes
+        // the hub refuses for good go to the dead letters, the rest wait for a later sync.
+        if let Err(e) = flush_spool(&inner, true).await {
+            tracing::debug!(error = %e, "spooled episodes not sent yet");
+        }
+        match pull(&inner).await {
+            Ok(()) | Err(AgentError::HubUnreachable(_)) => {}
+            Err(e) => return Err(e),
         }
         let background = tokio::spawn(background(Arc::clone(&inner)));
         Ok(Self {
@@ -226,9 +298,22 @@ impl EphemeralAgent {
         alive(&self.inner)
     }
 
-    /// Episodes written but not yet acknowledged by the hub.
+    /// Episodes in the spool, not yet acknowledged by the hub (always 0 without a spool).
     pub fn pending(&self) -> usize {
-        self.inner.outbox.len()
+        self.inner.outbox.as_ref().map_or(0, Outbox::len)
+    }
+
+    /// Spooled episodes the hub refused for good since the agent spawned (forbidden, invalid,
+    /// too large): they left the queue for the tenant's dead-letter directory, so they no
+    /// longer hold anything back.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.inner.dead.lock().clone()
+    }
+
+    /// Files in the tenant's spool this agent could not open at spawn (sealed with another key,
+    /// or damaged); they were left in place.
+    pub fn unreadable_spool_files(&self) -> &[UnreadableSpoolFile] {
+        &self.inner.unreadable
     }
 
     /// Runs a task: pre-sync (send pending episodes, pull new memory), the task, post-sync
@@ -240,15 +325,15 @@ impl EphemeralAgent {
         Fut: Future<Output = Result<T, AgentError>>,
     {
         ensure_alive(&self.inner)?;
-        if let Err(e) = sync(&self.inner).await {
+        if let Err(e) = sync(&self.inner, false).await {
             tracing::debug!(error = %e, "pre-sync incomplete");
         }
         let out = task(MemoryHandle {
             inner: Arc::clone(&self.inner),
         })
         .await?;
-        if let Err(e) = flush(&self.inner).await {
-            tracing::debug!(error = %e, "post-sync incomplete; episodes stay in the outbox");
+        if let Err(e) = flush_spool(&self.inner, false).await {
+            tracing::debug!(error = %e, "post-sync incomplete; episodes stay in the spool");
         }
         Ok(out)
     }
@@ -270,19 +355,40 @@ impl EphemeralAgent {
         query(&self.inner, text, k, filter).await
     }
 
-    /// Stores an episode: into the local cache and the durable outbox, then pushes it to the
-    /// hub. A failed push is retried later (by this agent or, through the spool, the next one of
-    /// the tenant); the episode is never lost and never duplicated.
-    pub async fn store_episode(&self, episode: NewEpisode) -> Result<EpisodeId, AgentError> {
+    /// Stores an episode: sends it to the hub and says how durable it is on return.
+    ///
+    /// - [`Durability::Acknowledged`]: the hub has it, fsynced.
+    /// - [`Durability::Spooled`] (only with a spool directory): the hub was unreachable or
+    ///   refused for a passing reason (`overloaded`, `unavailable`, …); the episode is sealed and
+    ///   fsynced in the spool and is sent later, by this agent or the next one of the tenant.
+    /// - `Err`: nothing was kept — [`AgentError::HubUnreachable`] without a spool, the hub's
+    ///   refusal ([`AgentError::Rejected`]: `forbidden`, `invalid_request`, `too_large`, or a
+    ///   passing one without a spool), or an invalid episode.
+    ///
+    /// Sending again is harmless: the hub stores an episode id once.
+    pub async fn store(&self, episode: NewEpisode) -> Result<Stored, AgentError> {
         store(&self.inner, episode).await
     }
 
-    /// Stores several episodes with one push to the hub (see [`Self::store_episode`]).
+    /// Stores episodes in one request, whole or not at all (see [`Self::store`]): all of them
+    /// are acknowledged, or all spooled, or none is kept.
+    pub async fn store_all(&self, episodes: Vec<NewEpisode>) -> Result<Vec<Stored>, AgentError> {
+        store_many(&self.inner, episodes).await
+    }
+
+    /// [`Self::store`], returning only the id: `Ok` means acknowledged by the hub or, for an
+    /// agent with a spool, durably spooled.
+    pub async fn store_episode(&self, episode: NewEpisode) -> Result<EpisodeId, AgentError> {
+        Ok(store(&self.inner, episode).await?.id)
+    }
+
+    /// [`Self::store_all`], returning only the ids.
     pub async fn store_batch(
         &self,
         episodes: Vec<NewEpisode>,
     ) -> Result<Vec<EpisodeId>, AgentError> {
-        store_many(&self.inner, episodes).await
+        let stored = store_many(&self.inner, episodes).await?;
+        Ok(stored.into_iter().map(|s| s.id).collect())
     }
 
     /// The tenant's statistics from the hub.
@@ -290,7 +396,7 @@ impl EphemeralAgent {
         ensure_alive(&self.inner)?;
         match request(&self.inner, &Request::Stats).await? {
             Response::Stats(s) => Ok(s),
-            other => Err(AgentError::unexpected(&other)),
+            other => Err(AgentError::unexpected("stats", &other)),
         }
     }
 
@@ -307,7 +413,7 @@ impl EphemeralAgent {
             id,
             update: update.clone(),
         });
-        let found = done(request(&self.inner, &req).await?)?;
+        let found = done("update", request(&self.inner, &req).await?)?;
         let _ = self
             .inner
             .local
@@ -319,19 +425,21 @@ impl EphemeralAgent {
     /// over any concurrent update. Returns whether the episode was live in the hub.
     pub async fn delete_episode(&self, id: EpisodeId) -> Result<bool, AgentError> {
         ensure_alive(&self.inner)?;
-        let found = done(request(&self.inner, &Request::Delete(DeleteRequest { id })).await?)?;
+        let req = Request::Delete(DeleteRequest { id });
+        let found = done("delete", request(&self.inner, &req).await?)?;
         let _ = self.inner.local.delete(&self.inner.config.tenant, &id);
         Ok(found)
     }
 
-    /// Sends pending episodes and pulls new memory now.
+    /// Sends spooled episodes (now, whatever the retry wait) and pulls new memory.
     pub async fn sync(&self) -> Result<(), AgentError> {
         ensure_alive(&self.inner)?;
-        sync(&self.inner).await
+        sync(&self.inner, true).await
     }
 
-    /// Ends the agent: a final sync, goodbye (the hub revokes its token), close. Its memory
-    /// stays in the hub; anything the hub did not acknowledge stays in the spool.
+    /// Ends the agent: a last attempt to send spooled episodes, goodbye (the hub revokes its
+    /// token), close. Its memory stays in the hub; anything spooled and not acknowledged stays
+    /// in the spool.
     pub async fn destroy(mut self) -> Result<(), AgentError> {
         if let Some(bg) = self.background.take() {
             bg.abort();
@@ -385,10 +493,13 @@ async fn connect(inner: &Inner) -> Result<(), AgentError> {
         return Ok(());
     }
     if let Some(at) = *inner.failed_at.lock() {
-        if at.elapsed() < inner.config.reconnect_backoff {
-            return Err(AgentError::Unreachable(
-                "the hub was unreachable moments ago; retrying shortly".into(),
-            ));
+        let due = at.saturating_add(inner.config.reconnect_backoff.as_millis() as u64);
+        let now = now_ms(inner);
+        if now < due {
+            return Err(Unreachable::Backoff {
+                retry_in: Duration::from_millis(due - now),
+            }
+            .into());
         }
     }
     let token = fresh_token(inner)?;
@@ -407,8 +518,8 @@ async fn connect(inner: &Inner) -> Result<(), AgentError> {
             c
         }
         Err(e) => {
-            if matches!(e, AgentError::Unreachable(_)) {
-                *inner.failed_at.lock() = Some(std::time::Instant::now());
+            if matches!(e, AgentError::HubUnreachable(_)) {
+                *inner.failed_at.lock() = Some(now_ms(inner));
             }
             return Err(e);
         }
@@ -428,9 +539,21 @@ async fn connect(inner: &Inner) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// One request, connecting first if needed. A lost connection is dropped so the next call
-/// reconnects.
+/// One request, connecting first if needed; a hub error response is
+/// [`AgentError::Rejected`]. A lost connection is dropped so the next call reconnects.
 async fn request(inner: &Inner, req: &Request) -> Result<Response, AgentError> {
+    match exchange(inner, req).await? {
+        Response::Error(e) => Err(AgentError::Rejected {
+            code: e.code,
+            message: e.message,
+        }),
+        r => Ok(r),
+    }
+}
+
+/// Like [`request`], but the hub's error response comes back as a response: an `Err` is never
+/// the hub's answer to this request.
+async fn exchange(inner: &Inner, req: &Request) -> Result<Response, AgentError> {
     connect(inner).await?;
     // Take a handle and let go of the lock: requests of one agent run concurrently.
     let requester = inner
@@ -440,37 +563,166 @@ async fn request(inner: &Inner, req: &Request) -> Result<Response, AgentError> {
         .as_ref()
         .map(HubConnection::requester);
     let Some(requester) = requester else {
-        return Err(AgentError::Unreachable("not connected".into()));
+        return Err(Unreachable::Closed.into());
     };
-    let result = requester.request(req).await;
-    if let Err(AgentError::Unreachable(_)) = &result {
+    let result = requester.exchange(req).await;
+    if let Err(AgentError::HubUnreachable(_)) = &result {
         inner.conn.lock().await.take();
     }
     result
 }
 
-async fn flush(inner: &Inner) -> Result<(), AgentError> {
-    let pending = inner.outbox.pending();
-    for chunk in pending.chunks(100) {
-        let req = Request::Store(StoreRequest {
-            episodes: chunk.to_vec(),
-        });
-        match request(inner, &req).await? {
-            Response::Stored(s) => {
-                let ids: Vec<EpisodeId> = s.results.iter().map(|r| r.id).collect();
-                inner.outbox.remove(&ids);
+/// Why a store request did not store.
+enum StoreFailure {
+    /// The hub refused the episodes for good (see [`is_permanent`]).
+    Refused { code: ErrorCode, message: String },
+    /// Anything else: unreachable, a passing refusal, a protocol fault. Worth another try.
+    Failed(AgentError),
+}
+
+/// Sends `episodes` (which carry ids) in one store request; the ids on success.
+async fn send_store(
+    inner: &Inner,
+    episodes: &[WireNewEpisode],
+) -> Result<Vec<EpisodeId>, StoreFailure> {
+    let sent: Vec<EpisodeId> = episodes.iter().filter_map(|e| e.id).collect();
+    let req = Request::Store(StoreRequest {
+        episodes: episodes.to_vec(),
+    });
+    match exchange(inner, &req).await {
+        Ok(Response::Stored(s)) => {
+            let answered: HashSet<EpisodeId> = s.results.iter().map(|r| r.id).collect();
+            if sent.iter().all(|id| answered.contains(id)) {
+                Ok(sent)
+            } else {
+                Err(StoreFailure::Failed(
+                    ProtocolError::IncompleteStore {
+                        sent: sent.len(),
+                        answered: answered.len(),
+                    }
+                    .into(),
+                ))
             }
-            other => return Err(AgentError::unexpected(&other)),
+        }
+        Ok(Response::Error(e)) if is_permanent(e.code) => Err(StoreFailure::Refused {
+            code: e.code,
+            message: e.message,
+        }),
+        Ok(Response::Error(e)) => Err(StoreFailure::Failed(AgentError::Rejected {
+            code: e.code,
+            message: e.message,
+        })),
+        Ok(other) => Err(StoreFailure::Failed(AgentError::unexpected(
+            "store", &other,
+        ))),
+        Err(e) => Err(StoreFailure::Failed(e)),
+    }
+}
+
+/// What became of spooled episodes sent to the hub.
+#[derive(Default)]
+struct Delivery {
+    acked: Vec<EpisodeId>,
+    refused: Vec<(EpisodeId, ErrorCode, String)>,
+    /// The failure that stopped the delivery; the episodes neither acked nor refused wait.
+    interrupted: Option<AgentError>,
+}
+
+/// Sends spooled episodes in chunks. A chunk the hub refuses for good is sent again one
+/// episode at a time, so that only the episodes it refuses alone are refused: one bad episode
+/// (or one too many for a frame) never takes good ones with it.
+async fn deliver(inner: &Inner, episodes: &[WireNewEpisode]) -> Delivery {
+    let mut d = Delivery::default();
+    for chunk in episodes.chunks(FLUSH_CHUNK) {
+        match send_store(inner, chunk).await {
+            Ok(ids) => d.acked.extend(ids),
+            Err(StoreFailure::Failed(e)) => {
+                d.interrupted = Some(e);
+                return d;
+            }
+            Err(StoreFailure::Refused { code, message }) if chunk.len() == 1 => {
+                d.refused
+                    .extend(chunk[0].id.map(|id| (id, code, message.clone())));
+            }
+            Err(StoreFailure::Refused { .. }) => {
+                for one in chunk {
+                    match send_store(inner, std::slice::from_ref(one)).await {
+                        Ok(ids) => d.acked.extend(ids),
+                        Err(StoreFailure::Refused { code, message }) => {
+                            d.refused.extend(one.id.map(|id| (id, code, message)));
+                        }
+                        Err(StoreFailure::Failed(e)) => {
+                            d.interrupted = Some(e);
+                            return d;
+                        }
+                    }
+                }
+            }
         }
     }
-    Ok(())
+    d
+}
+
+/// Records a transient failure for the spool's retry wait (once per wait).
+fn retry_later(inner: &Inner) {
+    let now = now_ms(inner);
+    let mut retry = inner.retry.lock();
+    if retry.due(now) {
+        let wait = retry.failed(now);
+        tracing::debug!(
+            wait_ms = wait,
+            "spooled episodes wait before the next attempt"
+        );
+    }
+}
+
+/// Sends what the spool holds. Unless `force`, does nothing while the retry wait after a
+/// transient failure runs. Episodes the hub refuses for good move to the dead letters;
+/// `Err` is the transient failure that stopped the flush (the rest waits).
+async fn flush_spool(inner: &Inner, force: bool) -> Result<(), AgentError> {
+    let Some(outbox) = &inner.outbox else {
+        return Ok(());
+    };
+    let _one_at_a_time = inner.flushing.lock().await;
+    if !force && !inner.retry.lock().due(now_ms(inner)) {
+        return Ok(());
+    }
+    let pending = outbox.pending();
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let delivery = deliver(inner, &pending).await;
+    outbox.remove(&delivery.acked);
+    let mut spool_error = None;
+    for (id, code, message) in delivery.refused {
+        match outbox.dead_letter(id, code, &message, now_ms(inner)) {
+            Ok(dead) => {
+                tracing::warn!(
+                    episode = %id, %code, %message, path = %dead.path.display(),
+                    "the hub refused a spooled episode for good; moved to the dead letters"
+                );
+                let _ = inner.local.delete(&inner.config.tenant, &id);
+                inner.dead.lock().push(dead);
+            }
+            Err(e) => {
+                tracing::warn!(episode = %id, error = %e, "cannot move a refused episode to the dead letters");
+                spool_error = Some(AgentError::from(e));
+            }
+        }
+    }
+    if let Some(e) = delivery.interrupted {
+        retry_later(inner);
+        return Err(e);
+    }
+    inner.retry.lock().succeeded();
+    spool_error.map_or(Ok(()), Err)
 }
 
 /// The answer to an update or delete.
-fn done(response: Response) -> Result<bool, AgentError> {
+fn done(request: &'static str, response: Response) -> Result<bool, AgentError> {
     match response {
         Response::Done { found } => Ok(found),
-        other => Err(AgentError::unexpected(&other)),
+        other => Err(AgentError::unexpected(request, &other)),
     }
 }
 
@@ -481,7 +733,7 @@ async fn pull(inner: &Inner) -> Result<(), AgentError> {
         let limit = budget.min(1000) as u32;
         let page = match request(inner, &Request::Pull(PullRequest { cursor, limit })).await? {
             Response::Page(p) => p,
-            other => return Err(AgentError::unexpected(&other)),
+            other => return Err(AgentError::unexpected("pull", &other)),
         };
         budget = budget.saturating_sub(page.changes.len().max(1));
         let tenant = &inner.config.tenant;
@@ -522,44 +774,93 @@ async fn pull(inner: &Inner) -> Result<(), AgentError> {
     Ok(())
 }
 
-async fn sync(inner: &Inner) -> Result<(), AgentError> {
-    flush(inner).await?;
+async fn sync(inner: &Inner, force: bool) -> Result<(), AgentError> {
+    flush_spool(inner, force).await?;
     pull(inner).await
 }
 
-async fn store(inner: &Inner, episode: NewEpisode) -> Result<EpisodeId, AgentError> {
-    let ids = store_many(inner, vec![episode]).await?;
-    ids.into_iter()
-        .next()
-        .ok_or_else(|| AgentError::Local("nothing was stored".into()))
+/// Gives a new episode its id and the agent's identity; returns the id.
+fn prepare(inner: &Inner, episode: &mut NewEpisode, now_ms: u64) -> EpisodeId {
+    episode.agent = Some(inner.agent.clone());
+    episode.session = Some(inner.session);
+    *episode.id.get_or_insert_with(|| mint_id(now_ms))
+}
+
+async fn store(inner: &Inner, mut episode: NewEpisode) -> Result<Stored, AgentError> {
+    ensure_alive(inner)?;
+    let id = prepare(inner, &mut episode, now_ms(inner));
+    let durability = store_prepared(inner, vec![episode], &[id]).await?;
+    Ok(Stored { id, durability })
 }
 
 async fn store_many(
     inner: &Inner,
     mut episodes: Vec<NewEpisode>,
-) -> Result<Vec<EpisodeId>, AgentError> {
+) -> Result<Vec<Stored>, AgentError> {
     ensure_alive(inner)?;
-    let now = inner.config.clock.now().unix_ms();
-    let mut ids = Vec::with_capacity(episodes.len());
-    for e in &mut episodes {
-        ids.push(*e.id.get_or_insert_with(|| mint_id(now)));
-        e.agent = Some(inner.agent.clone());
-        e.session = Some(inner.session);
+    if episodes.is_empty() {
+        return Ok(Vec::new());
     }
+    let now = now_ms(inner);
+    let ids: Vec<EpisodeId> = episodes
+        .iter_mut()
+        .map(|e| prepare(inner, e, now))
+        .collect();
+    let durability = store_prepared(inner, episodes, &ids).await?;
+    Ok(ids
+        .into_iter()
+        .map(|id| Stored { id, durability })
+        .collect())
+}
+
+/// Stores episodes that carry their ids: the local cache (which validates them), then one
+/// request to the hub; on a passing failure, the spool. Whatever is not kept leaves the local
+/// cache again.
+async fn store_prepared(
+    inner: &Inner,
+    episodes: Vec<NewEpisode>,
+    ids: &[EpisodeId],
+) -> Result<Durability, AgentError> {
+    let tenant = &inner.config.tenant;
+    let wire: Vec<WireNewEpisode> = episodes.iter().map(WireNewEpisode::from).collect();
     // The local cache validates the episodes; a bad batch goes nowhere.
     inner
         .local
-        .store_batch(&inner.config.tenant, episodes.clone())
-        .map_err(|e| AgentError::Local(e.to_string()))?;
-    for (id, e) in ids.iter().zip(&episodes) {
-        inner
-            .outbox
-            .add(*id, WireNewEpisode::from(e))
-            .map_err(|e| AgentError::Local(e.to_string()))?;
-    }
-    match flush(inner).await {
-        Ok(()) | Err(AgentError::Unreachable(_)) => Ok(ids),
-        Err(e) => Err(e),
+        .store_batch(tenant, episodes)
+        .map_err(LocalCacheError::from)?;
+    let forget = || {
+        for id in ids {
+            let _ = inner.local.delete(tenant, id);
+        }
+    };
+    match send_store(inner, &wire).await {
+        Ok(_) => {
+            inner.retry.lock().succeeded();
+            // The hub takes stores: a good moment for what waits in the spool.
+            if let Err(e) = flush_spool(inner, false).await {
+                tracing::debug!(error = %e, "spooled episodes not sent yet");
+            }
+            Ok(Durability::Acknowledged)
+        }
+        Err(StoreFailure::Refused { code, message }) => {
+            forget();
+            Err(AgentError::Rejected { code, message })
+        }
+        Err(StoreFailure::Failed(e)) => {
+            retry_later(inner);
+            let Some(outbox) = &inner.outbox else {
+                forget();
+                return Err(e);
+            };
+            let pairs: Vec<(EpisodeId, WireNewEpisode)> = ids.iter().copied().zip(wire).collect();
+            if let Err(spool) = outbox.add(&pairs) {
+                // What was written stays queued and is sent later; the caller hears of the
+                // failure and may store again (the hub keeps one copy per id).
+                return Err(spool.into());
+            }
+            tracing::info!(episodes = ids.len(), error = %e, "hub did not take the episodes; spooled");
+            Ok(Durability::Spooled)
+        }
     }
 }
 
@@ -585,10 +886,9 @@ async fn query(inner: &Inner, text: &str, k: usize, filter: Filter) -> Result<Re
                     );
                 }
             }
-            // Unsynced local episodes, scored with the hub's query vector when the models agree.
-            let pending: Vec<EpisodeId> =
-                inner.outbox.pending().iter().filter_map(|e| e.id).collect();
-            if !pending.is_empty() && &m.model == inner.local.embedder().model() {
+            // Spooled local episodes, scored with the hub's query vector when the models agree.
+            let pending = inner.outbox.as_ref().filter(|o| o.len() > 0);
+            if let (Some(pending), true) = (pending, &m.model == inner.local.embedder().model()) {
                 let q = Query::vector(
                     agentdb_core::Embedding {
                         model: m.model.clone(),
@@ -621,13 +921,15 @@ async fn query(inner: &Inner, text: &str, k: usize, filter: Filter) -> Result<Re
                 source: Source::Hub,
             })
         }
-        Ok(other) => Err(AgentError::unexpected(&other)),
-        Err(AgentError::Unreachable(reason)) => {
+        Ok(other) => Err(AgentError::unexpected("query", &other)),
+        // Only an unreachable hub falls back to the local cache; a refusal or a protocol fault
+        // is the caller's to see.
+        Err(AgentError::HubUnreachable(reason)) => {
             tracing::debug!(%reason, "hub unreachable; answering from the local cache");
             let local = inner
                 .local
                 .query(tenant, &Query::text(text, k).with_filter(filter))
-                .map_err(|e| AgentError::Local(e.to_string()))?;
+                .map_err(LocalCacheError::from)?;
             Ok(Recall {
                 memories: local
                     .into_iter()
@@ -661,7 +963,7 @@ async fn refresh_if_due(inner: &Inner) -> Result<(), AgentError> {
             inner.token_exp.store(expires_at, Ordering::Release);
             Ok(())
         }
-        other => Err(AgentError::unexpected(&other)),
+        other => Err(AgentError::unexpected("refresh", &other)),
     }
 }
 
@@ -669,8 +971,9 @@ async fn destroy(inner: &Inner) -> Result<(), AgentError> {
     if inner.destroyed.swap(true, Ordering::AcqRel) {
         return Ok(());
     }
-    if let Err(e) = flush(inner).await {
-        tracing::warn!(error = %e, pending = inner.outbox.len(), "final sync incomplete; episodes stay in the spool");
+    if let Err(e) = flush_spool(inner, true).await {
+        let pending = inner.outbox.as_ref().map_or(0, Outbox::len);
+        tracing::warn!(error = %e, pending, "final sync incomplete; episodes stay in the spool");
     }
     if let Some(conn) = inner.conn.lock().await.take() {
         conn.close().await;
@@ -697,7 +1000,7 @@ async fn background(inner: Arc<Inner>) {
             >= inner.config.sync_interval.as_millis() as u64
         {
             last_sync = Timestamp(now.unix_ms());
-            if let Err(e) = sync(&inner).await {
+            if let Err(e) = sync(&inner, false).await {
                 tracing::debug!(error = %e, "background sync incomplete");
             }
         }

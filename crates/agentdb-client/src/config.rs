@@ -8,6 +8,7 @@ use agentdb_core::{AgentId, TenantId};
 use agentdb_memory::{Clock, Embedder, SystemClock};
 
 use crate::credentials::TokenProvider;
+use crate::spool_key::SpoolKey;
 
 /// Settings of an [`crate::EphemeralAgent`].
 #[derive(Clone)]
@@ -30,8 +31,16 @@ pub struct AgentConfig {
     pub tokens: Arc<dyn TokenProvider>,
     /// How often the agent syncs in the background. Default 30 s.
     pub sync_interval: Duration,
-    /// Where unsent episodes are kept so they survive the agent; `None` keeps them in memory.
+    /// Where episodes the hub cannot take are kept, sealed, so that they survive the agent
+    /// (see [`crate::Durability::Spooled`]). Without one, a store the hub does not acknowledge
+    /// is an error and nothing is kept.
     pub spool_dir: Option<PathBuf>,
+    /// The key that seals the spool; by default derived from the client key
+    /// ([`SpoolKey::from_private_key_pem`]). A spool without either is a configuration error.
+    pub spool_key: Option<SpoolKey>,
+    /// The longest wait between attempts to send spooled episodes after transient failures;
+    /// the wait starts at [`Self::reconnect_backoff`] and doubles. Default 60 s.
+    pub max_retry_backoff: Duration,
     /// How many changes the pre-sync pulls at most. Default 5,000.
     pub pull_budget: usize,
     /// How long a hub request may take. Default 10 s.
@@ -39,9 +48,10 @@ pub struct AgentConfig {
     /// How long connecting (handshake + authentication) may take. Default 3 s.
     pub connect_timeout: Duration,
     /// After a failed connection attempt, how long requests fail fast (as unreachable) before
-    /// the next attempt. Default 2 s.
+    /// the next attempt, by [`Self::clock`]. Default 2 s.
     pub reconnect_backoff: Duration,
-    /// The agent's clock (lifetime, token refresh); injected in tests.
+    /// The agent's clock (lifetime, token refresh, sync interval, retry waits); injected in
+    /// tests.
     pub clock: Arc<dyn Clock>,
     /// The embedder of the local cache; it should be the hub's model (see
     /// `Welcome::embedder`) so that local and hub scores compare. Default: lexical.
@@ -79,6 +89,8 @@ impl AgentConfig {
             tokens,
             sync_interval: Duration::from_secs(30),
             spool_dir: None,
+            spool_key: None,
+            max_retry_backoff: Duration::from_secs(60),
             pull_budget: 5_000,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
@@ -106,9 +118,15 @@ impl AgentConfig {
         self
     }
 
-    /// Keeps unsent episodes in `dir`.
+    /// Keeps episodes the hub cannot take in `dir`, sealed (see [`Self::spool_dir`]).
     pub fn spool_dir(mut self, dir: PathBuf) -> Self {
         self.spool_dir = Some(dir);
+        self
+    }
+
+    /// Seals the spool with `key` (instead of a key derived from the client key).
+    pub fn spool_key(mut self, key: SpoolKey) -> Self {
+        self.spool_key = Some(key);
         self
     }
 

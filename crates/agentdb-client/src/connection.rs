@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agentdb_proto::{decode_response, Hello, Request, Response, Welcome, MAX_FRAME_LEN};
 
-use crate::error::AgentError;
+use crate::error::{request_kind, AgentError, ConfigError, ProtocolError, Unreachable};
 
 /// A parsed `quic://host:port` endpoint.
 #[derive(Debug, Clone)]
@@ -16,8 +16,10 @@ pub(crate) struct HubAddress {
 }
 
 impl HubAddress {
-    pub fn parse(url: &str) -> Result<Self, AgentError> {
-        let bad = || AgentError::Config(format!("hub address {url:?} is not quic://host:port"));
+    pub fn parse(url: &str) -> Result<Self, ConfigError> {
+        let bad = || ConfigError::HubAddress {
+            url: url.to_owned(),
+        };
         let rest = url.strip_prefix("quic://").unwrap_or(url);
         let rest = rest.trim_end_matches('/');
         let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
@@ -31,12 +33,14 @@ impl HubAddress {
         })
     }
 
-    async fn resolve(&self) -> Result<SocketAddr, AgentError> {
+    async fn resolve(&self) -> Result<SocketAddr, Unreachable> {
         tokio::net::lookup_host((self.host.as_str(), self.port))
             .await
             .ok()
             .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| AgentError::Unreachable(format!("cannot resolve {}", self.host)))
+            .ok_or_else(|| Unreachable::Resolve {
+                host: self.host.clone(),
+            })
     }
 }
 
@@ -67,17 +71,13 @@ impl HubConnection {
         timeout: Duration,
     ) -> Result<(Self, Welcome), AgentError> {
         let addr = address.resolve().await?;
-        let bind: SocketAddr = if addr.is_ipv6() {
-            "[::]:0"
-                .parse()
-                .map_err(|_| AgentError::Config("bind address".into()))?
+        let bind = if addr.is_ipv6() {
+            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
         } else {
-            "0.0.0.0:0"
-                .parse()
-                .map_err(|_| AgentError::Config("bind address".into()))?
+            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
-        let mut endpoint = quinn::Endpoint::client(bind)
-            .map_err(|e| AgentError::Unreachable(format!("cannot open a UDP socket: {e}")))?;
+        let mut endpoint =
+            quinn::Endpoint::client(bind).map_err(|e| Unreachable::Socket(Arc::new(e)))?;
         let mut client = quinn::ClientConfig::new(tls);
         let mut transport = quinn::TransportConfig::default();
         transport.keep_alive_interval(Some(Duration::from_secs(10)));
@@ -85,10 +85,10 @@ impl HubConnection {
         endpoint.set_default_client_config(client);
         let connecting = endpoint
             .connect(addr, server_name)
-            .map_err(|e| AgentError::Unreachable(e.to_string()))?;
+            .map_err(|reason| Unreachable::Connect { addr, reason })?;
         let conn = tokio::time::timeout(connect_timeout, connecting)
             .await
-            .map_err(|_| AgentError::Unreachable(format!("connecting to {addr} timed out")))?
+            .map_err(|_| Unreachable::ConnectTimeout { addr })?
             .map_err(|e| AgentError::from_connection(&e))?;
         let this = Self {
             endpoint,
@@ -101,7 +101,7 @@ impl HubConnection {
             .await?
         {
             Response::Welcome(w) => Ok((this, w)),
-            other => Err(AgentError::unexpected(&other)),
+            other => Err(AgentError::unexpected("hello", &other)),
         }
     }
 
@@ -134,36 +134,70 @@ impl Requester {
     /// Sends one request on its own stream and reads the one response. A hub error response is
     /// returned as [`AgentError::Rejected`].
     pub async fn request(&self, req: &Request) -> Result<Response, AgentError> {
+        match self.exchange(req).await? {
+            Response::Error(e) => Err(AgentError::Rejected {
+                code: e.code,
+                message: e.message,
+            }),
+            r => Ok(r),
+        }
+    }
+
+    /// Like [`Self::request`], but a hub error response is returned as the response it is:
+    /// `Err` is then always about the connection or the answer, never the hub's refusal of
+    /// this request.
+    pub async fn exchange(&self, req: &Request) -> Result<Response, AgentError> {
         let exchange = async {
             let (mut send, mut recv) = self
                 .conn
                 .open_bi()
                 .await
                 .map_err(|e| AgentError::from_connection(&e))?;
-            send.write_all(&req.encode()).await.map_err(|e| match e {
-                quinn::WriteError::ConnectionLost(c) => AgentError::from_connection(&c),
-                other => AgentError::Unreachable(other.to_string()),
-            })?;
+            send.write_all(&req.encode()).await.map_err(write_error)?;
             let _ = send.finish();
-            recv.read_to_end(MAX_FRAME_LEN).await.map_err(|e| match e {
-                quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(c)) => {
-                    AgentError::from_connection(&c)
-                }
-                other => AgentError::Unreachable(other.to_string()),
-            })
+            recv.read_to_end(MAX_FRAME_LEN).await.map_err(read_error)
         };
         let bytes = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| AgentError::Unreachable("the hub did not answer in time".into()))??;
-        match decode_response(&bytes, MAX_FRAME_LEN) {
-            Ok(Response::Error(e)) => Err(AgentError::Rejected {
-                code: e.code,
-                message: e.message,
-            }),
-            Ok(r) => Ok(r),
-            Err(e) => Err(AgentError::Unreachable(format!(
-                "bad response from hub: {e}"
-            ))),
+            .map_err(|_| Unreachable::RequestTimeout)??;
+        decode_response(&bytes, MAX_FRAME_LEN).map_err(|e| {
+            tracing::debug!(request = request_kind(req), error = %e, "undecodable response");
+            AgentError::Protocol(ProtocolError::Decode(e))
+        })
+    }
+}
+
+fn write_error(e: quinn::WriteError) -> AgentError {
+    match e {
+        quinn::WriteError::ConnectionLost(c) => AgentError::from_connection(&c),
+        quinn::WriteError::Stopped(code) => Unreachable::StreamReset {
+            code: code.into_inner(),
         }
+        .into(),
+        // Our stream closed under us, or 0-RTT refused (never used here).
+        quinn::WriteError::ClosedStream | quinn::WriteError::ZeroRttRejected => {
+            Unreachable::StreamClosed.into()
+        }
+    }
+}
+
+fn read_error(e: quinn::ReadToEndError) -> AgentError {
+    match e {
+        quinn::ReadToEndError::TooLong => ProtocolError::TooLong {
+            limit: MAX_FRAME_LEN,
+        }
+        .into(),
+        quinn::ReadToEndError::Read(quinn::ReadError::ConnectionLost(c)) => {
+            AgentError::from_connection(&c)
+        }
+        quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)) => Unreachable::StreamReset {
+            code: code.into_inner(),
+        }
+        .into(),
+        quinn::ReadToEndError::Read(
+            quinn::ReadError::ClosedStream
+            | quinn::ReadError::IllegalOrderedRead
+            | quinn::ReadError::ZeroRttRejected,
+        ) => Unreachable::StreamClosed.into(),
     }
 }

@@ -18,8 +18,22 @@
 //! ```
 //!
 //! The agent talks to its hub over QUIC with mutual TLS and short-lived tokens it refreshes
-//! before they expire. It keeps a local cache (an in-memory engine) and a durable outbox of
-//! episodes the hub has not acknowledged yet.
+//! before they expire. It keeps a local cache (an in-memory engine) and, with a spool
+//! directory, a sealed spool of episodes the hub could not take yet.
+//!
+//! What is durable when a store returns ([`EphemeralAgent::store`]):
+//!
+//! - [`Durability::Acknowledged`]: the hub has the episode, fsynced.
+//! - [`Durability::Spooled`] (only with [`AgentConfig::spool_dir`]): the hub was unreachable or
+//!   refused for a passing reason; the episode is sealed (AES-256-GCM, [`SpoolKey`]) and
+//!   fsynced in the spool, and is sent by a later sync of this agent or by the next agent of
+//!   the tenant with the same spool directory and key.
+//! - an error: nothing is kept. Without a spool an unreachable hub is
+//!   [`AgentError::HubUnreachable`]; nothing lives only in memory.
+//!
+//! A spooled episode the hub later refuses for good (`forbidden`, `invalid_request`,
+//! `too_large`) leaves the queue for the tenant's dead-letter directory
+//! ([`EphemeralAgent::dead_letters`]); passing failures are retried with a growing wait.
 
 mod agent;
 mod config;
@@ -27,9 +41,13 @@ mod connection;
 pub mod credentials;
 mod error;
 mod outbox;
+mod spool_key;
 
-pub use agent::{EphemeralAgent, Memory, MemoryHandle, Recall, Source};
+pub use agent::{Durability, EphemeralAgent, Memory, MemoryHandle, Recall, Source, Stored};
 pub use config::AgentConfig;
 pub use credentials::{SigningKeyTokens, StaticToken, TokenProvider};
-pub use error::AgentError;
-pub use outbox::OutboxError;
+pub use error::{
+    is_permanent, AgentError, ConfigError, LocalCacheError, ProtocolError, Unreachable,
+};
+pub use outbox::{DeadLetter, OutboxError, SpoolFileError, UnreadableSpoolFile, DEAD_LETTER_DIR};
+pub use spool_key::{SpoolKey, SpoolKeyError, MIN_SECRET_LEN};

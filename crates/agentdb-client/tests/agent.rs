@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentdb_client::{AgentError, EphemeralAgent, SigningKeyTokens, Source, StaticToken};
+use agentdb_client::{
+    AgentError, Durability, EphemeralAgent, SigningKeyTokens, Source, StaticToken,
+};
 use agentdb_core::{NewEpisode, TenantId, Timestamp};
 use agentdb_memory::ManualClock;
 use agentdb_proto::ErrorCode;
@@ -41,6 +43,8 @@ async fn spawn_store_query_destroy_and_a_new_agent_recalls() {
         })
         .await
         .unwrap();
+    assert!(id.is_acknowledged());
+    let id = id.id;
     assert_eq!(agent.pending(), 0, "the hub acknowledged the episode");
     let recall = agent
         .query_memories("summarise the invoice", 5)
@@ -260,15 +264,12 @@ async fn rejected_credentials_store_nothing() {
         .agent_config_with_token(&pki, "acme", ro)
         .client_cert(cert, key);
     let agent = EphemeralAgent::spawn(cfg).await.unwrap();
-    agent
+    let err = agent
         .store_episode(episode("not allowed", 0.5))
         .await
         .unwrap_err();
-    assert_eq!(
-        agent.pending(),
-        1,
-        "the refused episode stays in the outbox, not in the hub"
-    );
+    assert_eq!(err.code(), Some(ErrorCode::Forbidden), "{err}");
+    assert_eq!(agent.pending(), 0, "a refused episode is not kept");
 
     let tenants = hub.handle.engine().tenants();
     assert!(tenants.is_empty(), "nothing was stored: {tenants:?}");
@@ -315,18 +316,20 @@ async fn outbox_survives_a_hub_outage_and_is_delivered_once() {
     let config = hub
         .agent_config(&pki, "acme")
         .spool_dir(spool.path().to_owned());
-    let agent = EphemeralAgent::spawn(config).await.unwrap();
+    let agent = EphemeralAgent::spawn(config.clone()).await.unwrap();
     let acked = agent
         .store_episode(episode("stored while up", 0.9))
         .await
         .unwrap();
     hub.handle.shutdown().await;
 
-    // The hub is down: the store succeeds locally and waits in the spool.
+    // The hub is down: the store is spooled and waits there.
     let waiting = agent
-        .store_episode(episode("stored while down", 0.9))
+        .store(episode("stored while down", 0.9))
         .await
         .unwrap();
+    assert_eq!(waiting.durability, Durability::Spooled);
+    let waiting = waiting.id;
     assert_eq!(agent.pending(), 1);
     let recall = agent.query_memories("stored while down", 5).await.unwrap();
     assert_eq!(recall.source, Source::LocalOnly);
@@ -337,11 +340,11 @@ async fn outbox_survives_a_hub_outage_and_is_delivered_once() {
         .collect();
     assert_eq!(spooled.len(), 1, "the undelivered episode is in the spool");
 
-    // The hub comes back; the next agent of the tenant delivers the spool.
+    // The hub comes back; the next agent of the tenant (with the same client key, from which
+    // the spool key is derived) delivers the spool.
     let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-    let config = hub
-        .agent_config(&pki, "acme")
-        .spool_dir(spool.path().to_owned());
+    let mut config = config;
+    config.hub = hub.url();
     let next = EphemeralAgent::spawn(config).await.unwrap();
     assert_eq!(next.pending(), 0);
     assert_eq!(

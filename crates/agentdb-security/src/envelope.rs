@@ -80,6 +80,43 @@ pub enum SealError {
     Encrypt,
 }
 
+/// A record key held outside a tenant keyring (an agent's spool): the same envelope, format and
+/// AAD as [`crate::TenantKey::seal`], under a 256-bit key the caller owns.
+pub struct RecordKey {
+    aead: aws_lc_rs::aead::RandomizedNonceKey,
+    version: u32,
+}
+
+impl std::fmt::Debug for RecordKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RecordKey(v{})", self.version)
+    }
+}
+
+impl RecordKey {
+    /// A key for AES-256-GCM from 32 secret bytes, written into records as `version`.
+    pub fn new(secret: &[u8; 32], version: u32) -> Result<Self, SealError> {
+        let aead = aws_lc_rs::aead::RandomizedNonceKey::new(&aws_lc_rs::aead::AES_256_GCM, secret)
+            .map_err(|_| SealError::Encrypt)?;
+        Ok(Self { aead, version })
+    }
+
+    /// Seals `plaintext` bound to `aad`.
+    pub fn seal(&self, aad: RecordAad<'_>, plaintext: &[u8]) -> Result<Vec<u8>, SealError> {
+        seal(
+            &self.aead,
+            self.version,
+            &aad.encode(self.version),
+            plaintext,
+        )
+    }
+
+    /// Opens a record sealed by [`Self::seal`] with the same key and `aad`.
+    pub fn open(&self, aad: RecordAad<'_>, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        open(&self.aead, self.version, &aad.encode(self.version), sealed)
+    }
+}
+
 /// The key version a sealed record names, without opening it.
 pub fn sealed_key_version(sealed: &[u8]) -> Result<u32, SealError> {
     if sealed.len() < HEADER_LEN + TAG_LEN || sealed[0] != FORMAT_V1 {
@@ -131,4 +168,49 @@ pub(crate) fn open(
         .len();
     in_out.truncate(len);
     Ok(in_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aad<'a>(tenant: &'a TenantId, id: &'a [u8]) -> RecordAad<'a> {
+        RecordAad {
+            kind: "spool-episode",
+            tenant,
+            record_id: id,
+        }
+    }
+
+    #[test]
+    fn a_record_key_seals_in_the_envelope_format_and_binds_key_tenant_and_id() {
+        let acme = TenantId::new("acme").unwrap();
+        let key = RecordKey::new(&[7u8; 32], 1).unwrap();
+        let sealed = key.seal(aad(&acme, b"id-1"), b"secret text").unwrap();
+        assert_eq!(sealed[0], FORMAT_V1);
+        assert_eq!(sealed_key_version(&sealed).unwrap(), 1);
+        assert!(!sealed.windows(6).any(|w| w == b"secret"));
+        assert_eq!(
+            key.open(aad(&acme, b"id-1"), &sealed).unwrap(),
+            b"secret text"
+        );
+        assert_eq!(
+            key.open(aad(&acme, b"id-2"), &sealed),
+            Err(SealError::Authentication)
+        );
+        let globex = TenantId::new("globex").unwrap();
+        assert_eq!(
+            key.open(aad(&globex, b"id-1"), &sealed),
+            Err(SealError::Authentication)
+        );
+        let other = RecordKey::new(&[8u8; 32], 1).unwrap();
+        assert_eq!(
+            other.open(aad(&acme, b"id-1"), &sealed),
+            Err(SealError::Authentication)
+        );
+        assert_eq!(
+            key.open(aad(&acme, b"id-1"), &sealed[..HEADER_LEN]),
+            Err(SealError::Malformed)
+        );
+    }
 }
