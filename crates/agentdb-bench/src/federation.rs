@@ -286,9 +286,7 @@ async fn upstream(hub: &TestHub, delay: Duration) -> anyhow::Result<(String, Opt
 fn identified(rng: &mut Rng, i: usize) -> NewEpisode {
     let mut random = [0u8; 10];
     random[..8].copy_from_slice(&rng.next().to_le_bytes());
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let ms = agentdb_memory::SystemClock::unix_ms();
     episode(rng, i).with_id(EpisodeId::from_parts(ms, random))
 }
 

@@ -33,12 +33,6 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
     Ok(kb * 1024)
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// An `agentdb hub` child process; killed on drop.
 struct HubProcess {
     child: Child,
@@ -125,7 +119,7 @@ pub async fn connections(counts: &[usize], pb: &ProgressBar) -> anyhow::Result<V
                 let token = issuer.issue(
                     &TokenRequest::new(tenant.clone(), AgentId::new(format!("idle-{i}"))?)
                         .ttl_secs(3600),
-                    unix_now(),
+                    agentdb_memory::SystemClock::unix_secs(),
                 )?;
                 let addr = hub.quic;
                 tasks.push(tokio::spawn(async move {

@@ -156,12 +156,6 @@ impl MemoryHandle {
     }
 }
 
-fn mint_id(now_ms: u64) -> EpisodeId {
-    let mut random = [0u8; 10];
-    random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
-    EpisodeId::from_parts(now_ms, random)
-}
-
 fn now_ms(inner: &Inner) -> u64 {
     inner.config.clock.now().unix_ms()
 }
@@ -183,7 +177,7 @@ impl EphemeralAgent {
         let server_name = config
             .server_name
             .clone()
-            .unwrap_or_else(|| address.host.clone());
+            .unwrap_or_else(|| address.host().to_owned());
         let client_cert = config
             .client_cert
             .as_ref()
@@ -197,9 +191,11 @@ impl EphemeralAgent {
         let agent = match &config.agent {
             Some(a) => a.clone(),
             // UUIDv7 + random: unique even for many agents spawned in the same millisecond.
-            None => {
-                AgentId::new(format!("agent-{}", mint_id(now_ms))).map_err(ConfigError::AgentId)?
-            }
+            None => AgentId::new(format!(
+                "agent-{}",
+                agentdb_memory::mint_episode_id(Timestamp(now_ms))
+            ))
+            .map_err(ConfigError::AgentId)?,
         };
         let mut local = MemoryEngine::builder(
             Arc::new(MemStorage::new()),
@@ -783,7 +779,9 @@ async fn sync(inner: &Inner, force: bool) -> Result<(), AgentError> {
 fn prepare(inner: &Inner, episode: &mut NewEpisode, now_ms: u64) -> EpisodeId {
     episode.agent = Some(inner.agent.clone());
     episode.session = Some(inner.session);
-    *episode.id.get_or_insert_with(|| mint_id(now_ms))
+    *episode
+        .id
+        .get_or_insert_with(|| agentdb_memory::mint_episode_id(Timestamp(now_ms)))
 }
 
 async fn store(inner: &Inner, mut episode: NewEpisode) -> Result<Stored, AgentError> {

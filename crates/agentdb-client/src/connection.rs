@@ -4,42 +4,35 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentdb_proto::{decode_response, Hello, Request, Response, Welcome, MAX_FRAME_LEN};
+use agentdb_proto::{decode_response, Hello, HubUrl, Request, Response, Welcome, MAX_FRAME_LEN};
 
 use crate::error::{request_kind, AgentError, ConfigError, ProtocolError, Unreachable};
 
 /// A parsed `quic://host:port` endpoint.
 #[derive(Debug, Clone)]
-pub(crate) struct HubAddress {
-    pub host: String,
-    pub port: u16,
-}
+pub(crate) struct HubAddress(HubUrl);
 
 impl HubAddress {
     pub fn parse(url: &str) -> Result<Self, ConfigError> {
-        let bad = || ConfigError::HubAddress {
-            url: url.to_owned(),
-        };
-        let rest = url.strip_prefix("quic://").unwrap_or(url);
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = rest.rsplit_once(':').ok_or_else(bad)?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad());
-        }
-        Ok(Self {
-            host: host.to_owned(),
-            port: port.parse().map_err(|_| bad())?,
-        })
+        HubUrl::parse(url)
+            .map(Self)
+            .map_err(|_| ConfigError::HubAddress {
+                url: url.to_owned(),
+            })
+    }
+
+    /// The host, without brackets.
+    pub fn host(&self) -> &str {
+        self.0.host()
     }
 
     async fn resolve(&self) -> Result<SocketAddr, Unreachable> {
-        tokio::net::lookup_host((self.host.as_str(), self.port))
+        tokio::net::lookup_host((self.0.host(), self.0.port()))
             .await
             .ok()
             .and_then(|mut addrs| addrs.next())
             .ok_or_else(|| Unreachable::Resolve {
-                host: self.host.clone(),
+                host: self.0.host().to_owned(),
             })
     }
 }

@@ -9,7 +9,7 @@ use agentdb_client::{
     AgentError, Durability, EphemeralAgent, SigningKeyTokens, Source, StaticToken,
 };
 use agentdb_core::{NewEpisode, TenantId, Timestamp};
-use agentdb_memory::ManualClock;
+use agentdb_memory::{ManualClock, SystemClock};
 use agentdb_proto::ErrorCode;
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 
@@ -123,12 +123,7 @@ async fn lifetime_ends_and_the_token_is_revoked_after_destroy() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-    let clock = Arc::new(ManualClock::new(Timestamp(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64,
-    )));
+    let clock = Arc::new(ManualClock::new(Timestamp(SystemClock::unix_ms())));
     let token = pki.token("acme", "short-lived", 300);
     let (cert, key) = pki.tenant_cert("acme");
     let config = hub

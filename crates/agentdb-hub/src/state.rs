@@ -3,10 +3,10 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use agentdb_core::TenantId;
-use agentdb_memory::MemoryEngine;
+use agentdb_memory::{MemoryEngine, SystemClock};
 use agentdb_security::revocation::RevocationList;
 use agentdb_security::token::TokenVerifier;
 use parking_lot::Mutex;
@@ -17,16 +17,12 @@ use crate::metrics::Metrics;
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemClock::unix_secs()
 }
 
 /// Milliseconds since the Unix epoch (the sans-IO session's clock).
 pub(crate) fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    SystemClock::unix_ms()
 }
 
 /// Shared hub state.

@@ -15,12 +15,23 @@ pub trait Clock: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+impl SystemClock {
+    /// Milliseconds since the Unix epoch (0 if the system clock is set before 1970).
+    pub fn unix_ms() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
+    /// Seconds since the Unix epoch (0 if the system clock is set before 1970).
+    pub fn unix_secs() -> u64 {
+        Self::unix_ms() / 1000
+    }
+}
+
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        Timestamp(ms)
+        Timestamp(Self::unix_ms())
     }
 }
 

@@ -29,8 +29,9 @@ pub use embedder::{
     embedder_from_env_or_dir, EmbedError, Embedder, LexicalEmbedder, ModelLoadError, MODEL_DIR_ENV,
 };
 pub use engine::{
-    Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EraseReport, Match,
-    MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
+    mint_episode_id, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EraseReport,
+    Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
+    REINDEX_BATCH,
 };
 pub use error::{
     KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError, StoreError,

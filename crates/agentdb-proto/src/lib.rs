@@ -46,6 +46,7 @@ pub mod fed;
 mod frame;
 mod message;
 mod session;
+mod url;
 mod wire;
 
 pub use frame::{
@@ -58,6 +59,7 @@ pub use message::{
     Welcome, WireError, WireMatch,
 };
 pub use session::{Close, ServerSession, SessionConfig, Step};
+pub use url::{HubUrl, HubUrlError};
 pub use wire::{WireEpisode, WireNewEpisode};
 
 /// The ALPN protocol id of this protocol on QUIC.

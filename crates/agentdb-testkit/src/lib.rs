@@ -39,10 +39,7 @@ impl std::fmt::Debug for TestPki {
 
 /// Current Unix seconds.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
+    agentdb_memory::SystemClock::unix_secs()
 }
 
 impl TestPki {

@@ -258,7 +258,7 @@ fn operator_token(args: &StatusArgs) -> anyhow::Result<String> {
     .scopes([Scope::Operator])
     .ttl_secs(60);
     issuer
-        .issue(&request, now_ms() / 1000)
+        .issue(&request, agentdb_memory::SystemClock::unix_secs())
         .context("cannot mint an operator token")
 }
 
@@ -354,9 +354,7 @@ fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+    agentdb_memory::SystemClock::unix_ms()
 }
 
 #[cfg(test)]

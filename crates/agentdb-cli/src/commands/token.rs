@@ -5,9 +5,9 @@
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use agentdb_core::{AgentId, TenantId};
+use agentdb_memory::SystemClock;
 use agentdb_security::token::{
     Claims, Ed25519KeyPem, Scope, TokenIssuer, TokenRequest, TokenVerifier, DEFAULT_AUDIENCE,
     DEFAULT_ISSUER, DEFAULT_TTL_SECS, JWT_SECRET_ENV,
@@ -176,7 +176,7 @@ fn issue(args: IssueArgs) -> anyhow::Result<()> {
         .ttl_secs(args.ttl)
         .audience(args.audience);
     let claims = issuer
-        .claims(&request, unix_now()?)
+        .claims(&request, SystemClock::unix_secs())
         .context("cannot issue the token")?;
     let token = issuer.sign(&claims).context("cannot issue the token")?;
     if args.json {
@@ -209,7 +209,7 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     } else {
         args.token
     };
-    let now = unix_now()?;
+    let now = SystemClock::unix_secs();
     let claims = verifier.verify(&token, now).context("token rejected")?;
     if args.json {
         return output::json(&claims);
@@ -254,11 +254,4 @@ fn public_key_path(private: &Path) -> PathBuf {
     let mut name = private.as_os_str().to_owned();
     name.push(".pub");
     PathBuf::from(name)
-}
-
-fn unix_now() -> anyhow::Result<u64> {
-    Ok(SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the system clock is before 1970")?
-        .as_secs())
 }

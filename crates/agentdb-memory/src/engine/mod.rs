@@ -28,6 +28,7 @@ pub use types::{
     Change, ChangePage, EngineConfig, EraseReport, Match, Query, QueryInput, Stored, MAX_BATCH,
     MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
 };
+pub use write::mint_episode_id;
 use write::{embedding_text, normalize_task};
 
 use std::collections::HashMap;

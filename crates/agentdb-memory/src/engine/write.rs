@@ -115,7 +115,7 @@ impl MemoryEngine {
         let mut writes = Vec::with_capacity(episodes.len());
         let mut metas = Vec::with_capacity(episodes.len());
         for (e, v) in episodes.iter().zip(vectors) {
-            let id = e.id.unwrap_or_else(|| mint_id(now));
+            let id = e.id.unwrap_or_else(|| mint_episode_id(now));
             let row = self.seal_row(&key, id, e, v, now, &stamp)?;
             metas.push((
                 id,
@@ -235,8 +235,9 @@ pub(super) fn normalize_task(task: &str) -> String {
         .join(" ")
 }
 
-/// A new episode id: `now` and 80 random bits (UUIDv7 layout).
-pub(super) fn mint_id(now: Timestamp) -> EpisodeId {
+/// A new episode id: `now` and 80 random bits (UUIDv7 layout, so ids sort by creation time).
+/// The engine and agents mint ids with this one function.
+pub fn mint_episode_id(now: Timestamp) -> EpisodeId {
     let mut random = [0u8; 10];
     random.copy_from_slice(&uuid::Uuid::new_v4().as_bytes()[..10]);
     EpisodeId::from_parts(now.unix_ms(), random)
