@@ -8,8 +8,11 @@
 //! the first in that list wins, and any of them wins over the dev signing key.
 //!
 //! A hub that cannot be reached within `--connect-timeout` is an error, and nothing is stored.
-//! With `--spool DIR`, `agent store` keeps the episode durably in `DIR` instead and exits
-//! successfully; the next agent of the tenant run with the same `--spool` sends it.
+//! With `--spool DIR`, `agent store` keeps the episode durably in `DIR` instead, sealed with a
+//! key derived from `--key` (else the token signing key: `--signing-key`, `JWT_SECRET` or the
+//! dev signing key), and exits successfully; the next agent of the tenant run with the same
+//! `--spool` and key sends it. Spooled episodes the hub refuses for good are moved to
+//! `DIR/<tenant>/dead-letter/` and reported on stderr (and in `--json` output).
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentdb_client::{
-    AgentConfig, EphemeralAgent, SigningKeyTokens, Source, StaticToken, TokenProvider,
+    AgentConfig, AgentError, Durability, EphemeralAgent, SigningKeyTokens, Source, SpoolKey,
+    StaticToken, TokenProvider,
 };
 use agentdb_core::{AgentId, EpisodeId, EpisodeUpdate, TenantId};
 use agentdb_security::ca::{CertificateAuthority, Subject};
@@ -96,8 +100,8 @@ pub struct StoreArgs {
     connect: ConnectArgs,
     #[command(flatten)]
     episode: local::StoreArgs,
-    /// Keep the episode in DIR when the hub cannot be reached (and exit successfully); the next
-    /// agent of the tenant with the same --spool sends it.
+    /// Keep the episode in DIR, sealed, when the hub cannot be reached (and exit successfully);
+    /// the next agent of the tenant with the same --spool sends it.
     #[arg(long, value_name = "DIR")]
     spool: Option<PathBuf>,
 }
@@ -259,31 +263,43 @@ fn report(id: EpisodeId, found: bool, done: &str, json: bool) -> anyhow::Result<
 
 async fn store(args: StoreArgs) -> anyhow::Result<()> {
     let tenant = &args.episode.tenant;
-    let spool = args.spool.as_deref();
+    let spool = match &args.spool {
+        Some(dir) => Some((dir.as_path(), spool_key(&args.connect)?)),
+        None => None,
+    };
     let agent = spawn(&args.connect, tenant, spool).await?;
-    let id = agent
-        .store_episode(args.episode.episode())
-        .await
-        .context("cannot store the episode")?;
-    let spooled = agent.pending() > 0;
-    match (spooled, spool) {
-        (false, _) => agent.destroy().await.context("cannot end the agent")?,
-        // Nothing to say goodbye to; the episode is already on disk in the spool.
-        (true, Some(_)) => drop(agent),
-        (true, None) => bail!(
+    report_spool(&agent)?;
+    let stored = match agent.store(args.episode.episode()).await {
+        Ok(stored) => stored,
+        Err(AgentError::HubUnreachable(_)) if args.spool.is_none() => bail!(
             "hub unreachable: {} did not acknowledge the episode; nothing was stored (pass \
              --spool DIR to keep it for a later agent)",
             args.connect.hub
         ),
-    }
+        Err(e) => return Err(e).context("cannot store the episode"),
+    };
+    let id = stored.id;
+    let dead = agent.dead_letters();
+    let spooled = match (stored.durability, &args.spool) {
+        (Durability::Acknowledged, _) | (_, None) => {
+            agent.destroy().await.context("cannot end the agent")?;
+            None
+        }
+        // Nothing to say goodbye to; the episode is already sealed on disk in the spool.
+        (_, Some(dir)) => {
+            drop(agent);
+            Some(dir)
+        }
+    };
     if args.episode.json {
-        let mut value = serde_json::json!({ "id": id.to_string(), "spooled": spooled });
-        if let (true, Some(dir)) = (spooled, spool) {
+        let mut value = serde_json::json!({ "id": id.to_string(), "spooled": spooled.is_some() });
+        if let Some(dir) = spooled {
             value["spool"] = serde_json::json!(dir);
         }
+        add_dead_letters(&mut value, &dead);
         return output::json(&value);
     }
-    match spool.filter(|_| spooled) {
+    match spooled {
         Some(dir) => output::line(format_args!(
             "{id} spooled in {} (hub {} unreachable); the next agent of {tenant} with --spool {} \
              sends it",
@@ -293,6 +309,82 @@ async fn store(args: StoreArgs) -> anyhow::Result<()> {
         )),
         None => output::line(id),
     }
+}
+
+/// Adds `dead_lettered: [{id, code, message, path}]` to a `--json` answer when there are any.
+fn add_dead_letters(value: &mut serde_json::Value, dead: &[agentdb_client::DeadLetter]) {
+    if dead.is_empty() {
+        return;
+    }
+    value["dead_lettered"] = dead
+        .iter()
+        .map(|d| {
+            serde_json::json!({
+                "id": d.id.to_string(),
+                "code": d.code.as_str(),
+                "message": d.message,
+                "path": d.path,
+            })
+        })
+        .collect();
+}
+
+/// Says on stderr what the agent found in the spool that it will not send: episodes the hub
+/// refused for good (moved to the dead letters) and files it cannot open (left in place).
+fn report_spool(agent: &EphemeralAgent) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut err = std::io::stderr().lock();
+    for d in agent.dead_letters() {
+        writeln!(
+            err,
+            "warning: the hub refused spooled episode {} for good ({}: {}); moved to {}",
+            d.id,
+            d.code,
+            d.message,
+            d.path.display()
+        )?;
+    }
+    for f in agent.unreadable_spool_files() {
+        writeln!(
+            err,
+            "warning: spool file {} left in place: {}",
+            f.path.display(),
+            f.reason
+        )?;
+    }
+    Ok(())
+}
+
+/// The key that seals the spool: derived from the client key (`--key`), else from the token
+/// signing key (`--signing-key`, `JWT_SECRET`, or the dev directory's signing key). The dev
+/// client certificate is made afresh by every command, so it cannot seal a spool.
+fn spool_key(args: &ConnectArgs) -> anyhow::Result<SpoolKey> {
+    let from_pem = |path: &Path| -> anyhow::Result<SpoolKey> {
+        let pem = Zeroizing::new(read(path)?);
+        SpoolKey::from_private_key_pem(&pem)
+            .with_context(|| format!("cannot seal the spool with {}", path.display()))
+    };
+    if let Some(key) = &args.key {
+        return from_pem(key);
+    }
+    if let Some(key) = &args.signing_key {
+        return from_pem(key);
+    }
+    let secret = std::env::var(JWT_SECRET_ENV)
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(Zeroizing::new);
+    if let Some(secret) = secret {
+        return SpoolKey::derive(secret.as_bytes())
+            .with_context(|| format!("cannot seal the spool with {JWT_SECRET_ENV}"));
+    }
+    if let Some(dir) = &args.dev {
+        return from_pem(&dir.join(DEV_SIGNING_KEY));
+    }
+    bail!(
+        "--spool needs a key to seal the spool with: pass --cert/--key or --signing-key, set \
+         {JWT_SECRET_ENV}, or use --dev"
+    )
 }
 
 async fn query(args: QueryArgs) -> anyhow::Result<()> {
@@ -325,13 +417,13 @@ async fn stats(args: StatsArgs) -> anyhow::Result<()> {
     output::stats(&t.tenant, &stats, t.json)
 }
 
-/// Spawns an agent of `tenant`. Without a `spool` directory, a hub that does not answer within
-/// the connect timeout is an error; with one, the agent starts anyway and keeps what it cannot
-/// send there.
+/// Spawns an agent of `tenant`. Without a `spool` directory (and its key), a hub that does not
+/// answer within the connect timeout is an error; with one, the agent starts anyway and keeps
+/// what it cannot send there.
 async fn spawn(
     args: &ConnectArgs,
     tenant: &TenantId,
-    spool: Option<&Path>,
+    spool: Option<(&Path, SpoolKey)>,
 ) -> anyhow::Result<EphemeralAgent> {
     let creds = credentials(args, tenant)?;
     let timeout = Duration::from_secs(args.connect_timeout);
@@ -347,8 +439,9 @@ async fn spawn(
     if let Some(agent) = &args.agent {
         config = config.agent(agent.clone());
     }
-    if let Some(dir) = spool {
-        config = config.spool_dir(dir.to_owned());
+    let spooling = spool.is_some();
+    if let Some((dir, key)) = spool {
+        config = config.spool_dir(dir.to_owned()).spool_key(key);
     }
     config.connect_timeout = timeout;
     // One operation needs no copy of the tenant's memory in the agent's local cache.
@@ -367,7 +460,7 @@ async fn spawn(
     let agent = EphemeralAgent::spawn(config)
         .await
         .context("cannot start an agent")?;
-    if agent.welcome().is_some() || spool.is_some() {
+    if agent.welcome().is_some() || spooling {
         return Ok(agent);
     }
     if started.elapsed() + Duration::from_millis(100) >= timeout {
