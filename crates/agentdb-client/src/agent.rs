@@ -852,8 +852,7 @@ async fn store_prepared(
             };
             let pairs: Vec<(EpisodeId, WireNewEpisode)> = ids.iter().copied().zip(wire).collect();
             if let Err(spool) = outbox.add(&pairs) {
-                // What was written stays queued and is sent later; the caller hears of the
-                // failure and may store again (the hub keeps one copy per id).
+                forget();
                 return Err(spool.into());
             }
             tracing::info!(episodes = ids.len(), error = %e, "hub did not take the episodes; spooled");

@@ -259,19 +259,29 @@ impl Outbox {
         self.dir.join(DEAD_LETTER_DIR)
     }
 
-    /// Seals the episodes into the spool (each durable on return) and queues them. On an error
-    /// the episodes already written stay queued.
+    /// Seals the episodes into the spool (durable on return) and queues them: all of them, or,
+    /// on an error, none (the files already written are removed again).
     pub fn add(&self, episodes: &[(EpisodeId, WireNewEpisode)]) -> Result<(), OutboxError> {
+        let mut written = Vec::with_capacity(episodes.len());
         for (id, episode) in episodes {
-            let bytes = postcard::to_stdvec(episode)
-                .map_err(|source| OutboxError::Encode { id: *id, source })?;
-            let sealed = self
-                .key
-                .seal(self.aad(&id.to_bytes()), &bytes)
-                .map_err(|source| OutboxError::Seal { id: *id, source })?;
-            agentdb_security::write_private_file(&self.path(id), &sealed, true)?;
+            if let Err(e) = self.write(id, episode) {
+                self.remove(&written);
+                return Err(e);
+            }
+            written.push(*id);
             self.pending.lock().insert(*id, episode.clone());
         }
+        Ok(())
+    }
+
+    fn write(&self, id: &EpisodeId, episode: &WireNewEpisode) -> Result<(), OutboxError> {
+        let bytes = postcard::to_stdvec(episode)
+            .map_err(|source| OutboxError::Encode { id: *id, source })?;
+        let sealed = self
+            .key
+            .seal(self.aad(&id.to_bytes()), &bytes)
+            .map_err(|source| OutboxError::Seal { id: *id, source })?;
+        agentdb_security::write_private_file(&self.path(id), &sealed, true)?;
         Ok(())
     }
 
@@ -456,6 +466,24 @@ mod tests {
         let (_, unreadable) = Outbox::open(&spool, &tenant(), &key).unwrap();
         assert_eq!(unreadable.len(), 1);
         assert!(unreadable[0].path.ends_with(format!("{id2}.ep")));
+    }
+
+    #[test]
+    fn a_spool_write_that_fails_keeps_none_of_the_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SpoolKey::from_bytes([3; 32]);
+        let (outbox, _) = Outbox::open(dir.path(), &tenant(), &key).unwrap();
+        let a = EpisodeId::from_parts(1_700_000_000_000, [1; 10]);
+        let b = EpisodeId::from_parts(1_700_000_000_001, [2; 10]);
+        // Something that is not a file where b's file goes: its write fails.
+        let blocked = dir.path().join("acme").join(format!("{b}.ep"));
+        std::fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+        let err = outbox
+            .add(&[(a, episode(a, "first")), (b, episode(b, "second"))])
+            .unwrap_err();
+        assert!(matches!(err, OutboxError::File(_)), "{err}");
+        assert_eq!(outbox.len(), 0);
+        assert!(!dir.path().join("acme").join(format!("{a}.ep")).exists());
     }
 
     #[test]
