@@ -153,7 +153,7 @@ async fn lifetime_ends_and_the_token_is_revoked_after_destroy() {
     // The same token no longer opens a session.
     let again = config
         .lifetime(Duration::from_secs(600))
-        .clock(Arc::new(agentdb_memory::SystemClock));
+        .clock(Arc::new(SystemClock));
     let err = EphemeralAgent::spawn(again).await.unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::Unauthenticated), "{err}");
 }
