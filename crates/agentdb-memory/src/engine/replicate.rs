@@ -1,5 +1,6 @@
 //! This store's side of federation: updates of mutable fields, the op log as the replication
-//! protocol reads it, applying replicated ops, and tombstone collection.
+//! protocol reads it, applying replicated ops, tombstone collection, and what peer hubs are
+//! known to hold (the records tombstone collection waits on).
 //!
 //! Rows carry the merge stamps of `agentdb_core::replica` in the clear (`RowStamps`, the
 //! delete stamp); the registers' values live in the row (reward) and the sealed body
@@ -7,13 +8,14 @@
 //! and, when that changed anything, seals the result again. All of it happens under the
 //! tenant's merge lock, so read-modify-write cycles of one tenant never interleave.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::Ordering;
 
 use agentdb_core::{
     validate_vector, AppliedOps, Embedding, EpisodeContent, EpisodeError, EpisodeId, EpisodeUpdate,
-    Limits, LiveEpisode, Lww, NewEpisode, Op, ReplicaState, TenantId, Timestamp, VersionVector,
+    HubId, Limits, LiveEpisode, Lww, NewEpisode, Op, Region, ReplicaState, Stamp, TenantId,
+    Timestamp, VersionVector,
 };
 
 use super::body::{self, Body};
@@ -21,12 +23,120 @@ use super::tenant::{TenantState, ERASED_META};
 use super::{embedding_text, normalize_task, MemoryEngine};
 use crate::error::{ReadError, ReplicaError, StoreError};
 use crate::index::EpisodeFacts;
-use crate::storage::{OpSeq, RowStamps, StoredEpisode, Write};
+use crate::storage::{OpSeq, PeerAck, RowStamps, StoredEpisode, Write};
 
 impl MemoryEngine {
     /// The tenant's version vector: per origin hub, the highest op it holds.
     pub fn version_vector(&self, tenant: &TenantId) -> Result<VersionVector, ReadError> {
         Ok(self.storage.version_vector(tenant)?)
+    }
+
+    /// Now, by the engine's clock (the one its stamps are made from).
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// About how many tombstones `tenant` holds: 0 only when it holds none.
+    pub fn tombstone_count(&self, tenant: &TenantId) -> u64 {
+        self.tenant(tenant)
+            .map_or(0, |state| state.tombstones.load(Ordering::Relaxed))
+    }
+
+    /// Every peer hub this store's hub has linked with (see [`Self::record_peer`]) as
+    /// tombstone collection sees it for `tenant`: its region and the ops of the tenant it has
+    /// acknowledged holding (empty when none yet). Kept across restarts and erasure.
+    pub fn peer_acks(&self, tenant: &TenantId) -> Result<BTreeMap<HubId, PeerAck>, ReadError> {
+        let mut acks: BTreeMap<HubId, VersionVector> =
+            self.storage.peer_acks(tenant)?.into_iter().collect();
+        Ok(self
+            .storage
+            .peers()?
+            .into_iter()
+            .map(|(peer, region)| {
+                let acked = acks.remove(&peer).unwrap_or_default();
+                (peer, PeerAck { region, acked })
+            })
+            .collect())
+    }
+
+    /// The peer hubs this store's hub has linked with (see [`Self::record_peer`]), and their
+    /// regions.
+    pub fn peers(&self) -> Result<BTreeMap<HubId, Region>, ReadError> {
+        Ok(self.storage.peers()?.into_iter().collect())
+    }
+
+    /// Records, durably, that this store's hub links with hub `peer` in `region`. From then
+    /// on tombstone collection waits for `peer` to acknowledge every op of a tombstone of any
+    /// tenant its region may hold, whether it is linked or not. Returns whether anything
+    /// changed.
+    pub fn record_peer(&self, peer: &HubId, region: &Region) -> Result<bool, ReplicaError> {
+        let known = self
+            .storage
+            .peers()?
+            .into_iter()
+            .any(|(p, r)| p == *peer && r == *region);
+        if known {
+            return Ok(false);
+        }
+        let flags = self.commit.submit(vec![Write::KnowPeer {
+            peer: peer.clone(),
+            region: region.clone(),
+        }])?;
+        Ok(flags.first().copied().unwrap_or(false))
+    }
+
+    /// Records, durably and in one commit, that hub `peer` in `region` (recorded as by
+    /// [`Self::record_peer`]) has acknowledged holding at least the given ops of each tenant
+    /// listed. An acknowledgement only grows (pointwise maximum); only those that grow are
+    /// written. Returns how many records changed.
+    pub fn record_peer_acks(
+        &self,
+        peer: &HubId,
+        region: &Region,
+        acked: &[(TenantId, VersionVector)],
+    ) -> Result<usize, ReplicaError> {
+        let mut writes = Vec::new();
+        let known = self
+            .storage
+            .peers()?
+            .into_iter()
+            .any(|(p, r)| p == *peer && r == *region);
+        if !known {
+            writes.push(Write::KnowPeer {
+                peer: peer.clone(),
+                region: region.clone(),
+            });
+        }
+        for (tenant, vv) in acked.iter().filter(|(_, vv)| !vv.is_empty()) {
+            let held = self
+                .storage
+                .peer_acks(tenant)?
+                .into_iter()
+                .find_map(|(p, acked)| (p == *peer).then_some(acked))
+                .unwrap_or_default();
+            if vv.missing_from(&held).next().is_some() {
+                writes.push(Write::JoinPeerAck {
+                    tenant: tenant.clone(),
+                    peer: peer.clone(),
+                    acked: vv.clone(),
+                });
+            }
+        }
+        if writes.is_empty() {
+            return Ok(0);
+        }
+        let flags = self.commit.submit(writes)?;
+        Ok(flags.into_iter().filter(|f| *f).count())
+    }
+
+    /// Forgets hub `peer` and what it acknowledged, of every tenant: for a hub that has left
+    /// the federation for good (tombstone collection would wait for it forever). A hub that
+    /// links again is recorded again. Returns whether it was known.
+    pub fn forget_peer(&self, peer: &HubId) -> Result<bool, ReplicaError> {
+        let flags = self
+            .commit
+            .submit(vec![Write::ForgetPeer { peer: peer.clone() }])?;
+        Ok(flags.first().copied().unwrap_or(false))
     }
 
     /// Changes an episode's mutable fields (reward, critique, tags) — last writer wins across
@@ -195,6 +305,30 @@ impl MemoryEngine {
                     continue;
                 }
                 let mut new_row = None;
+                if op.state.is_none() {
+                    // The sender collected the episode's tombstone: the episode was deleted,
+                    // and every hub the sender knows to hold the tenant had the delete. A copy
+                    // still live here (a hub it did not know of) is deleted too, with a
+                    // tombstone stamped with the copy's latest stamp (the delete's own stamp
+                    // is gone): it keeps the episode deleted and is collected in turn.
+                    let current = match rows.get(&op.episode) {
+                        Some(row) => Some(row.clone()),
+                        None => self.storage.episode(tenant, &op.episode)?,
+                    };
+                    if let Some(row) = current.filter(|r| r.deleted.is_none()) {
+                        let stamp = latest_stamp(&row.stamps);
+                        let (row, _) = self.state_row(
+                            &state,
+                            Some(&row),
+                            op.episode,
+                            &ReplicaState::Deleted(stamp),
+                        )?;
+                        new_tombstones += 1;
+                        rows.insert(op.episode, row.clone());
+                        touched.push(op.episode);
+                        new_row = Some(row);
+                    }
+                }
                 if let Some(incoming) = &op.state {
                     let stamp = incoming.max_stamp().hlc;
                     if let Err(skew) = self.hlc.lock().observe(stamp, now_ms) {
@@ -512,6 +646,14 @@ impl MemoryEngine {
     }
 }
 
+/// The latest of a live row's stamps (content and registers).
+fn latest_stamp(stamps: &RowStamps) -> Stamp {
+    [&stamps.reward, &stamps.critique, &stamps.tags]
+        .into_iter()
+        .fold(&stamps.created, std::cmp::max)
+        .clone()
+}
+
 /// The replicated state a row holds; the vector is opened only when asked for.
 fn row_state(
     state: &TenantState,
@@ -583,4 +725,129 @@ fn validate_update(update: &EpisodeUpdate, limits: &Limits) -> Result<(), Episod
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agentdb_core::NewEpisode;
+    use agentdb_security::MasterKey;
+
+    use super::*;
+    use crate::storage::{MemStorage, Storage};
+    use crate::{EngineConfig, ManualClock};
+
+    fn hub(name: &str) -> HubId {
+        HubId::new(name).unwrap_or_else(|_| unreachable!())
+    }
+
+    fn open(storage: &Arc<MemStorage>, name: &str) -> MemoryEngine {
+        let storage: Arc<dyn Storage> = storage.clone();
+        MemoryEngine::builder(storage, MasterKey::from_bytes([3; 32]))
+            .clock(Arc::new(ManualClock::new(Timestamp(1_700_000_000_000))))
+            .config(EngineConfig {
+                origin: Some(hub(name)),
+                ..EngineConfig::default()
+            })
+            .open()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn a_collected_op_deletes_a_copy_held_live() {
+        let storage = Arc::new(MemStorage::new());
+        let b = open(&storage, "b");
+        let t = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
+        let id = b
+            .store(&t, NewEpisode::new("task", "in", "out", 0.5))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .id;
+        // Hub a deleted the episode and collected the tombstone: its ops come as collected.
+        let collected = Op {
+            origin: hub("a"),
+            seq: 1,
+            episode: id,
+            state: None,
+        };
+        let out = b
+            .apply_ops(&t, &[collected.clone()], 1_700_000_000_000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out.applied, 1);
+        assert!(b.get(&t, &id).unwrap_or_else(|e| panic!("{e}")).is_none());
+        let row = storage
+            .episode(&t, &id)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no tombstone"));
+        assert!(row.deleted.is_some());
+        assert_eq!(b.tombstone_count(&t), 1);
+        // The copy's ops now carry the tombstone to hubs that lack them.
+        let ops = b
+            .ops_since(&t, &VersionVector::new(), 10, usize::MAX)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(ops
+            .iter()
+            .all(|op| op.state.as_ref().is_some_and(ReplicaState::is_deleted)));
+        // A duplicate changes nothing.
+        let again = b
+            .apply_ops(&t, &[collected], 1_700_000_000_000)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.applied, 0);
+    }
+
+    #[test]
+    fn peers_and_their_acknowledgements_survive_a_restart_until_forgotten() {
+        let storage = Arc::new(MemStorage::new());
+        let engine = open(&storage, "root");
+        let t = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
+        let (eu, us) = (
+            Region::new("eu").unwrap_or_else(|_| unreachable!()),
+            Region::new("us").unwrap_or_else(|_| unreachable!()),
+        );
+        let vv = |n| [(hub("root"), n)].into_iter().collect::<VersionVector>();
+        assert_eq!(engine.record_peer(&hub("spoke-us"), &us).ok(), Some(true));
+        assert_eq!(engine.record_peer(&hub("spoke-us"), &us).ok(), Some(false));
+        let acked = [(t.clone(), vv(3))];
+        assert_eq!(
+            engine.record_peer_acks(&hub("spoke-eu"), &eu, &acked).ok(),
+            Some(2)
+        );
+        // Behind what is recorded: nothing is written.
+        let behind = [(t.clone(), vv(2))];
+        assert_eq!(
+            engine.record_peer_acks(&hub("spoke-eu"), &eu, &behind).ok(),
+            Some(0)
+        );
+        drop(engine);
+
+        let engine = open(&storage, "root");
+        let peers = engine.peer_acks(&t).unwrap_or_else(|e| panic!("{e}"));
+        let expected: BTreeMap<HubId, PeerAck> = [
+            (
+                hub("spoke-eu"),
+                PeerAck {
+                    region: eu.clone(),
+                    acked: vv(3),
+                },
+            ),
+            (
+                hub("spoke-us"),
+                PeerAck {
+                    region: us.clone(),
+                    acked: VersionVector::new(),
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(peers, expected);
+        assert_eq!(engine.forget_peer(&hub("spoke-eu")).ok(), Some(true));
+        assert_eq!(engine.forget_peer(&hub("spoke-eu")).ok(), Some(false));
+        let left: Vec<HubId> = engine
+            .peer_acks(&t)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_keys()
+            .collect();
+        assert_eq!(left, vec![hub("spoke-us")]);
+    }
 }

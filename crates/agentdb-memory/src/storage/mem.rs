@@ -4,13 +4,13 @@
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
+use agentdb_core::{EpisodeId, HubId, Region, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 use parking_lot::RwLock;
 
 use super::{
-    merge_keeps, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode, Write,
-    CLOCK_META,
+    merge_keeps, peers, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode,
+    Write, CLOCK_META,
 };
 
 #[derive(Debug, Default)]
@@ -22,6 +22,9 @@ struct Tables {
     changes: BTreeMap<(TenantId, u64), EpisodeId>,
     ops: BTreeMap<(TenantId, HubId, u64), EpisodeId>,
     vv: BTreeMap<(TenantId, HubId), u64>,
+    peers: BTreeMap<HubId, Region>,
+    /// Encoded as the redb backend stores them, so both join alike.
+    peer_acks: BTreeMap<(TenantId, HubId), Vec<u8>>,
 }
 
 impl Tables {
@@ -160,6 +163,30 @@ impl Storage for MemStorage {
                         None => false,
                     }
                 }
+                Write::KnowPeer { peer, region } => {
+                    t.peers.insert(peer.clone(), region.clone()).as_ref() != Some(region)
+                }
+                Write::JoinPeerAck {
+                    tenant,
+                    peer,
+                    acked,
+                } => {
+                    let key = (tenant.clone(), peer.clone());
+                    // Every record here was encoded by `joined_acked`: it decodes.
+                    match peers::joined_acked(t.peer_acks.get(&key).map(Vec::as_slice), acked) {
+                        Ok(Some(value)) => {
+                            t.peer_acks.insert(key, value);
+                            true
+                        }
+                        Ok(None) | Err(_) => false,
+                    }
+                }
+                Write::ForgetPeer { peer } => {
+                    let known = t.peers.remove(peer).is_some();
+                    let before = t.peer_acks.len();
+                    t.peer_acks.retain(|(_, p), _| p != peer);
+                    known || before != t.peer_acks.len()
+                }
                 Write::EraseTenant { tenant } => {
                     let before = t.episodes.len() + t.keys.len();
                     t.episodes.retain(|(owner, _), _| owner != tenant);
@@ -290,5 +317,26 @@ impl Storage for MemStorage {
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.tables.read().meta.get(name).cloned())
+    }
+
+    fn peers(&self) -> Result<Vec<(HubId, Region)>, StorageError> {
+        Ok(self
+            .tables
+            .read()
+            .peers
+            .iter()
+            .map(|(p, r)| (p.clone(), r.clone()))
+            .collect())
+    }
+
+    fn peer_acks(&self, tenant: &TenantId) -> Result<Vec<(HubId, VersionVector)>, StorageError> {
+        let t = self.tables.read();
+        let mut out = Vec::new();
+        for ((owner, peer), bytes) in &t.peer_acks {
+            if owner == tenant {
+                out.push((peer.clone(), peers::decode_acked(bytes)?));
+            }
+        }
+        Ok(out)
     }
 }

@@ -7,17 +7,19 @@
 //! is what lets the engine group many writers' requests into one commit.
 
 mod mem;
+mod peers;
 mod redb;
 mod row;
 
 pub use self::mem::MemStorage;
 pub use self::redb::RedbStorage;
+pub use peers::{PeerAck, PeerRecordError};
 pub use row::{local_hub, RowError, RowStamps, StoredEpisode};
 
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 
-use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Stamp, TenantId, VersionVector};
+use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Region, Stamp, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 
 /// A storage failure. Carries a one-line reason; the operation that failed had no effect.
@@ -38,6 +40,9 @@ pub enum StorageError {
     /// A stored row could not be decoded.
     #[error(transparent)]
     Row(#[from] RowError),
+    /// A stored peer record could not be decoded.
+    #[error(transparent)]
+    PeerRecord(#[from] PeerRecordError),
 }
 
 /// Which op of the tenant's op log an episode write records (see [`Storage::ops`]).
@@ -210,10 +215,37 @@ pub enum Write {
         /// A stamp issued or accepted.
         hlc: Hlc,
     },
+    /// Records that this store's hub links with hub `peer`, in `region` (a known peer keeps
+    /// its acknowledgements; its region is replaced). The outcome says whether anything
+    /// changed.
+    KnowPeer {
+        /// The peer hub.
+        peer: HubId,
+        /// Its region.
+        region: Region,
+    },
+    /// Records that hub `peer` has acknowledged holding at least `acked` of `tenant`: the
+    /// stored vector becomes the pointwise maximum of both (it never shrinks). The outcome
+    /// says whether it changed.
+    JoinPeerAck {
+        /// The tenant.
+        tenant: TenantId,
+        /// The peer hub.
+        peer: HubId,
+        /// What it acknowledged.
+        acked: VersionVector,
+    },
+    /// Deletes hub `peer` and its acknowledgements of every tenant (a hub that left the
+    /// federation for good). The outcome says whether it was known.
+    ForgetPeer {
+        /// The peer hub.
+        peer: HubId,
+    },
     /// Deletes every episode, key and setting of a tenant, and its change feed. Its op log and
     /// version vector stay (episode ids and sequence numbers only): op numbers are never
     /// reused, and what was erased still counts as held, so replication does not bring it
-    /// back. The outcome says whether any episode or key existed.
+    /// back. Its peer records stay too (hub ids and sequence numbers). The outcome says
+    /// whether any episode or key existed.
     EraseTenant {
         /// The tenant.
         tenant: TenantId,
@@ -276,4 +308,24 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// A named store-wide setting.
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// The peer hubs this store's hub links with, and their regions (see
+    /// [`Write::KnowPeer`]), in hub order. A backend that keeps no peer records fails here and
+    /// in [`Self::peer_acks`], so that federation, which collects a tombstone only once every
+    /// peer has acknowledged it, collects none rather than forgetting a peer.
+    fn peers(&self) -> Result<Vec<(HubId, Region)>, StorageError> {
+        Err(no_peer_records())
+    }
+
+    /// What each peer hub has acknowledged holding of `tenant` (see [`Write::JoinPeerAck`]),
+    /// in hub order; a peer that has acknowledged nothing is absent.
+    fn peer_acks(&self, tenant: &TenantId) -> Result<Vec<(HubId, VersionVector)>, StorageError> {
+        let _ = tenant;
+        Err(no_peer_records())
+    }
+}
+
+/// What a backend without peer records answers.
+fn no_peer_records() -> StorageError {
+    StorageError::Backend("this storage keeps no peer records".into())
 }

@@ -11,6 +11,8 @@
 //! | `changes`     | (tenant, seq u64)        | episode id (16 bytes)          |
 //! | `ops`         | (tenant, origin, seq u64)| episode id (16 bytes)          |
 //! | `vv`          | (tenant, origin)         | highest op seq (u64)           |
+//! | `peers`       | peer hub                 | `0x01` postcard(region)        |
+//! | `peer_acks`   | (tenant, peer hub)       | `0x01` postcard(version vector)|
 //! | `meta`        | name                     | setting bytes                  |
 //!
 //! Commits use `Durability::Immediate`: `apply` returns after the data is fsynced.
@@ -18,13 +20,13 @@
 use std::ops::ControlFlow;
 use std::path::Path;
 
-use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
+use agentdb_core::{EpisodeId, HubId, Region, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    merge_keeps, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode, Write,
-    CLOCK_META,
+    merge_keeps, peers, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode,
+    Write, CLOCK_META,
 };
 
 const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
@@ -34,6 +36,8 @@ const META: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("meta");
 const CHANGES: TableDefinition<'_, (&str, u64), u128> = TableDefinition::new("changes");
 const OPS: TableDefinition<'_, (&str, &str, u64), u128> = TableDefinition::new("ops");
 const VV: TableDefinition<'_, (&str, &str), u64> = TableDefinition::new("vv");
+const PEERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("peers");
+const PEER_ACKS: TableDefinition<'_, (&str, &str), &[u8]> = TableDefinition::new("peer_acks");
 
 /// Sorts after every hub id (ids are ASCII letters, digits, `.`, `_`, `-`).
 const MAX_NAME: &str = "\u{10ffff}";
@@ -136,7 +140,14 @@ impl RedbStorage {
             path: path.to_owned(),
             reason: e.to_string(),
         })?;
-        let has_tables = db.begin_read().map_err(backend)?.open_table(OPS).is_ok();
+        let has_tables = {
+            let tx = db.begin_read().map_err(backend)?;
+            // `peers` and `peer_acks` came later than the others: a database without them
+            // gets them here.
+            tx.open_table(OPS).is_ok()
+                && tx.open_table(PEERS).is_ok()
+                && tx.open_table(PEER_ACKS).is_ok()
+        };
         if has_tables {
             return Ok(Self { db });
         }
@@ -149,6 +160,8 @@ impl RedbStorage {
             tx.open_table(CHANGES).map_err(backend)?;
             tx.open_table(OPS).map_err(backend)?;
             tx.open_table(VV).map_err(backend)?;
+            tx.open_table(PEERS).map_err(backend)?;
+            tx.open_table(PEER_ACKS).map_err(backend)?;
         }
         tx.commit().map_err(backend)?;
         Ok(Self { db })
@@ -167,6 +180,8 @@ impl Storage for RedbStorage {
             let mut changes = tx.open_table(CHANGES).map_err(backend)?;
             let mut ops = tx.open_table(OPS).map_err(backend)?;
             let mut vv = tx.open_table(VV).map_err(backend)?;
+            let mut peer_hubs = tx.open_table(PEERS).map_err(backend)?;
+            let mut peer_acks = tx.open_table(PEER_ACKS).map_err(backend)?;
             for w in writes {
                 let applied = match w {
                     Write::PutEpisode {
@@ -285,6 +300,48 @@ impl Storage for RedbStorage {
                             }
                             None => false,
                         }
+                    }
+                    Write::KnowPeer { peer, region } => {
+                        let value = peers::encode_region(region);
+                        let same = peer_hubs
+                            .get(peer.as_str())
+                            .map_err(backend)?
+                            .is_some_and(|v| v.value() == value.as_slice());
+                        if !same {
+                            peer_hubs
+                                .insert(peer.as_str(), value.as_slice())
+                                .map_err(backend)?;
+                        }
+                        !same
+                    }
+                    Write::JoinPeerAck {
+                        tenant,
+                        peer,
+                        acked,
+                    } => {
+                        let key = (tenant.as_str(), peer.as_str());
+                        let joined = {
+                            let existing = peer_acks.get(key).map_err(backend)?;
+                            peers::joined_acked(existing.as_ref().map(|v| v.value()), acked)?
+                        };
+                        match joined {
+                            Some(value) => {
+                                peer_acks.insert(key, value.as_slice()).map_err(backend)?;
+                                true
+                            }
+                            None => false,
+                        }
+                    }
+                    Write::ForgetPeer { peer } => {
+                        let mut any = peer_hubs.remove(peer.as_str()).map_err(backend)?.is_some();
+                        peer_acks
+                            .retain(|(_, p), _| {
+                                let gone = p == peer.as_str();
+                                any |= gone;
+                                !gone
+                            })
+                            .map_err(backend)?;
+                        any
                     }
                     Write::EraseTenant { tenant } => {
                         let mut any = false;
@@ -447,5 +504,100 @@ impl Storage for RedbStorage {
             .get(name)
             .map_err(backend)?
             .map(|v| v.value().to_vec()))
+    }
+
+    fn peers(&self) -> Result<Vec<(HubId, Region)>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(PEERS).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.iter().map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            let peer = HubId::new(k.value()).map_err(backend)?;
+            out.push((peer, peers::decode_region(v.value())?));
+        }
+        Ok(out)
+    }
+
+    fn peer_acks(&self, tenant: &TenantId) -> Result<Vec<(HubId, VersionVector)>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(PEER_ACKS).map_err(backend)?;
+        let mut out = Vec::new();
+        for item in table.range(vv_range(tenant)).map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            let peer = HubId::new(k.value().1).map_err(backend)?;
+            out.push((peer, peers::decode_acked(v.value())?));
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentdb_core::Region;
+
+    use super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn peer_records_persist_and_match_the_model() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let hub = |h: &str| HubId::new(h).unwrap_or_else(|_| unreachable!());
+        let t = TenantId::new("acme").unwrap_or_else(|_| unreachable!());
+        let eu = Region::new("eu").unwrap_or_else(|_| unreachable!());
+        let vv = |n| [(hub("a"), n)].into_iter().collect::<VersionVector>();
+        let writes = [
+            Write::KnowPeer {
+                peer: hub("p"),
+                region: eu.clone(),
+            },
+            Write::KnowPeer {
+                peer: hub("p"),
+                region: eu.clone(),
+            },
+            Write::KnowPeer {
+                peer: hub("q"),
+                region: eu.clone(),
+            },
+            Write::JoinPeerAck {
+                tenant: t.clone(),
+                peer: hub("p"),
+                acked: vv(4),
+            },
+            Write::JoinPeerAck {
+                tenant: t.clone(),
+                peer: hub("p"),
+                acked: vv(2),
+            },
+            Write::JoinPeerAck {
+                tenant: t.clone(),
+                peer: hub("q"),
+                acked: vv(1),
+            },
+            Write::ForgetPeer { peer: hub("q") },
+            Write::ForgetPeer { peer: hub("q") },
+        ];
+        let model = MemStorage::new();
+        let expected = model.apply(&writes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            expected,
+            [true, false, true, true, false, true, true, false]
+        );
+        {
+            let db = RedbStorage::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                db.apply(&writes).unwrap_or_else(|e| panic!("{e}")),
+                expected
+            );
+        }
+        let db = RedbStorage::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        for s in [&db as &dyn Storage, &model] {
+            assert_eq!(s.peers().ok(), Some(vec![(hub("p"), eu.clone())]));
+            assert_eq!(s.peer_acks(&t).ok(), Some(vec![(hub("p"), vv(4))]));
+        }
+        // Erasing the tenant keeps them.
+        db.apply(&[Write::EraseTenant { tenant: t.clone() }])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(db.peer_acks(&t).ok(), Some(vec![(hub("p"), vv(4))]));
     }
 }
