@@ -16,11 +16,14 @@
 //!
 //! Each side pushes what the other lacks; the protocol is symmetric after the QUIC handshake.
 //! Ops carry their origin `(hub, seq)`, so a hub relays ops it received to its other links and
-//! receivers drop the ones they already hold.
+//! receivers drop the ones they already hold. When a tombstone may be collected (every peer
+//! hub ever linked has acknowledged it) is decided by [`collectable_through`].
 
+mod collect;
 mod link;
 mod message;
 
+pub use collect::collectable_through;
 pub use link::{LinkConfig, LinkError, LinkSession, LinkStats, ReplicaStore, StoreFailure};
 pub use message::{fed_kind, Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
 
