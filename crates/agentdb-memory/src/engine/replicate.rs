@@ -771,7 +771,7 @@ mod tests {
             state: None,
         };
         let out = b
-            .apply_ops(&t, &[collected.clone()], 1_700_000_000_000)
+            .apply_ops(&t, std::slice::from_ref(&collected), 1_700_000_000_000)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(out.applied, 1);
         assert!(b.get(&t, &id).unwrap_or_else(|e| panic!("{e}")).is_none());
