@@ -66,8 +66,8 @@ async fn federation(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(refused) = authorize(&state, peer, &headers, policy::authorize_operator) {
-        return refused;
+    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
+        return refusal;
     }
     let st = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || st.federation.status(&st)).await {
@@ -106,8 +106,8 @@ async fn tenant_stats(
     };
     let allowed =
         |identity: &VerifiedIdentity| policy::authorize(identity, Operation::Admin, &tenant);
-    if let Err(refused) = authorize(&state, peer, &headers, allowed) {
-        return refused;
+    if let Some(refusal) = refusal(&state, peer, &headers, allowed) {
+        return refusal;
     }
     let st = Arc::clone(&state);
     match tokio::task::spawn_blocking(move || st.engine.stats(&tenant)).await {
@@ -122,31 +122,35 @@ async fn tenant_stats(
 }
 
 /// Authenticates a tenant-revealing request and asks `policy` (through `allowed`) whether its
-/// identity may see the answer; `Err` is the response to send instead.
-fn authorize(
+/// identity may see the answer: `Some` is the response to send instead.
+fn refusal(
     state: &HubState,
     peer: SocketAddr,
     headers: &HeaderMap,
     allowed: impl FnOnce(&VerifiedIdentity) -> Result<(), PolicyError>,
-) -> Result<(), Response> {
-    let refused = |status, e: WireError| failure(status, e.code.as_str(), e.message);
+) -> Option<Response> {
+    let refused = |status, e: WireError| Some(failure(status, e.code.as_str(), e.message));
     if let Some(e) = remote_without_certificate(state.config.require_client_cert, peer) {
-        return Err(refused(StatusCode::FORBIDDEN, e));
+        return refused(StatusCode::FORBIDDEN, e);
     }
     let Some(token) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
     else {
-        return Err(failure(
+        return Some(failure(
             StatusCode::UNAUTHORIZED,
             "unauthenticated",
             "a Bearer token is required",
         ));
     };
-    let identity = auth::verify_uncertified(state, token.trim())
-        .map_err(|e| refused(StatusCode::UNAUTHORIZED, e))?;
-    allowed(&identity).map_err(|e| refused(StatusCode::FORBIDDEN, policy_error(&e)))
+    match auth::verify_uncertified(state, token.trim()) {
+        Err(e) => refused(StatusCode::UNAUTHORIZED, e),
+        Ok(identity) => match allowed(&identity) {
+            Err(e) => refused(StatusCode::FORBIDDEN, policy_error(&e)),
+            Ok(()) => None,
+        },
+    }
 }
 
 /// Refuses a remote caller when client certificates are required: this plain-HTTP listener

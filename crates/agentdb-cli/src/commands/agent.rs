@@ -14,7 +14,6 @@
 //! `--spool` and key sends it. Spooled episodes the hub refuses for good are moved to
 //! `DIR/<tenant>/dead-letter/` and reported on stderr (and in `--json` output).
 
-use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,6 +23,7 @@ use agentdb_client::{
     StaticToken, TokenProvider,
 };
 use agentdb_core::{AgentId, EpisodeId, EpisodeUpdate, TenantId};
+use agentdb_proto::HubUrl;
 use agentdb_security::ca::{CertificateAuthority, Subject};
 use agentdb_security::token::{TokenIssuer, DEFAULT_AUDIENCE, DEFAULT_TTL_SECS, JWT_SECRET_ENV};
 use anyhow::{bail, Context as _};
@@ -448,12 +448,16 @@ async fn spawn(
     config.pull_budget = 0;
     // Spawning tolerates an unreachable hub (the agent would keep retrying in the background);
     // a one-shot command does not, and says why. A name that does not resolve is found here.
-    if let Some((host, port)) = host_port(&args.hub) {
-        if tokio::net::lookup_host((host.as_str(), port))
+    if let Ok(hub) = HubUrl::parse(&args.hub) {
+        if tokio::net::lookup_host((hub.host(), hub.port()))
             .await
             .is_err()
         {
-            bail!("hub unreachable: cannot resolve {host} ({})", args.hub);
+            bail!(
+                "hub unreachable: cannot resolve {} ({})",
+                hub.host(),
+                args.hub
+            );
         }
     }
     let started = Instant::now();
@@ -553,20 +557,11 @@ fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// The host and port of `url` (`quic://host:port`, brackets around an IPv6 address).
-fn host_port(url: &str) -> Option<(String, u16)> {
-    let rest = url.strip_prefix("quic://").unwrap_or(url);
-    let (host, port) = rest.trim_end_matches('/').rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_owned(), port.parse().ok()?))
-}
-
 /// `localhost` when the host of `url` is an IP address, else the host.
 fn default_server_name(url: &str) -> String {
-    match host_port(url) {
-        Some((host, _)) if host.parse::<IpAddr>().is_ok() => "localhost".to_owned(),
-        Some((host, _)) => host,
-        None => "localhost".to_owned(),
+    match HubUrl::parse(url) {
+        Ok(hub) if !hub.host_is_ip() => hub.host().to_owned(),
+        _ => "localhost".to_owned(),
     }
 }
 
