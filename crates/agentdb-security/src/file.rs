@@ -138,4 +138,15 @@ mod tests {
         // No temporary files are left behind.
         assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
     }
+
+    #[test]
+    fn the_directory_of_a_file_is_synced_and_a_missing_one_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("key");
+        fs::write(&file, b"k").unwrap();
+        sync_parent_dir(&file).unwrap();
+        // A bare file name is in the current directory.
+        sync_parent_dir(Path::new("file-in-the-current-directory")).unwrap();
+        assert!(sync_parent_dir(&dir.path().join("missing/key")).is_err());
+    }
 }
