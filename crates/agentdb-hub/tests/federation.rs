@@ -1,6 +1,6 @@
 //! Hubs in one process linked over real QUIC with hub certificates: ops replicate, relay and
 //! respect residency; links refuse what is not a hub, resume after a break, report their state
-//! and let tombstones go once every hub holds them.
+//! and let tombstones go once every hub holds them — including hubs that are away.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,14 +11,16 @@ use std::time::{Duration, Instant};
 
 use agentdb_client::{AgentError, EphemeralAgent};
 use agentdb_core::{
-    EpisodeId, EpisodeUpdate, HubId, NewEpisode, Op, Region, Residency, TenantId, VersionVector,
+    EpisodeId, EpisodeUpdate, HubId, NewEpisode, Op, Region, Residency, TenantId, Timestamp,
+    VersionVector,
 };
-use agentdb_hub::federation::LinkStatus;
+use agentdb_hub::federation::{LinkState, LinkStatus};
 use agentdb_hub::{FederationConfig, HubConfig, Topology};
-use agentdb_memory::EngineConfig;
+use agentdb_memory::{EngineConfig, ManualClock, MemoryEngine, RedbStorage, Storage};
 use agentdb_proto::fed::{FedHello, FedMessage, LinkError, OpsPage, FED_ALPN};
 use agentdb_security::tls::TlsMaterial;
 use agentdb_security::token::Scope;
+use agentdb_security::MasterKey;
 use agentdb_testkit::{federated_hub_config, json_body, TestHub, TestPki};
 
 /// Sync interval of the hubs under test.
@@ -278,7 +280,7 @@ async fn an_episode_stored_at_an_edge_reaches_the_upstream_and_back_down() {
 
     let status = global.handle.federation_status();
     assert_eq!(status.links.len(), 2, "{status:?}");
-    assert!(status.links.iter().all(|l| l.state == "connected"));
+    assert!(status.links.iter().all(|l| l.state == LinkState::Connected));
     let acme = status.tenants.iter().find(|t| t.tenant == "acme").unwrap();
     assert_eq!(acme.version_vector.get("eu"), Some(&1));
     let _ = Region::new("eu");
@@ -360,7 +362,7 @@ async fn a_hub_certificate_of_another_ca_fails_the_handshake() {
     let id = put(&rogue, "acme", 1);
     eventually("the rogue hub's link to fail", || {
         let status = rogue.handle.federation_status();
-        status.links[0].last_error.is_some() && status.links[0].state != "connected"
+        status.links[0].last_error.is_some() && status.links[0].state != LinkState::Connected
     })
     .await;
     let status = rogue.handle.federation_status();
@@ -554,7 +556,10 @@ async fn a_receiver_refuses_a_tenant_its_region_may_not_hold() {
     );
     assert!(status.tenants.iter().all(|t| t.tenant != "acme-eu"));
     // The link stays up for everything else.
-    assert_eq!(eu.handle.federation_status().links[0].state, "connected");
+    assert_eq!(
+        eu.handle.federation_status().links[0].state,
+        LinkState::Connected
+    );
 }
 
 /// Starts hub `name` in `region` with the tests' federation settings, linked to `upstream`
@@ -647,9 +652,12 @@ async fn a_mesh_of_three_converges() {
             let connected: Vec<_> = links
                 .iter()
                 .filter(with)
-                .filter(|l| l.state == "connected")
+                .filter(|l| l.state == LinkState::Connected)
                 .collect();
-            let standby = links.iter().filter(with).filter(|l| l.state == "standby");
+            let standby = links
+                .iter()
+                .filter(with)
+                .filter(|l| l.state == LinkState::Standby);
             let dialled_by = if i < j { "outbound" } else { "inbound" };
             connected.len() == 1
                 && connected[0].direction == dialled_by
@@ -693,8 +701,8 @@ async fn a_mesh_link_stays_when_the_peer_cannot_dial_back() {
     let links = hubs[1].handle.federation_status().links;
     assert_eq!(links.len(), 1, "{links:?}");
     assert_eq!(
-        (links[0].direction.as_str(), links[0].state.as_str()),
-        ("outbound", "connected")
+        (links[0].direction.as_str(), links[0].state),
+        ("outbound", LinkState::Connected)
     );
     let id = put(&hubs[1], "acme", 2);
     eventually("pair-a holds pair-b's write", || {
@@ -762,7 +770,7 @@ async fn a_broken_link_resumes_and_the_upstream_catches_up() {
 
     global.handle.shutdown().await;
     eventually("the edge to see the link down", || {
-        edge.handle.federation_status().links[0].state != "connected"
+        edge.handle.federation_status().links[0].state != LinkState::Connected
     })
     .await;
     let later: Vec<_> = (2..6).map(|n| put(&edge, "acme", n)).collect();
@@ -789,7 +797,10 @@ async fn a_broken_link_resumes_and_the_upstream_catches_up() {
     .await;
     let caught_up = restarted_at.elapsed();
     assert!(later.iter().all(|id| holds(&global, "acme", id)));
-    assert_eq!(edge.handle.federation_status().links[0].state, "connected");
+    assert_eq!(
+        edge.handle.federation_status().links[0].state,
+        LinkState::Connected
+    );
     assert!(caught_up < Duration::from_secs(8), "{caught_up:?}");
 }
 
@@ -811,7 +822,7 @@ async fn a_resumed_link_sends_only_what_the_peer_lacks() {
 
     global.handle.shutdown().await;
     eventually("the edge to see the link down", || {
-        edge.handle.federation_status().links[0].state != "connected"
+        edge.handle.federation_status().links[0].state != LinkState::Connected
     })
     .await;
     put(&edge, "acme", 11);
@@ -830,7 +841,7 @@ async fn a_resumed_link_sends_only_what_the_peer_lacks() {
     .await;
     eventually("the link to settle", || {
         let links = edge.handle.federation_status().links;
-        links[0].state == "connected" && links[0].lag_ops == 0 && links[0].in_flight == 0
+        links[0].state == LinkState::Connected && links[0].lag_ops == 0 && links[0].in_flight == 0
     })
     .await;
 
@@ -1054,6 +1065,207 @@ async fn tombstones_every_hub_holds_are_collected() {
     })
     .await;
     assert!(!has_tenant(&global, "acme-eu"));
+}
+
+/// Two hubs sending each other ops both ways at once, a page per op: the link threads' event
+/// queues and the writers' queues fill up on both sides, and neither side may stop reading the
+/// other (the queues are bounded) nor drop a message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sides_sending_at_once_through_full_queues_converge() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let one_op_pages = |upstream: Option<String>| {
+        let mut config = fed(upstream);
+        config.link.page_ops = 1;
+        config
+    };
+    let global = TestHub::start(
+        federated_hub_config(&pki, "global", "global", one_op_pages(None)),
+        dirs[0].path(),
+    )
+    .await;
+    let edge = TestHub::start(
+        federated_hub_config(&pki, "edge", "eu", one_op_pages(Some(global.url()))),
+        dirs[1].path(),
+    )
+    .await;
+    eventually("the link up", || {
+        edge.handle.federation_status().links[0].state == LinkState::Connected
+    })
+    .await;
+    let t = tenant("acme");
+    let batch = |hub: &str, from: u32| -> Vec<NewEpisode> {
+        (from..from + 100)
+            .map(|n| NewEpisode::new(format!("{hub} task {n}"), "in", "out", 0.5))
+            .collect()
+    };
+    std::thread::scope(|s| {
+        for (hub, name) in [(&global, "global"), (&edge, "edge")] {
+            let t = &t;
+            s.spawn(move || {
+                for round in 0..8 {
+                    let stored = hub
+                        .handle
+                        .engine()
+                        .store_batch(t, batch(name, round * 100))
+                        .unwrap();
+                    assert_eq!(stored.len(), 100);
+                }
+            });
+        }
+    });
+    let expected: VersionVector = [(hub_id("edge"), 800), (hub_id("global"), 800)]
+        .into_iter()
+        .collect();
+    eventually("both hubs to hold all 1,600 episodes", || {
+        vv(&edge, "acme") == expected && vv(&global, "acme") == expected
+    })
+    .await;
+    for hub in [&edge, &global] {
+        assert_eq!(hub.handle.engine().stats(&t).unwrap().episodes, 1600);
+        let links = hub.handle.federation_status().links;
+        assert_eq!(links[0].state, LinkState::Connected, "{links:?}");
+        assert_eq!(links[0].last_error, None, "{links:?}");
+    }
+}
+
+/// How long the hubs of the test below keep tombstones: far longer than the test runs; it
+/// passes by moving their clock.
+const RETENTION: Duration = Duration::from_secs(3600);
+
+/// Starts a hub with `config` on the store in `dir` (created, or reopened: retrying briefly
+/// while a hub that just stopped still holds it or its port), its engine on `clock`. Each hub
+/// keeps its own master key, the same across restarts.
+async fn start_on_clock(config: HubConfig, dir: &Path, clock: &Arc<ManualClock>) -> TestHub {
+    let key = config.hub_id.as_str().bytes().fold(7u8, u8::wrapping_add);
+    let open = || -> Option<MemoryEngine> {
+        let storage: Arc<dyn Storage> = Arc::new(RedbStorage::open(&dir.join("db.redb")).ok()?);
+        MemoryEngine::builder(storage, MasterKey::from_bytes([key; 32]))
+            .clock(Arc::clone(clock) as Arc<dyn agentdb_memory::Clock>)
+            .config(EngineConfig {
+                origin: Some(config.hub_id.clone()),
+                ..EngineConfig::default()
+            })
+            .open()
+            .ok()
+    };
+    let mut engine = None;
+    for _ in 0..250 {
+        engine = open();
+        if engine.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let engine = Arc::new(engine.expect("the store opens once the previous hub let go of it"));
+    for _ in 0..250 {
+        if let Ok(handle) = agentdb_hub::start(config.clone(), Arc::clone(&engine)).await {
+            return TestHub {
+                handle,
+                dir: dir.to_owned(),
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("hub {} could not bind {}", config.hub_id, config.quic_addr);
+}
+
+/// The reliability report's lost delete: a spoke is stopped, an episode it holds is deleted on
+/// the other spoke, the retention passes and the root (which dials nobody) restarts meanwhile;
+/// the stopped spoke comes back and must get the delete, not a collected op that leaves its
+/// copy live. Afterwards, with every hub caught up, the tombstone goes everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spoke_away_longer_than_the_retention_does_not_keep_a_deleted_episode() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let clock = Arc::new(ManualClock::new(Timestamp(
+        agentdb_testkit::unix_now() * 1000,
+    )));
+    let reserved = reserve_addrs(2);
+    let spoke_config = |name: &str, upstream: Option<String>, addr: Option<SocketAddr>| {
+        let federation = FederationConfig {
+            topology: Topology::HubAndSpoke,
+            tombstone_retention: RETENTION,
+            ..fed(upstream)
+        };
+        let config = federated_hub_config(&pki, name, name, federation);
+        HubConfig {
+            quic_addr: addr.unwrap_or(config.quic_addr),
+            ..config
+        }
+    };
+    let (root_addr, us_addr) = (reserved[0].1, reserved[1].1);
+    let root_config = spoke_config("root", None, Some(root_addr));
+    let root_url = format!("quic://{root_addr}");
+    let us_config = spoke_config("us", Some(root_url.clone()), Some(us_addr));
+    drop(reserved);
+    let root = start_on_clock(root_config.clone(), dirs[0].path(), &clock).await;
+    let eu = start_on_clock(
+        spoke_config("eu", Some(root_url.clone()), None),
+        dirs[1].path(),
+        &clock,
+    )
+    .await;
+    let us = start_on_clock(us_config.clone(), dirs[2].path(), &clock).await;
+    let t = tenant("acme");
+    let tombstones = |hub: &TestHub| hub.handle.engine().stats(&t).unwrap().deleted;
+
+    let id = put(&eu, "acme", 1);
+    eventually("the episode at every hub", || {
+        holds(&root, "acme", &id) && holds(&us, "acme", &id)
+    })
+    .await;
+    us.handle.shutdown().await;
+    eventually("the root to see us gone", || {
+        root.handle.federation_status().links.len() == 1
+    })
+    .await;
+
+    assert!(eu.handle.engine().delete(&t, &id).unwrap());
+    eventually("the delete at the root", || {
+        !holds(&root, "acme", &id) && vv(&root, "acme") == vv(&eu, "acme")
+    })
+    .await;
+    clock.advance(2 * RETENTION.as_millis() as u64);
+    // eu's only peer, the root, holds the delete: eu lets its tombstone go.
+    eventually("eu to collect its tombstone", || tombstones(&eu) == 0).await;
+
+    // The root restarts while us is still away; it must remember us.
+    root.handle.shutdown().await;
+    let root = start_on_clock(root_config, dirs[0].path(), &clock).await;
+    eventually("eu back on the root", || {
+        root.handle.federation_status().links.len() == 1
+            && root.handle.federation_status().links[0].state == LinkState::Connected
+    })
+    .await;
+    tokio::time::sleep(SYNC * 5).await;
+
+    let us = start_on_clock(us_config, dirs[2].path(), &clock).await;
+    eventually("us to catch up with the root", || {
+        vv(&us, "acme") == vv(&root, "acme")
+    })
+    .await;
+    assert!(
+        !holds(&us, "acme", &id),
+        "us serves an episode deleted while it was away"
+    );
+    let found = us
+        .handle
+        .engine()
+        .query(&t, &agentdb_memory::Query::text("task 1 of acme", 5))
+        .unwrap();
+    assert!(found.iter().all(|m| m.episode.id != id), "{found:?}");
+
+    // Every hub has the delete now: the tombstone goes everywhere, and the episode stays gone.
+    eventually("the tombstones collected everywhere", || {
+        [&root, &eu, &us].iter().all(|h| tombstones(h) == 0)
+    })
+    .await;
+    tokio::time::sleep(SYNC * 3).await;
+    for hub in [&root, &eu, &us] {
+        assert!(!holds(hub, "acme", &id));
+        assert_eq!(vv(hub, "acme"), vv(&eu, "acme"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::{HubId, Region};
@@ -11,10 +11,11 @@ use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN};
 use agentdb_security::identity::PeerIdentity;
 use agentdb_security::policy;
 use agentdb_security::tls::TlsError;
-use tokio::sync::watch;
+use tokio::sync::mpsc::error::TrySendError;
+use tokio::sync::{mpsc, watch};
 
 use super::store::EngineStore;
-use super::{Direction, Event, LinkEntry, STANDBY};
+use super::{Direction, Event, LinkEntry, LinkState};
 use crate::auth;
 use crate::metrics::PeerLabels;
 use crate::state::{unix_ms, HubState};
@@ -25,6 +26,8 @@ const CLOSE_REFUSED: u32 = 3;
 const CLOSE_PROTOCOL: u32 = 5;
 /// Frames queued for the writer before the link thread waits (back-pressure).
 const WRITE_QUEUE: usize = 8;
+/// Events queued for the link thread before the reader waits (back-pressure).
+const EVENT_QUEUE: usize = 64;
 /// How often a link recomputes its lag.
 const LAG_EVERY_MS: u64 = 500;
 /// A link that stayed up this long starts the next attempt from the shortest backoff.
@@ -102,7 +105,7 @@ pub(crate) async fn dial_loop(
         let outcome = dial_once(&state, &endpoint, &client, &url, &entry, &mut shutdown).await;
         {
             let s = &mut entry.snapshot.lock().status;
-            s.state = "down".into();
+            s.state = LinkState::Down;
             match outcome {
                 Ok((p, ran)) => {
                     peer = Some(p);
@@ -120,7 +123,7 @@ pub(crate) async fn dial_loop(
             if fed.yields_to(&state.config.hub_id, p) {
                 {
                     let s = &mut entry.snapshot.lock().status;
-                    s.state = STANDBY.into();
+                    s.state = LinkState::Standby;
                     s.last_error = None;
                 }
                 while fed.yields_to(&state.config.hub_id, p) {
@@ -151,7 +154,7 @@ async fn dial_once(
     entry: &Arc<LinkEntry>,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(HubId, Duration), String> {
-    entry.snapshot.lock().status.state = "connecting".into();
+    entry.snapshot.lock().status.state = LinkState::Connecting;
     state.metrics.fed_dials.inc();
     let (addr, host) = resolve(url).await?;
     let connecting = endpoint
@@ -244,13 +247,15 @@ async fn run_link(
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let peer = certified.hub.clone();
-    let (events, inbox) = mpsc::channel::<Event>();
+    let (events, inbox) = mpsc::channel::<Event>(EVENT_QUEUE);
     *entry.wake.lock() = Some(events.clone());
-    // A new session looks at every tenant first; what changed before it is covered.
+    // A new session looks at every tenant first; what changed before it is covered, and a
+    // request to close an earlier connection is not this one's.
     entry.take_changed();
+    entry.take_close();
     {
         let s = &mut entry.snapshot.lock().status;
-        s.state = "connected".into();
+        s.state = LinkState::Connected;
         s.peer = Some(peer.to_string());
         s.last_error = None;
     }
@@ -261,7 +266,7 @@ async fn run_link(
     match entry.direction {
         Direction::Outbound if fed.yields_to(me, &peer) => {
             *entry.wake.lock() = None;
-            entry.snapshot.lock().status.state = "down".into();
+            entry.snapshot.lock().status.state = LinkState::Down;
             conn.close(
                 quinn::VarInt::from_u32(CLOSE_OK),
                 b"a link the peer dialled carries the pair",
@@ -274,7 +279,8 @@ async fn run_link(
     state.metrics.fed_links.inc();
     tracing::info!(%peer, "hub link up");
 
-    // Reader: frames from the peer become events.
+    // Reader: frames from the peer become events. A full queue holds the reader (and, through
+    // QUIC flow control, the peer); the link thread always takes events, so it frees up.
     let reader_events = events.clone();
     let reader = tokio::spawn(async move {
         let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
@@ -290,7 +296,7 @@ async fn run_link(
                 match decoder.next_frame() {
                     Ok(Some(frame)) => match FedMessage::decode(&frame) {
                         Ok(msg) => {
-                            if reader_events.send(Event::Message(msg)).is_err() {
+                            if reader_events.send(Event::Message(msg)).await.is_err() {
                                 return;
                             }
                         }
@@ -310,16 +316,18 @@ async fn run_link(
                 break Event::Failed(why);
             }
         };
-        let _ = reader_events.send(why);
+        let _ = reader_events.send(why).await;
     });
 
-    // Writer: frames from the link thread go out in order; a full queue holds the thread.
-    let (out_tx, mut out_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+    // Writer: frames from the link thread go out in order; a full queue holds back what the
+    // thread sends (not the events it takes).
+    let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
     let writer_events = events.clone();
     let writer = tokio::spawn(async move {
         while let Some(frame) = out_rx.recv().await {
             if let Err(e) = send.write_all(&frame).await {
-                let _ = writer_events.send(Event::Closed(format!("link write failed: {e}")));
+                let why = Event::Closed(format!("link write failed: {e}"));
+                let _ = writer_events.send(why).await;
                 return;
             }
         }
@@ -334,17 +342,21 @@ async fn run_link(
     let stop_conn = conn.clone();
     let stopper = tokio::spawn(async move {
         let _ = stop.wait_for(|s| *s).await;
-        let _ = stop_events.send(Event::Closed("hub shutting down".into()));
+        let _ = stop_events
+            .send(Event::Closed("hub shutting down".into()))
+            .await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         stop_conn.close(quinn::VarInt::from_u32(CLOSE_OK), b"hub shutting down");
     });
 
     let st = Arc::clone(state);
     let link_entry = Arc::clone(entry);
-    let outcome =
-        tokio::task::spawn_blocking(move || link_thread(st, link_entry, certified, inbox, out_tx))
-            .await
-            .unwrap_or_else(|_| Err("link thread failed".into()));
+    let rt = tokio::runtime::Handle::current();
+    let outcome = tokio::task::spawn_blocking(move || {
+        link_thread(st, link_entry, certified, inbox, out_tx, &rt)
+    })
+    .await
+    .unwrap_or_else(|_| Err("link thread failed".into()));
 
     stopper.abort();
     reader.abort();
@@ -359,7 +371,7 @@ async fn run_link(
     tracing::info!(%peer, reason = %why, "hub link down");
     {
         let s = &mut entry.snapshot.lock().status;
-        s.state = "down".into();
+        s.state = LinkState::Down;
         if outcome.is_err() {
             s.last_error = Some(why.clone());
         }
@@ -367,13 +379,26 @@ async fn run_link(
     conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
 }
 
-/// The link thread: owns the session, talks to the engine, waits for events.
+/// What ended a link thread's wait.
+enum Woke {
+    /// An event, or `None`: every sender is gone.
+    Event(Option<Event>),
+    /// The writer's queue has room again (`false`: the writer stopped).
+    Room(bool),
+    /// The session's timer is due, or the lag is to be recomputed.
+    Timer,
+}
+
+/// The link thread: owns the session, talks to the engine, waits for events. It never waits
+/// for room in the writer's queue without also taking events: a peer whose own writer waits
+/// for this hub to read is read meanwhile.
 fn link_thread(
     state: Arc<HubState>,
     entry: Arc<LinkEntry>,
     certified: CertifiedHub,
-    inbox: mpsc::Receiver<Event>,
-    out: tokio::sync::mpsc::Sender<Vec<u8>>,
+    mut inbox: mpsc::Receiver<Event>,
+    out: mpsc::Sender<Vec<u8>>,
+    rt: &tokio::runtime::Handle,
 ) -> Result<(), String> {
     let peer = certified.hub;
     let fed = Arc::clone(&state.federation);
@@ -398,13 +423,34 @@ fn link_thread(
     let (mut reported_sent, mut reported_received) = (0u64, 0u64);
     let mut next_lag_ms = 0u64;
     let mut had_in_flight = false;
+    // A frame the writer's queue had no room for; it goes first.
+    let mut pending: Option<Vec<u8>> = None;
     loop {
         if fed.stopping.load(Ordering::Acquire) {
             return Ok(());
         }
-        while let Some(msg) = session.poll_transmit(&store, unix_ms()) {
-            if out.blocking_send(msg.encode()).is_err() {
-                return Err("link writer stopped".into());
+        if let Some(why) = entry.take_close() {
+            entry.snapshot.lock().status.last_error = Some(why);
+            return Ok(());
+        }
+        for tenant in entry.take_changed() {
+            session.notify(&tenant);
+        }
+        loop {
+            let frame = match pending.take() {
+                Some(frame) => frame,
+                None => match session.poll_transmit(&store, unix_ms()) {
+                    Some(msg) => msg.encode(),
+                    None => break,
+                },
+            };
+            match out.try_send(frame) {
+                Ok(()) => {}
+                Err(TrySendError::Full(frame)) => {
+                    pending = Some(frame);
+                    break;
+                }
+                Err(TrySendError::Closed(_)) => return Err("link writer stopped".into()),
             }
         }
         // Publish the state for status, metrics and tombstone collection.
@@ -453,26 +499,39 @@ fn link_thread(
             .next_tick_ms()
             .saturating_sub(now)
             .clamp(10, LAG_EVERY_MS);
-        let event = match inbox.recv_timeout(Duration::from_millis(wait)) {
-            Ok(e) => Some(e),
-            Err(mpsc::RecvTimeoutError::Timeout) => None,
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
-        };
-        match event {
-            Some(Event::Message(msg)) => session
-                .handle(msg, &store, unix_ms())
-                .map_err(|e| e.to_string())?,
-            Some(Event::Changed) => {
-                for tenant in entry.take_changed() {
-                    session.notify(&tenant);
+        let woke = rt.block_on(async {
+            tokio::select! {
+                biased;
+                event = inbox.recv() => Woke::Event(event),
+                room = out.reserve(), if pending.is_some() => Woke::Room(room.is_ok()),
+                () = tokio::time::sleep(Duration::from_millis(wait)) => Woke::Timer,
+            }
+        });
+        match woke {
+            Woke::Event(Some(Event::Message(msg))) => {
+                let hello = matches!(msg, FedMessage::Hello(_));
+                session
+                    .handle(msg, &store, unix_ms())
+                    .map_err(|e| e.to_string())?;
+                if let Some(p) = session.peer().filter(|_| hello) {
+                    // Known from now on, whatever happens to the link or this hub:
+                    // tombstone collection waits for this peer.
+                    state
+                        .engine
+                        .record_peer(&p.hub, &p.region)
+                        .map_err(|e| format!("cannot record peer {}: {e}", p.hub))?;
+                    entry.snapshot.lock().hello = Some((p.hub.clone(), p.region.clone()));
                 }
             }
-            Some(Event::Closed(why)) => {
+            // Changed tenants and close requests are looked at on every turn.
+            Woke::Event(Some(Event::Changed)) | Woke::Room(true) | Woke::Timer => {}
+            Woke::Event(Some(Event::Closed(why))) => {
                 entry.snapshot.lock().status.last_error = Some(why);
                 return Ok(());
             }
-            Some(Event::Failed(why)) => return Err(why),
-            None => {}
+            Woke::Event(Some(Event::Failed(why))) => return Err(why),
+            Woke::Event(None) => return Ok(()),
+            Woke::Room(false) => return Err("link writer stopped".into()),
         }
         session.tick(&store, unix_ms());
     }

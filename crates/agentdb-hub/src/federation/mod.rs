@@ -6,12 +6,24 @@
 //!      └─► run_link: reader task (frames → events) ─► link thread (LinkSession + EngineStore)
 //!                                                     └─► writer task (frames → stream)
 //!  engine change listener ─► wake every link thread (push new ops at once)
-//!  collector (every sync interval) ─► collect tombstones every link has acknowledged
+//!  collector (every sync interval) ─► collect tombstones every peer ever linked has acknowledged
 //! ```
 //!
 //! The link thread owns the sans-IO [`LinkSession`](agentdb_proto::fed::LinkSession) and calls
-//! the engine synchronously (reads, fsynced commits) off the async executor; a bounded channel
-//! to the writer task carries back-pressure from the network into the session.
+//! the engine synchronously (reads, fsynced commits) off the async executor. Both channels are
+//! bounded: the writer's queue carries back-pressure from the network into the session, and
+//! the events' queue back-pressure from the session to the reader (which then stops reading:
+//! QUIC flow control holds the peer). The link thread never blocks on a full writer queue
+//! without still taking events, so two hubs whose writers are both stuck keep reading each
+//! other (no deadlock), and no message of the peer is ever dropped. Change notices are not
+//! queued one per change: the tenants changed are kept in a set the thread drains on every
+//! turn, and at most a wake-up is queued (none when the queue is full: the thread is busy and
+//! drains the set on its next turn anyway).
+//!
+//! Tombstone collection waits for every peer hub this hub has ever linked with, inbound or
+//! outbound, linked now or not: the link thread records the peer in the engine's storage
+//! (durably) as soon as its Hello is in, and each collection first records what the peers
+//! linked now have acknowledged. See [`collectable_through`] for the rule.
 
 mod config;
 mod link;
@@ -20,22 +32,20 @@ mod store;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 
 use agentdb_core::{HubId, Region, TenantId, Timestamp, VersionVector};
+use agentdb_proto::fed::collectable_through;
 use agentdb_security::identity::PeerIdentity;
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 pub use config::{FederationConfig, FederationConfigError, Topology};
-pub use status::{FederationStatus, LinkStatus, TenantVector};
+pub use status::{FederationStatus, LinkState, LinkStatus, TenantVector};
 
 pub(crate) use link::serve_inbound;
 
-use crate::state::{unix_ms, HubState};
-
-/// The state of a dialled link whose pair a link the peer dialled carries.
-const STANDBY: &str = "standby";
+use crate::state::HubState;
 
 /// Which side dialled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +59,8 @@ pub(crate) enum Direction {
 pub(crate) enum Event {
     /// A message from the peer.
     Message(agentdb_proto::fed::FedMessage),
-    /// The local store changed.
+    /// Look at the link's state: tenants changed in the local store, the link must close, or
+    /// the hub is shutting down.
     Changed,
     /// The connection ended (with why).
     Closed(String),
@@ -62,6 +73,8 @@ pub(crate) enum Event {
 pub(crate) struct LinkSnapshot {
     /// As the status report shows it.
     pub status: LinkStatus,
+    /// The peer hub and its region, once its Hello is in (and recorded in storage).
+    pub hello: Option<(HubId, Region)>,
     /// What the peer has acknowledged, per tenant (for tombstone collection; refreshed with
     /// the lag, so at most slightly behind — which only delays a collection).
     pub acked: BTreeMap<TenantId, VersionVector>,
@@ -70,7 +83,7 @@ pub(crate) struct LinkSnapshot {
 impl LinkSnapshot {
     /// Whether the link is up.
     pub fn connected(&self) -> bool {
-        self.status.state == "connected"
+        self.status.state == LinkState::Connected
     }
 }
 
@@ -80,9 +93,12 @@ pub(crate) struct LinkEntry {
     pub id: u64,
     pub direction: Direction,
     pub snapshot: Mutex<LinkSnapshot>,
+    /// The running link thread's event queue.
     wake: Mutex<Option<mpsc::Sender<Event>>>,
     /// Tenants changed since the link thread last looked.
     changed: Mutex<BTreeSet<TenantId>>,
+    /// Why the running link must close, when it must.
+    close: Mutex<Option<String>>,
 }
 
 impl LinkEntry {
@@ -97,14 +113,23 @@ impl LinkEntry {
         }
     }
 
+    /// Queues a wake-up unless the queue is full (the thread then has events to take, and
+    /// looks at the link's state after each) or no thread runs.
     fn wake_up(&self) {
-        self.send(Event::Changed);
+        if let Some(tx) = self.wake.lock().as_ref() {
+            let _ = tx.try_send(Event::Changed);
+        }
     }
 
-    fn send(&self, event: Event) {
-        if let Some(tx) = self.wake.lock().as_ref() {
-            let _ = tx.send(event);
-        }
+    /// Asks the running link to close, with why.
+    fn request_close(&self, why: String) {
+        *self.close.lock() = Some(why);
+        self.wake_up();
+    }
+
+    /// Why the running link must close, if it must (asked once).
+    pub fn take_close(&self) -> Option<String> {
+        self.close.lock().take()
     }
 
     /// Whether this is a connected link with `peer` in `direction`.
@@ -119,6 +144,11 @@ impl LinkEntry {
     /// The tenants changed since the last call.
     pub fn take_changed(&self) -> BTreeSet<TenantId> {
         std::mem::take(&mut *self.changed.lock())
+    }
+
+    /// What the collector needs of the link: its direction and its last published state.
+    fn view(&self) -> (Direction, LinkSnapshot) {
+        (self.direction, self.snapshot.lock().clone())
     }
 }
 
@@ -154,13 +184,15 @@ impl Federation {
                     }
                     .into(),
                     address,
-                    state: "connecting".into(),
+                    state: LinkState::Connecting,
                     ..LinkStatus::default()
                 },
+                hello: None,
                 acked: BTreeMap::new(),
             }),
             wake: Mutex::new(None),
             changed: Mutex::new(BTreeSet::new()),
+            close: Mutex::new(None),
         });
         self.links.lock().push(Arc::clone(&entry));
         entry
@@ -187,9 +219,7 @@ impl Federation {
     pub fn yield_outbound_to(&self, peer: &HubId) {
         for link in self.links.lock().iter() {
             if link.carries(Direction::Outbound, peer.as_str()) {
-                link.send(Event::Closed(format!(
-                    "the link {peer} dialled carries the pair"
-                )));
+                link.request_close(format!("the link {peer} dialled carries the pair"));
             }
         }
     }
@@ -250,63 +280,70 @@ impl Federation {
         }
     }
 
-    /// Collects the tombstones every link has acknowledged, when every hub this one dials is
-    /// connected, or on standby behind a connected link it dialled to us (a hub that is down
-    /// may still hold an older state of the episode). Links to regions a tenant may not be
-    /// stored in hold none of its ops (they are refused) and do not count for it. Decided on
-    /// one copy of every link's state.
+    /// Collects the tombstones that every peer hub this hub has ever linked with (whose
+    /// region may hold the tenant) has acknowledged, linked now or not, and older than the
+    /// retention by the engine's clock; see [`collectable_through`]. First records what the
+    /// links up now have acknowledged; nothing is collected when that fails, nor before every
+    /// hub this one dials has been reached once since it started and recorded (a hub it has
+    /// never reached may hold the tenant without this hub knowing). Decided on one copy of
+    /// every link's state.
     fn collect_tombstones(&self, state: &HubState) {
-        let links: Vec<(Direction, LinkSnapshot)> = self
-            .links()
-            .iter()
-            .map(|l| (l.direction, l.snapshot.lock().clone()))
-            .collect();
-        let connected: Vec<&LinkSnapshot> = links
-            .iter()
-            .filter(|(_, s)| s.connected())
-            .map(|(_, s)| s)
-            .collect();
-        let inbound_from = |peer: &Option<String>| {
-            links
-                .iter()
-                .any(|(d, s)| *d == Direction::Inbound && s.connected() && s.status.peer == *peer)
+        let engine = &state.engine;
+        let links: Vec<(Direction, LinkSnapshot)> = self.links().iter().map(|l| l.view()).collect();
+        let recorded = match engine.peers() {
+            Ok(peers) => peers,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the peers recorded; no tombstones collected");
+                return;
+            }
         };
-        let all_dialled_up =
-            links
-                .iter()
-                .filter(|(d, _)| *d == Direction::Outbound)
-                .all(|(_, s)| {
-                    s.connected() || (s.status.state == STANDBY && inbound_from(&s.status.peer))
-                });
-        if connected.is_empty() || !all_dialled_up {
+        // A dialled link on standby was reached: the peer's own link carries the pair.
+        let unreached = links.iter().any(|(d, s)| {
+            *d == Direction::Outbound
+                && !s
+                    .status
+                    .peer
+                    .as_deref()
+                    .and_then(|p| HubId::new(p).ok())
+                    .is_some_and(|p| recorded.contains_key(&p))
+        });
+        if unreached {
             return;
         }
-        let retention = self.config.tombstone_retention.as_millis() as u64;
-        let before = Timestamp(unix_ms().saturating_sub(retention));
-        for tenant in state.engine.tenants() {
-            let mut acked: Option<VersionVector> = None;
-            for snapshot in &connected {
-                let region = snapshot.status.region.as_deref().map(Region::new);
-                if let Some(Ok(region)) = region {
-                    if !self.config.residency.allows(&tenant, &region) {
-                        continue;
-                    }
-                }
-                let peer_vv = snapshot.acked.get(&tenant).cloned().unwrap_or_default();
-                acked = Some(match acked {
-                    None => peer_vv,
-                    Some(a) => a.meet(&peer_vv),
-                });
-            }
-            // No link carries the tenant: no linked hub holds any of its ops.
-            let acked = match acked {
-                Some(a) => a,
-                None => match state.engine.version_vector(&tenant) {
-                    Ok(held) => held,
-                    Err(_) => continue,
-                },
+        for (_, snapshot) in links.iter().filter(|(_, s)| s.connected()) {
+            let Some((peer, region)) = &snapshot.hello else {
+                continue;
             };
-            match state.engine.collect_tombstones(&tenant, &acked, before) {
+            let acked: Vec<(TenantId, VersionVector)> = snapshot
+                .acked
+                .iter()
+                .map(|(t, vv)| (t.clone(), vv.clone()))
+                .collect();
+            if let Err(e) = engine.record_peer_acks(peer, region, &acked) {
+                tracing::warn!(%peer, error = %e, "cannot record what a peer holds; no tombstones collected");
+                return;
+            }
+        }
+        let retention =
+            u64::try_from(self.config.tombstone_retention.as_millis()).unwrap_or(u64::MAX);
+        let before = Timestamp(engine.now().unix_ms().saturating_sub(retention));
+        for tenant in engine.tenants() {
+            if engine.tombstone_count(&tenant) == 0 {
+                continue;
+            }
+            let (held, peers) = match (engine.version_vector(&tenant), engine.peer_acks(&tenant)) {
+                (Ok(held), Ok(peers)) => (held, peers),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(%tenant, error = %e, "tombstone collection failed");
+                    continue;
+                }
+            };
+            let peers = peers.values().map(|p| (&p.region, &p.acked));
+            let Some(acked) = collectable_through(&tenant, &held, &self.config.residency, peers)
+            else {
+                continue;
+            };
+            match engine.collect_tombstones(&tenant, &acked, before) {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(%tenant, collected = n, "tombstones collected"),
                 Err(e) => tracing::warn!(%tenant, error = %e, "tombstone collection failed"),

@@ -30,9 +30,8 @@ pub struct LinkStatus {
     pub peer: Option<String>,
     /// The peer's region, once known.
     pub region: Option<String>,
-    /// `connecting`, `connected`, `down`, or `standby`: an outbound link to a peer that dials
-    /// this hub too, and whose own link (the smaller hub id's) carries the pair.
-    pub state: String,
+    /// `connecting`, `connected`, `down`, or `standby`.
+    pub state: LinkState,
     /// When the peer last reported what it holds (ms since the Unix epoch).
     pub last_sync_ms: Option<u64>,
     /// Ops sent over this link (this connection).
@@ -47,6 +46,40 @@ pub struct LinkStatus {
     pub last_error: Option<String>,
 }
 
+/// The state of a link, shown as its lowercase name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkState {
+    /// Dialling (outbound), or set up and not yet running.
+    #[default]
+    Connecting,
+    /// Running.
+    Connected,
+    /// Ended; an outbound link is dialled again after a wait.
+    Down,
+    /// An outbound link to a peer that dials this hub too, whose own link (the one the smaller
+    /// hub id dialled) carries the pair.
+    Standby,
+}
+
+impl LinkState {
+    /// The name the status report shows.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Connecting => "connecting",
+            LinkState::Connected => "connected",
+            LinkState::Down => "down",
+            LinkState::Standby => "standby",
+        }
+    }
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One tenant's replication state.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TenantVector {
@@ -56,4 +89,29 @@ pub struct TenantVector {
     pub version_vector: BTreeMap<String, u64>,
     /// Regions the tenant is restricted to (absent: everywhere).
     pub residency: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_states_show_as_their_lowercase_names() {
+        for (state, name) in [
+            (LinkState::Connecting, "connecting"),
+            (LinkState::Connected, "connected"),
+            (LinkState::Down, "down"),
+            (LinkState::Standby, "standby"),
+        ] {
+            let status = LinkStatus {
+                state,
+                ..LinkStatus::default()
+            };
+            let json = serde_json::to_value(&status).unwrap_or_default();
+            assert_eq!(json["state"], name);
+            assert_eq!(state.to_string(), name);
+            let back: LinkStatus = serde_json::from_value(json).unwrap_or_default();
+            assert_eq!(back.state, state);
+        }
+    }
 }

@@ -38,16 +38,17 @@ impl ReplicaStore for EngineStore {
             .map_err(|e| StoreFailure(e.to_string()))
     }
 
+    /// Stamps are checked against the engine's clock (the one its own stamps come from), not
+    /// the session's.
     fn apply_ops(
         &self,
         tenant: &TenantId,
         ops: &[Op],
-        now_ms: u64,
+        _now_ms: u64,
     ) -> Result<AppliedOps, StoreFailure> {
-        let out = self
-            .state
-            .engine
-            .apply_ops(tenant, ops, now_ms)
+        let engine = &self.state.engine;
+        let out = engine
+            .apply_ops(tenant, ops, engine.now().unix_ms())
             .map_err(|e| StoreFailure(e.to_string()))?;
         if let Some(newest) = out.newest_ms {
             let lag_ms = unix_ms().saturating_sub(newest);
