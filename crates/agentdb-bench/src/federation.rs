@@ -135,7 +135,7 @@ async fn linked(hubs: &[(&TestHub, usize)]) -> anyhow::Result<()> {
     loop {
         let up = hubs.iter().all(|(hub, n)| {
             let links = hub.handle.federation_status().links;
-            links.len() == *n && links.iter().all(|l| l.state == "connected")
+            links.len() == *n && links.iter().all(|l| l.state.as_str() == "connected")
         });
         if up {
             return Ok(());
