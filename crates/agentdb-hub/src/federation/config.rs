@@ -97,7 +97,44 @@ impl FederationConfig {
                 fail("`upstream` is for hierarchical and hub-and-spoke topologies; mesh hubs name `peers`")
             }
             _ if self.sync_interval.is_zero() => fail("`sync_interval` must be more than 0"),
-            _ => Ok(()),
+            _ => {
+                // A hub address that cannot be dialled is a startup error, not a link that
+                // fails forever.
+                for url in self.dial_targets() {
+                    agentdb_proto::HubUrl::parse(&url)
+                        .map_err(|e| FederationConfigError(e.to_string()))?;
+                }
+                Ok(())
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hub_addresses_are_checked_at_start() {
+        let mut config = FederationConfig {
+            upstream: Some("quic://global.example:4433".into()),
+            ..FederationConfig::default()
+        };
+        assert_eq!(config.validate(), Ok(()));
+        for bad in [
+            "global.example",
+            "quic://global.example:99999",
+            "https://g:1",
+        ] {
+            config.upstream = Some(bad.into());
+            let err = config.validate().expect_err(bad);
+            assert!(err.to_string().contains("quic://host:port"), "{err}");
+        }
+        let mesh = FederationConfig {
+            topology: Topology::Mesh,
+            peers: vec!["quic://[::1]:4433".into(), "quic://::1:4433".into()],
+            ..FederationConfig::default()
+        };
+        assert!(mesh.validate().is_err());
     }
 }

@@ -57,23 +57,10 @@ pub(crate) fn client_config(state: &HubState) -> Result<quinn::ClientConfig, Tls
     Ok(config)
 }
 
-/// `quic://host:port` → (host, port).
-fn parse_url(url: &str) -> Option<(String, u16)> {
-    let rest = url
-        .strip_prefix("quic://")
-        .unwrap_or(url)
-        .trim_end_matches('/');
-    let (host, port) = rest.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return None;
-    }
-    Some((host.to_owned(), port.parse().ok()?))
-}
-
 async fn resolve(url: &str) -> Result<(SocketAddr, String), String> {
-    let (host, port) = parse_url(url).ok_or_else(|| format!("{url:?} is not quic://host:port"))?;
-    let addr = tokio::net::lookup_host((host.as_str(), port))
+    let hub = agentdb_proto::HubUrl::parse(url).map_err(|e| e.to_string())?;
+    let host = hub.host().to_owned();
+    let addr = tokio::net::lookup_host((hub.host(), hub.port()))
         .await
         .map_err(|e| format!("cannot resolve {host}: {e}"))?
         .next()
