@@ -3,10 +3,8 @@
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
+use agentdb_cli::commands;
 use clap::{Parser, Subcommand};
-
-mod commands;
-mod output;
 
 /// Federated AgentDB: secure, federated, persistent memory for short-lived agents.
 #[derive(Debug, Parser)]

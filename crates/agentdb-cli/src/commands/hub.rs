@@ -102,7 +102,7 @@ pub struct HubArgs {
 /// The TOML configuration file. Every key is optional; unknown keys are an error.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FileConfig {
+pub struct FileConfig {
     hub_id: Option<HubId>,
     model_dir: Option<PathBuf>,
     data: Option<PathBuf>,
@@ -350,21 +350,59 @@ async fn shutdown_signal() -> std::io::Result<()> {
 fn load_config(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let message = e.message().lines().collect::<Vec<_>>().join("; ");
-        match e.span() {
-            Some(span) => {
-                let before = &text[..span.start.min(text.len())];
-                let line = before.matches('\n').count() + 1;
-                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
-                anyhow::anyhow!(
-                    "invalid config {}: line {line}, column {column}: {message}",
-                    path.display()
-                )
-            }
-            None => anyhow::anyhow!("invalid config {}: {message}", path.display()),
+    parse_config(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+}
+
+/// Why the text of a config file is not a valid config: one line, with the position when the
+/// parser reports one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Line and column (both from 1) of the offending text, if known.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong, on one line.
+    pub message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.position {
+            Some((line, column)) => write!(f, "line {line}, column {column}: {}", self.message),
+            None => f.write_str(&self.message),
         }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Parses the text of a hub config file (syntax, keys and the type of each value).
+pub fn parse_config(text: &str) -> Result<FileConfig, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let message = e.message().lines().collect::<Vec<_>>().join("; ");
+        let position = e.span().map(|span| {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            (line, column)
+        });
+        ConfigError { position, message }
     })
+}
+
+/// Checks the text of a hub config file as `agentdb hub --config FILE` would read it with no
+/// flags and none of the hub's environment variables: parsing, then merging with the defaults.
+/// Opens no file.
+pub fn check_config(text: &str) -> anyhow::Result<()> {
+    let file = parse_config(text)?;
+    let args = HubArgs {
+        config: None,
+        data: None,
+        quic: None,
+        http: None,
+        hub_id: None,
+        model_dir: None,
+        federation: FederationFlags::default(),
+    };
+    resolve(&args, &Env::default(), file, Path::new("")).map(drop)
 }
 
 /// Merges flags, environment, file and defaults (in that order of precedence).
