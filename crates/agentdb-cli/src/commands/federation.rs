@@ -73,8 +73,8 @@ impl<'de> Deserialize<'de> for DurationValue {
         }
         let parsed = match Raw::deserialize(d)? {
             Raw::Int(s) => Some(Duration::from_secs(s)),
-            Raw::Float(s) if s.is_finite() && s >= 0.0 => Some(Duration::from_secs_f64(s)),
-            Raw::Float(_) => None,
+            // `try_`: a value too large for a `Duration` (e.g. 1e20) is refused, not a panic.
+            Raw::Float(s) => Duration::try_from_secs_f64(s).ok(),
             Raw::Text(t) => parse_duration(&t),
         };
         parsed.map(DurationValue).ok_or_else(|| {
@@ -99,7 +99,7 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         "m" => n * 60.0,
         _ => return None,
     };
-    Some(Duration::from_secs_f64(secs))
+    Duration::try_from_secs_f64(secs).ok()
 }
 
 /// Federation flags of `agentdb hub` (they override the file).
@@ -373,6 +373,17 @@ mod tests {
         assert_eq!(parse_duration("2"), None);
         assert_eq!(parse_duration("-1s"), None);
         assert_eq!(parse_duration("3h"), None);
+        // Too large for a Duration: refused, not a panic (found by fuzzing the hub config).
+        assert_eq!(parse_duration("100000000000000000000000s"), None);
+        assert!(toml::from_str::<FederationKeys>("sync_interval = 1e20").is_err());
+        assert!(toml::from_str::<FederationKeys>("sync_interval = -0.5").is_err());
+        assert!(toml::from_str::<FederationKeys>("sync_interval = nan").is_err());
+        assert_eq!(
+            toml::from_str::<FederationKeys>("sync_interval = 0.5")
+                .unwrap()
+                .sync_interval,
+            Some(DurationValue(Duration::from_millis(500)))
+        );
     }
 
     #[test]
