@@ -7,15 +7,15 @@
 //! back through `ops_since` (every op from the start, with the state it carries), `get`, and
 //! the stored rows (for what they hold in the clear: ids and stamps).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use agentdb_core::{
     AppliedOps, Episode, EpisodeContent, EpisodeId, HubId, LiveEpisode, Lww, ModelId, NewEpisode,
-    Op, ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
+    Op, Region, ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
 };
-use agentdb_memory::storage::StoredEpisode;
+use agentdb_memory::storage::{PeerAck, StoredEpisode};
 use agentdb_memory::{EngineConfig, ManualClock, MemStorage, MemoryEngine, Storage};
 use agentdb_proto::fed::{ReplicaStore, StoreFailure};
 use agentdb_security::MasterKey;
@@ -336,6 +336,31 @@ impl SimStore for EngineStore {
             .flat_map(|t| self.rows(t))
             .map(|row| row_max_stamp(&row))
             .max()
+    }
+
+    /// Every tombstone is old enough: the simulation collects as soon as the rule allows.
+    fn collect_tombstones(&self, tenant: &TenantId, acked: &VersionVector) -> u64 {
+        self.engine()
+            .collect_tombstones(tenant, acked, Timestamp(u64::MAX))
+            .unwrap_or_else(|e| panic!("hub {}: collecting tombstones of {tenant}: {e}", self.hub))
+    }
+
+    fn peer_acks(&self, tenant: &TenantId) -> BTreeMap<HubId, PeerAck> {
+        self.engine()
+            .peer_acks(tenant)
+            .unwrap_or_else(|e| panic!("hub {}: peer records of {tenant}: {e}", self.hub))
+    }
+
+    fn record_peer(&self, peer: &HubId, region: &Region) {
+        self.engine()
+            .record_peer(peer, region)
+            .unwrap_or_else(|e| panic!("hub {}: recording peer {peer}: {e}", self.hub));
+    }
+
+    fn record_peer_acks(&self, peer: &HubId, region: &Region, acked: &[(TenantId, VersionVector)]) {
+        self.engine()
+            .record_peer_acks(peer, region, acked)
+            .unwrap_or_else(|e| panic!("hub {}: recording what {peer} holds: {e}", self.hub));
     }
 }
 

@@ -19,16 +19,26 @@
 //!   everything sent since. Its ops are either held already (dropped) or were lost with a
 //!   broken connection (applied now, after later ones).
 //! - Time advances in milliseconds, straight to the next moment something is due (a delivery,
-//!   a session timer, a write, a fault, a reconnect). A session is ticked and polled until it
-//!   has nothing more to send whenever a message reached it, its store changed or its timer
-//!   fired.
+//!   a session timer, a write, a fault, a reconnect, a collection). A session is ticked and
+//!   polled until it has nothing more to send whenever a message reached it, its store changed
+//!   or its timer fired.
+//! - Tombstone collection (random runs): every hub collects, at a random interval, every
+//!   tombstone the rule of [`collectable_through`] allows, at once — as with a retention of
+//!   zero: the rule alone must keep deletes deleted. Like a hub, it records durably every peer
+//!   it links with (as the peer's Hello arrives) and, at each collection, what the peers linked
+//!   now have acknowledged; and it waits until every link it dials has been up once since it
+//!   started. Some outages (a crash, one hub cut off) last most of the chaos phase: far longer
+//!   than any tombstone is kept.
 //!
 //! After the faults stop and the network heals, the simulation runs until nothing changes any
 //! more and then checks: hubs that can reach each other hold identical state and version
-//! vectors, equal to what the acknowledged writes imply (computed without the merge code); every
-//! write acknowledged to an agent is there (or deleted, when a delete was issued anywhere);
-//! every session knows what its peer holds. Residency is checked on every apply and on every
-//! message sent, and every hub's stamps must increase, across crashes.
+//! vectors, equal to what the acknowledged writes imply (computed without the merge code; a
+//! tombstone may be missing where it was collected); every write acknowledged to an agent is
+//! there (or deleted, when a delete was issued anywhere); every session knows what its peer
+//! holds; and one more collection everywhere leaves no tombstone anywhere. Residency is checked
+//! on every apply and on every message sent, every hub's stamps must increase, across crashes,
+//! and no hub may ever receive an op as collected (`state: None`) for an episode it holds live:
+//! that hub would never learn of the delete.
 //!
 //! The runs themselves are in `tests/fed_sim.rs`: `FED_SIM_SEEDS=<n>` sets how many seeds
 //! `many_seeds` runs over the model (default 1000), `FED_SIM_ENGINE_SEEDS=<n>` how many
@@ -50,8 +60,10 @@ use agentdb_core::{
     AgentId, AppliedOps, Embedding, EpisodeContent, EpisodeId, EpisodeUpdate, HubId, LiveEpisode,
     Lww, ModelId, Op, Region, ReplicaState, Residency, Stamp, TenantId, Timestamp, VersionVector,
 };
+use agentdb_memory::storage::PeerAck;
 use agentdb_proto::fed::{
-    FedHello, FedMessage, LinkConfig, LinkSession, OpsPage, ReplicaStore, StoreFailure,
+    collectable_through, FedHello, FedMessage, LinkConfig, LinkSession, OpsPage, ReplicaStore,
+    StoreFailure,
 };
 use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN, PROTOCOL_VERSION};
 
@@ -160,6 +172,20 @@ pub trait SimStore: ReplicaStore + fmt::Debug + Sized {
 
     /// The largest stamp of the states held, across tenants.
     fn max_stamp(&self) -> Option<Stamp>;
+
+    /// Removes the tombstones of `tenant` none of whose ops lie outside `acked`, however
+    /// recent. Returns how many.
+    fn collect_tombstones(&self, tenant: &TenantId, acked: &VersionVector) -> u64;
+
+    /// Every peer hub recorded, with its region and what it has acknowledged of `tenant`.
+    fn peer_acks(&self, tenant: &TenantId) -> BTreeMap<HubId, PeerAck>;
+
+    /// Records, durably, that the hub links with `peer` in `region`.
+    fn record_peer(&self, peer: &HubId, region: &Region);
+
+    /// Records, durably, that `peer` in `region` links with the hub and has acknowledged the
+    /// given ops of each tenant listed (acknowledgements only grow).
+    fn record_peer_acks(&self, peer: &HubId, region: &Region, acked: &[(TenantId, VersionVector)]);
 }
 
 /// Fails the run if `tenant` may not be stored at `hub`.
@@ -177,6 +203,8 @@ fn check_residency<S>(truth: &Residency, hub: &Hub<S>, tenant: &TenantId, what: 
 struct Guarded<'a, S> {
     /// The hub.
     hub: &'a Hub<S>,
+    /// The peer whose pages it receives.
+    from: &'a HubId,
     /// The residency rules as they really are.
     truth: &'a Residency,
 }
@@ -207,6 +235,22 @@ impl<S: SimStore> ReplicaStore for Guarded<'_, S> {
         now_ms: u64,
     ) -> Result<AppliedOps, StoreFailure> {
         check_residency(self.truth, self.hub, tenant, "a received page");
+        // Every op of an episode in one page carries the episode's state at the sender when
+        // the page was made: the episode's state here before the page is the one to look at.
+        let mut held = self.hub.store.version_vector(tenant);
+        for op in ops {
+            if !held.advance(&op.origin, op.seq) || op.state.is_some() {
+                continue;
+            }
+            if let Some(ReplicaState::Live(_)) = self.hub.store.get(tenant, &op.episode) {
+                panic!(
+                    "hub {} received op ({}, {}) of {} in {tenant} from {} as collected while it \
+                     holds the episode live: a hub collected its tombstone before every hub \
+                     holding the tenant had the delete",
+                    self.hub.id, op.origin, op.seq, op.episode, self.from
+                );
+            }
+        }
         let applied = self.hub.store.apply_ops(tenant, ops, now_ms)?;
         self.hub
             .changes
@@ -434,18 +478,20 @@ impl Topology {
         }
     }
 
-    /// Regions of `n` hubs and the links between them (dialer first). `center_eu` picks the
-    /// center's region of a hub-and-spoke topology.
+    /// Regions of `n` hubs and the links between them, the dialer first as hubs dial: an edge
+    /// its regional, a regional the root, a spoke the center; in a mesh both ends dial (a hub
+    /// pair keeps one link). `center_eu` picks the center's region of a hub-and-spoke
+    /// topology.
     fn build(self, n: usize, center_eu: bool) -> (Vec<&'static str>, Vec<(usize, usize)>) {
         const SPREAD: [&str; 7] = ["eu", "us", "eu", "global", "us", "eu", "global"];
         match self {
             Self::Hierarchical => {
                 let mut regions = vec!["global", "eu", "us"];
-                let mut links = vec![(0, 1), (0, 2)];
+                let mut links = vec![(1, 0), (2, 0)];
                 for i in 3..n {
                     let (region, parent) = if i % 2 == 1 { ("eu", 1) } else { ("us", 2) };
                     regions.push(region);
-                    links.push((parent, i));
+                    links.push((i, parent));
                 }
                 regions.truncate(n);
                 (regions, links)
@@ -460,7 +506,7 @@ impl Topology {
             Self::HubAndSpoke => {
                 let mut regions = vec![if center_eu { "eu" } else { "global" }];
                 regions.extend(SPREAD[..n - 1].iter().copied());
-                let links = (1..n).map(|i| (0, i)).collect();
+                let links = (1..n).map(|i| (i, 0)).collect();
                 (regions, links)
             }
         }
@@ -498,6 +544,24 @@ pub struct Params {
     pub center_eu: bool,
     /// Physical clock offsets of the hubs, ms (random within ±5 s when not given).
     pub offsets: Option<Vec<i64>>,
+    /// How hubs collect tombstones, and how often (ms); `None`: they keep them.
+    pub collection: Option<(Collection, u64)>,
+    /// Whether some outages (a crash, one hub cut off) last most of the chaos phase.
+    pub long_outages: bool,
+}
+
+/// Which tombstones a hub collects (each as soon as it may: every tombstone is old enough).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Collection {
+    /// The hubs' rule ([`collectable_through`]): those every peer ever linked has
+    /// acknowledged, from durable records of the peers and what each acknowledged, once every
+    /// link the hub dials has been up since it started.
+    KnownHolders,
+    /// A wrong rule, kept to show that the checks catch it (`tests/fed_sim.rs`): the one hubs
+    /// had before, which looked only at the links up at the time — the meet of what they
+    /// acknowledged, once every link the hub dials is up. A hub nobody dials (a root, a
+    /// center) then collects what a hub that is away never had.
+    ConnectedLinks,
 }
 
 impl Params {
@@ -519,6 +583,8 @@ impl Params {
             misconfigured: None,
             center_eu: rng.chance(50),
             offsets: None,
+            collection: Some((Collection::KnownHolders, rng.range(20, 120))),
+            long_outages: rng.chance(50),
         }
     }
 
@@ -539,6 +605,8 @@ impl Params {
             misconfigured: None,
             center_eu: true,
             offsets: None,
+            collection: None,
+            long_outages: false,
         }
     }
 
@@ -546,7 +614,7 @@ impl Params {
     pub fn describe(&self) -> String {
         format!(
             "{:?}, {} hubs, {} writes over {} ms, faults: breaks {} partitions {} crashes {} \
-             replays {}",
+             replays {} long outages {}, collection {:?}",
             self.topology,
             self.hubs,
             self.writes,
@@ -554,7 +622,9 @@ impl Params {
             self.breaks,
             self.partitions,
             self.crashes,
-            self.replays
+            self.replays,
+            self.long_outages,
+            self.collection,
         )
     }
 }
@@ -602,6 +672,10 @@ struct Conn {
 struct Link {
     /// The hubs it joins; the first dials.
     ends: [usize; 2],
+    /// Which ends dial (both, in a mesh).
+    dials: [bool; 2],
+    /// Which ends have had it up since they last started.
+    reached: [bool; 2],
     /// The live connection.
     conn: Option<Conn>,
     /// Partitioned until then.
@@ -654,6 +728,10 @@ pub struct Counts {
     pub writes: u64,
     /// Updates and deletes refused (the episode was deleted).
     pub refused_writes: u64,
+    /// Tombstones collected.
+    pub collected: u64,
+    /// Outages of one hub that lasted most of the chaos phase.
+    pub long_outages: u64,
 }
 
 impl std::ops::AddAssign<&Counts> for Counts {
@@ -666,6 +744,8 @@ impl std::ops::AddAssign<&Counts> for Counts {
         self.replayed_ops_applied += other.replayed_ops_applied;
         self.writes += other.writes;
         self.refused_writes += other.refused_writes;
+        self.collected += other.collected;
+        self.long_outages += other.long_outages;
     }
 }
 
@@ -710,6 +790,8 @@ pub struct Sim<S> {
     next_fault: u64,
     /// Random writes still to make.
     writes_left: usize,
+    /// When hubs next collect tombstones.
+    next_collect: u64,
     /// What happened.
     pub counts: Counts,
 }
@@ -766,10 +848,13 @@ impl<S: SimStore> Sim<S> {
                 }
             })
             .collect::<Vec<_>>();
+        let both_dial = p.topology == Topology::Mesh;
         let links = links
             .into_iter()
             .map(|(a, b)| Link {
                 ends: [a, b],
+                dials: [true, both_dial],
+                reached: [false, false],
                 conn: None,
                 down_until: 0,
                 reconnect_at: 0,
@@ -799,6 +884,7 @@ impl<S: SimStore> Sim<S> {
             last_change: T0,
             last_ops_sent: T0,
             writes_left,
+            next_collect: T0,
             counts: Counts::default(),
         };
         sim.connect_due();
@@ -846,7 +932,9 @@ impl<S: SimStore> Sim<S> {
         self.counts.crashes += 1;
         self.hubs[h].down_until = Some(self.now + ms);
         for l in 0..self.links.len() {
-            if self.links[l].ends.contains(&h) {
+            let link = &mut self.links[l];
+            if let Some(side) = link.ends.iter().position(|&e| e == h) {
+                link.reached[side] = false;
                 self.break_link(l);
             }
         }
@@ -866,6 +954,9 @@ impl<S: SimStore> Sim<S> {
         }
         if self.p.replays {
             kinds.push(3);
+        }
+        if self.p.long_outages && self.counts.long_outages < 2 {
+            kinds.push(4);
         }
         if kinds.is_empty() {
             return;
@@ -889,13 +980,29 @@ impl<S: SimStore> Sim<S> {
                 let ms = self.rng.range(10, 150);
                 self.crash(h, ms);
             }
-            _ => {
+            3 => {
                 let l = self.rng.index(self.links.len());
                 let to = self.rng.index(2);
                 let sent = &self.links[l].sent[to];
                 if !sent.is_empty() {
                     let page = sent[self.rng.index(sent.len())].clone();
                     self.replay(l, to, page);
+                }
+            }
+            _ => {
+                // One hub away until about the end of the chaos phase (or for good, until
+                // the network heals): whatever is deleted meanwhile is collected elsewhere
+                // long before it is back.
+                let h = self.rng.index(self.hubs.len());
+                let ms = self.chaos_end.saturating_sub(self.now) + self.rng.range(0, 100);
+                if self.rng.chance(50) {
+                    if self.is_up(h) {
+                        self.counts.long_outages += 1;
+                    }
+                    self.crash(h, ms);
+                } else {
+                    self.counts.long_outages += 1;
+                    self.partition(&BTreeSet::from([h]), ms);
                 }
             }
         }
@@ -939,6 +1046,7 @@ impl<S: SimStore> Sim<S> {
         );
         let store = Guarded {
             hub,
+            from: &sender.id,
             truth: &self.truth,
         };
         let before = hub.changes.get();
@@ -1020,6 +1128,7 @@ impl<S: SimStore> Sim<S> {
                 since: self.now,
             };
             self.links[l].conn = Some(conn);
+            self.links[l].reached = [true, true];
         }
     }
 
@@ -1208,6 +1317,12 @@ impl<S: SimStore> Sim<S> {
         self.connect_due();
         self.deliver_due();
         self.poll_sessions();
+        if let Some((_, every)) = self.p.collection {
+            if self.now >= self.next_collect {
+                self.collect_everywhere();
+                self.next_collect = self.now + every;
+            }
+        }
         let changes: u64 = self.hubs.iter().map(|h| h.changes.get()).sum();
         if changes != self.changes_seen {
             self.changes_seen = changes;
@@ -1229,6 +1344,7 @@ impl<S: SimStore> Sim<S> {
                 let hub = &self.hubs[h];
                 let store = Guarded {
                     hub,
+                    from: &self.hubs[ends[1 - side]].id,
                     truth: &self.truth,
                 };
                 let before = hub.changes.get();
@@ -1239,6 +1355,7 @@ impl<S: SimStore> Sim<S> {
                     while let Some(frame) = pipe.decoder.next_frame().expect("a valid frame") {
                         let msg = FedMessage::decode(&frame).expect("a valid message");
                         hub.store.set_clock(nows[side]);
+                        let hello = matches!(msg, FedMessage::Hello(_));
                         conn.sessions[side]
                             .handle(msg, &store, nows[side])
                             .unwrap_or_else(|e| {
@@ -1249,6 +1366,16 @@ impl<S: SimStore> Sim<S> {
                                 )
                             });
                         conn.woken[side] = true;
+                        // A hub records a peer as soon as its Hello is in.
+                        let recording = self
+                            .p
+                            .collection
+                            .is_some_and(|(c, _)| c == Collection::KnownHolders);
+                        if let Some(peer) =
+                            conn.sessions[side].peer().filter(|_| hello && recording)
+                        {
+                            hub.store.record_peer(&peer.hub, &peer.region);
+                        }
                     }
                 }
                 if hub.changes.get() != before {
@@ -1282,6 +1409,7 @@ impl<S: SimStore> Sim<S> {
                 }
                 let store = Guarded {
                     hub: &self.hubs[h],
+                    from: &self.hubs[ends[1 - side]].id,
                     truth: &self.truth,
                 };
                 store.hub.store.set_clock(nows[side]);
@@ -1331,6 +1459,9 @@ impl<S: SimStore> Sim<S> {
             if let Some(until) = hub.down_until {
                 t = t.min(until);
             }
+        }
+        if self.p.collection.is_some() {
+            t = t.min(self.next_collect);
         }
         for link in &self.links {
             match &link.conn {
@@ -1415,6 +1546,118 @@ impl<S: SimStore> Sim<S> {
         }
     }
 
+    // -- tombstone collection ------------------------------------------------------------
+
+    /// Every running hub collects the tombstones its rule allows.
+    pub fn collect_everywhere(&mut self) {
+        let Some((rule, _)) = self.p.collection else {
+            return;
+        };
+        for h in 0..self.hubs.len() {
+            if self.is_up(h) {
+                self.counts.collected += match rule {
+                    Collection::KnownHolders => self.collect_known_holders(h),
+                    Collection::ConnectedLinks => self.collect_connected_links(h),
+                };
+            }
+        }
+    }
+
+    /// The links of hub `h`: (the link, `h`'s end of it).
+    fn links_of(&self, h: usize) -> impl Iterator<Item = (&Link, usize)> {
+        self.links
+            .iter()
+            .filter_map(move |l| l.ends.iter().position(|&e| e == h).map(|side| (l, side)))
+    }
+
+    /// The hubs' rule: what every hub known to hold the tenant acknowledged, connected or not.
+    fn collect_known_holders(&self, h: usize) -> u64 {
+        let hub = &self.hubs[h];
+        // A hub waits until every link it dials has been up since it started: a hub it has
+        // never reached may hold the tenant without its knowing.
+        if self
+            .links_of(h)
+            .any(|(l, side)| l.dials[side] && !l.reached[side])
+        {
+            return 0;
+        }
+        // What the links up now know, recorded first (as a hub does at each collection).
+        for (link, side) in self.links_of(h) {
+            let Some(conn) = &link.conn else { continue };
+            let session = &conn.sessions[side];
+            let Some(peer) = session.peer() else { continue };
+            let acked: Vec<(TenantId, VersionVector)> = session
+                .acked()
+                .iter()
+                .map(|(t, vv)| (t.clone(), vv.clone()))
+                .collect();
+            hub.store.record_peer_acks(&peer.hub, &peer.region, &acked);
+        }
+        let mut collected = 0;
+        for tenant in hub.store.tenants() {
+            let peers = hub.store.peer_acks(&tenant);
+            let through = collectable_through(
+                &tenant,
+                &hub.store.version_vector(&tenant),
+                &hub.residency,
+                peers.values().map(|a| (&a.region, &a.acked)),
+            );
+            if let Some(acked) = through {
+                collected += hub.store.collect_tombstones(&tenant, &acked);
+            }
+        }
+        collected
+    }
+
+    /// The wrong rule of [`Collection::ConnectedLinks`].
+    fn collect_connected_links(&self, h: usize) -> u64 {
+        let hub = &self.hubs[h];
+        let connected: Vec<&LinkSession> = self
+            .links_of(h)
+            .filter_map(|(l, side)| l.conn.as_ref().map(|c| &c.sessions[side]))
+            .filter(|s| s.peer().is_some())
+            .collect();
+        let dialled_up = self
+            .links_of(h)
+            .all(|(l, side)| !l.dials[side] || l.conn.is_some());
+        if connected.is_empty() || !dialled_up {
+            return 0;
+        }
+        let mut collected = 0;
+        for tenant in hub.store.tenants() {
+            let mut acked: Option<VersionVector> = None;
+            for session in &connected {
+                if session
+                    .peer()
+                    .is_some_and(|p| !hub.residency.allows(&tenant, &p.region))
+                {
+                    continue;
+                }
+                let peer_vv = session.acked().get(&tenant).cloned().unwrap_or_default();
+                acked = Some(match acked {
+                    None => peer_vv,
+                    Some(a) => a.meet(&peer_vv),
+                });
+            }
+            let acked = acked.unwrap_or_else(|| hub.store.version_vector(&tenant));
+            collected += hub.store.collect_tombstones(&tenant, &acked);
+        }
+        collected
+    }
+
+    /// How many tombstones the hubs hold, across tenants.
+    pub fn tombstones_held(&self) -> usize {
+        self.hubs
+            .iter()
+            .flat_map(|hub| {
+                self.tenants
+                    .iter()
+                    .flat_map(|t| hub.store.tenant(t).episodes.into_values())
+            })
+            .filter(ReplicaState::is_deleted)
+            .count()
+    }
+
     // -- checks --------------------------------------------------------------------------
 
     /// The ops hub `h` can receive of `tenant`: all of the hubs connected to it through hubs
@@ -1487,7 +1730,7 @@ impl<S: SimStore> Sim<S> {
                 }
                 if let Some((s, _)) = self.p.skewed.filter(|(s, _)| *s != h) {
                     // Ops of the skewed hub got through only where a tombstone stamped by
-                    // another hub had absorbed them.
+                    // another hub had absorbed them (and may have been collected since).
                     let to = sources.get(&s).copied().unwrap_or(0);
                     for w in self
                         .writes
@@ -1496,6 +1739,7 @@ impl<S: SimStore> Sim<S> {
                     {
                         match held.episodes.get(&w.episode) {
                             Some(ReplicaState::Deleted(d)) if d.hub != ids[s] => {}
+                            None if self.p.collection.is_some() => {}
                             other => panic!(
                                 "hub {} took op ({}, {}) stamped {:?}; it holds {other:?}",
                                 hub.id, ids[s], w.seq, w.stamp
@@ -1503,7 +1747,9 @@ impl<S: SimStore> Sim<S> {
                         }
                     }
                 }
-                let (episodes, vv) = expected(&self.writes, &ids, tenant, &sources);
+                let (mut episodes, vv) = expected(&self.writes, &ids, tenant, &sources);
+                // A tombstone may have been collected.
+                episodes.retain(|id, state| !state.is_deleted() || held.episodes.contains_key(id));
                 let comparable = comparable(&held.episodes, &episodes);
                 assert!(
                     comparable == episodes,
@@ -1531,14 +1777,21 @@ impl<S: SimStore> Sim<S> {
                         shown(state)
                     );
                 }
-                // Hubs that received the same ops hold the same state.
+                // Hubs that received the same ops hold the same state (but for tombstones one
+                // of them collected).
                 if let Some((first, theirs)) = by_sources.get(&sources) {
+                    let both = |of: &TenantData, other: &TenantData| {
+                        let mut e = of.episodes.clone();
+                        e.retain(|id, s| !s.is_deleted() || other.episodes.contains_key(id));
+                        e
+                    };
+                    let (ours, others) = (both(&held, theirs), both(theirs, &held));
                     assert!(
-                        theirs.episodes == held.episodes,
+                        ours == others,
                         "hubs {} and {} differ on {tenant}:\n{}",
                         ids[*first],
                         hub.id,
-                        diff(&held.episodes, &theirs.episodes)
+                        diff(&ours, &others)
                     );
                     assert_eq!(theirs.vv, held.vv);
                 } else {
@@ -1604,12 +1857,28 @@ fn check_sent<S>(from: &Hub<S>, to: &Hub<S>, truth: &Residency, msg: &FedMessage
     }
 }
 
-/// One random run: chaos, heal, quiescence, invariants.
+/// One random run: chaos, heal, quiescence, invariants; then one more collection everywhere,
+/// which must leave no tombstone (every hub has acknowledged everything), and the invariants
+/// again.
 pub fn run_seed<S: SimStore>(seed: u64) -> Sim<S> {
-    let mut sim = Sim::new(Params::random(seed));
+    run_params(Params::random(seed))
+}
+
+/// [`run_seed`] with the parameters given.
+pub fn run_params<S: SimStore>(p: Params) -> Sim<S> {
+    let mut sim = Sim::new(p);
     sim.quiesce(true);
     sim.check();
     sim.check_sessions();
+    if sim.p.collection.is_some() {
+        sim.collect_everywhere();
+        assert_eq!(
+            sim.tombstones_held(),
+            0,
+            "tombstones left after a collection on a quiet network"
+        );
+        sim.check();
+    }
     sim
 }
 

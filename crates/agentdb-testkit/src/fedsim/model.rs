@@ -2,12 +2,13 @@
 //! replication protocol is simulated over.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use agentdb_core::{
-    AppliedOps, ClockSkew, EpisodeId, HlcClock, HubId, LiveEpisode, ModelId, Op, ReplicaState,
-    Stamp, TenantId, VersionVector,
+    AppliedOps, ClockSkew, EpisodeId, HlcClock, HubId, LiveEpisode, ModelId, Op, Region,
+    ReplicaState, Stamp, TenantId, VersionVector,
 };
+use agentdb_memory::storage::PeerAck;
 use agentdb_proto::fed::{ReplicaStore, StoreFailure};
 
 use super::{SimStore, TenantData, WriteKind};
@@ -24,6 +25,10 @@ struct StoreState {
     /// the later stamps of the updates it wins over, so the states alone may no longer hold
     /// it.
     highest: Option<Stamp>,
+    /// The peer hubs linked with, and their regions. Durable.
+    peers: BTreeMap<HubId, Region>,
+    /// What each peer has acknowledged holding, per tenant. Durable.
+    acks: BTreeMap<(TenantId, HubId), VersionVector>,
 }
 
 /// An in-memory replica store. Everything applied is durable: a crash loses only the clock,
@@ -54,6 +59,8 @@ impl SimStore for ModelStore {
                 tenants: BTreeMap::new(),
                 clock: HlcClock::new(max_skew_ms),
                 highest: None,
+                peers: BTreeMap::new(),
+                acks: BTreeMap::new(),
             }),
         }
     }
@@ -84,6 +91,7 @@ impl SimStore for ModelStore {
             tenants,
             clock,
             highest,
+            ..
         } = &mut *st;
         let stamp = Stamp::new(clock.now(now_ms), self.hub.clone());
         *highest = highest.take().max(Some(stamp.clone()));
@@ -157,6 +165,60 @@ impl SimStore for ModelStore {
             .flat_map(|d| d.episodes.values())
             .map(|s| s.max_stamp().clone())
             .max()
+    }
+
+    /// Removes the tombstones none of whose ops lie outside `acked`.
+    fn collect_tombstones(&self, tenant: &TenantId, acked: &VersionVector) -> u64 {
+        let mut st = self.state.borrow_mut();
+        let Some(data) = st.tenants.get_mut(tenant) else {
+            return 0;
+        };
+        if !data.episodes.values().any(ReplicaState::is_deleted) {
+            return 0;
+        }
+        let mut pending = BTreeSet::new();
+        for (origin, from, to) in data.vv.missing_from(acked) {
+            let log = data.log.get(origin).map(Vec::as_slice).unwrap_or_default();
+            let to = usize::try_from(to).unwrap_or(usize::MAX).min(log.len());
+            let from = usize::try_from(from).unwrap_or(usize::MAX).min(to);
+            pending.extend(log[from..to].iter().copied());
+        }
+        let before = data.episodes.len();
+        data.episodes
+            .retain(|id, state| !state.is_deleted() || pending.contains(id));
+        (before - data.episodes.len()) as u64
+    }
+
+    fn peer_acks(&self, tenant: &TenantId) -> BTreeMap<HubId, PeerAck> {
+        let st = self.state.borrow();
+        st.peers
+            .iter()
+            .map(|(peer, region)| {
+                let acked = st
+                    .acks
+                    .get(&(tenant.clone(), peer.clone()))
+                    .cloned()
+                    .unwrap_or_default();
+                let region = region.clone();
+                (peer.clone(), PeerAck { region, acked })
+            })
+            .collect()
+    }
+
+    fn record_peer(&self, peer: &HubId, region: &Region) {
+        let mut st = self.state.borrow_mut();
+        st.peers.insert(peer.clone(), region.clone());
+    }
+
+    fn record_peer_acks(&self, peer: &HubId, region: &Region, acked: &[(TenantId, VersionVector)]) {
+        self.record_peer(peer, region);
+        let mut st = self.state.borrow_mut();
+        for (tenant, vv) in acked.iter().filter(|(_, vv)| !vv.is_empty()) {
+            st.acks
+                .entry((tenant.clone(), peer.clone()))
+                .or_default()
+                .merge(vv);
+        }
     }
 }
 
@@ -236,6 +298,7 @@ impl ReplicaStore for ModelStore {
             tenants,
             clock,
             highest,
+            ..
         } = &mut *st;
         let data = tenants.entry(tenant.clone()).or_default();
         let mut applied = 0;
@@ -244,6 +307,15 @@ impl ReplicaStore for ModelStore {
         for op in ops {
             if op.seq != data.vv.get(&op.origin) + 1 {
                 continue;
+            }
+            if op.state.is_none() {
+                // The sender collected the episode's tombstone: a copy live here is deleted,
+                // stamped with its latest stamp.
+                if let Some(ReplicaState::Live(live)) = data.episodes.get(&op.episode) {
+                    let stamp = ReplicaState::Live(live.clone()).max_stamp().clone();
+                    data.episodes
+                        .insert(op.episode, ReplicaState::Deleted(stamp));
+                }
             }
             if let Some(state) = &op.state {
                 let hlc = state.max_stamp().hlc;
