@@ -28,3 +28,6 @@ AGENTDB_MODEL_DIR="$model_dir" cargo test --locked -p agentdb-memory --features 
 cargo run --locked -p agentdb-bench -- run --quick
 cargo run --locked -p agentdb-bench -- federation --quick
 cargo run --locked -p agentdb-bench -- crash --trials 3
+
+# Fuzzing smoke run: every fuzz target for 20 s from its seeds; a crash fails (docs/fuzzing.md).
+scripts/fuzz.sh --smoke
