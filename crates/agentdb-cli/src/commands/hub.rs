@@ -95,6 +95,10 @@ pub struct HubArgs {
     /// `model` feature. Without it the hub embeds lexically.
     #[arg(long, value_name = "DIR")]
     model_dir: Option<PathBuf>,
+    /// Lets a dev-mode hub (no `[tls]` section: a self-made CA and signing key in the data
+    /// directory) bind a non-loopback address. Without it, dev mode refuses to.
+    #[arg(long)]
+    insecure_dev_bind: bool,
     #[command(flatten)]
     federation: FederationFlags,
 }
@@ -400,6 +404,7 @@ pub fn check_config(text: &str) -> anyhow::Result<()> {
         http: None,
         hub_id: None,
         model_dir: None,
+        insecure_dev_bind: false,
         federation: FederationFlags::default(),
     };
     resolve(&args, &Env::default(), file, Path::new("")).map(drop)
@@ -440,6 +445,14 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
     });
     let token_section = file.token.unwrap_or_default();
     let token = if let Some(secret) = &env.jwt_secret {
+        if let Some(path) = &token_section.public_key {
+            // Two token keys of different algorithms: silently taking one would leave tokens
+            // signed for the other refused (or accepted) to the operator's surprise.
+            bail!(
+                "{JWT_SECRET_ENV} is set and the config names an EdDSA public key ({}): choose one",
+                path.display()
+            );
+        }
         TokenSource::Hs256 {
             secret: Zeroizing::new(secret.as_bytes().to_vec()),
             origin: JWT_SECRET_ENV,
@@ -476,6 +489,18 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         },
         &|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()),
     )?;
+    if tls.is_none() && !args.insecure_dev_bind {
+        // Dev mode makes its own CA and signing key and keeps both in the data directory:
+        // fine on one machine, not for a hub others can reach.
+        for (what, addr) in [("QUIC", quic), ("admin HTTP", http)] {
+            if !addr.ip().is_loopback() {
+                bail!(
+                    "dev mode (no [tls] section) binds loopback addresses only, and the {what} \
+                     address is {addr}: configure [tls] and [token], or pass --insecure-dev-bind"
+                );
+            }
+        }
+    }
     Ok(Settings {
         hub_id,
         data,
@@ -769,6 +794,61 @@ mod tests {
             }
             _ => panic!("JWT_SECRET selects HS256"),
         }
+    }
+
+    #[test]
+    fn jwt_secret_beside_an_eddsa_public_key_is_an_error() {
+        let f = file("[token]\npublic_key = \"signing.key.pub\"\n");
+        let env = Env {
+            jwt_secret: Some(Zeroizing::new("env-secret".into())),
+            enable_mtls: None,
+        };
+        let err = resolve(&args(&[]), &env, f, Path::new("")).err().unwrap();
+        let err = err.to_string();
+        assert!(
+            err.contains(JWT_SECRET_ENV) && err.contains("choose one"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "{err}");
+    }
+
+    #[test]
+    fn dev_mode_binds_loopback_unless_told_otherwise() {
+        for flags in [
+            &["--quic", "0.0.0.0:4433"][..],
+            &["--http", "192.0.2.1:8444"][..],
+            &["--quic", "[::]:4433"][..],
+        ] {
+            let err = resolve(&args(flags), &Env::default(), file(""), Path::new(""))
+                .err()
+                .unwrap();
+            assert!(
+                err.to_string().contains("--insecure-dev-bind"),
+                "{flags:?}: {err}"
+            );
+            let mut allowed = flags.to_vec();
+            allowed.push("--insecure-dev-bind");
+            assert!(resolve(&args(&allowed), &Env::default(), file(""), Path::new("")).is_ok());
+        }
+        assert!(resolve(
+            &args(&["--quic", "[::1]:0"]),
+            &Env::default(),
+            file(""),
+            Path::new("")
+        )
+        .is_ok());
+        // A configured PKI may bind anywhere.
+        let f = file(
+            "[tls]\nca = \"ca.pem\"\ncert = \"hub.pem\"\nkey = \"hub.key\"\n\
+             [token]\npublic_key = \"signing.key.pub\"\n",
+        );
+        assert!(resolve(
+            &args(&["--quic", "0.0.0.0:4433"]),
+            &Env::default(),
+            f,
+            Path::new("")
+        )
+        .is_ok());
     }
 
     #[test]
