@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agentdb_proto::{decode_response, Hello, HubUrl, Request, Response, Welcome, MAX_FRAME_LEN};
 
-use crate::error::{request_kind, AgentError, ConfigError, ProtocolError, Unreachable};
+use crate::error::{AgentError, ConfigError, ProtocolError, Unreachable};
 
 /// A parsed `quic://host:port` endpoint.
 #[derive(Debug, Clone)]
@@ -154,7 +154,7 @@ impl Requester {
             .await
             .map_err(|_| Unreachable::RequestTimeout)??;
         decode_response(&bytes, MAX_FRAME_LEN).map_err(|e| {
-            tracing::debug!(request = request_kind(req), error = %e, "undecodable response");
+            tracing::debug!(request = req.name(), error = %e, "undecodable response");
             AgentError::Protocol(ProtocolError::Decode(e))
         })
     }

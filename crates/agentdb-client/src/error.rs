@@ -121,7 +121,7 @@ impl AgentError {
     pub(crate) fn unexpected(request: &'static str, r: &Response) -> Self {
         AgentError::Protocol(ProtocolError::UnexpectedResponse {
             request,
-            response: response_kind(r),
+            response: r.name(),
         })
     }
 }
@@ -303,34 +303,5 @@ impl From<Unreachable> for AgentError {
 impl From<ProtocolError> for AgentError {
     fn from(e: ProtocolError) -> Self {
         AgentError::Protocol(e)
-    }
-}
-
-pub(crate) fn request_kind(r: &agentdb_proto::Request) -> &'static str {
-    use agentdb_proto::Request;
-    match r {
-        Request::Hello(_) => "hello",
-        Request::Store(_) => "store",
-        Request::Query(_) => "query",
-        Request::Pull(_) => "pull",
-        Request::Stats => "stats",
-        Request::RefreshToken(_) => "refresh",
-        Request::Goodbye => "goodbye",
-        Request::Update(_) => "update",
-        Request::Delete(_) => "delete",
-    }
-}
-
-fn response_kind(r: &Response) -> &'static str {
-    match r {
-        Response::Welcome(_) => "welcome",
-        Response::Stored(_) => "stored",
-        Response::Matches(_) => "matches",
-        Response::Page(_) => "page",
-        Response::Stats(_) => "stats",
-        Response::Refreshed { .. } => "refreshed",
-        Response::Bye => "bye",
-        Response::Error(_) => "error",
-        Response::Done { .. } => "done",
     }
 }

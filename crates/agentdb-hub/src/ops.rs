@@ -19,27 +19,13 @@ use crate::state::HubState;
 /// Most changes one pull returns.
 const MAX_PULL: usize = 1000;
 
-fn kind(req: &Request) -> &'static str {
-    match req {
-        Request::Hello(_) => "hello",
-        Request::Store(_) => "store",
-        Request::Query(_) => "query",
-        Request::Pull(_) => "pull",
-        Request::Stats => "stats",
-        Request::RefreshToken(_) => "refresh",
-        Request::Goodbye => "goodbye",
-        Request::Update(_) => "update",
-        Request::Delete(_) => "delete",
-    }
-}
-
 /// Runs `req` for `identity` and returns the response. Counts it in the metrics.
 pub(crate) async fn execute(
     state: Arc<HubState>,
     identity: Arc<VerifiedIdentity>,
     req: Request,
 ) -> Response {
-    let kind = kind(&req);
+    let kind = req.name();
     let started = Instant::now();
     let response = match state.begin_request(&identity.claims.tenant) {
         None => Response::Error(error(

@@ -406,6 +406,21 @@ impl fmt::Debug for RefreshRequest {
 }
 
 impl Request {
+    /// The request's name, as metrics and logs show it.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Request::Hello(_) => "hello",
+            Request::Store(_) => "store",
+            Request::Query(_) => "query",
+            Request::Pull(_) => "pull",
+            Request::Stats => "stats",
+            Request::RefreshToken(_) => "refresh",
+            Request::Goodbye => "goodbye",
+            Request::Update(_) => "update",
+            Request::Delete(_) => "delete",
+        }
+    }
+
     /// The message kind written in the frame header.
     pub const fn kind(&self) -> u16 {
         match self {
@@ -585,6 +600,21 @@ impl Response {
     /// An error response.
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
         Response::Error(WireError::new(code, message))
+    }
+
+    /// The response's name, as errors and logs show it.
+    pub const fn name(&self) -> &'static str {
+        match self {
+            Response::Welcome(_) => "welcome",
+            Response::Stored(_) => "stored",
+            Response::Matches(_) => "matches",
+            Response::Page(_) => "page",
+            Response::Stats(_) => "stats",
+            Response::Refreshed { .. } => "refreshed",
+            Response::Bye => "bye",
+            Response::Error(_) => "error",
+            Response::Done { .. } => "done",
+        }
     }
 
     /// The message kind written in the frame header.
