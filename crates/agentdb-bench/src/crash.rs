@@ -27,18 +27,6 @@ use parking_lot::Mutex;
 
 use crate::data::{episode, Rng};
 
-/// Environment variables that change what `agentdb hub` does; hubs started here run without.
-const AMBIENT: &[&str] = &[
-    "JWT_SECRET",
-    "ENABLE_MTLS",
-    "FEDERATION_HUB_ENDPOINT",
-    "AGENTDB_MASTER_KEY",
-    "AGENTDB_LOG",
-    "EU_HUB",
-    "US_HUB",
-    "AP_HUB",
-];
-
 /// How long a hub may take to print its listening line.
 const START_PATIENCE: Duration = Duration::from_secs(60);
 
@@ -98,7 +86,7 @@ impl HubProcess {
         log: &Path,
     ) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
-        for name in AMBIENT {
+        for name in agentdb_testkit::AMBIENT_ENV {
             cmd.env_remove(name);
         }
         cmd.arg("hub");

@@ -10,6 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
+use agentdb_testkit::disk::{assert_no_plaintext, assert_private_spool, files};
 use common::Hub;
 
 /// A hub address where nothing listens.
@@ -96,20 +97,6 @@ fn queued(tenant_dir: &Path) -> Vec<PathBuf> {
         .map(|e| e.unwrap().path())
         .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "ep"))
         .collect()
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// The tasks `agentdb agent query` finds for `text`.
@@ -221,21 +208,8 @@ fn the_spool_is_sealed_in_private_directories_and_still_delivered() {
 
     let all = files(&spool);
     assert_eq!(all.len(), 1, "{all:?}");
-    for file in &all {
-        let bytes = std::fs::read(file).unwrap();
-        assert!(
-            !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
-            "{file:?} holds the marker in clear"
-        );
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&spool), 0o700);
-        assert_eq!(mode(&spool.join("acme")), 0o700);
-        assert_eq!(mode(&all[0]), 0o600);
-    }
+    assert_no_plaintext(&all, MARKER);
+    assert_private_spool(&spool, "acme", &all[0]);
 
     let hub = hub(&data, "");
     let next = ok_json(&store(&hub.quic, &dev, &spool, "acme", "next", "o"));

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +18,7 @@ use agentdb_client::{
 use agentdb_core::{NewEpisode, Region, TenantId, Timestamp};
 use agentdb_memory::ManualClock;
 use agentdb_proto::{ErrorCode, Response, StoredItem, StoredResponse};
+use agentdb_testkit::disk::{assert_no_plaintext, assert_private_spool, files};
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 use common::{FakeHub, Reply};
 
@@ -52,20 +53,6 @@ fn config(pki: &TestPki, tenant: &str, url: &str, cert: &(Vec<u8>, Vec<u8>)) -> 
     .server_name("localhost");
     config.connect_timeout = Duration::from_millis(500);
     config
-}
-
-/// Every file under `dir`, recursively.
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
 
 /// The `.ep` files directly in `dir`.
@@ -140,21 +127,8 @@ async fn a_spooled_episode_is_sealed_in_a_private_directory_and_the_next_agent_s
 
     let all = files(&spool);
     assert_eq!(all.len(), 1, "{all:?}");
-    for file in &all {
-        let bytes = std::fs::read(file).unwrap();
-        assert!(
-            !bytes.windows(MARKER.len()).any(|w| w == MARKER.as_bytes()),
-            "{file:?} holds the marker in clear"
-        );
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode(&spool), 0o700);
-        assert_eq!(mode(&spool.join("acme")), 0o700);
-        assert_eq!(mode(&all[0]), 0o600);
-    }
+    assert_no_plaintext(&all, MARKER);
+    assert_private_spool(&spool, "acme", &all[0]);
 
     let dir = tempfile::tempdir().unwrap();
     let hub = TestHub::start(hub_config(&pki), dir.path()).await;

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod disk;
 pub mod fedsim;
 
 use std::path::{Path, PathBuf};
@@ -36,6 +37,20 @@ impl std::fmt::Debug for TestPki {
         f.write_str("TestPki(..)")
     }
 }
+
+/// Environment variables that change what the `agentdb` binary does: tests and harnesses that
+/// start it remove them, so the machine's environment cannot change a result.
+pub const AMBIENT_ENV: &[&str] = &[
+    "JWT_SECRET",
+    "ENABLE_MTLS",
+    "FEDERATION_HUB_ENDPOINT",
+    "AGENTDB_MASTER_KEY",
+    "AGENTDB_LOG",
+    "AGENTDB_TOKEN",
+    "EU_HUB",
+    "US_HUB",
+    "AP_HUB",
+];
 
 /// Current Unix seconds.
 pub fn unix_now() -> u64 {

@@ -8,22 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// Environment variables that change what the binary does; every test starts without them.
-const AMBIENT: &[&str] = &[
-    "JWT_SECRET",
-    "ENABLE_MTLS",
-    "FEDERATION_HUB_ENDPOINT",
-    "AGENTDB_MASTER_KEY",
-    "AGENTDB_LOG",
-    "EU_HUB",
-    "US_HUB",
-    "AP_HUB",
-];
-
 /// An `agentdb` command, without the ambient variables that would change what it does.
 pub fn agentdb() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_agentdb"));
-    for name in AMBIENT {
+    for name in agentdb_testkit::AMBIENT_ENV {
         cmd.env_remove(name);
     }
     cmd
