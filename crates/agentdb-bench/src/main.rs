@@ -132,6 +132,11 @@ enum Command {
         /// Seed of the episodes and queries.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Distinct episodes each agent slot stores, over and over: once all are stored, a
+        /// store repeats an id (idempotent), so the hub's data stops growing and its RSS slope
+        /// shows what the work itself leaves behind. Unbounded (every store new) without it.
+        #[arg(long)]
+        working_set: Option<usize>,
         /// The `agentdb` binary (default: next to this one, built when missing).
         #[arg(long)]
         hub_bin: Option<PathBuf>,
@@ -283,6 +288,7 @@ fn main() -> anyhow::Result<()> {
             interval,
             tenants,
             seed,
+            working_set,
             hub_bin,
         } => {
             let secs = match (minutes, seconds) {
@@ -305,6 +311,7 @@ fn main() -> anyhow::Result<()> {
                 interval: std::time::Duration::from_secs_f64(interval),
                 tenants,
                 seed,
+                working_set,
                 hub_bin,
             }))?;
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
-use agentdb_core::TenantId;
+use agentdb_core::{EpisodeId, TenantId};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -25,6 +25,8 @@ pub struct Options {
     pub interval: Duration,
     pub tenants: usize,
     pub seed: u64,
+    /// Distinct episodes per agent slot (then stores repeat ids); `None`: every store is new.
+    pub working_set: Option<usize>,
     pub hub_bin: Option<PathBuf>,
 }
 
@@ -97,6 +99,7 @@ async fn worker(
     url: String,
     tenant: TenantId,
     seed: u64,
+    working_set: Option<usize>,
 ) {
     let mut rng = Rng(seed ^ (w as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let mut n = 0;
@@ -137,7 +140,19 @@ async fn worker(
                 Ok(_) => shared.error("query: answered from the local cache only".into()),
                 Err(e) => shared.error(format!("query: {e}")),
             }
-            let e = episode(&mut rng, n);
+            let e = match working_set {
+                // The same slot, the same index: the same id and content, so a repeat is an
+                // idempotent store of what the hub holds.
+                Some(set) => {
+                    let i = n % set;
+                    let mut random = [0u8; 10];
+                    random[..4].copy_from_slice(&(w as u32).to_be_bytes());
+                    random[4..8].copy_from_slice(&(i as u32).to_be_bytes());
+                    let id = EpisodeId::from_parts(seed & 0xFFFF_FFFF, random);
+                    episode(&mut Rng(seed ^ ((w as u64) << 32 | i as u64) | 1), i).with_id(id)
+                }
+                None => episode(&mut rng, n),
+            };
             n += 1;
             let t0 = Instant::now();
             match store_acknowledged(&agent, e).await {
@@ -220,6 +235,12 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         crate::machine()
     );
     println!("each agent: spawn (mTLS, token, pre-sync of up to {PULL_BUDGET} changes), 1–{MAX_TASKS} tasks of (recall k=5, store 1 episode acknowledged), destroy; again until the end");
+    if let Some(set) = opts.working_set {
+        println!(
+            "working set: {set} distinct episodes per agent slot ({} in all), then stores repeat ids",
+            set * opts.agents
+        );
+    }
 
     let shared = Arc::new(Shared {
         window: Mutex::new(Window::new()?),
@@ -240,6 +261,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             hub.url(),
             tenants[w % tenants.len()].clone(),
             opts.seed,
+            opts.working_set,
         )));
     }
 
