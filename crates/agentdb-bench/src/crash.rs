@@ -186,12 +186,6 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS")
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// A client certificate and its key, PEM.
 type CertPair = (Vec<u8>, Vec<u8>);
 
@@ -286,7 +280,7 @@ impl RawClient {
         let client = Self { endpoint, conn };
         let token = creds.issuer.issue(
             &TokenRequest::new(tenant.clone(), AgentId::new("checker")?).ttl_secs(3600),
-            unix_now(),
+            agentdb_memory::SystemClock::unix_secs(),
         )?;
         match client.request(&Request::Hello(Hello::new(token))).await? {
             Response::Welcome(_) => Ok(client),
@@ -414,9 +408,7 @@ fn crash_episode(rng: &mut Rng, t: usize, a: usize, n: usize) -> NewEpisode {
     let mut random = [0u8; 10];
     random[..8].copy_from_slice(&rng.next().to_le_bytes());
     random[8..].copy_from_slice(&rng.next().to_le_bytes()[..2]);
-    let ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let ms = agentdb_memory::SystemClock::unix_ms();
     e.with_id(EpisodeId::from_parts(ms, random))
 }
 
