@@ -476,6 +476,27 @@ fn example_hierarchy_replicates_eu_to_us_through_global() {
     );
     assert!(text.contains("link inbound eu (eu)"), "{text}");
     assert!(text.contains("link inbound us (us)"), "{text}");
+
+    // Without an operator token the status is refused; a retired hub can be forgotten.
+    let refused = agentdb()
+        .args(["federation", "status", "--http", &ex.global.http])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let forget = |hub: &str| {
+        let out = run_ok(&[
+            "federation",
+            "forget-peer",
+            hub,
+            "--http",
+            &ex.global.http,
+            "--signing-key",
+            &key,
+        ]);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(forget("retired").trim(), "hub retired was not known");
+    assert_eq!(forget("us").trim(), "forgot hub us");
 }
 
 #[test]

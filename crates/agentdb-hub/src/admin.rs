@@ -5,6 +5,8 @@
 //! `GET /v1/federation` with `Authorization: Bearer <token with the operator scope>` → this
 //! hub's links (peer, region, state, last sync, ops sent/received, lag) and per-tenant version
 //! vectors ([`crate::FederationStatus`]).
+//! `DELETE /v1/federation/peers/{hub}` (operator scope) → `{"forgotten": bool}`: a hub that
+//! left the federation for good no longer holds back tombstone collection.
 //! `GET /v1/tenants/{tenant}/stats` with `Authorization: Bearer <token with admin scope for that
 //! tenant>` → the tenant's statistics.
 //!
@@ -17,13 +19,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use agentdb_core::TenantId;
+use agentdb_core::{HubId, TenantId};
 use agentdb_proto::WireError;
 use agentdb_security::policy::{self, Operation, PolicyError, VerifiedIdentity};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -35,6 +37,7 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/v1/federation", get(federation))
+        .route("/v1/federation/peers/{hub}", delete(forget_peer))
         .route("/v1/tenants/{tenant}/stats", get(tenant_stats))
         .with_state(state)
 }
@@ -76,6 +79,32 @@ async fn federation(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "federation status failed",
+        ),
+    }
+}
+
+/// Forgets a peer hub that has left the federation for good, so that tombstone collection
+/// stops waiting for its acknowledgements. A hub that links again is recorded again.
+async fn forget_peer(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(hub): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
+        return refusal;
+    }
+    let Ok(hub) = HubId::new(hub) else {
+        return failure(StatusCode::BAD_REQUEST, "invalid_request", "invalid hub id");
+    };
+    let st = Arc::clone(&state);
+    match tokio::task::spawn_blocking(move || st.engine.forget_peer(&hub)).await {
+        Ok(Ok(forgotten)) => Json(json!({ "forgotten": forgotten })).into_response(),
+        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+        Err(_) => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "forgetting the peer failed",
         ),
     }
 }

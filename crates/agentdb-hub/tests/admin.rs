@@ -176,3 +176,44 @@ async fn tenant_revealing_routes_need_an_unrevoked_token_and_open_routes_name_no
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("secret-tenant-name"), "{body}");
 }
+
+/// An operator forgets a hub that left the federation for good; nobody else can.
+#[tokio::test]
+async fn an_operator_forgets_a_retired_peer() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+    let engine = hub.handle.engine();
+    let retired = agentdb_core::HubId::new("retired").unwrap();
+    engine
+        .record_peer(&retired, &agentdb_core::Region::new("eu").unwrap())
+        .unwrap();
+    let path = "/v1/federation/peers/retired";
+
+    assert_eq!(hub.http_request("DELETE", path, None).await.0, 401);
+    let tenant_admin = pki.token_with("acme", "ops", 60, vec![Scope::Admin]);
+    assert_eq!(
+        hub.http_request("DELETE", path, Some(&tenant_admin))
+            .await
+            .0,
+        403
+    );
+    assert!(engine.peers().unwrap().contains_key(&retired));
+
+    let operator = pki.token_with("ops", "op", 60, vec![Scope::Operator]);
+    let (status, body) = hub.http_request("DELETE", path, Some(&operator)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(json_body(&body)["forgotten"], true);
+    assert!(engine.peers().unwrap().is_empty());
+    let (status, body) = hub.http_request("DELETE", path, Some(&operator)).await;
+    assert_eq!(
+        (status, json_body(&body)["forgotten"].clone()),
+        (200, false.into())
+    );
+    assert_eq!(
+        hub.http_request("DELETE", "/v1/federation/peers/a%20b", Some(&operator))
+            .await
+            .0,
+        400
+    );
+}

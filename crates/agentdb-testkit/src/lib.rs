@@ -254,6 +254,17 @@ impl TestHub {
     /// A minimal HTTP/1.1 GET on the admin port, with a bearer token when given: (status,
     /// body).
     pub async fn http_get(&self, path: &str, bearer: Option<&str>) -> (u16, String) {
+        self.http_request("GET", path, bearer).await
+    }
+
+    /// A minimal HTTP/1.1 request without a body on the admin port, with a bearer token when
+    /// given: (status, body).
+    pub async fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+    ) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.handle.http_addr().unwrap())
             .await
@@ -261,8 +272,9 @@ impl TestHub {
         let auth = bearer
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
-        let req =
-            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n");
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+        );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).await.unwrap();

@@ -212,11 +212,14 @@ pub fn resolve(
 pub enum FederationCommand {
     /// Show a hub's links and per-tenant version vectors.
     Status(StatusArgs),
+    /// Forget a peer hub that has left the federation for good: tombstone collection stops
+    /// waiting for its acknowledgements (a hub that links again is recorded again).
+    ForgetPeer(ForgetPeerArgs),
 }
 
-/// Arguments of `agentdb federation status`.
+/// How `agentdb federation` commands reach a hub's admin HTTP as an operator.
 #[derive(Debug, Args)]
-pub struct StatusArgs {
+pub struct OperatorArgs {
     /// The hub's admin HTTP address (host:port).
     #[arg(long, value_name = "ADDR", default_value = super::hub::DEFAULT_HTTP)]
     http: String,
@@ -232,70 +235,117 @@ pub struct StatusArgs {
     /// `--token`.
     #[arg(long, value_name = "FILE", conflicts_with = "token")]
     signing_key: Option<std::path::PathBuf>,
+}
+
+/// Arguments of `agentdb federation status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    operator: OperatorArgs,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// The Bearer token for the status request: given, or minted with the signing key.
-fn operator_token(args: &StatusArgs) -> anyhow::Result<String> {
-    use agentdb_security::token::{Scope, TokenIssuer, TokenRequest};
-    if let Some(token) = &args.token {
-        return Ok(token.trim().to_owned());
+/// Arguments of `agentdb federation forget-peer`.
+#[derive(Debug, Args)]
+pub struct ForgetPeerArgs {
+    /// The hub to forget.
+    #[arg(value_name = "HUB")]
+    hub: agentdb_core::HubId,
+    #[command(flatten)]
+    operator: OperatorArgs,
+}
+
+impl OperatorArgs {
+    /// The Bearer token: given, or minted with the signing key.
+    fn token(&self) -> anyhow::Result<String> {
+        use agentdb_security::token::{Scope, TokenIssuer, TokenRequest};
+        if let Some(token) = &self.token {
+            return Ok(token.trim().to_owned());
+        }
+        let Some(path) = &self.signing_key else {
+            bail!("this needs an operator token: pass --token JWT (or AGENTDB_TOKEN) or --signing-key FILE");
+        };
+        let pem = zeroize::Zeroizing::new(
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
+        );
+        let issuer = TokenIssuer::from_ed25519_pem(&pem)
+            .with_context(|| format!("cannot use signing key {}", path.display()))?;
+        let request = TokenRequest::new(
+            TenantId::new("operator")?,
+            agentdb_core::AgentId::new("operator")?,
+        )
+        .scopes([Scope::Operator])
+        .ttl_secs(60);
+        issuer
+            .issue(&request, agentdb_memory::SystemClock::unix_secs())
+            .context("cannot mint an operator token")
     }
-    let Some(path) = &args.signing_key else {
-        bail!("federation status needs an operator token: pass --token JWT (or AGENTDB_TOKEN) or --signing-key FILE");
-    };
-    let pem = zeroize::Zeroizing::new(
-        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-    );
-    let issuer = TokenIssuer::from_ed25519_pem(&pem)
-        .with_context(|| format!("cannot use signing key {}", path.display()))?;
-    let request = TokenRequest::new(
-        TenantId::new("operator")?,
-        agentdb_core::AgentId::new("operator")?,
-    )
-    .scopes([Scope::Operator])
-    .ttl_secs(60);
-    issuer
-        .issue(&request, agentdb_memory::SystemClock::unix_secs())
-        .context("cannot mint an operator token")
+
+    /// Sends `method path` to the admin HTTP with the operator token; the answer's body, or an
+    /// error with the hub's one-line message.
+    fn request(&self, method: &str, path: &str) -> anyhow::Result<(String, String)> {
+        let base = self.http.trim_end_matches('/');
+        let url = if base.starts_with("http://") {
+            format!("{base}{path}")
+        } else {
+            format!("http://{base}{path}")
+        };
+        let auth = format!("Bearer {}", self.token()?);
+        let call = match method {
+            "DELETE" => ureq::delete(&url)
+                .header("Authorization", &auth)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call(),
+            _ => ureq::get(&url)
+                .header("Authorization", &auth)
+                .config()
+                .http_status_as_error(false)
+                .build()
+                .call(),
+        };
+        let mut response = call.with_context(|| format!("cannot reach {url}"))?;
+        let code = response.status();
+        let body = response
+            .body_mut()
+            .read_to_string()
+            .with_context(|| format!("cannot read the answer of {url}"))?;
+        if !code.is_success() {
+            let refusal: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            bail!(
+                "{url} refused ({code}): {}",
+                refusal["message"].as_str().unwrap_or(body.trim())
+            );
+        }
+        Ok((url, body))
+    }
 }
 
 /// Runs `agentdb federation …`.
 pub fn run(command: FederationCommand) -> anyhow::Result<()> {
     match command {
         FederationCommand::Status(args) => status(args),
+        FederationCommand::ForgetPeer(args) => forget_peer(args),
+    }
+}
+
+fn forget_peer(args: ForgetPeerArgs) -> anyhow::Result<()> {
+    let path = format!("/v1/federation/peers/{}", args.hub);
+    let (url, body) = args.operator.request("DELETE", &path)?;
+    let answer: serde_json::Value =
+        serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
+    if answer["forgotten"] == true {
+        output::line(format_args!("forgot hub {}", args.hub))
+    } else {
+        output::line(format_args!("hub {} was not known", args.hub))
     }
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let base = args.http.trim_end_matches('/');
-    let url = if base.starts_with("http://") {
-        format!("{base}/v1/federation")
-    } else {
-        format!("http://{base}/v1/federation")
-    };
-    let token = operator_token(&args)?;
-    let mut response = ureq::get(&url)
-        .header("Authorization", &format!("Bearer {token}"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .with_context(|| format!("cannot reach {url}"))?;
-    let code = response.status();
-    let body = response
-        .body_mut()
-        .read_to_string()
-        .with_context(|| format!("cannot read the answer of {url}"))?;
-    if !code.is_success() {
-        let refusal: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        bail!(
-            "{url} refused ({code}): {}",
-            refusal["message"].as_str().unwrap_or(body.trim())
-        );
-    }
+    let (url, body) = args.operator.request("GET", "/v1/federation")?;
     let status: FederationStatus =
         serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
     if args.json {
