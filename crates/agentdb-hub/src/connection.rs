@@ -102,7 +102,9 @@ pub(crate) async fn serve(
                 let read = tokio::time::timeout(STREAM_TIMEOUT, recv.read_to_end(limits.max_frame_len));
                 let bytes = match read.await {
                     Err(_) => {
-                        let e = error(ErrorCode::InvalidRequest, "request not completed in time");
+                        // Slow, not wrong: a passing failure the client retries (its spool
+                        // keeps the episodes of a store that timed out).
+                        let e = error(ErrorCode::Unavailable, "request not completed in time");
                         respond(&mut send, &Response::Error(e).encode()).await;
                         continue;
                     }
