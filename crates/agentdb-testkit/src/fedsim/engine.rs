@@ -345,6 +345,14 @@ impl SimStore for EngineStore {
             .unwrap_or_else(|e| panic!("hub {}: collecting tombstones of {tenant}: {e}", self.hub))
     }
 
+    fn peers(&self) -> BTreeSet<HubId> {
+        self.engine()
+            .peers()
+            .unwrap_or_else(|e| panic!("hub {}: peer records: {e}", self.hub))
+            .into_keys()
+            .collect()
+    }
+
     fn peer_acks(&self, tenant: &TenantId) -> BTreeMap<HubId, PeerAck> {
         self.engine()
             .peer_acks(tenant)

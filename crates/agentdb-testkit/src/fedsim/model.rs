@@ -189,6 +189,10 @@ impl SimStore for ModelStore {
         (before - data.episodes.len()) as u64
     }
 
+    fn peers(&self) -> BTreeSet<HubId> {
+        self.state.borrow().peers.keys().cloned().collect()
+    }
+
     fn peer_acks(&self, tenant: &TenantId) -> BTreeMap<HubId, PeerAck> {
         let st = self.state.borrow();
         st.peers
