@@ -3,12 +3,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# The certificate tests check issued certificates with the real `openssl verify`.
-if ! command -v openssl >/dev/null 2>&1; then
+# The certificate tests check issued certificates with the real `openssl verify`; the durable
+# file tests watch the binary's system calls with `strace`.
+missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v strace >/dev/null 2>&1 || missing+=(strace)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
-    apt-get update -qq && apt-get install -y -qq openssl >/dev/null
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    echo "error: the tests need the openssl command-line tool" >&2
+    echo "error: the tests need these command-line tools: ${missing[*]}" >&2
     exit 1
   fi
 fi
