@@ -199,14 +199,15 @@ pub struct DevCredentials {
 }
 
 impl DevCredentials {
-    pub fn load(dev: &Path) -> anyhow::Result<Self> {
+    /// The dev PKI in `dev`; agents' tokens live `token_ttl_secs`.
+    pub fn load(dev: &Path, token_ttl_secs: u64) -> anyhow::Result<Self> {
         let ca = CertificateAuthority::load(dev)
             .with_context(|| format!("cannot load the dev CA from {}", dev.display()))?;
         let key = std::fs::read(dev.join("signing.key"))?;
         let issuer = TokenIssuer::from_ed25519_pem(&key)?;
         let tokens: Arc<dyn TokenProvider> = Arc::new(SigningKeyTokens::new(
             TokenIssuer::from_ed25519_pem(&key)?,
-            300,
+            token_ttl_secs,
         ));
         Ok(Self {
             ca,
@@ -466,7 +467,7 @@ async fn trial(bin: &Path, opts: &Options, t: usize) -> anyhow::Result<Trial> {
     let mut hub = tokio::task::block_in_place(|| {
         HubProcess::start(bin, &data, None, &dir.path().join("hub-1.log"))
     })?;
-    let creds = Arc::new(DevCredentials::load(&data.join("dev"))?);
+    let creds = Arc::new(DevCredentials::load(&data.join("dev"), 300)?);
     let tenants: Vec<TenantId> = (0..TENANTS.min(opts.agents))
         .map(|i| TenantId::new(format!("crash-{i}")))
         .collect::<Result<_, _>>()?;

@@ -137,6 +137,10 @@ enum Command {
         /// shows what the work itself leaves behind. Unbounded (every store new) without it.
         #[arg(long)]
         working_set: Option<usize>,
+        /// Lifetime of the agents' tokens in seconds: the hub keeps a destroyed agent's token
+        /// on its revocation list until it would have expired.
+        #[arg(long, default_value_t = 300)]
+        token_ttl: u64,
         /// The `agentdb` binary (default: next to this one, built when missing).
         #[arg(long)]
         hub_bin: Option<PathBuf>,
@@ -289,6 +293,7 @@ fn main() -> anyhow::Result<()> {
             tenants,
             seed,
             working_set,
+            token_ttl,
             hub_bin,
         } => {
             let secs = match (minutes, seconds) {
@@ -312,6 +317,7 @@ fn main() -> anyhow::Result<()> {
                 tenants,
                 seed,
                 working_set,
+                token_ttl_secs: token_ttl,
                 hub_bin,
             }))?;
         }

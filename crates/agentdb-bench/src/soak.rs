@@ -27,6 +27,8 @@ pub struct Options {
     pub seed: u64,
     /// Distinct episodes per agent slot (then stores repeat ids); `None`: every store is new.
     pub working_set: Option<usize>,
+    /// Lifetime of the agents' tokens (a destroyed agent's token stays revoked until then).
+    pub token_ttl_secs: u64,
     pub hub_bin: Option<PathBuf>,
 }
 
@@ -223,7 +225,10 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
     let mut hub = tokio::task::block_in_place(|| {
         HubProcess::start(&bin, &data, None, &dir.path().join("hub.log"))
     })?;
-    let creds = Arc::new(DevCredentials::load(&data.join("dev"))?);
+    let creds = Arc::new(DevCredentials::load(
+        &data.join("dev"),
+        opts.token_ttl_secs,
+    )?);
     println!(
         "soak: {} agents over {} tenants for {:.0} s (report every {:.0} s), hub {} pid {} — {}",
         opts.agents,
