@@ -5,18 +5,22 @@
 //! frames as a link reads them.
 #![no_main]
 
-use agentdb_fuzz::assert_reencodes;
+use agentdb_fuzz::{assert_reencodes, frame_from};
 use agentdb_proto::fed::FedMessage;
-use agentdb_proto::{DecodeError, Frame, FrameDecoder, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use agentdb_proto::{DecodeError, FrameDecoder, MAX_FRAME_LEN};
 use libfuzzer_sys::fuzz_target;
 
 fn decode_one(bytes: &[u8]) -> Result<FedMessage, DecodeError> {
     let mut decoder = FrameDecoder::new(MAX_FRAME_LEN);
     decoder.push(bytes);
-    let frame = decoder.next_frame()?.ok_or(DecodeError::Frame(
-        agentdb_proto::FrameError::Truncated,
-    ))?;
-    assert_eq!(decoder.buffered(), 0, "an encoded message is exactly one frame");
+    let frame = decoder
+        .next_frame()?
+        .ok_or(DecodeError::Frame(agentdb_proto::FrameError::Truncated))?;
+    assert_eq!(
+        decoder.buffered(),
+        0,
+        "an encoded message is exactly one frame"
+    );
     FedMessage::decode(&frame)
 }
 
@@ -43,20 +47,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if selector & 1 == 0 {
-        if rest.len() < 2 {
+        let Some(frame) = frame_from(selector, rest) else {
             return;
-        }
-        let kind = u16::from_be_bytes([rest[0], rest[1]]);
-        let version = if selector & 2 == 0 {
-            PROTOCOL_VERSION
-        } else {
-            u16::from(selector >> 2)
         };
-        let frame = Frame {
-            kind,
-            version,
-            body: rest[2..].to_vec(),
-        };
+        let kind = frame.kind;
         match FedMessage::decode(&frame) {
             Ok(message) => check(&message, kind),
             Err(e) => {

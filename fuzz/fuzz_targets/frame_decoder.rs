@@ -21,14 +21,20 @@ fn limit(selector: u8) -> usize {
 
 /// Feeds `stream` in chunks of the given sizes (cycled; 0 means 1), taking frames out after
 /// every push as the decoder requires. Returns the frames and how the stream ended.
-fn decode_chunked(stream: &[u8], max_len: usize, sizes: &[u8]) -> (Vec<Frame>, Result<(), FrameError>) {
+fn decode_chunked(
+    stream: &[u8],
+    max_len: usize,
+    sizes: &[u8],
+) -> (Vec<Frame>, Result<(), FrameError>) {
     let mut decoder = FrameDecoder::new(max_len);
     assert!(decoder.max_len() <= MAX_FRAME_LEN);
     let mut frames = Vec::new();
     let mut rest = stream;
     let mut i = 0;
     while !rest.is_empty() {
-        let size = sizes.get(i % sizes.len().max(1)).map_or(rest.len(), |&s| usize::from(s).max(1));
+        let size = sizes
+            .get(i % sizes.len().max(1))
+            .map_or(rest.len(), |&s| usize::from(s).max(1));
         i += 1;
         let (chunk, tail) = rest.split_at(size.min(rest.len()));
         rest = tail;

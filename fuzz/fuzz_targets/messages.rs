@@ -6,10 +6,10 @@
 #![no_main]
 
 use agentdb_core::{Episode, Limits};
-use agentdb_fuzz::assert_reencodes;
+use agentdb_fuzz::{assert_reencodes, frame_from};
 use agentdb_proto::{
-    decode_request, decode_response, Change, DecodeError, Frame, Request, Response, WireError,
-    MAX_FRAME_LEN, PROTOCOL_VERSION,
+    decode_request, decode_response, Change, DecodeError, Request, Response, WireError,
+    MAX_FRAME_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -20,7 +20,9 @@ fn check_error(e: &DecodeError) {
 }
 
 fn check_request(request: &Request) {
-    assert_reencodes(request, Request::encode, |b| decode_request(b, MAX_FRAME_LEN));
+    assert_reencodes(request, Request::encode, |b| {
+        decode_request(b, MAX_FRAME_LEN)
+    });
     let limits = Limits::default();
     match request {
         Request::Store(store) => {
@@ -42,7 +44,9 @@ fn check_request(request: &Request) {
 }
 
 fn check_response(response: &Response) {
-    assert_reencodes(response, Response::encode, |b| decode_response(b, MAX_FRAME_LEN));
+    assert_reencodes(response, Response::encode, |b| {
+        decode_response(b, MAX_FRAME_LEN)
+    });
     // Bounded encoding always yields something the receiver can decode within the bound.
     for max in [64usize, 4096] {
         let bytes = response.encode_bounded(max);
@@ -74,21 +78,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if selector & 1 == 0 {
-        // A frame: kind and body from the input, version mostly the current one.
-        if rest.len() < 2 {
+        let Some(frame) = frame_from(selector, rest) else {
             return;
-        }
-        let kind = u16::from_be_bytes([rest[0], rest[1]]);
-        let version = if selector & 2 == 0 {
-            PROTOCOL_VERSION
-        } else {
-            u16::from(selector >> 2)
         };
-        let frame = Frame {
-            kind,
-            version,
-            body: rest[2..].to_vec(),
-        };
+        let kind = frame.kind;
         match Request::decode(&frame) {
             Ok(request) => {
                 assert_eq!(request.kind(), kind);

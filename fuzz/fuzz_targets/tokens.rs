@@ -17,7 +17,10 @@ use libfuzzer_sys::fuzz_target;
 fn check_error(e: &VerifyError) {
     let code = e.code();
     assert!(
-        matches!(code, "token_expired" | "token_not_yet_valid" | "unauthenticated"),
+        matches!(
+            code,
+            "token_expired" | "token_not_yet_valid" | "unauthenticated"
+        ),
         "{code}"
     );
     let text = e.to_string();
@@ -28,7 +31,11 @@ fn check_error(e: &VerifyError) {
 fn mutate(token: &str, edits: &[u8]) -> Vec<u8> {
     let mut bytes = token.as_bytes().to_vec();
     for edit in edits.chunks_exact(3) {
-        let (op, pos, value) = (edit[0], usize::from(edit[1]) | usize::from(edit[0] >> 2) << 8, edit[2]);
+        let (op, pos, value) = (
+            edit[0],
+            usize::from(edit[1]) | usize::from(edit[0] >> 2) << 8,
+            edit[2],
+        );
         let len = bytes.len();
         match op & 3 {
             0 if len > 0 => bytes[pos % len] = value,

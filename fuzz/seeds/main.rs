@@ -60,15 +60,37 @@ fn write_all() {
 
     // Frames: selector (limit), chunk-size count, chunk sizes, stream.
     let two = [encode_frame(1, &"hello"), encode_frame(2, &(1u8, 2u8))].concat();
-    write("frame_decoder", "two-frames", &[[0u8, 3, 1, 5, 2].as_slice(), &two].concat());
-    write("frame_decoder", "one-byte-chunks", &[[0u8, 1, 1].as_slice(), &two].concat());
-    write("frame_decoder", "too-large", &[0u8, 0, 0x7f, 0xff, 0xff, 0xff]);
+    write(
+        "frame_decoder",
+        "two-frames",
+        &[[0u8, 3, 1, 5, 2].as_slice(), &two].concat(),
+    );
+    write(
+        "frame_decoder",
+        "one-byte-chunks",
+        &[[0u8, 1, 1].as_slice(), &two].concat(),
+    );
+    write(
+        "frame_decoder",
+        "too-large",
+        &[0u8, 0, 0x7f, 0xff, 0xff, 0xff],
+    );
     write("frame_decoder", "too-short", &[0u8, 0, 0, 0, 0, 3, 0, 0, 0]);
-    write("frame_decoder", "small-limit", &[[5u8, 0].as_slice(), &two].concat());
+    write(
+        "frame_decoder",
+        "small-limit",
+        &[[5u8, 0].as_slice(), &two].concat(),
+    );
 
     let requests = [
-        ("hello", Request::Hello(Hello::new(tokens().eddsa_token.clone()))),
-        ("store", Request::Store(StoreRequest::from_episodes([episode.clone()]))),
+        (
+            "hello",
+            Request::Hello(Hello::new(tokens().eddsa_token.clone())),
+        ),
+        (
+            "store",
+            Request::Store(StoreRequest::from_episodes([episode.clone()])),
+        ),
         (
             "query-text",
             Request::Query(QueryRequest {
@@ -91,7 +113,13 @@ fn write_all() {
                 filter: Filter::default(),
             }),
         ),
-        ("pull", Request::Pull(PullRequest { cursor: 7, limit: 100 })),
+        (
+            "pull",
+            Request::Pull(PullRequest {
+                cursor: 7,
+                limit: 100,
+            }),
+        ),
         ("stats", Request::Stats),
         (
             "refresh",
@@ -116,7 +144,11 @@ fn write_all() {
     for (name, request) in requests {
         let frame = request.encode();
         write("messages", &format!("req-{name}"), &frame_input(&frame));
-        write("messages", &format!("req-{name}-stream"), &stream_input(&frame));
+        write(
+            "messages",
+            &format!("req-{name}-stream"),
+            &stream_input(&frame),
+        );
     }
     let responses = [
         (
@@ -231,20 +263,36 @@ fn write_all() {
     // Tokens: mode byte % 3 = 0 (as is), 1 (edits), 2 (header 0xFF payload, signed); bit 1 set
     // picks EdDSA.
     let t = tokens();
-    write("tokens", "hs256-valid", &[b"\0", t.hs256_token.as_bytes()].concat());
-    write("tokens", "eddsa-valid", &[b"\x03", t.eddsa_token.as_bytes()].concat());
+    write(
+        "tokens",
+        "hs256-valid",
+        &[b"\0", t.hs256_token.as_bytes()].concat(),
+    );
+    write(
+        "tokens",
+        "eddsa-valid",
+        &[b"\x03", t.eddsa_token.as_bytes()].concat(),
+    );
     write("tokens", "hs256-edit-signature", &[1, 0, 60, b'A']);
     write("tokens", "eddsa-edit-header", &[7, 0, 1, b'x']);
     let claims = serde_json::to_vec(&t.claims).expect("claims json");
     write(
         "tokens",
         "hs256-signed-claims",
-        &[b"\x05{\"alg\":\"HS256\",\"typ\":\"JWT\"}\xff".as_slice(), &claims].concat(),
+        &[
+            b"\x05{\"alg\":\"HS256\",\"typ\":\"JWT\"}\xff".as_slice(),
+            &claims,
+        ]
+        .concat(),
     );
     write(
         "tokens",
         "eddsa-signed-claims",
-        &[b"\x02{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}\xff".as_slice(), &claims].concat(),
+        &[
+            b"\x02{\"alg\":\"EdDSA\",\"typ\":\"JWT\"}\xff".as_slice(),
+            &claims,
+        ]
+        .concat(),
     );
     write("tokens", "alg-none", b"\0eyJhbGciOiJub25lIn0.e30.");
 
@@ -296,5 +344,9 @@ max_backoff_secs = 30
         b"topology = \"hierarchical\"\nupstream = \"quic://hub-root:4433\"\nsync_interval = 2.5\n\
           [token]\nsecret = \"a shared secret of at least 32 bytes\"\n",
     );
-    write("hub_config", "bad-key", b"hub_id = \"a\"\n[limits]\nmax_agent = 3\n");
+    write(
+        "hub_config",
+        "bad-key",
+        b"hub_id = \"a\"\n[limits]\nmax_agent = 3\n",
+    );
 }

@@ -17,6 +17,23 @@ use base64::Engine as _;
 // Frames
 // ---------------------------------------------------------------------------------------------
 
+/// A frame made from fuzz input: kind from the first two bytes of `rest`, body the rest, and
+/// the version mostly the current one (bit 1 of `selector` clear), else taken from the
+/// selector's upper bits. `None` when `rest` is too short for a kind.
+pub fn frame_from(selector: u8, rest: &[u8]) -> Option<Frame> {
+    let (kind, body) = rest.split_first_chunk::<2>()?;
+    let version = if selector & 2 == 0 {
+        agentdb_proto::PROTOCOL_VERSION
+    } else {
+        u16::from(selector >> 2)
+    };
+    Some(Frame {
+        kind: u16::from_be_bytes(*kind),
+        version,
+        body: body.to_vec(),
+    })
+}
+
 /// What the reference model says a whole byte stream is: the frames it holds, then how it ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelOutcome {
@@ -232,6 +249,12 @@ pub fn assert_acceptable(claims: &Claims, now: u64) {
     assert!(!claims.jti.is_empty() && claims.jti.len() <= 128);
     assert!(!claims.scope.is_empty());
     let valid_from = claims.nbf.map_or(claims.iat, |n| n.max(claims.iat));
-    assert!(valid_from <= now.saturating_add(MAX_CLOCK_SKEW_SECS), "not yet valid");
-    assert!(now < claims.exp.saturating_add(MAX_CLOCK_SKEW_SECS), "expired");
+    assert!(
+        valid_from <= now.saturating_add(MAX_CLOCK_SKEW_SECS),
+        "not yet valid"
+    );
+    assert!(
+        now < claims.exp.saturating_add(MAX_CLOCK_SKEW_SECS),
+        "expired"
+    );
 }
