@@ -6,7 +6,6 @@
 //! process (killed on drop), the credentials of a dev-mode hub, and a bare protocol client.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead as _, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -103,15 +102,7 @@ impl HubProcess {
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading so the hub never writes into a closed pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
+        let rx = agentdb_testkit::first_line(stdout);
         let mut hub = Self {
             child,
             quic: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use agentdb_testkit::disk::{assert_no_plaintext, assert_private_spool, files};
-use common::Hub;
+use common::{ok_json, run_ok, Hub};
 
 /// A hub address where nothing listens.
 const DOWN: &str = "quic://127.0.0.1:1";
@@ -20,25 +20,13 @@ const DOWN: &str = "quic://127.0.0.1:1";
 /// with `--data` at its parent would make it.
 fn dev_dir(data: &Path) -> PathBuf {
     let dev = data.join("dev");
-    let out = common::agentdb()
-        .args(["ca", "init", "--out", dev.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = common::agentdb()
-        .args(["token", "keygen", "--out"])
-        .arg(dev.join("signing.key"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_ok(&["ca", "init", "--out", dev.to_str().unwrap()]);
+    run_ok(&[
+        "token",
+        "keygen",
+        "--out",
+        dev.join("signing.key").to_str().unwrap(),
+    ]);
     dev
 }
 
@@ -75,15 +63,6 @@ fn store(hub: &str, dev: &Path, spool: &Path, tenant: &str, task: &str, output: 
         .args(["--reward", "0.9", "--json"])
         .output()
         .unwrap()
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 fn stderr(out: &Output) -> String {

@@ -10,10 +10,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::{TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{agentdb, Hub};
+use common::{agentdb, run_ok, Hub};
 use serde_json::Value;
 
 /// The example directory, proven to work as written.
@@ -30,17 +29,6 @@ const CONVERGE: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(100);
 /// Attempts at starting a federation when another process took a port picked for it.
 const START_ATTEMPTS: usize = 3;
-
-/// Runs `agentdb ARGS` and asserts it succeeded.
-fn run_ok(args: &[&str]) -> Output {
-    let out = agentdb().args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "agentdb {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 impl Hub {
     /// Starts `agentdb hub ARGS` and waits for its "listening" line; `Err` carries the log

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use common::Hub;
+use common::{ok_json, Hub};
 
 const SECRET: &str = "a-shared-secret-of-at-least-32-bytes!";
 
@@ -73,15 +73,6 @@ impl Hub {
 
 fn agent(args: &[&str], env: &[(&str, &str)]) -> Output {
     command(env).arg("agent").args(args).output().unwrap()
-}
-
-fn ok_json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 /// The one line a failed command printed on stderr.

@@ -52,6 +52,22 @@ pub const AMBIENT_ENV: &[&str] = &[
     "AP_HUB",
 ];
 
+/// Reads the first line a child process prints (a hub's "listening" line) on a thread and
+/// sends it on the returned channel, then keeps draining the pipe so the child never writes
+/// into a closed one.
+pub fn first_line(stdout: std::process::ChildStdout) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead as _;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut reader = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = reader.read_line(&mut line);
+        let _ = tx.send(line);
+        let _ = std::io::copy(&mut reader, &mut std::io::sink());
+    });
+    rx
+}
+
 /// Current Unix seconds.
 pub fn unix_now() -> u64 {
     agentdb_memory::SystemClock::unix_secs()

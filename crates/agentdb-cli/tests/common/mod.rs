@@ -2,10 +2,8 @@
 
 //! A hub child process, shared by the tests that run `agentdb hub`.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 /// An `agentdb` command, without the ambient variables that would change what it does.
@@ -15,6 +13,27 @@ pub fn agentdb() -> Command {
         cmd.env_remove(name);
     }
     cmd
+}
+
+/// Runs `agentdb ARGS` and asserts it succeeded.
+pub fn run_ok(args: &[&str]) -> Output {
+    let out = agentdb().args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "agentdb {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// The JSON a successful command printed on stdout.
+pub fn ok_json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
 /// A hub child process, killed on drop so no test leaks one.
@@ -42,15 +61,7 @@ impl Hub {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading so the hub never writes into a closed pipe.
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
+        let rx = agentdb_testkit::first_line(stdout);
         let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
         let mut hub = Hub {
             child,
