@@ -293,20 +293,16 @@ impl OperatorArgs {
             format!("http://{base}{path}")
         };
         let auth = format!("Bearer {}", self.token()?);
-        let call = match method {
-            "DELETE" => ureq::delete(&url)
-                .header("Authorization", &auth)
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .call(),
-            _ => ureq::get(&url)
-                .header("Authorization", &auth)
-                .config()
-                .http_status_as_error(false)
-                .build()
-                .call(),
+        let builder = match method {
+            "DELETE" => ureq::delete(&url),
+            _ => ureq::get(&url),
         };
+        let call = builder
+            .header("Authorization", &auth)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .call();
         let mut response = call.with_context(|| format!("cannot reach {url}"))?;
         let code = response.status();
         let body = response
