@@ -276,7 +276,7 @@ async fn run_link(
             match recv.read(&mut buf).await {
                 Ok(Some(n)) => decoder.push(&buf[..n]),
                 Ok(None) => break Event::Closed("the peer closed the link".to_owned()),
-                Err(e) => break Event::Closed(format!("link read failed: {e}")),
+                Err(e) => break Event::Closed(read_failure(&e)),
             }
             let mut failed = None;
             loop {
@@ -364,6 +364,19 @@ async fn run_link(
         }
     }
     conn.close(quinn::VarInt::from_u32(code), why.as_bytes());
+}
+
+/// Why a link's read failed; a peer that closed the connection says why, and that is kept.
+fn read_failure(e: &quinn::ReadError) -> String {
+    match e {
+        quinn::ReadError::ConnectionLost(quinn::ConnectionError::ApplicationClosed(close)) => {
+            format!(
+                "the peer closed the link: {}",
+                String::from_utf8_lossy(&close.reason)
+            )
+        }
+        other => format!("link read failed: {other}"),
+    }
 }
 
 /// What ended a link thread's wait.
