@@ -13,6 +13,12 @@
 //! UUID, the handle used to revoke the token, see [`crate::revocation`]). Tokens live
 //! [`DEFAULT_TTL_SECS`] by default; agents refresh them before they expire.
 //!
+//! Keys may be named: an issuer built [`TokenIssuer::with_key_id`] writes a `kid` header, and
+//! [`TokenKeys`] holds several verifiers and picks the one whose key id the token names (a
+//! token without `kid` goes to the default verifier), so signing keys can be rotated while
+//! tokens signed with the previous key are still valid. The `kid` is read before any signature
+//! check and only selects a key: the token must still verify under it.
+//!
 //! The verifier accepts exactly one algorithm, the one its key is for, and rejects everything
 //! else before looking at the signature: `alg: none`, and an HS256 token presented to an EdDSA
 //! verifier (the classic key-confusion attack), both fail with [`VerifyError::WrongAlgorithm`].
@@ -52,6 +58,8 @@ pub const MIN_SECRET_LEN: usize = 32;
 pub const MAX_TOKEN_LEN: usize = 8 * 1024;
 /// Longest accepted `jti`, in bytes.
 pub const MAX_JTI_LEN: usize = 128;
+/// How much of an unknown `kid` [`VerifyError::UnknownKey`] repeats, in characters.
+pub const MAX_REPORTED_KID_CHARS: usize = 64;
 
 /// The DER prefix of an Ed25519 SubjectPublicKeyInfo (RFC 8410): the 32 key bytes follow.
 const ED25519_SPKI_PREFIX: [u8; 12] = [
@@ -349,6 +357,12 @@ pub enum VerifyError {
         /// What is wrong.
         reason: String,
     },
+    /// The token's header names a key id (`kid`) that no verifier of the [`TokenKeys`] has.
+    #[error("token is signed with unknown key {kid:?}")]
+    UnknownKey {
+        /// The `kid` in the token header, cut to [`MAX_REPORTED_KID_CHARS`] characters.
+        kid: String,
+    },
 }
 
 impl VerifyError {
@@ -362,7 +376,8 @@ impl VerifyError {
             | VerifyError::WrongAudience { .. }
             | VerifyError::WrongIssuer { .. }
             | VerifyError::WrongAlgorithm { .. }
-            | VerifyError::Malformed { .. } => "unauthenticated",
+            | VerifyError::Malformed { .. }
+            | VerifyError::UnknownKey { .. } => "unauthenticated",
         }
     }
 
@@ -410,6 +425,7 @@ pub struct TokenIssuer {
     key: EncodingKey,
     algorithm: TokenAlgorithm,
     issuer: String,
+    kid: Option<String>,
 }
 
 impl TokenIssuer {
@@ -421,6 +437,7 @@ impl TokenIssuer {
             key: EncodingKey::from_ed_der(&der),
             algorithm: TokenAlgorithm::EdDsa,
             issuer: DEFAULT_ISSUER.to_owned(),
+            kid: None,
         })
     }
 
@@ -431,6 +448,7 @@ impl TokenIssuer {
             key: EncodingKey::from_secret(secret),
             algorithm: TokenAlgorithm::Hs256,
             issuer: DEFAULT_ISSUER.to_owned(),
+            kid: None,
         })
     }
 
@@ -438,6 +456,18 @@ impl TokenIssuer {
     pub fn with_issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuer = issuer.into();
         self
+    }
+
+    /// Names this issuer's key: tokens carry `kid` in their header, which [`TokenKeys`] uses to
+    /// pick the verifier. Unnamed unless set.
+    pub fn with_key_id(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The key id written into tokens, if any.
+    pub fn key_id(&self) -> Option<&str> {
+        self.kid.as_deref()
     }
 
     /// The algorithm of this issuer's key.
@@ -482,10 +512,10 @@ impl TokenIssuer {
     /// Signs `claims` as they are. Prefer [`Self::issue`]; this exists for callers that need
     /// to build claims themselves.
     pub fn sign(&self, claims: &Claims) -> Result<String, IssueError> {
-        jsonwebtoken::encode(&Header::new(self.algorithm.jwt()), claims, &self.key).map_err(|e| {
-            IssueError::Sign {
-                reason: e.to_string(),
-            }
+        let mut header = Header::new(self.algorithm.jwt());
+        header.kid = self.kid.clone();
+        jsonwebtoken::encode(&header, claims, &self.key).map_err(|e| IssueError::Sign {
+            reason: e.to_string(),
         })
     }
 
@@ -500,6 +530,7 @@ impl fmt::Debug for TokenIssuer {
         f.debug_struct("TokenIssuer")
             .field("algorithm", &self.algorithm)
             .field("issuer", &self.issuer)
+            .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
 }
@@ -510,6 +541,7 @@ pub struct TokenVerifier {
     algorithm: TokenAlgorithm,
     issuer: String,
     audience: String,
+    kid: Option<String>,
 }
 
 impl TokenVerifier {
@@ -541,6 +573,7 @@ impl TokenVerifier {
             algorithm,
             issuer: DEFAULT_ISSUER.to_owned(),
             audience: DEFAULT_AUDIENCE.to_owned(),
+            kid: None,
         }
     }
 
@@ -556,6 +589,18 @@ impl TokenVerifier {
         self
     }
 
+    /// Names this verifier's key, so that [`TokenKeys`] selects it for tokens whose `kid`
+    /// header is `kid`. [`Self::verify`] itself does not look at a token's `kid`.
+    pub fn with_key_id(mut self, kid: impl Into<String>) -> Self {
+        self.kid = Some(kid.into());
+        self
+    }
+
+    /// The key id this verifier answers to, if it has one.
+    pub fn key_id(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
     /// The one algorithm this verifier accepts.
     pub fn algorithm(&self) -> TokenAlgorithm {
         self.algorithm
@@ -568,11 +613,7 @@ impl TokenVerifier {
     /// just before `exp + MAX_CLOCK_SKEW_SECS`. Revocation is checked separately
     /// ([`crate::revocation::RevocationList`]).
     pub fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
-        if token.len() > MAX_TOKEN_LEN {
-            return Err(VerifyError::malformed(format!(
-                "longer than {MAX_TOKEN_LEN} bytes"
-            )));
-        }
+        check_length(token)?;
         self.check_header(token)?;
 
         let mut validation = Validation::new(self.algorithm.jwt());
@@ -615,22 +656,7 @@ impl TokenVerifier {
     /// Checks that the token has three parts and that its header names exactly this
     /// verifier's algorithm, before any key is used.
     fn check_header(&self, token: &str) -> Result<(), VerifyError> {
-        let mut parts = token.split('.');
-        let (Some(header), Some(payload), Some(signature), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Err(VerifyError::malformed("not three dot-separated parts"));
-        };
-        if !is_base64url(payload) || !is_base64url(signature) {
-            return Err(VerifyError::malformed(
-                "payload or signature is not base64url",
-            ));
-        }
-        let header = B64URL
-            .decode(header)
-            .map_err(|_| VerifyError::malformed("header is not base64url"))?;
-        let header: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&header)
-            .map_err(|_| VerifyError::malformed("header is not a JSON object"))?;
+        let header = parse_header(token)?;
         let alg = match header.get("alg") {
             Some(serde_json::Value::String(alg)) => alg,
             Some(_) => return Err(VerifyError::malformed("header alg is not a string")),
@@ -687,8 +713,106 @@ impl fmt::Debug for TokenVerifier {
             .field("algorithm", &self.algorithm)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
+            .field("kid", &self.kid)
             .finish_non_exhaustive()
     }
+}
+
+/// Several token verifiers, selected by the `kid` header of each token: the set a hub holds
+/// while signing keys rotate.
+///
+/// A token without `kid` is checked by the default verifier. A token with a `kid` is checked by
+/// the verifier with that key id (the default one included, if it has a key id); a `kid` no
+/// verifier has is refused with [`VerifyError::UnknownKey`]. The selected verifier then checks
+/// the token in full ([`TokenVerifier::verify`]): naming a key never skips its signature,
+/// algorithm, issuer, audience or time checks.
+#[derive(Debug)]
+pub struct TokenKeys {
+    default: TokenVerifier,
+    named: Vec<TokenVerifier>,
+}
+
+impl TokenKeys {
+    /// A set whose default verifier (for tokens without `kid`) is `default`.
+    pub fn new(default: TokenVerifier) -> Self {
+        Self {
+            default,
+            named: Vec::new(),
+        }
+    }
+
+    /// Adds `verifier`, selected for tokens whose `kid` equals its key id
+    /// ([`TokenVerifier::with_key_id`]). It replaces an added verifier with the same key id.
+    /// A verifier without a key id could never be selected and is not added.
+    pub fn with(mut self, verifier: TokenVerifier) -> Self {
+        if let Some(kid) = verifier.key_id() {
+            self.named.retain(|v| v.key_id() != Some(kid));
+            self.named.push(verifier);
+        }
+        self
+    }
+
+    /// The verifier for tokens without `kid`.
+    pub fn default_verifier(&self) -> &TokenVerifier {
+        &self.default
+    }
+
+    /// Checks `token` at time `now` (seconds since the Unix epoch) with the verifier its `kid`
+    /// header selects, and returns its claims.
+    ///
+    /// The token's length and shape are checked first, as [`TokenVerifier::verify`] does, and
+    /// the `kid` is read from the header before any key is used. A `kid` that is not a string
+    /// makes the token malformed.
+    pub fn verify(&self, token: &str, now: u64) -> Result<Claims, VerifyError> {
+        check_length(token)?;
+        let header = parse_header(token)?;
+        let verifier = match header.get("kid") {
+            None => &self.default,
+            Some(serde_json::Value::String(kid)) => self.select(kid)?,
+            Some(_) => return Err(VerifyError::malformed("header kid is not a string")),
+        };
+        verifier.verify(token, now)
+    }
+
+    fn select(&self, kid: &str) -> Result<&TokenVerifier, VerifyError> {
+        std::iter::once(&self.default)
+            .chain(&self.named)
+            .find(|v| v.key_id() == Some(kid))
+            .ok_or_else(|| VerifyError::UnknownKey {
+                kid: kid.chars().take(MAX_REPORTED_KID_CHARS).collect(),
+            })
+    }
+}
+
+/// Refuses tokens longer than [`MAX_TOKEN_LEN`].
+fn check_length(token: &str) -> Result<(), VerifyError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(VerifyError::malformed(format!(
+            "longer than {MAX_TOKEN_LEN} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that `token` has three dot-separated parts, that payload and signature are base64url
+/// and that the header is a base64url JSON object, and returns the header. Uses no key.
+fn parse_header(token: &str) -> Result<serde_json::Map<String, serde_json::Value>, VerifyError> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(VerifyError::malformed("not three dot-separated parts"));
+    };
+    if !is_base64url(payload) || !is_base64url(signature) {
+        return Err(VerifyError::malformed(
+            "payload or signature is not base64url",
+        ));
+    }
+    let header = B64URL
+        .decode(header)
+        .map_err(|_| VerifyError::malformed("header is not base64url"))?;
+    serde_json::from_slice(&header)
+        .map_err(|_| VerifyError::malformed("header is not a JSON object"))
 }
 
 /// Parses a comma-separated scope list such as `read,write`. Whitespace around names is

@@ -5,8 +5,9 @@
 
 use agentdb_core::{AgentId, TenantId};
 use agentdb_security::token::{
-    Claims, Ed25519KeyPem, Scope, TokenAlgorithm, TokenIssuer, TokenRequest, TokenVerifier,
-    VerifyError, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TTL_SECS, MAX_CLOCK_SKEW_SECS,
+    Claims, Ed25519KeyPem, Scope, TokenAlgorithm, TokenIssuer, TokenKeys, TokenRequest,
+    TokenVerifier, VerifyError, DEFAULT_AUDIENCE, DEFAULT_ISSUER, DEFAULT_TTL_SECS,
+    MAX_CLOCK_SKEW_SECS, MAX_TOKEN_LEN,
 };
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -381,4 +382,217 @@ fn validly_signed_tokens_missing_claims_are_malformed() {
             "{claim} = {value}: {result:?}"
         );
     }
+}
+
+/// Two EdDSA key pairs named `old` and `new`, and the key set that holds both verifiers with
+/// `old` as the default.
+fn rotating() -> (TokenIssuer, TokenIssuer, TokenKeys) {
+    let (old, new) = (eddsa(), eddsa());
+    let keys =
+        TokenKeys::new(old.verifier.with_key_id("old")).with(new.verifier.with_key_id("new"));
+    (
+        old.issuer.with_key_id("old"),
+        new.issuer.with_key_id("new"),
+        keys,
+    )
+}
+
+fn header(token: &str) -> serde_json::Value {
+    let part = token.split('.').next().expect("header");
+    serde_json::from_slice(&B64URL.decode(part).expect("base64")).expect("json")
+}
+
+#[test]
+fn key_ids_are_written_into_the_header_and_select_the_verifier() {
+    let (old, new, keys) = rotating();
+    assert_eq!(old.key_id(), Some("old"));
+    assert_eq!(keys.default_verifier().key_id(), Some("old"));
+    let by_new = new.issue(&request(), NOW).expect("issue");
+    assert_eq!(header(&by_new)["kid"], "new");
+    assert_eq!(header(&by_new)["alg"], "EdDSA");
+    let by_old = old.issue(&request(), NOW).expect("issue");
+    assert_eq!(header(&by_old)["kid"], "old");
+
+    assert_eq!(
+        keys.verify(&by_new, NOW).expect("new key").sub.as_str(),
+        "agent-1"
+    );
+    assert!(keys.verify(&by_old, NOW).is_ok());
+    // An issuer without a key id writes no kid.
+    let plain = eddsa().issuer.issue(&request(), NOW).expect("issue");
+    assert!(header(&plain).get("kid").is_none());
+}
+
+#[test]
+fn a_kid_token_verifies_only_under_its_own_key() {
+    let (signer, other) = (eddsa(), eddsa());
+    let pem = signer.public_pem.expect("EdDSA pair has a public key");
+    let verifier = || TokenVerifier::from_ed25519_public_pem(pem.as_bytes()).expect("verifier");
+    let token = signer
+        .issuer
+        .with_key_id("k1")
+        .issue(&request(), NOW)
+        .expect("issue");
+    let right = TokenKeys::new(eddsa().verifier).with(verifier().with_key_id("k1"));
+    assert!(right.verify(&token, NOW).is_ok());
+    // Another key under the same name: the signature does not match.
+    let wrong = TokenKeys::new(eddsa().verifier).with(other.verifier.with_key_id("k1"));
+    assert_eq!(wrong.verify(&token, NOW), Err(VerifyError::BadSignature));
+    // The right key under another name is never tried.
+    let renamed = TokenKeys::new(verifier()).with(verifier().with_key_id("k2"));
+    assert_eq!(
+        renamed.verify(&token, NOW),
+        Err(VerifyError::UnknownKey {
+            kid: "k1".to_owned()
+        })
+    );
+}
+
+#[test]
+fn a_token_claiming_the_other_keys_kid_is_a_bad_signature() {
+    let (old, _new, keys) = rotating();
+    // Signed with the old key but claiming to be the new key's: the new key checks it.
+    let forged = old
+        .with_key_id("new")
+        .issue(&request(), NOW)
+        .expect("issue");
+    assert_eq!(header(&forged)["kid"], "new");
+    assert_eq!(keys.verify(&forged, NOW), Err(VerifyError::BadSignature));
+}
+
+#[test]
+fn tokens_without_kid_go_to_the_default_verifier() {
+    let (old, new) = (eddsa(), eddsa());
+    let keys = TokenKeys::new(old.verifier).with(new.verifier.with_key_id("new"));
+    assert!(keys
+        .verify(&old.issuer.issue(&request(), NOW).expect("issue"), NOW)
+        .is_ok());
+    // A token of the named key without its kid is checked by the default key and fails.
+    let unnamed = new.issuer.issue(&request(), NOW).expect("issue");
+    assert_eq!(keys.verify(&unnamed, NOW), Err(VerifyError::BadSignature));
+    // The default verifier has no key id, so a kid can never reach it.
+    let named = TokenIssuer::from_hs256_secret(SECRET).expect("issuer");
+    assert!(matches!(
+        TokenKeys::new(hs256().verifier).verify(
+            &named
+                .with_key_id("x")
+                .issue(&request(), NOW)
+                .expect("issue"),
+            NOW
+        ),
+        Err(VerifyError::UnknownKey { .. })
+    ));
+}
+
+#[test]
+fn unknown_kids_are_refused_and_cut_short() {
+    let (_old, new, keys) = rotating();
+    let token = new
+        .with_key_id("retired")
+        .issue(&request(), NOW)
+        .expect("issue");
+    let err = keys.verify(&token, NOW).unwrap_err();
+    assert_eq!(
+        err,
+        VerifyError::UnknownKey {
+            kid: "retired".to_owned()
+        }
+    );
+    assert_eq!(err.code(), "unauthenticated");
+
+    let long = "k".repeat(500);
+    let payload = token.split('.').nth(1).expect("payload");
+    let crafted = format!(
+        "{}.{payload}.AAAA",
+        b64(&serde_json::json!({"alg": "EdDSA", "kid": long}))
+    );
+    assert_eq!(
+        keys.verify(&crafted, NOW),
+        Err(VerifyError::UnknownKey {
+            kid: "k".repeat(64)
+        })
+    );
+}
+
+#[test]
+fn alg_none_with_a_kid_is_still_refused() {
+    let (_old, new, keys) = rotating();
+    let token = new.issue(&request(), NOW).expect("issue");
+    let payload = token.split('.').nth(1).expect("payload");
+    for kid in ["new", "old"] {
+        let unsigned = format!(
+            "{}.{payload}.",
+            b64(&serde_json::json!({"alg": "none", "kid": kid, "typ": "JWT"}))
+        );
+        assert_eq!(
+            keys.verify(&unsigned, NOW),
+            Err(VerifyError::WrongAlgorithm {
+                found: "none".to_owned(),
+                expected: TokenAlgorithm::EdDsa
+            })
+        );
+    }
+    // HS256 signed with a named verifier's public key is refused as well.
+    let forged = format!(
+        "{}.{payload}.AAAA",
+        b64(&serde_json::json!({"alg": "HS256", "kid": "new"}))
+    );
+    assert!(matches!(
+        keys.verify(&forged, NOW),
+        Err(VerifyError::WrongAlgorithm { .. })
+    ));
+}
+
+#[test]
+fn key_sets_check_the_shape_before_reading_the_kid() {
+    let (_old, _new, keys) = rotating();
+    for garbage in [
+        String::new(),
+        "a.b".to_owned(),
+        "a.b.c.d".to_owned(),
+        "!!!.###.$$$".to_owned(),
+        format!("{}.e30.", b64(&serde_json::json!(["kid", "new"]))),
+        format!(
+            "{}.e30.",
+            b64(&serde_json::json!({"alg": "EdDSA", "kid": 7}))
+        ),
+        format!(
+            "{}.e30.",
+            b64(&serde_json::json!({"alg": "EdDSA", "kid": null}))
+        ),
+        format!(
+            "{}.e3 0.",
+            b64(&serde_json::json!({"alg": "EdDSA", "kid": "unknown"}))
+        ),
+        "a".repeat(MAX_TOKEN_LEN + 1),
+    ] {
+        assert!(
+            matches!(
+                keys.verify(&garbage, NOW),
+                Err(VerifyError::Malformed { .. })
+            ),
+            "{garbage:?}: {:?}",
+            keys.verify(&garbage, NOW)
+        );
+    }
+}
+
+#[test]
+fn adding_a_verifier_with_the_same_kid_replaces_it() {
+    let (a, b) = (eddsa(), eddsa());
+    let keys = TokenKeys::new(eddsa().verifier)
+        .with(a.verifier.with_key_id("k"))
+        .with(b.verifier.with_key_id("k"));
+    let by_b = b
+        .issuer
+        .with_key_id("k")
+        .issue(&request(), NOW)
+        .expect("issue");
+    let by_a = a
+        .issuer
+        .with_key_id("k")
+        .issue(&request(), NOW)
+        .expect("issue");
+    assert!(keys.verify(&by_b, NOW).is_ok());
+    assert_eq!(keys.verify(&by_a, NOW), Err(VerifyError::BadSignature));
 }
