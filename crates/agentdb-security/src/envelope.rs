@@ -14,8 +14,14 @@
 //! `"agentdb/record/v1" || u8 len(kind) || kind || u16 len(tenant) || tenant ||
 //!  u16 len(id) || id || u32 key version`. Moving a ciphertext to another tenant, another id or
 //! another kind of record therefore makes it fail to open.
+//!
+//! Store-wide records, which no tenant owns (a hub's sealed settings), use the same layout
+//! with [`StoreRecordAad`]: `"agentdb/store-record/v1" || u8 len(kind) || kind ||
+//! u16 len(id) || id || u32 key version`. The two AAD families start with different labels, so
+//! a record of one can never open as a record of the other.
 
 use agentdb_core::TenantId;
+use zeroize::Zeroizing;
 
 /// Format byte of the current envelope.
 const FORMAT_V1: u8 = 1;
@@ -49,6 +55,34 @@ impl RecordAad<'_> {
     }
 }
 
+/// What a sealed store-wide record (one no tenant owns) is bound to.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreRecordAad<'a> {
+    /// The kind of record, e.g. `"setting"`.
+    pub kind: &'static str,
+    /// The record's id (e.g. a setting's name), at most [`MAX_STORE_RECORD_ID_LEN`] bytes.
+    pub record_id: &'a [u8],
+}
+
+/// The longest id of a store-wide record, in bytes (its length is written in two bytes).
+pub const MAX_STORE_RECORD_ID_LEN: usize = u16::MAX as usize;
+
+impl StoreRecordAad<'_> {
+    fn encode(&self, key_version: u32) -> Result<Vec<u8>, SealError> {
+        if self.record_id.len() > MAX_STORE_RECORD_ID_LEN {
+            return Err(SealError::RecordIdTooLong {
+                len: self.record_id.len(),
+            });
+        }
+        let mut aad = Vec::with_capacity(32 + self.kind.len() + self.record_id.len());
+        aad.extend_from_slice(b"agentdb/store-record/v1");
+        push_field(&mut aad, self.kind.as_bytes(), 1);
+        push_field(&mut aad, self.record_id, 2);
+        aad.extend_from_slice(&key_version.to_be_bytes());
+        Ok(aad)
+    }
+}
+
 /// Appends `len(field)` in `width` bytes, then `field`. Fields here are bounded far below the
 /// width's range (kinds are literals, tenants ≤ 128 bytes, ids ≤ 64 bytes).
 fn push_field(out: &mut Vec<u8>, field: &[u8], width: usize) {
@@ -78,6 +112,12 @@ pub enum SealError {
     /// The cipher refused to seal (should not happen for in-bounds inputs).
     #[error("encryption failed")]
     Encrypt,
+    /// A store-wide record's id is longer than [`MAX_STORE_RECORD_ID_LEN`] bytes.
+    #[error("record id of {len} bytes is too long to bind")]
+    RecordIdTooLong {
+        /// Its length in bytes.
+        len: usize,
+    },
 }
 
 /// A record key held outside a tenant keyring (an agent's spool): the same envelope, format and
@@ -114,6 +154,30 @@ impl RecordKey {
     /// Opens a record sealed by [`Self::seal`] with the same key and `aad`.
     pub fn open(&self, aad: RecordAad<'_>, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
         open(&self.aead, self.version, &aad.encode(self.version), sealed)
+    }
+
+    /// Seals a store-wide record's `plaintext` bound to `aad`.
+    pub fn seal_store(
+        &self,
+        aad: StoreRecordAad<'_>,
+        plaintext: &[u8],
+    ) -> Result<Vec<u8>, SealError> {
+        seal(
+            &self.aead,
+            self.version,
+            &aad.encode(self.version)?,
+            plaintext,
+        )
+    }
+
+    /// Opens a record sealed by [`Self::seal_store`] with the same key and `aad`. The
+    /// plaintext is zeroized when dropped.
+    pub fn open_store(
+        &self,
+        aad: StoreRecordAad<'_>,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, SealError> {
+        open(&self.aead, self.version, &aad.encode(self.version)?, sealed).map(Zeroizing::new)
     }
 }
 
@@ -180,6 +244,53 @@ mod tests {
             tenant,
             record_id: id,
         }
+    }
+
+    #[test]
+    fn store_records_bind_kind_and_id_and_never_open_as_tenant_records() {
+        let key = RecordKey::new(&[7u8; 32], 1).unwrap();
+        let at = |id: &'static [u8]| StoreRecordAad {
+            kind: "setting",
+            record_id: id,
+        };
+        let sealed = key.seal_store(at(b"api-key/1"), b"hash bytes").unwrap();
+        assert_eq!(sealed_key_version(&sealed).unwrap(), 1);
+        assert_eq!(
+            key.open_store(at(b"api-key/1"), &sealed)
+                .unwrap()
+                .as_slice(),
+            b"hash bytes"
+        );
+        assert_eq!(
+            key.open_store(at(b"api-key/2"), &sealed),
+            Err(SealError::Authentication)
+        );
+        let other_kind = StoreRecordAad {
+            kind: "other",
+            record_id: b"api-key/1",
+        };
+        assert_eq!(
+            key.open_store(other_kind, &sealed),
+            Err(SealError::Authentication)
+        );
+        let acme = TenantId::new("acme").unwrap();
+        let as_tenant = RecordAad {
+            kind: "setting",
+            tenant: &acme,
+            record_id: b"api-key/1",
+        };
+        assert_eq!(key.open(as_tenant, &sealed), Err(SealError::Authentication));
+        let long = vec![b'x'; MAX_STORE_RECORD_ID_LEN + 1];
+        let too_long = StoreRecordAad {
+            kind: "setting",
+            record_id: &long,
+        };
+        assert_eq!(
+            key.seal_store(too_long, b"v"),
+            Err(SealError::RecordIdTooLong {
+                len: MAX_STORE_RECORD_ID_LEN + 1
+            })
+        );
     }
 
     #[test]

@@ -46,6 +46,12 @@ pub enum KeyringError {
         /// The key version.
         version: u32,
     },
+    /// The wrapped store secret is corrupt or was wrapped for another purpose.
+    #[error("wrapped store secret {purpose:?} is corrupt or misplaced")]
+    CorruptStoreSecret {
+        /// The purpose it was unwrapped for.
+        purpose: String,
+    },
     /// The system random number generator failed.
     #[error("the system random number generator failed")]
     Random,
@@ -260,7 +266,7 @@ impl Keyring {
         })
     }
 
-    fn wrap_bytes(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyringError> {
+    pub(crate) fn wrap_bytes(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, KeyringError> {
         let mut in_out = Zeroizing::new(plaintext.to_vec());
         let nonce = self
             .kek
@@ -273,7 +279,7 @@ impl Keyring {
         Ok(out)
     }
 
-    fn unwrap_bytes(&self, aad: &[u8], wrapped: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    pub(crate) fn unwrap_bytes(&self, aad: &[u8], wrapped: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
         if wrapped.len() < 1 + NONCE_LEN + 16 || wrapped[0] != WRAP_FORMAT_V1 {
             return None;
         }

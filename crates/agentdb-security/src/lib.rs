@@ -9,7 +9,11 @@
 //! - [`token`]: short-lived JWTs (EdDSA by default, HS256 for compatibility).
 //! - [`revocation`]: the list of revoked token ids.
 //! - [`policy`]: the single function that decides whether an identity may act on a tenant.
+//! - [`apikey`]: tenant API keys (`adb_<id>_<secret>`) and their keyed hashes.
+//! - [`StoreSecret`]: a store's own secret, wrapped by the master key, for keys that must
+//!   survive master-key rotation.
 
+pub mod apikey;
 pub mod ca;
 mod envelope;
 mod file;
@@ -18,10 +22,14 @@ mod keyring;
 mod master_key;
 pub mod policy;
 pub mod revocation;
+mod store_secret;
 pub mod tls;
 pub mod token;
 
-pub use envelope::{sealed_key_version, RecordAad, RecordKey, SealError};
+pub use envelope::{
+    sealed_key_version, RecordAad, RecordKey, SealError, StoreRecordAad, MAX_STORE_RECORD_ID_LEN,
+};
 pub use file::{sync_parent_dir, write_private_file, write_public_file, FileError};
 pub use keyring::{Keyring, KeyringError, TenantKey, WrappedTenantKey};
 pub use master_key::{MasterKey, MasterKeyError, MASTER_KEY_ENV};
+pub use store_secret::{StoreSecret, MAX_PURPOSE_LEN};

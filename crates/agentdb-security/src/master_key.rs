@@ -112,9 +112,36 @@ impl MasterKey {
         }
     }
 
+    /// A 256-bit key for one purpose, derived from this key with HKDF-SHA256 (a fixed salt,
+    /// `label` as the info). Distinct labels give independent keys; the same label always gives
+    /// the same key. The derived key changes when the master key does, so it suits only
+    /// purposes whose data can be re-sealed or discarded on master-key rotation.
+    pub fn derive(&self, label: &str) -> Zeroizing<[u8; 32]> {
+        hkdf_sha256(MASTER_DERIVE_SALT, &self.bytes[..], label)
+    }
+
     pub(crate) fn bytes(&self) -> &[u8; MASTER_KEY_LEN] {
         &self.bytes
     }
+}
+
+/// The HKDF salt of [`MasterKey::derive`].
+const MASTER_DERIVE_SALT: &[u8] = b"agentdb/master-key/derive/v1";
+
+/// HKDF-SHA256 (RFC 5869) of `ikm` with `salt`, `label` as the info, 32 bytes of output.
+pub(crate) fn hkdf_sha256(salt: &[u8], ikm: &[u8], label: &str) -> Zeroizing<[u8; 32]> {
+    use aws_lc_rs::hkdf::{Salt, HKDF_SHA256};
+    let mut out = Zeroizing::new([0u8; 32]);
+    let info = [label.as_bytes()];
+    // `expand` and `fill` fail only when more than 255 hash lengths are asked for; 32 bytes are
+    // one. Should it ever fail, the output stays zero and the caller's keys would be useless, so
+    // make that impossible to miss in tests and debug builds.
+    let filled = Salt::new(HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(&info, HKDF_SHA256)
+        .and_then(|okm| okm.fill(&mut out[..]));
+    debug_assert!(filled.is_ok(), "HKDF of 32 bytes cannot fail");
+    out
 }
 
 impl fmt::Debug for MasterKey {
@@ -141,6 +168,38 @@ mod tests {
             Err(MasterKeyError::Malformed { .. })
         ));
         assert_eq!(format!("{k:?}"), "MasterKey(..)");
+    }
+
+    #[test]
+    fn derived_keys_are_stable_per_label_and_distinct_across_labels_and_masters() {
+        let k = MasterKey::from_bytes([7u8; MASTER_KEY_LEN]);
+        let a = k.derive("api-key-hash");
+        assert_eq!(*a, *k.derive("api-key-hash"));
+        assert_ne!(*a, *k.derive("sealed-settings"));
+        assert_ne!(*a, *k.derive(""));
+        assert_ne!(
+            *a,
+            *MasterKey::from_bytes([8u8; MASTER_KEY_LEN]).derive("api-key-hash")
+        );
+        // Not the master key itself, and not the zero key an unnoticed failure would leave.
+        assert_ne!(*a, [7u8; 32]);
+        assert_ne!(*a, [0u8; 32]);
+    }
+
+    #[test]
+    fn hkdf_is_rfc_5869_extract_then_expand() {
+        // Recomputed from its definition with plain HMAC-SHA256: PRK = HMAC(salt, IKM),
+        // OKM = T(1) = HMAC(PRK, info || 0x01) for 32 bytes of output.
+        let (salt, ikm, info) = (b"a salt".as_slice(), [0x0bu8; 22], "a purpose");
+        let hmac = |key: &[u8], data: &[u8]| {
+            aws_lc_rs::hmac::sign(
+                &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key),
+                data,
+            )
+        };
+        let prk = hmac(salt, &ikm);
+        let t1 = hmac(prk.as_ref(), &[info.as_bytes(), &[1u8]].concat());
+        assert_eq!(&hkdf_sha256(salt, &ikm, info)[..], t1.as_ref());
     }
 
     #[test]
