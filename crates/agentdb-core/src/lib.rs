@@ -20,7 +20,7 @@ pub use episode::{
     metadata_from_text, metadata_to_text, validate_vector, Embedding, Episode, EpisodeError,
     NewEpisode, DEFAULT_SUCCESS_THRESHOLD,
 };
-pub use filter::{EpisodeFacts, Filter, Outcome};
+pub use filter::{EpisodeFacts, Filter, FilterError, MetadataMatch, Outcome};
 pub use hlc::{ClockSkew, Hlc, HlcClock, Stamp, DEFAULT_MAX_SKEW_MS};
 pub use ids::{AgentId, EpisodeId, HubId, IdError, ModelId, Region, SessionId, TenantId};
 pub use limits::Limits;
