@@ -9,12 +9,18 @@
 //! ```text
 //!  agent                                                    hub
 //!    │ ══ QUIC connect, ALPN "agentdb/1", TLS 1.3 + client cert ══►│
-//!    │ ── bi-stream 1: Hello { protocol_version, token } ─────────►│  within 5 s of connecting
+//!    │ ── bi-stream: Exchange { api_key?, agent?, scopes, ttl? } ─►│  optional, before or after
+//!    │ ◄── Token { token, expires_at, tenant, agent, scopes } ─────│  Hello; not authentication
+//!    │ ── bi-stream: Hello { protocol_version, token } ───────────►│  within 5 s of connecting
 //!    │ ◄── Welcome { agent, tenant, hub, session, expires_at, … } ─│  or Error + close
 //!    │ ── bi-stream: Store { episodes } ──────────────────────────►│  idempotent by EpisodeId
 //!    │ ◄── Stored { results } ─────────────────────────────────────│
 //!    │ ── bi-stream: Query { text | vector, k, filter } ──────────►│
 //!    │ ◄── Matches { matches, model, query_vector } ───────────────│
+//!    │ ── bi-stream: Get { id } ──────────────────────────────────►│
+//!    │ ◄── Episode(Some(episode) | None) ──────────────────────────│
+//!    │ ── bi-stream: List { cursor, limit } ──────────────────────►│  live episodes only
+//!    │ ◄── Listed { episodes, next_cursor } ───────────────────────│
 //!    │ ── bi-stream: Pull { cursor, limit } ──────────────────────►│
 //!    │ ◄── Page { changes, next_cursor, more } ────────────────────│
 //!    │ ── bi-stream: Update { id, reward?, critique?, tags? } ────►│  last writer wins
@@ -33,7 +39,8 @@
 //! finishes its side, the hub answers with exactly one response frame and finishes. Any request
 //! may instead be answered by `Error(WireError)` with a stable code (`unauthenticated`,
 //! `token_expired`, `forbidden`, `tenant_mismatch`, `invalid_request`, `too_large`,
-//! `unknown_message`, `overloaded`, `agent_expired`, `unavailable`, `internal`); an unknown
+//! `unknown_message`, `overloaded`, `agent_expired`, `unavailable`, `internal`, `not_found`); an
+//! unknown
 //! message kind gets `unknown_message` and the connection stays open.
 //!
 //! - `frame.rs`: the length-prefixed frame, byte by byte, and the incremental [`FrameDecoder`].
@@ -54,9 +61,10 @@ pub use frame::{
 };
 pub use message::{
     decode_request, decode_response, kind, Change, ChangeItem, DecodeError, DeleteRequest,
-    ErrorCode, Hello, MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest,
-    RefreshRequest, Request, Response, StoreRequest, StoredItem, StoredResponse, UpdateRequest,
-    Welcome, WireError, WireMatch,
+    ErrorCode, ExchangeRequest, GetRequest, Hello, ListRequest, ListResponse, MatchesResponse,
+    PageResponse, PullRequest, QueryInput, QueryRequest, RefreshRequest, Request, Response,
+    StoreRequest, StoredItem, StoredResponse, TokenGrant, UpdateRequest, Welcome, WireError,
+    WireMatch,
 };
 pub use session::{Close, ServerSession, SessionConfig, Step};
 pub use url::{HubUrl, HubUrlError};

@@ -14,6 +14,9 @@
 //! | 7    | `Request::Goodbye`       | empty                  |
 //! | 8    | `Request::Update`        | [`UpdateRequest`]      |
 //! | 9    | `Request::Delete`        | [`DeleteRequest`]      |
+//! | 10   | `Request::Get`           | [`GetRequest`]         |
+//! | 11   | `Request::List`          | [`ListRequest`]        |
+//! | 12   | `Request::Exchange`      | [`ExchangeRequest`]    |
 //! | 101  | `Response::Welcome`      | [`Welcome`]            |
 //! | 102  | `Response::Stored`       | [`StoredResponse`]     |
 //! | 103  | `Response::Matches`      | [`MatchesResponse`]    |
@@ -23,12 +26,17 @@
 //! | 107  | `Response::Bye`          | empty                  |
 //! | 108  | `Response::Error`        | [`WireError`]          |
 //! | 109  | `Response::Done`         | `found` (bool)         |
+//! | 110  | `Response::Episode`      | `Option<WireEpisode>`  |
+//! | 111  | `Response::Listed`       | [`ListResponse`]       |
+//! | 112  | `Response::Token`        | [`TokenGrant`]         |
 //!
 //! Kinds are never reused. A kind this side does not know decodes to
 //! [`DecodeError::UnknownMessage`], which the hub answers with `unknown_message` and keeps the
 //! connection. A frame whose version is not [`PROTOCOL_VERSION`] decodes to
 //! [`DecodeError::UnsupportedVersion`]. A body must be consumed exactly; trailing bytes are
-//! malformed.
+//! malformed. One older layout is still read: a Query whose filter ends before `tags` and
+//! `metadata` (as agents wrote it before filters had content conditions) decodes with both
+//! empty.
 //!
 //! Error codes travel as a `u16` (table on [`ErrorCode`]); the same numbers serve as QUIC
 //! application close codes, with 0 for a normal close.
@@ -36,8 +44,8 @@
 use std::fmt;
 
 use agentdb_core::{
-    AgentId, Embedding, EpisodeId, EpisodeUpdate, Filter, HubId, ModelId, NewEpisode, SessionId,
-    TenantId, TenantStats,
+    AgentId, Embedding, EpisodeId, EpisodeUpdate, Filter, HubId, ModelId, NewEpisode, Outcome,
+    SessionId, TenantId, TenantStats, Timestamp,
 };
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -66,6 +74,12 @@ pub mod kind {
     pub const UPDATE: u16 = 8;
     /// `Request::Delete`.
     pub const DELETE: u16 = 9;
+    /// `Request::Get`.
+    pub const GET: u16 = 10;
+    /// `Request::List`.
+    pub const LIST: u16 = 11;
+    /// `Request::Exchange`.
+    pub const EXCHANGE: u16 = 12;
     /// `Response::Welcome`.
     pub const WELCOME: u16 = 101;
     /// `Response::Stored`.
@@ -84,6 +98,12 @@ pub mod kind {
     pub const ERROR: u16 = 108;
     /// `Response::Done`.
     pub const DONE: u16 = 109;
+    /// `Response::Episode`.
+    pub const EPISODE: u16 = 110;
+    /// `Response::Listed`.
+    pub const LISTED: u16 = 111;
+    /// `Response::Token`.
+    pub const TOKEN: u16 = 112;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +126,7 @@ pub mod kind {
 /// | 9      | `agent_expired`   | the agent's lifetime is over                              |
 /// | 10     | `unavailable`     | the hub cannot serve the request now (e.g. shutting down) |
 /// | 11     | `internal`        | a fault on the hub                                        |
+/// | 12     | `not_found`       | the id does not exist for this tenant                     |
 ///
 /// A number this side does not know (sent by a newer peer) decodes as [`ErrorCode::Internal`]:
 /// the caller cannot act on a code it does not know, and `internal` already means "fail, with
@@ -135,6 +156,8 @@ pub enum ErrorCode {
     Unavailable,
     /// A fault on the hub.
     Internal,
+    /// The id does not exist for this tenant.
+    NotFound,
 }
 
 impl ErrorCode {
@@ -151,6 +174,7 @@ impl ErrorCode {
         ErrorCode::AgentExpired,
         ErrorCode::Unavailable,
         ErrorCode::Internal,
+        ErrorCode::NotFound,
     ];
 
     /// The stable snake_case name, e.g. `token_expired`.
@@ -167,6 +191,7 @@ impl ErrorCode {
             ErrorCode::AgentExpired => "agent_expired",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
+            ErrorCode::NotFound => "not_found",
         }
     }
 
@@ -184,6 +209,7 @@ impl ErrorCode {
             ErrorCode::AgentExpired => 9,
             ErrorCode::Unavailable => 10,
             ErrorCode::Internal => 11,
+            ErrorCode::NotFound => 12,
         }
     }
 
@@ -200,6 +226,7 @@ impl ErrorCode {
             8 => ErrorCode::Overloaded,
             9 => ErrorCode::AgentExpired,
             10 => ErrorCode::Unavailable,
+            12 => ErrorCode::NotFound,
             _ => ErrorCode::Internal,
         }
     }
@@ -274,6 +301,14 @@ pub enum Request {
     Update(UpdateRequest),
     /// Delete an episode (the delete wins over any concurrent update, on every hub).
     Delete(DeleteRequest),
+    /// Read one live episode by id.
+    Get(GetRequest),
+    /// Read the tenant's live episodes, a page at a time.
+    List(ListRequest),
+    /// Trade a credential (an API key, or the connection's client certificate) for a
+    /// short-lived token. Accepted before and after Hello; it does not authenticate the
+    /// connection.
+    Exchange(ExchangeRequest),
 }
 
 /// Change an episode's mutable fields; fields left `None` keep their value.
@@ -290,6 +325,53 @@ pub struct UpdateRequest {
 pub struct DeleteRequest {
     /// The episode.
     pub id: EpisodeId,
+}
+
+/// Read one live episode by id; answered by [`Response::Episode`] (`None` when the tenant has no
+/// live episode with this id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetRequest {
+    /// The episode.
+    pub id: EpisodeId,
+}
+
+/// Read the tenant's live episodes in a stable order, at most `limit` of them; answered by
+/// [`Response::Listed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// Where to continue: 0 to start from the beginning, else a `next_cursor` from an earlier
+    /// page. Opaque to the agent.
+    pub cursor: u64,
+    /// Most episodes to return; the hub may return fewer (and clamps it to its own limits).
+    pub limit: u32,
+}
+
+/// Trade a credential for a short-lived token; answered by [`Response::Token`].
+///
+/// With `api_key` set, the key is the credential. With `api_key` `None`, the credential is the
+/// client certificate of the connection the request arrives on. The request does not
+/// authenticate the connection: a Hello with the granted token does.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExchangeRequest {
+    /// The API key, or `None` to use the connection's client certificate.
+    pub api_key: Option<String>,
+    /// The agent the token is for; `None` lets the credential decide.
+    pub agent: Option<AgentId>,
+    /// The scopes asked for; empty means whatever the credential allows.
+    pub scopes: Vec<String>,
+    /// The lifetime asked for, in seconds; `None` for the hub's default. The hub may grant less.
+    pub ttl_secs: Option<u64>,
+}
+
+impl fmt::Debug for ExchangeRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ExchangeRequest")
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("agent", &self.agent)
+            .field("scopes", &self.scopes)
+            .field("ttl_secs", &self.ttl_secs)
+            .finish()
+    }
 }
 
 /// The first message of a connection.
@@ -372,6 +454,49 @@ pub struct QueryRequest {
     pub filter: Filter,
 }
 
+/// A query body as agents wrote it before filters had content conditions: the same layout
+/// without the filter's trailing `tags` and `metadata`. Still accepted, as a filter without
+/// content conditions, so that such agents keep working.
+#[derive(Deserialize)]
+struct LegacyQueryRequest {
+    input: QueryInput,
+    k: u32,
+    filter: LegacyFilter,
+}
+
+/// The filter of a [`LegacyQueryRequest`].
+#[derive(Deserialize)]
+struct LegacyFilter {
+    min_reward: Option<f64>,
+    outcome: Outcome,
+    created_from: Option<Timestamp>,
+    created_until: Option<Timestamp>,
+}
+
+/// Decodes a query body in the current layout or, failing that, the legacy one. The two cannot
+/// both fit the same bytes: the legacy layout is the current one minus its last fields.
+fn decode_query(body: &[u8]) -> Result<QueryRequest, DecodeError> {
+    let current = match decode_body::<QueryRequest>(body) {
+        Ok(query) => return Ok(query),
+        Err(e) => e,
+    };
+    let Ok(legacy) = decode_body::<LegacyQueryRequest>(body) else {
+        return Err(current);
+    };
+    Ok(QueryRequest {
+        input: legacy.input,
+        k: legacy.k,
+        filter: Filter {
+            min_reward: legacy.filter.min_reward,
+            outcome: legacy.filter.outcome,
+            created_from: legacy.filter.created_from,
+            created_until: legacy.filter.created_until,
+            tags: Vec::new(),
+            metadata: Vec::new(),
+        },
+    })
+}
+
 /// What a query searches for.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum QueryInput {
@@ -418,6 +543,9 @@ impl Request {
             Request::Goodbye => "goodbye",
             Request::Update(_) => "update",
             Request::Delete(_) => "delete",
+            Request::Get(_) => "get",
+            Request::List(_) => "list",
+            Request::Exchange(_) => "exchange",
         }
     }
 
@@ -433,6 +561,9 @@ impl Request {
             Request::Goodbye => kind::GOODBYE,
             Request::Update(_) => kind::UPDATE,
             Request::Delete(_) => kind::DELETE,
+            Request::Get(_) => kind::GET,
+            Request::List(_) => kind::LIST,
+            Request::Exchange(_) => kind::EXCHANGE,
         }
     }
 
@@ -447,6 +578,9 @@ impl Request {
             Request::RefreshToken(m) => encode_frame(kind, m),
             Request::Update(m) => encode_frame(kind, m),
             Request::Delete(m) => encode_frame(kind, m),
+            Request::Get(m) => encode_frame(kind, m),
+            Request::List(m) => encode_frame(kind, m),
+            Request::Exchange(m) => encode_frame(kind, m),
             Request::Stats | Request::Goodbye => encode_frame(kind, &()),
         }
     }
@@ -458,7 +592,7 @@ impl Request {
         Ok(match frame.kind {
             kind::HELLO => Request::Hello(decode_body(body)?),
             kind::STORE => Request::Store(decode_body(body)?),
-            kind::QUERY => Request::Query(decode_body(body)?),
+            kind::QUERY => Request::Query(decode_query(body)?),
             kind::PULL => Request::Pull(decode_body(body)?),
             kind::STATS => {
                 decode_body::<()>(body)?;
@@ -471,6 +605,9 @@ impl Request {
             }
             kind::UPDATE => Request::Update(decode_body(body)?),
             kind::DELETE => Request::Delete(decode_body(body)?),
+            kind::GET => Request::Get(decode_body(body)?),
+            kind::LIST => Request::List(decode_body(body)?),
+            kind::EXCHANGE => Request::Exchange(decode_body(body)?),
             kind => return Err(DecodeError::UnknownMessage { kind }),
         })
     }
@@ -507,6 +644,50 @@ pub enum Response {
         /// Whether the episode existed (and was not deleted) before.
         found: bool,
     },
+    /// The answer to Get: the episode, or `None` when the tenant has no live episode with
+    /// that id.
+    Episode(Option<WireEpisode>),
+    /// A page of the tenant's live episodes.
+    Listed(ListResponse),
+    /// The token an Exchange granted.
+    Token(TokenGrant),
+}
+
+/// A page of a tenant's live episodes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListResponse {
+    /// The episodes, in the listing's order.
+    pub episodes: Vec<WireEpisode>,
+    /// The cursor to continue from, or `None` when nothing more follows. A page may be empty
+    /// and still carry a cursor.
+    pub next_cursor: Option<u64>,
+}
+
+/// A short-lived token granted for a credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenGrant {
+    /// The token (a JWT), to be sent in a Hello or as a Bearer token.
+    pub token: String,
+    /// When the token expires, in Unix seconds.
+    pub expires_at: u64,
+    /// The tenant the token is for.
+    pub tenant: TenantId,
+    /// The agent the token is for.
+    pub agent: AgentId,
+    /// The scopes the token carries.
+    pub scopes: Vec<String>,
+}
+
+impl fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenGrant")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("tenant", &self.tenant)
+            .field("agent", &self.agent)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
 }
 
 /// Who the hub authenticated, and for how long.
@@ -614,6 +795,9 @@ impl Response {
             Response::Bye => "bye",
             Response::Error(_) => "error",
             Response::Done { .. } => "done",
+            Response::Episode(_) => "episode",
+            Response::Listed(_) => "listed",
+            Response::Token(_) => "token",
         }
     }
 
@@ -629,6 +813,9 @@ impl Response {
             Response::Bye => kind::BYE,
             Response::Error(_) => kind::ERROR,
             Response::Done { .. } => kind::DONE,
+            Response::Episode(_) => kind::EPISODE,
+            Response::Listed(_) => kind::LISTED,
+            Response::Token(_) => kind::TOKEN,
         }
     }
 
@@ -645,6 +832,9 @@ impl Response {
             Response::Bye => encode_frame(kind, &()),
             Response::Error(m) => encode_frame(kind, m),
             Response::Done { found } => encode_frame(kind, found),
+            Response::Episode(m) => encode_frame(kind, m),
+            Response::Listed(m) => encode_frame(kind, m),
+            Response::Token(m) => encode_frame(kind, m),
         }
     }
 
@@ -685,6 +875,9 @@ impl Response {
             kind::DONE => Response::Done {
                 found: decode_body(body)?,
             },
+            kind::EPISODE => Response::Episode(decode_body(body)?),
+            kind::LISTED => Response::Listed(decode_body(body)?),
+            kind::TOKEN => Response::Token(decode_body(body)?),
             kind => return Err(DecodeError::UnknownMessage { kind }),
         })
     }
@@ -815,7 +1008,8 @@ mod tests {
                 "overloaded",
                 "agent_expired",
                 "unavailable",
-                "internal"
+                "internal",
+                "not_found"
             ]
         );
         for (i, c) in ErrorCode::ALL.iter().enumerate() {

@@ -5,12 +5,14 @@
 //! ```text
 //!  agent                                   hub (ServerSession)
 //!    │ ── connect (QUIC, ALPN agentdb/1, mTLS) ──►│  new(now): auth deadline = now + 5 s
-//!    │ ── stream 1: Hello { version, token } ────►│  Step::Authenticate ─► hub verifies token
+//!    │ ── stream: Exchange { api_key?, … } ──────►│  Step::Exchange ─► hub checks the credential
+//!    │ ◄──────────── Token { token, … } | Error   │  handle_exchanged (state unchanged)
+//!    │ ── stream: Hello { version, token } ──────►│  Step::Authenticate ─► hub verifies token
 //!    │ ◄──────────── Welcome { agent, tenant, … } │  handle_auth(Ok)        (token expiry armed)
 //!    │ ◄──────────── Error + close               │  handle_auth(Err), or no Hello by the deadline
 //!    │                                            │
-//!    │ ── stream n: Store | Query | Pull | Stats ►│  Step::Dispatch ─► hub runs it, replies
-//!    │ ◄──────────── Stored | Matches | Page | …  │
+//!    │ ── stream n: Store | Query | Get | List … ►│  Step::Dispatch ─► hub runs it, replies
+//!    │ ◄──────────── Stored | Matches | Episode … │
 //!    │ ◄──────────── Error { token_expired }      │  once now ≥ expires_at (connection stays)
 //!    │ ── stream m: RefreshToken { token } ──────►│  Step::Refresh ─► hub verifies new token
 //!    │ ◄──────────── Refreshed { expires_at }     │  handle_token_refreshed(Ok): expiry moves
@@ -22,11 +24,15 @@
 //! one response frame and finishes.
 //!
 //! Rules:
-//! - Until the Welcome is sent, the connection carries exactly one stream, the Hello. Any other
-//!   first message, a second stream while the token is being verified, a Hello in another
-//!   protocol version, a stream that does not decode, or no Hello within
-//!   [`SessionConfig::auth_timeout_ms`] closes the connection with an error (`unauthenticated`,
-//!   or the decoding error's code).
+//! - Until the Welcome is sent, the connection carries Exchange streams and exactly one Hello.
+//!   Any other message, a second stream other than an Exchange while the token is being
+//!   verified, a Hello in another protocol version, a stream that does not decode, or no Hello
+//!   within [`SessionConfig::auth_timeout_ms`] closes the connection with an error
+//!   (`unauthenticated`, or the decoding error's code).
+//! - An Exchange (trading an API key, or the connection's client certificate, for a token) is
+//!   accepted in every state but closed: before the Hello, while it is verified, and after the
+//!   Welcome, expired token or not. It never authenticates the connection and never moves the
+//!   authentication deadline; a failed Exchange is answered on its stream and changes nothing.
 //! - Once authenticated, errors are answered on their stream and the connection stays open:
 //!   `unknown_message` for a kind this side does not know, `too_large` for an oversized frame,
 //!   `invalid_request` for anything malformed and for a second Hello.
@@ -42,6 +48,8 @@
 //!   alone is enough to answer `too_large`). Act on the returned [`Step`].
 //! - [`ServerSession::handle_auth`] / [`ServerSession::handle_token_refreshed`] with the outcome
 //!   of verifying a token, then send the returned frame on that stream.
+//! - [`ServerSession::handle_exchanged`] with the outcome of an Exchange, then send the returned
+//!   frame on that stream.
 //! - [`ServerSession::poll_timeout`] for the next deadline, and [`ServerSession::handle_timeout`]
 //!   when it passes.
 //!
@@ -50,7 +58,8 @@
 
 use crate::frame::MAX_FRAME_LEN;
 use crate::message::{
-    decode_request, ErrorCode, Hello, RefreshRequest, Request, Response, Welcome, WireError,
+    decode_request, ErrorCode, ExchangeRequest, Hello, RefreshRequest, Request, Response,
+    TokenGrant, Welcome, WireError,
 };
 use crate::PROTOCOL_VERSION;
 
@@ -106,12 +115,18 @@ pub enum Step {
     /// The first stream is a valid Hello: verify its token, then call
     /// [`ServerSession::handle_auth`] and send the frame it returns.
     Authenticate(Hello),
-    /// An authenticated request (Store, Query, Pull or Stats) with an unexpired token: run it and
-    /// send its response. Store requests have passed [`crate::StoreRequest::validate`].
+    /// An authenticated data request (Store, Query, Pull, Stats, Update, Delete, Get or List)
+    /// with an unexpired token: run it and send its response. Store requests have passed
+    /// [`crate::StoreRequest::validate`].
     Dispatch(Request),
     /// A token refresh: verify the new token (same agent and tenant), then call
     /// [`ServerSession::handle_token_refreshed`] and send the frame it returns.
     Refresh(RefreshRequest),
+    /// A credential exchange, in any open state: check the credential (the API key, or with
+    /// none the connection's client certificate) and mint a token, then call
+    /// [`ServerSession::handle_exchanged`] and send the frame it returns. The session's state
+    /// is unchanged.
+    Exchange(ExchangeRequest),
     /// The session answered by itself: send these bytes and finish the stream.
     Reply(Vec<u8>),
     /// Send these bytes, finish the stream, then close the connection.
@@ -188,16 +203,20 @@ impl ServerSession {
                         self.state = State::Authenticating;
                         Step::Authenticate(hello)
                     }
+                    Ok(Request::Exchange(exchange)) => Step::Exchange(exchange),
                     Ok(_) => self.reply_and_close(Close::error(
                         ErrorCode::Unauthenticated,
                         "the first stream of a connection must carry Hello",
                     )),
                 }
             }
-            State::Authenticating => self.reply_and_close(Close::error(
-                ErrorCode::Unauthenticated,
-                "a request arrived before authentication completed",
-            )),
+            State::Authenticating => match decoded {
+                Ok(Request::Exchange(exchange)) => Step::Exchange(exchange),
+                _ => self.reply_and_close(Close::error(
+                    ErrorCode::Unauthenticated,
+                    "a request arrived before authentication completed",
+                )),
+            },
             State::Authenticated { expires_ms, .. } => {
                 let expired = *expires_ms <= now_ms;
                 match decoded {
@@ -216,6 +235,7 @@ impl ServerSession {
                         Step::ReplyAndClose(bye, close)
                     }
                     Ok(Request::RefreshToken(refresh)) => Step::Refresh(refresh),
+                    Ok(Request::Exchange(exchange)) => Step::Exchange(exchange),
                     Ok(_) if expired => reply(WireError::new(
                         ErrorCode::TokenExpired,
                         "the token has expired; refresh it",
@@ -283,6 +303,29 @@ impl ServerSession {
                 *expires_ms = expires_at.saturating_mul(1000);
                 Response::Refreshed { expires_at }.encode()
             }
+            Err(e) => Response::Error(e).encode(),
+        }
+    }
+
+    /// Reports the outcome of an Exchange (a token granted for a credential, or why not) and
+    /// returns the frame to send on the Exchange's stream: Token, or the error (`token_expired`
+    /// for a grant that has already expired at `now_ms`). The session's state, its
+    /// authentication and its deadlines are unchanged. Empty when the session is closed.
+    pub fn handle_exchanged(
+        &mut self,
+        now_ms: u64,
+        result: Result<TokenGrant, WireError>,
+    ) -> Vec<u8> {
+        if self.is_closed() {
+            return Vec::new();
+        }
+        match result {
+            Ok(grant) if grant.expires_at.saturating_mul(1000) <= now_ms => Response::error(
+                ErrorCode::TokenExpired,
+                "the granted token has already expired",
+            )
+            .encode(),
+            Ok(grant) => Response::Token(grant).encode(),
             Err(e) => Response::Error(e).encode(),
         }
     }

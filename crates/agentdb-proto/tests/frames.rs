@@ -4,9 +4,9 @@
 #![allow(clippy::unwrap_used)]
 
 use agentdb_proto::{
-    decode_request, decode_response, encode_frame, kind, DecodeError, ErrorCode, Frame,
-    FrameDecoder, FrameError, Hello, PullRequest, Request, Response, MAX_FRAME_LEN,
-    PROTOCOL_VERSION,
+    decode_request, decode_response, encode_frame, kind, DecodeError, ErrorCode, ExchangeRequest,
+    Frame, FrameDecoder, FrameError, Hello, ListRequest, ListResponse, PullRequest, Request,
+    Response, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 use proptest::prelude::*;
 
@@ -177,7 +177,8 @@ fn xorshift(state: &mut u64) -> u64 {
 #[test]
 fn random_bodies_of_every_kind_never_panic() {
     let kinds = [
-        1u16, 2, 3, 4, 5, 6, 7, 101, 102, 103, 104, 105, 106, 107, 108,
+        1u16, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 101, 102, 103, 104, 105, 106, 107, 108, 109, 110,
+        111, 112,
     ];
     let mut s = 0x9e37_79b9_7f4a_7c15u64;
     for round in 0..20_000 {
@@ -206,6 +207,18 @@ fn mutated_valid_frames_never_panic() {
         .encode(),
         Response::error(ErrorCode::Forbidden, "no").encode(),
         Response::Refreshed { expires_at: 77 }.encode(),
+        Request::Exchange(ExchangeRequest {
+            api_key: Some("k".into()),
+            agent: None,
+            scopes: vec!["memory:read".into()],
+            ttl_secs: Some(60),
+        })
+        .encode(),
+        Response::Listed(ListResponse {
+            episodes: Vec::new(),
+            next_cursor: Some(9),
+        })
+        .encode(),
     ];
     let mut s = 12345u64;
     for sample in &samples {
@@ -228,6 +241,21 @@ fn any_request() -> impl Strategy<Value = Request> {
             .prop_map(|(cursor, limit)| Request::Pull(PullRequest { cursor, limit })),
         Just(Request::Stats),
         Just(Request::Goodbye),
+        (any::<u64>(), any::<u32>())
+            .prop_map(|(cursor, limit)| Request::List(ListRequest { cursor, limit })),
+        (
+            prop::option::of(".{0,32}"),
+            prop::collection::vec(".{0,16}", 0..4),
+            prop::option::of(any::<u64>())
+        )
+            .prop_map(
+                |(api_key, scopes, ttl_secs)| Request::Exchange(ExchangeRequest {
+                    api_key,
+                    agent: None,
+                    scopes,
+                    ttl_secs,
+                })
+            ),
     ]
 }
 

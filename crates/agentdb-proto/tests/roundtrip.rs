@@ -4,14 +4,16 @@
 #![allow(clippy::unwrap_used)]
 
 use agentdb_core::{
-    AgentId, Embedding, Episode, EpisodeId, EpisodeUpdate, Filter, HubId, ModelId, NewEpisode,
-    Outcome, SessionId, TaskCount, TenantId, TenantStats, Timestamp,
+    AgentId, Embedding, Episode, EpisodeId, EpisodeUpdate, Filter, HubId, MetadataMatch, ModelId,
+    NewEpisode, Outcome, SessionId, TaskCount, TenantId, TenantStats, Timestamp,
 };
 use agentdb_proto::{
-    decode_request, decode_response, Change, ChangeItem, DeleteRequest, ErrorCode, FrameDecoder,
-    Hello, MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest, RefreshRequest,
-    Request, Response, StoreRequest, StoredItem, StoredResponse, UpdateRequest, Welcome,
-    WireEpisode, WireError, WireMatch, WireNewEpisode, MAX_FRAME_LEN, PROTOCOL_VERSION,
+    decode_request, decode_response, encode_frame, kind, Change, ChangeItem, DecodeError,
+    DeleteRequest, ErrorCode, ExchangeRequest, FrameDecoder, GetRequest, Hello, ListRequest,
+    ListResponse, MatchesResponse, PageResponse, PullRequest, QueryInput, QueryRequest,
+    RefreshRequest, Request, Response, StoreRequest, StoredItem, StoredResponse, TokenGrant,
+    UpdateRequest, Welcome, WireEpisode, WireError, WireMatch, WireNewEpisode, MAX_FRAME_LEN,
+    PROTOCOL_VERSION,
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -76,6 +78,20 @@ fn requests() -> Vec<Request> {
                 outcome: Outcome::Failures,
                 created_from: Some(Timestamp(1)),
                 created_until: Some(Timestamp(u64::MAX)),
+                tags: Vec::new(),
+                metadata: Vec::new(),
+            },
+        }),
+        Request::Query(QueryRequest {
+            input: QueryInput::Text("invoices in euros".into()),
+            k: 7,
+            filter: Filter {
+                tags: vec!["billing".into(), "eu".into()],
+                metadata: vec![
+                    MetadataMatch::new("tool", &json!("grep")),
+                    MetadataMatch::new("attempt", &json!({"n": [1, 2.5, null]})),
+                ],
+                ..Filter::default()
             },
         }),
         Request::Pull(PullRequest {
@@ -87,6 +103,29 @@ fn requests() -> Vec<Request> {
             token: "new-token".into(),
         }),
         Request::Goodbye,
+        Request::Get(GetRequest {
+            id: EpisodeId::from_parts(11, [4; 10]),
+        }),
+        Request::List(ListRequest {
+            cursor: 0,
+            limit: 100,
+        }),
+        Request::List(ListRequest {
+            cursor: u64::MAX,
+            limit: u32::MAX,
+        }),
+        Request::Exchange(ExchangeRequest {
+            api_key: Some("adb_live_secret".into()),
+            agent: Some(AgentId::new("agent-7").unwrap()),
+            scopes: vec!["memory:read".into(), "memory:write".into()],
+            ttl_secs: Some(600),
+        }),
+        Request::Exchange(ExchangeRequest {
+            api_key: None,
+            agent: None,
+            scopes: Vec::new(),
+            ttl_secs: None,
+        }),
     ]
 }
 
@@ -169,6 +208,27 @@ fn responses() -> Vec<Response> {
         },
         Response::Bye,
         Response::error(ErrorCode::TokenExpired, "refresh it"),
+        Response::error(ErrorCode::NotFound, "no such episode"),
+        Response::Episode(Some(episode(5, json!({"tool": "grep"})).into())),
+        Response::Episode(None),
+        Response::Listed(ListResponse {
+            episodes: vec![
+                episode(6, json!({})).into(),
+                episode(7, serde_json::Value::Null).into(),
+            ],
+            next_cursor: Some(0x0190_0000_0000_7abc),
+        }),
+        Response::Listed(ListResponse {
+            episodes: Vec::new(),
+            next_cursor: None,
+        }),
+        Response::Token(TokenGrant {
+            token: "eyJhbGciOi.e30.sig".into(),
+            expires_at: 1_700_000_900,
+            tenant: TenantId::new("acme").unwrap(),
+            agent: AgentId::new("agent-7").unwrap(),
+            scopes: vec!["memory:read".into()],
+        }),
     ]
 }
 
@@ -188,7 +248,7 @@ fn every_request_round_trips() {
         kinds.push(r.kind());
     }
     kinds.dedup();
-    assert_eq!(kinds, [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(kinds, [1, 2, 3, 4, 5, 6, 7, 10, 11, 12]);
 }
 
 #[test]
@@ -200,7 +260,10 @@ fn every_response_round_trips() {
         kinds.push(r.kind());
     }
     kinds.dedup();
-    assert_eq!(kinds, [101, 102, 103, 104, 105, 106, 107, 108]);
+    assert_eq!(
+        kinds,
+        [101, 102, 103, 104, 105, 106, 107, 108, 110, 111, 112]
+    );
 }
 
 #[test]
@@ -349,4 +412,167 @@ fn updates_deletes_and_their_answers_round_trip() {
             done
         );
     }
+}
+
+#[test]
+fn new_messages_have_their_kinds_and_names() {
+    let get = Request::Get(GetRequest {
+        id: EpisodeId::from_parts(1, [1; 10]),
+    });
+    let list = Request::List(ListRequest {
+        cursor: 0,
+        limit: 1,
+    });
+    let exchange = Request::Exchange(ExchangeRequest {
+        api_key: None,
+        agent: None,
+        scopes: Vec::new(),
+        ttl_secs: None,
+    });
+    assert_eq!((get.kind(), get.name()), (kind::GET, "get"));
+    assert_eq!((list.kind(), list.name()), (kind::LIST, "list"));
+    assert_eq!(
+        (exchange.kind(), exchange.name()),
+        (kind::EXCHANGE, "exchange")
+    );
+    assert_eq!((kind::GET, kind::LIST, kind::EXCHANGE), (10, 11, 12));
+    let episode = Response::Episode(None);
+    let listed = Response::Listed(ListResponse {
+        episodes: Vec::new(),
+        next_cursor: None,
+    });
+    let token = Response::Token(TokenGrant {
+        token: "t".into(),
+        expires_at: 1,
+        tenant: TenantId::new("acme").unwrap(),
+        agent: AgentId::new("a").unwrap(),
+        scopes: Vec::new(),
+    });
+    assert_eq!((episode.kind(), episode.name()), (110, "episode"));
+    assert_eq!((listed.kind(), listed.name()), (111, "listed"));
+    assert_eq!((token.kind(), token.name()), (112, "token"));
+    assert_eq!(ErrorCode::NotFound.to_u16(), 12);
+    assert_eq!(ErrorCode::NotFound.as_str(), "not_found");
+    assert_eq!(ErrorCode::from_u16(12), ErrorCode::NotFound);
+}
+
+#[test]
+fn kinds_past_the_known_ones_are_unknown_messages() {
+    for kind in [13u16, 100, 113, 999] {
+        let bytes = encode_frame(kind, &());
+        assert_eq!(
+            decode_request(&bytes, MAX_FRAME_LEN),
+            Err(DecodeError::UnknownMessage { kind })
+        );
+        assert_eq!(
+            decode_response(&bytes, MAX_FRAME_LEN),
+            Err(DecodeError::UnknownMessage { kind })
+        );
+    }
+}
+
+#[test]
+fn new_bodies_must_be_consumed_exactly() {
+    let get = Request::Get(GetRequest {
+        id: EpisodeId::from_parts(1, [1; 10]),
+    });
+    let mut bytes = get.encode();
+    bytes.push(0);
+    // Fix up the length prefix so that only the body is wrong.
+    let len = u32::from_be_bytes(bytes[..4].try_into().unwrap()) + 1;
+    bytes[..4].copy_from_slice(&len.to_be_bytes());
+    assert!(matches!(
+        decode_request(&bytes, MAX_FRAME_LEN),
+        Err(DecodeError::Malformed { .. })
+    ));
+    // A Listed body cut short is malformed, not a shorter page.
+    let listed = Response::Listed(ListResponse {
+        episodes: Vec::new(),
+        next_cursor: Some(5),
+    });
+    let full = listed.encode();
+    let cut = encode_frame(kind::LISTED, &0u8);
+    assert_ne!(full, cut);
+    assert!(matches!(
+        decode_response(&cut, MAX_FRAME_LEN),
+        Err(DecodeError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn secrets_are_not_in_debug_output() {
+    let exchange = format!(
+        "{:?}",
+        Request::Exchange(ExchangeRequest {
+            api_key: Some("adb_live_secret".into()),
+            agent: Some(AgentId::new("agent-7").unwrap()),
+            scopes: vec!["memory:read".into()],
+            ttl_secs: Some(60),
+        })
+    );
+    assert!(!exchange.contains("secret"), "{exchange}");
+    assert!(exchange.contains("agent-7") && exchange.contains("memory:read"));
+    let without = format!(
+        "{:?}",
+        ExchangeRequest {
+            api_key: None,
+            agent: None,
+            scopes: Vec::new(),
+            ttl_secs: None,
+        }
+    );
+    assert!(without.contains("api_key: None"), "{without}");
+    let grant = format!(
+        "{:?}",
+        Response::Token(TokenGrant {
+            token: "eyJ.secret.sig".into(),
+            expires_at: 99,
+            tenant: TenantId::new("acme").unwrap(),
+            agent: AgentId::new("agent-7").unwrap(),
+            scopes: Vec::new(),
+        })
+    );
+    assert!(!grant.contains("secret"), "{grant}");
+    assert!(grant.contains("acme") && grant.contains("99"));
+}
+
+#[test]
+fn queries_from_agents_without_content_filters_still_decode() {
+    // The query layout before filters had tags and metadata: the filter's four first fields.
+    let legacy = (
+        QueryInput::Text("invoice".into()),
+        5u32,
+        (
+            Some(0.5f64),
+            Outcome::Successes,
+            Some(Timestamp(10)),
+            None::<Timestamp>,
+        ),
+    );
+    let bytes = encode_frame(kind::QUERY, &legacy);
+    assert_eq!(
+        decode_request(&bytes, MAX_FRAME_LEN).unwrap(),
+        Request::Query(QueryRequest {
+            input: QueryInput::Text("invoice".into()),
+            k: 5,
+            filter: Filter {
+                min_reward: Some(0.5),
+                outcome: Outcome::Successes,
+                created_from: Some(Timestamp(10)),
+                ..Filter::default()
+            },
+        })
+    );
+    // Anything else that fits neither layout is still malformed.
+    let mut longer = postcard::to_allocvec(&legacy).unwrap();
+    longer.extend_from_slice(&[0, 0, 0]);
+    let frame = agentdb_proto::Frame {
+        kind: kind::QUERY,
+        version: PROTOCOL_VERSION,
+        body: longer,
+    };
+    assert!(matches!(
+        Request::decode(&frame),
+        Err(DecodeError::Malformed { .. })
+    ));
 }

@@ -2,10 +2,11 @@
 
 #![allow(clippy::unwrap_used)]
 
-use agentdb_core::{AgentId, HubId, ModelId, NewEpisode, SessionId, TenantId};
+use agentdb_core::{AgentId, EpisodeId, HubId, ModelId, NewEpisode, SessionId, TenantId};
 use agentdb_proto::{
-    decode_response, encode_frame, Close, ErrorCode, Hello, PullRequest, RefreshRequest, Request,
-    Response, ServerSession, SessionConfig, Step, StoreRequest, Welcome, WireError, MAX_FRAME_LEN,
+    decode_response, encode_frame, Close, ErrorCode, ExchangeRequest, GetRequest, Hello,
+    ListRequest, PullRequest, RefreshRequest, Request, Response, ServerSession, SessionConfig,
+    Step, StoreRequest, TokenGrant, Welcome, WireError, MAX_FRAME_LEN,
 };
 
 const T0: u64 = 1_700_000_000_000;
@@ -76,6 +77,13 @@ fn first_message_must_be_hello() {
             limit: 1,
         }),
         Request::RefreshToken(RefreshRequest { token: "t".into() }),
+        Request::Get(GetRequest {
+            id: EpisodeId::from_parts(1, [1; 10]),
+        }),
+        Request::List(ListRequest {
+            cursor: 0,
+            limit: 10,
+        }),
     ] {
         let mut s = ServerSession::new(T0, SessionConfig::default());
         assert_eq!(
@@ -194,11 +202,174 @@ fn authenticated_requests_are_dispatched() {
     let store = Request::Store(StoreRequest::from_episodes([NewEpisode::new(
         "t", "i", "o", 1.0,
     )
-    .with_id(agentdb_core::EpisodeId::from_parts(T0, [1; 10]))]));
+    .with_id(EpisodeId::from_parts(T0, [1; 10]))]));
     assert_eq!(
         s.handle_stream(T0 + 100, &store.encode()),
         Step::Dispatch(store)
     );
+    let get = Request::Get(GetRequest {
+        id: EpisodeId::from_parts(T0, [2; 10]),
+    });
+    assert_eq!(
+        s.handle_stream(T0 + 100, &get.encode()),
+        Step::Dispatch(get)
+    );
+    let list = Request::List(ListRequest {
+        cursor: 0,
+        limit: 50,
+    });
+    assert_eq!(
+        s.handle_stream(T0 + 100, &list.encode()),
+        Step::Dispatch(list)
+    );
+}
+
+#[test]
+fn get_and_list_need_an_unexpired_token() {
+    let expires_at = T0 / 1000 + 1;
+    let mut s = authenticated(expires_at);
+    let after = expires_at * 1000;
+    for request in [
+        Request::Get(GetRequest {
+            id: EpisodeId::from_parts(T0, [2; 10]),
+        }),
+        Request::List(ListRequest {
+            cursor: 0,
+            limit: 50,
+        }),
+    ] {
+        assert_eq!(
+            replied_error(s.handle_stream(after, &request.encode())),
+            ErrorCode::TokenExpired
+        );
+    }
+    assert!(s.is_authenticated());
+}
+
+fn exchange(api_key: Option<&str>) -> ExchangeRequest {
+    ExchangeRequest {
+        api_key: api_key.map(str::to_owned),
+        agent: Some(AgentId::new("agent-1").unwrap()),
+        scopes: vec!["memory:read".into()],
+        ttl_secs: Some(300),
+    }
+}
+
+fn grant(expires_at: u64) -> TokenGrant {
+    TokenGrant {
+        token: "minted".into(),
+        expires_at,
+        tenant: TenantId::new("acme").unwrap(),
+        agent: AgentId::new("agent-1").unwrap(),
+        scopes: vec!["memory:read".into()],
+    }
+}
+
+#[test]
+fn exchange_before_hello_does_not_authenticate() {
+    let mut s = ServerSession::new(T0, SessionConfig::default());
+    let deadline = s.poll_timeout();
+    let request = exchange(Some("key"));
+    assert_eq!(
+        s.handle_stream(T0 + 1, &Request::Exchange(request.clone()).encode()),
+        Step::Exchange(request)
+    );
+    let expires_at = T0 / 1000 + 300;
+    let bytes = s.handle_exchanged(T0 + 2, Ok(grant(expires_at)));
+    assert_eq!(response(&bytes), Response::Token(grant(expires_at)));
+    assert!(!s.is_authenticated());
+    assert_eq!(s.welcome(), None);
+    assert_eq!(
+        s.poll_timeout(),
+        deadline,
+        "the auth deadline must not move"
+    );
+    // A failed exchange is answered and leaves the session waiting for its Hello.
+    let step = s.handle_stream(T0 + 3, &Request::Exchange(exchange(None)).encode());
+    assert_eq!(step, Step::Exchange(exchange(None)));
+    let bytes = s.handle_exchanged(
+        T0 + 4,
+        Err(WireError::new(ErrorCode::Unauthenticated, "unknown key")),
+    );
+    assert_eq!(error_code(&bytes), ErrorCode::Unauthenticated);
+    assert!(!s.is_closed());
+    assert_eq!(s.poll_timeout(), deadline);
+    // The granted token then authenticates through an ordinary Hello.
+    let step = s.handle_stream(T0 + 5, &Request::Hello(Hello::new("minted")).encode());
+    assert!(matches!(step, Step::Authenticate(h) if h.token == "minted"));
+    let bytes = s.handle_auth(T0 + 6, Ok(welcome(expires_at)));
+    assert_eq!(response(&bytes), Response::Welcome(welcome(expires_at)));
+    assert!(s.is_authenticated());
+}
+
+#[test]
+fn exchanges_do_not_extend_the_auth_deadline() {
+    let config = SessionConfig::default();
+    let mut s = ServerSession::new(T0, config);
+    let deadline = T0 + config.auth_timeout_ms;
+    let request = Request::Exchange(exchange(Some("key"))).encode();
+    assert!(matches!(
+        s.handle_stream(deadline - 1, &request),
+        Step::Exchange(_)
+    ));
+    let bytes = s.handle_exchanged(deadline - 1, Ok(grant(T0 / 1000 + 300)));
+    assert!(matches!(response(&bytes), Response::Token(_)));
+    assert_eq!(s.handle_timeout(deadline - 1), None);
+    let close = s.handle_timeout(deadline).unwrap();
+    assert_eq!(close.code, Some(ErrorCode::Unauthenticated));
+    assert!(s
+        .handle_exchanged(deadline, Ok(grant(T0 / 1000 + 300)))
+        .is_empty());
+    // An exchange arriving after the deadline is refused like any other stream.
+    let mut late = ServerSession::new(T0, config);
+    assert_eq!(
+        closed_with(late.handle_stream(deadline, &request)),
+        ErrorCode::Unauthenticated
+    );
+}
+
+#[test]
+fn exchange_while_the_hello_is_verified() {
+    let mut s = ServerSession::new(T0, SessionConfig::default());
+    let step = s.handle_stream(T0 + 1, &Request::Hello(Hello::new("tok")).encode());
+    assert!(matches!(step, Step::Authenticate(_)));
+    let request = exchange(Some("key"));
+    assert_eq!(
+        s.handle_stream(T0 + 2, &Request::Exchange(request.clone()).encode()),
+        Step::Exchange(request)
+    );
+    let expires_at = T0 / 1000 + 300;
+    let bytes = s.handle_exchanged(T0 + 3, Ok(grant(expires_at)));
+    assert!(matches!(response(&bytes), Response::Token(_)));
+    // The pending Hello still completes.
+    let bytes = s.handle_auth(T0 + 4, Ok(welcome(expires_at)));
+    assert_eq!(response(&bytes), Response::Welcome(welcome(expires_at)));
+    assert!(s.is_authenticated());
+}
+
+#[test]
+fn exchange_after_welcome_works_with_an_expired_token() {
+    let expires_at = T0 / 1000 + 1;
+    let mut s = authenticated(expires_at);
+    let request = exchange(Some("key"));
+    let after = expires_at * 1000 + 5;
+    assert_eq!(
+        s.handle_stream(after, &Request::Exchange(request.clone()).encode()),
+        Step::Exchange(request)
+    );
+    let fresh = expires_at + 600;
+    let bytes = s.handle_exchanged(after, Ok(grant(fresh)));
+    assert_eq!(response(&bytes), Response::Token(grant(fresh)));
+    // The exchange did not refresh the session: its token is still the expired one.
+    assert_eq!(s.welcome().unwrap().expires_at, expires_at);
+    assert_eq!(
+        replied_error(s.handle_stream(after, &Request::Stats.encode())),
+        ErrorCode::TokenExpired
+    );
+    // A grant that has already expired is not handed out.
+    let bytes = s.handle_exchanged(after, Ok(grant(expires_at)));
+    assert_eq!(error_code(&bytes), ErrorCode::TokenExpired);
+    assert!(s.is_authenticated());
 }
 
 #[test]
