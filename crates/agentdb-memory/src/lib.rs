@@ -33,6 +33,10 @@ pub use engine::{
     Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
     REINDEX_BATCH,
 };
+pub use engine::{
+    SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
+    SEALED_SETTING_PREFIX, STORE_SECRET_META,
+};
 pub use error::{
     KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError, StoreError,
 };

@@ -43,6 +43,18 @@ fn reembedded(n: u8) -> StoredEpisode {
     }
 }
 
+/// Store-wide setting names, some sharing prefixes.
+fn meta_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("s/a"),
+        Just("s/a/x"),
+        Just("s/b"),
+        Just("s"),
+        Just("t")
+    ]
+    .prop_map(String::from)
+}
+
 fn write() -> impl Strategy<Value = Write> {
     let tenant =
         prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
@@ -64,6 +76,8 @@ fn write() -> impl Strategy<Value = Write> {
         1 => tenant.clone().prop_map(|tenant| Write::PutTenantMeta { tenant, name: "x".into(), value: vec![1] }),
         1 => tenant.prop_map(|tenant| Write::EraseTenant { tenant }),
         1 => (0..4u64, 0..3u32).prop_map(|(w, c)| Write::ClockAtLeast { hlc: Hlc::new(w, c) }),
+        1 => (meta_name(), 0..3u8).prop_map(|(name, v)| Write::PutMeta { name, value: vec![v] }),
+        1 => meta_name().prop_map(|name| Write::DeleteMeta { name }),
     ]
 }
 
@@ -71,6 +85,9 @@ fn dump(s: &dyn Storage) -> Vec<String> {
     let mut out = vec![
         format!("tenants {:?}", s.tenants().unwrap()),
         format!("clock {:?}", s.meta("clock").unwrap()),
+        format!("meta {:?}", s.meta_with_prefix("").unwrap()),
+        format!("meta s/ {:?}", s.meta_with_prefix("s/").unwrap()),
+        format!("meta s/a {:?}", s.meta_with_prefix("s/a").unwrap()),
     ];
     for t in ["a", "b", "a-b"] {
         let t = TenantId::new(t).unwrap();

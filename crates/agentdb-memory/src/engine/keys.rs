@@ -97,8 +97,9 @@ impl MemoryEngine {
         }
     }
 
-    /// Re-wraps every tenant key under `new_master` and records the new check value, in one
-    /// transaction. No record is re-encrypted. After this, only `new_master` opens the store.
+    /// Re-wraps every tenant key and the store secret under `new_master` and records the new
+    /// check value, in one transaction. No record is re-encrypted. After this, only
+    /// `new_master` opens the store.
     pub fn rewrap_master_key(&self, new_master: &MasterKey) -> Result<(), KeyError> {
         let _creating = self.creating.lock();
         let mut keyring = self.keyring.write();
@@ -112,6 +113,8 @@ impl MemoryEngine {
                 });
             }
         }
+        // The store secret is re-wrapped too, so sealed settings and derived keys survive.
+        writes.push(self.settings.rewrapped(&new)?);
         writes.push(Write::PutMeta {
             name: KEY_CHECK_META.into(),
             value: new.check_value()?,

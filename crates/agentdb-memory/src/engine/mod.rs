@@ -12,6 +12,13 @@
 //! still open; their text queries fail with `EmbedderMismatch` until re-indexed), then call
 //! [`MemoryEngine::reindex`] for every tenant whose [`MemoryEngine::tenant_model`] differs from
 //! the engine's embedder. `agentdb reindex` does exactly that.
+//!
+//! # Sealed settings
+//!
+//! Besides tenants' episodes the engine keeps a hub's small store-wide secrets (API-key
+//! records, revoked token ids), sealed under a key that master-key rotation does not change,
+//! and derives keys for the hub's own use; see [`MemoryEngine::put_sealed_setting`] and
+//! [`MemoryEngine::derived_key`].
 
 mod body;
 mod commit;
@@ -20,10 +27,15 @@ mod keys;
 mod read;
 mod reindex;
 mod replicate;
+mod settings;
 mod tenant;
 mod types;
 mod write;
 
+pub use settings::{
+    SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
+    SEALED_SETTING_PREFIX, STORE_SECRET_META,
+};
 pub use types::{
     Change, ChangePage, EngineConfig, EraseReport, Match, Query, QueryInput, Stored, MAX_BATCH,
     MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
@@ -47,6 +59,7 @@ use crate::index::{EpisodeFacts, VectorIndex};
 use crate::storage::{decode_hlc, local_hub, RowError, Storage, StorageError, Write, CLOCK_META};
 use commit::GroupCommit;
 use indexer::Indexer;
+use settings::SettingsKeys;
 use tenant::{decode_model, encode_model, TenantState, MODEL_META};
 
 /// Store-wide setting holding the master-key check value.
@@ -67,6 +80,8 @@ pub struct MemoryEngine {
     hub: HubId,
     hlc: Mutex<HlcClock>,
     listeners: Listeners,
+    /// The store secret and the key that seals settings.
+    settings: SettingsKeys,
     // Declared after `tenants` so that it stops before tenant state is dropped.
     indexer: Indexer,
     commit: GroupCommit,
@@ -147,6 +162,7 @@ impl MemoryEngine {
                 }])?;
             }
         }
+        let settings = SettingsKeys::load_or_create(&*b.storage, &keyring)?;
         let mut tenants = HashMap::new();
         // The clock resumes after every stamp issued or accepted before: the durable
         // high-water mark (a tombstone may have absorbed the stamps of the updates it won
@@ -175,6 +191,7 @@ impl MemoryEngine {
             hub,
             hlc,
             listeners: Listeners::default(),
+            settings,
             indexer: Indexer::start(),
         };
         for t in engine.tenants.read().values() {

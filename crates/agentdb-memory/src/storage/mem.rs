@@ -154,6 +154,7 @@ impl Storage for MemStorage {
                     t.meta.insert(name.clone(), value.clone());
                     true
                 }
+                Write::DeleteMeta { name } => t.meta.remove(name).is_some(),
                 Write::ClockAtLeast { hlc } => {
                     match raised_clock(t.meta.get(CLOCK_META).map(Vec::as_slice), *hlc) {
                         Some(value) => {
@@ -317,6 +318,20 @@ impl Storage for MemStorage {
 
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         Ok(self.tables.read().meta.get(name).cloned())
+    }
+
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        Ok(self
+            .tables
+            .read()
+            .meta
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect())
     }
 
     fn peers(&self) -> Result<Vec<(HubId, Region)>, StorageError> {

@@ -209,6 +209,11 @@ pub enum Write {
         /// Its value.
         value: Vec<u8>,
     },
+    /// Deletes a named store-wide setting; the outcome says whether it existed.
+    DeleteMeta {
+        /// The setting's name.
+        name: String,
+    },
     /// Raises the store-wide clock high-water mark (setting [`CLOCK_META`]) to `hlc` if it is
     /// lower; never lowers it, so concurrent writers in one commit cannot move it back.
     ClockAtLeast {
@@ -308,6 +313,16 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
 
     /// A named store-wide setting.
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError>;
+
+    /// Every store-wide setting whose name starts with `prefix`, with its value, sorted by
+    /// name (byte order). An empty prefix lists every setting. A backend that cannot list
+    /// settings fails here; both backends of this crate can.
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let _ = prefix;
+        Err(StorageError::Backend(
+            "this storage cannot list settings".into(),
+        ))
+    }
 
     /// The peer hubs this store's hub links with, and their regions (see
     /// [`Write::KnowPeer`]), in hub order. A backend that keeps no peer records fails here and

@@ -15,6 +15,11 @@
 //! | `peer_acks`   | (tenant, peer hub)       | `0x01` postcard(version vector)|
 //! | `meta`        | name                     | setting bytes                  |
 //!
+//! Names in `meta` written by the engine: `clock` (the clock's high-water mark),
+//! `master_key_check` (the master-key check value), `store_secret` (the store secret wrapped
+//! under the master key) and `sealed/<name>` (a sealed setting; see the engine's `settings`
+//! module). [`Storage::meta_with_prefix`] is a range scan of this table.
+//!
 //! Commits use `Durability::Immediate`: `apply` returns after the data is fsynced.
 
 use std::ops::ControlFlow;
@@ -288,6 +293,9 @@ impl Storage for RedbStorage {
                             .map_err(backend)?;
                         true
                     }
+                    Write::DeleteMeta { name } => {
+                        meta.remove(name.as_str()).map_err(backend)?.is_some()
+                    }
                     Write::ClockAtLeast { hlc } => {
                         let raised = {
                             let current = meta.get(CLOCK_META).map_err(backend)?;
@@ -506,6 +514,22 @@ impl Storage for RedbStorage {
             .map(|v| v.value().to_vec()))
     }
 
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(META).map_err(backend)?;
+        let mut out = Vec::new();
+        // Names sort in byte order, so those with the prefix form one run starting at it.
+        for item in table.range(prefix..).map_err(backend)? {
+            let (k, v) = item.map_err(backend)?;
+            let name = k.value();
+            if !name.starts_with(prefix) {
+                break;
+            }
+            out.push((name.to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
     fn peers(&self) -> Result<Vec<(HubId, Region)>, StorageError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let table = tx.open_table(PEERS).map_err(backend)?;
@@ -599,5 +623,80 @@ mod tests {
         db.apply(&[Write::EraseTenant { tenant: t.clone() }])
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(db.peer_acks(&t).ok(), Some(vec![(hub("p"), vv(4))]));
+    }
+
+    #[test]
+    fn settings_delete_and_prefix_scans_persist_and_match_the_model() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("db");
+        let put = |name: &str, value: &[u8]| Write::PutMeta {
+            name: name.into(),
+            value: value.to_vec(),
+        };
+        let delete = |name: &str| Write::DeleteMeta { name: name.into() };
+        let writes = [
+            put("sealed/b", b"2"),
+            put("sealed/a", b"1"),
+            put("sealed", b"bare"),
+            put("sealed0", b"after the slash"),
+            put("sealed/\u{e9}", b"non-ascii"),
+            put("sealed/a/deeper", b"3"),
+            put("clock", b"c"),
+            put("sealed/gone", b"x"),
+            delete("sealed/gone"),
+            delete("sealed/gone"),
+            delete("never-set"),
+            put("sealed/b", b"2 again"),
+        ];
+        let model = MemStorage::new();
+        let expected = model.apply(&writes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            expected,
+            [true, true, true, true, true, true, true, true, true, false, false, true]
+        );
+        {
+            let db = RedbStorage::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                db.apply(&writes).unwrap_or_else(|e| panic!("{e}")),
+                expected
+            );
+        }
+        let db = RedbStorage::open(&path).unwrap_or_else(|e| panic!("{e}"));
+        let entry = |name: &str, value: &[u8]| (name.to_owned(), value.to_vec());
+        for s in [&db as &dyn Storage, &model] {
+            assert_eq!(
+                s.meta_with_prefix("sealed/").ok(),
+                Some(vec![
+                    entry("sealed/a", b"1"),
+                    entry("sealed/a/deeper", b"3"),
+                    entry("sealed/b", b"2 again"),
+                    entry("sealed/\u{e9}", b"non-ascii"),
+                ])
+            );
+            assert_eq!(
+                s.meta_with_prefix("sealed/a").ok(),
+                Some(vec![
+                    entry("sealed/a", b"1"),
+                    entry("sealed/a/deeper", b"3")
+                ])
+            );
+            assert_eq!(s.meta_with_prefix("sealed/gone").ok(), Some(vec![]));
+            assert_eq!(s.meta_with_prefix("zzz").ok(), Some(vec![]));
+            let all = s.meta_with_prefix("").unwrap_or_else(|e| panic!("{e}"));
+            let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+            assert_eq!(
+                names,
+                [
+                    "clock",
+                    "sealed",
+                    "sealed/a",
+                    "sealed/a/deeper",
+                    "sealed/b",
+                    "sealed/\u{e9}",
+                    "sealed0"
+                ]
+            );
+            assert_eq!(s.meta("sealed/gone").ok(), Some(None));
+        }
     }
 }
