@@ -1,6 +1,6 @@
 //! Errors, one enum per engine operation.
 
-use agentdb_core::{EpisodeError, ModelId, TenantId};
+use agentdb_core::{EpisodeError, FilterError, ModelId, TenantId};
 use agentdb_security::{KeyringError, SealError};
 
 use crate::embedder::EmbedError;
@@ -83,6 +83,9 @@ pub enum QueryError {
         /// The limit.
         limit: usize,
     },
+    /// The filter breaks its limits (see `Filter::validate`).
+    #[error("invalid filter: {0}")]
+    BadFilter(#[from] FilterError),
     /// The query vector is malformed.
     #[error("invalid query vector: {0}")]
     InvalidVector(#[from] EpisodeError),

@@ -29,8 +29,8 @@ pub use embedder::{
     embedder_from_env_or_dir, EmbedError, Embedder, LexicalEmbedder, ModelLoadError, MODEL_DIR_ENV,
 };
 pub use engine::{
-    mint_episode_id, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EraseReport,
-    Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
+    mint_episode_id, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EpisodeList,
+    EraseReport, Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
     REINDEX_BATCH,
 };
 pub use engine::{
@@ -40,7 +40,7 @@ pub use engine::{
 pub use error::{
     KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError, StoreError,
 };
-pub use index::{Filter, Outcome, VectorIndex};
+pub use index::{Filter, FilterError, MetadataMatch, Outcome, VectorIndex};
 pub use storage::{MemStorage, RedbStorage, Storage};
 
 /// File name of the database inside a data directory.

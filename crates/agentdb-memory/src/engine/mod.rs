@@ -37,8 +37,8 @@ pub use settings::{
     SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 pub use types::{
-    Change, ChangePage, EngineConfig, EraseReport, Match, Query, QueryInput, Stored, MAX_BATCH,
-    MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
+    Change, ChangePage, EngineConfig, EpisodeList, EraseReport, Match, Query, QueryInput, Stored,
+    MAX_BATCH, MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH,
 };
 pub use write::mint_episode_id;
 use write::{embedding_text, normalize_task};

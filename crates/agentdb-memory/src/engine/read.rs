@@ -1,10 +1,11 @@
-//! Reading: similarity queries, point reads, the change feed and statistics.
+//! Reading: similarity queries, point reads, listings, the change feed and statistics.
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use agentdb_core::{
-    validate_vector, Embedding, Episode, EpisodeId, TaskCount, TenantId, TenantStats,
+    validate_vector, Embedding, Episode, EpisodeId, Filter, TaskCount, TenantId, TenantStats,
 };
 
 use crate::error::{QueryError, ReadError};
@@ -13,12 +14,24 @@ use crate::storage::StoredEpisode;
 use super::body;
 use super::tenant::TenantState;
 use super::types::{
-    Change, ChangePage, Match, Query, QueryInput, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
+    Change, ChangePage, EpisodeList, Match, Query, QueryInput, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
 };
 use super::MemoryEngine;
 
+/// The first search of a query with content conditions asks for this many candidates at least
+/// (and for four times `k` when that is more); each further search asks for twice as many.
+const MIN_CONTENT_FETCH: usize = 32;
+
 impl MemoryEngine {
     /// The `k` episodes of `tenant` nearest to the query that pass its filter, best first.
+    ///
+    /// The filter is validated first ([`QueryError::BadFilter`]). Its conditions on clear-text
+    /// facts are applied inside the vector search. Its conditions on content (tags, metadata)
+    /// can only be checked on opened episodes, so such a query searches for more candidates
+    /// than `k` (at least 32, and four times `k`), opens them best first and keeps those that
+    /// pass, doubling the search until `k` have passed or the tenant has no more candidates.
+    /// `k` results thus come back whenever `k` matching episodes exist; a very selective
+    /// content filter may open most of the tenant's episodes to find them.
     pub fn query(&self, tenant: &TenantId, query: &Query) -> Result<Vec<Match>, QueryError> {
         if query.k == 0 || query.k > MAX_K {
             return Err(QueryError::BadK {
@@ -26,6 +39,7 @@ impl MemoryEngine {
                 limit: MAX_K,
             });
         }
+        query.filter.validate()?;
         let Some(state) = self.tenant(tenant) else {
             return Ok(Vec::new());
         };
@@ -46,6 +60,9 @@ impl MemoryEngine {
                 given: embedding.model,
             });
         }
+        if query.filter.needs_content() {
+            return self.search_content(&state, &embedding, query.k, &query.filter);
+        }
         let hits =
             state
                 .index
@@ -61,6 +78,65 @@ impl MemoryEngine {
             }
         }
         Ok(out)
+    }
+
+    /// A search whose filter has content conditions: over-fetch, open, keep what passes, and
+    /// widen until `k` pass or the index has nothing more to give.
+    fn search_content(
+        &self,
+        state: &TenantState,
+        embedding: &Embedding,
+        k: usize,
+        filter: &Filter,
+    ) -> Result<Vec<Match>, QueryError> {
+        // Every candidate opened so far: the episode when it passes, `None` when it does not
+        // (or was deleted since the search). A wider search finds the same candidates again;
+        // none is opened twice.
+        let mut opened: HashMap<EpisodeId, Option<Episode>> = HashMap::new();
+        let mut fetch = k.saturating_mul(4).max(MIN_CONTENT_FETCH);
+        loop {
+            // Asking for more than the tenant's live vectors returns them all (that pass the
+            // clear-text conditions); asking for more is pointless and only sizes buffers.
+            let all = state.index.live_len().max(k);
+            fetch = fetch.min(all);
+            let hits = state
+                .index
+                .search(&embedding.model, &embedding.vector, fetch, filter)?;
+            // Fewer hits than asked: the index has no further candidate.
+            let exhausted = hits.len() < fetch || fetch == all;
+            let mut passed = 0;
+            for hit in &hits {
+                if passed == k {
+                    break;
+                }
+                let passes = match opened.entry(hit.id) {
+                    Entry::Occupied(seen) => seen.get().is_some(),
+                    Entry::Vacant(slot) => {
+                        let episode = self
+                            .read(state, &hit.id)?
+                            .filter(|e| filter.accepts_content(&e.tags, &e.metadata));
+                        slot.insert(episode).is_some()
+                    }
+                };
+                passed += usize::from(passes);
+            }
+            if passed == k || exhausted {
+                let mut out = Vec::with_capacity(passed);
+                for hit in hits {
+                    if out.len() == k {
+                        break;
+                    }
+                    if let Some(Some(episode)) = opened.remove(&hit.id) {
+                        out.push(Match {
+                            episode,
+                            score: hit.score,
+                        });
+                    }
+                }
+                return Ok(out);
+            }
+            fetch = fetch.saturating_mul(2);
+        }
     }
 
     pub(super) fn read(
@@ -83,6 +159,79 @@ impl MemoryEngine {
             Some(state) => self.read(&state, id),
             None => Ok(None),
         }
+    }
+
+    /// A page of the live episodes of `tenant`, in id order (creation order for ids minted by
+    /// [`super::mint_episode_id`]).
+    ///
+    /// Start with `cursor` 0 and pass each page's `next_cursor` back until it is `None`. Every
+    /// episode that stays live during the walk comes back exactly once; one stored or deleted
+    /// meanwhile may or may not. `next_cursor` is `Some` whenever a live episode follows the
+    /// page, and never repeats an earlier cursor. Deleted episodes are skipped, never returned
+    /// as gaps: a page is empty only when nothing follows.
+    ///
+    /// A page holds at most `limit` episodes (clamped to 1..=[`MAX_BATCH`]) and about
+    /// [`MAX_PAGE_BYTES`] of sealed episode content (always at least one episode), with one
+    /// exception: the cursor is the first 64 bits of an id, so episodes whose ids share them
+    /// (the same millisecond and the same 12 random bits, rare for minted ids) are never split
+    /// across pages, and a page holds all of such a group even when that exceeds the bounds.
+    ///
+    /// Each page scans the tenant's rows from the first one, skipping those before the cursor
+    /// unopened; listing a whole tenant of `n` episodes reads about `n² / (2 * limit)` rows.
+    pub fn list(
+        &self,
+        tenant: &TenantId,
+        cursor: u64,
+        limit: usize,
+    ) -> Result<EpisodeList, ReadError> {
+        let Some(state) = self.tenant(tenant) else {
+            return Ok(EpisodeList {
+                episodes: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        let limit = limit.clamp(1, MAX_BATCH);
+        let mut rows: Vec<StoredEpisode> = Vec::new();
+        let mut bytes = 0usize;
+        let mut next_cursor = None;
+        self.storage.scan_episodes(tenant, &mut |row| {
+            let at = list_position(&row.id);
+            if at < cursor || row.deleted.is_some() {
+                return ControlFlow::Continue(());
+            }
+            let size = row.sealed_body.len();
+            let full = !rows.is_empty()
+                && (rows.len() >= limit || bytes.saturating_add(size) > MAX_PAGE_BYTES);
+            if full {
+                // `rows` is non-empty here.
+                let last = rows.last().map_or(at, |r| list_position(&r.id));
+                let first = rows.first().map_or(at, |r| list_position(&r.id));
+                if at != last {
+                    next_cursor = Some(at);
+                    return ControlFlow::Break(());
+                }
+                if first != at {
+                    // The page would end inside a group of ids sharing a position: end it
+                    // before the group instead, which the next page then starts with.
+                    rows.truncate(rows.partition_point(|r| list_position(&r.id) < at));
+                    next_cursor = Some(at);
+                    return ControlFlow::Break(());
+                }
+                // The whole page is one such group: it is returned whole.
+            }
+            bytes = bytes.saturating_add(size);
+            rows.push(row);
+            ControlFlow::Continue(())
+        })?;
+        let mut episodes = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let key = state.key_for(row)?;
+            episodes.push(body::open_episode(&key, row)?);
+        }
+        Ok(EpisodeList {
+            episodes,
+            next_cursor,
+        })
     }
 
     /// The changes to `tenant` after `cursor` (0 = from the beginning), at most `limit` and at
@@ -191,4 +340,11 @@ impl MemoryEngine {
             key_version: state.current_key().map_or(0, |k| k.version()),
         })
     }
+}
+
+/// Where an episode sits in a listing: the first 64 bits of its id. Ids sort by it, so "every
+/// id at or after a position" is a range of the id-ordered scan.
+fn list_position(id: &EpisodeId) -> u64 {
+    // After the shift only the high 64 bits remain; the cast keeps them all.
+    (id.as_uuid().as_u128() >> 64) as u64
 }

@@ -131,8 +131,19 @@ pub struct ChangePage {
     pub more: bool,
 }
 
-/// Most bytes of episode text one change page carries (it must fit in one wire frame).
+/// Most bytes of episode text one change page carries, and about the most bytes of episode
+/// content one listing page carries (it must fit in one wire frame).
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
+
+/// A page of a tenant's live episodes, from [`MemoryEngine::list`](super::MemoryEngine::list).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpisodeList {
+    /// The episodes, in id order.
+    pub episodes: Vec<Episode>,
+    /// The cursor to ask for the next page with, or `None` when no live episode follows this
+    /// page. Opaque: pass it back as it is.
+    pub next_cursor: Option<u64>,
+}
 
 /// What erasing a tenant removed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

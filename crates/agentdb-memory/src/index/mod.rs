@@ -16,7 +16,7 @@
 
 mod exact;
 
-pub use agentdb_core::{EpisodeFacts, Filter, Outcome};
+pub use agentdb_core::{EpisodeFacts, Filter, FilterError, MetadataMatch, Outcome};
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
