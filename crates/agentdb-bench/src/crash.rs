@@ -94,7 +94,14 @@ impl HubProcess {
         }
         cmd.arg("--data")
             .arg(data)
-            .args(["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args([
+                "--quic",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?);

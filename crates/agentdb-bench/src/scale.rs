@@ -67,7 +67,14 @@ fn start_hub(dir: &Path, max_agents: usize) -> anyhow::Result<HubProcess> {
         .arg(&config)
         .arg("--data")
         .arg(dir.join("data"))
-        .args(["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "--quic",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

@@ -568,7 +568,7 @@ fn write_config(dir: &Path, pki: &Pki, hub: &str, quic: u16, http: u16, extra: &
     let path = dir.join(format!("{hub}.toml"));
     let text = format!(
         "hub_id = \"{hub}\"\ndata = \"data/{hub}\"\nquic = \"127.0.0.1:{quic}\"\n\
-         http = \"127.0.0.1:{http}\"\nsync_interval = \"500ms\"\n{extra}\n{}",
+         http = \"127.0.0.1:{http}\"\nhttps = \"127.0.0.1:0\"\nsync_interval = \"500ms\"\n{extra}\n{}",
         pki.hub_sections(hub)
     );
     std::fs::write(&path, text).unwrap();

@@ -43,6 +43,8 @@ impl Hub {
                 "127.0.0.1:0",
                 "--http",
                 "127.0.0.1:0",
+                "--https",
+                "127.0.0.1:0",
             ],
             env,
             &log,
@@ -325,7 +327,7 @@ fn config_file_is_honoured_and_unknown_keys_are_refused() {
     let good = tmp.path().join("hub.toml");
     std::fs::write(
         &good,
-        "hub_id = \"cfg-hub\"\ndata = \"store\"\nquic = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\n\
+        "hub_id = \"cfg-hub\"\ndata = \"store\"\nquic = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\
          \n[limits]\nmax_agents = 50\n",
     )
     .unwrap();

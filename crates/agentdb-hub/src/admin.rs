@@ -10,6 +10,12 @@
 //! `GET /v1/tenants/{tenant}/stats` with `Authorization: Bearer <token with admin scope for that
 //! tenant>` → the tenant's statistics.
 //!
+//! `POST /v1/tenants/{tenant}/keys` (admin scope for that tenant) with `{"scopes": [...],
+//! "expires_in_secs": n, "label": "..."}` (all optional) → the new API key, its secret shown
+//! this once; `GET /v1/tenants/{tenant}/keys` → the tenant's keys (never their secrets);
+//! `DELETE /v1/tenants/{tenant}/keys/{id}` → `{"revoked": bool}`. A key grants at most the
+//! scopes of the token that made it.
+//!
 //! `/health` and `/metrics` name no tenant and need no token. The routes that reveal tenants
 //! verify their token exactly as the QUIC Hello does (`auth`: signature, expiry, audience,
 //! revocation) and ask `policy` whether it may see what it asks for. This listener is plain
@@ -22,6 +28,7 @@ use std::sync::Arc;
 use agentdb_core::{HubId, TenantId};
 use agentdb_proto::WireError;
 use agentdb_security::policy::{self, Operation, PolicyError, VerifiedIdentity};
+use agentdb_security::token::Scope;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -39,6 +46,8 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/v1/federation", get(federation))
         .route("/v1/federation/peers/{hub}", delete(forget_peer))
         .route("/v1/tenants/{tenant}/stats", get(tenant_stats))
+        .route("/v1/tenants/{tenant}/keys", get(list_keys).post(create_key))
+        .route("/v1/tenants/{tenant}/keys/{id}", delete(revoke_key))
         .with_state(state)
 }
 
@@ -148,6 +157,157 @@ async fn tenant_stats(
             "stats failed",
         ),
     }
+}
+
+/// The body of `POST /v1/tenants/{tenant}/keys`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    /// The most the key's tokens may grant; default read, write and sync.
+    #[serde(default)]
+    scopes: Option<Vec<Scope>>,
+    /// Lifetime of the key; forever when absent.
+    expires_in_secs: Option<u64>,
+    /// A note for people.
+    label: Option<String>,
+}
+
+/// Checks a tenant path segment and that the caller administers that tenant; on success the
+/// caller's identity.
+fn tenant_admin(
+    state: &HubState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    tenant: String,
+) -> Result<(TenantId, VerifiedIdentity), Box<Response>> {
+    let Ok(tenant) = TenantId::new(tenant) else {
+        return Err(Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid tenant id",
+        )));
+    };
+    let mut verified = None;
+    let allowed = |identity: &VerifiedIdentity| {
+        policy::authorize(identity, Operation::Admin, &tenant)?;
+        verified = Some(identity.clone());
+        Ok(())
+    };
+    if let Some(refusal) = refusal(state, peer, headers, allowed) {
+        return Err(Box::new(refusal));
+    }
+    match verified {
+        Some(identity) => Ok((tenant, identity)),
+        None => Err(Box::new(failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "no identity",
+        ))),
+    }
+}
+
+/// Runs `f` on the blocking pool and answers with its JSON, or its error.
+async fn blocking<T: serde::Serialize + Send + 'static>(
+    status: StatusCode,
+    f: impl FnOnce() -> Result<T, WireError> + Send + 'static,
+) -> Response {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(value)) => (status, Json(value)).into_response(),
+        Ok(Err(e)) => {
+            let status = match e.code {
+                agentdb_proto::ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+                agentdb_proto::ErrorCode::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            failure(status, e.code.as_str(), e.message)
+        }
+        Err(_) => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request failed",
+        ),
+    }
+}
+
+async fn create_key(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let (tenant, identity) = match tenant_admin(&state, peer, &headers, tenant) {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
+    };
+    let body: NewKey = if body.iter().all(u8::is_ascii_whitespace) {
+        NewKey::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return failure(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_request",
+                    format!("malformed JSON: {e}"),
+                )
+            }
+        }
+    };
+    let scopes = body.scopes.unwrap_or_else(|| Scope::DEFAULT.to_vec());
+    // A key is worth no more than the token that made it.
+    if let Some(extra) = scopes.iter().find(|s| !identity.claims.has_scope(**s)) {
+        return failure(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token does not grant the {extra} scope, so its keys cannot"),
+        );
+    }
+    blocking(StatusCode::CREATED, move || {
+        let made = state.credentials.create_key(
+            &state.engine,
+            &tenant,
+            scopes,
+            body.expires_in_secs,
+            body.label,
+        )?;
+        Ok(json!({ "secret": made.secret.expose(), "key": made.info }))
+    })
+    .await
+}
+
+async fn list_keys(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let (tenant, _) = match tenant_admin(&state, peer, &headers, tenant) {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
+    };
+    blocking(StatusCode::OK, move || {
+        let keys = state.credentials.keys(&state.engine, &tenant)?;
+        Ok(json!({ "keys": keys }))
+    })
+    .await
+}
+
+async fn revoke_key(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path((tenant, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let (tenant, _) = match tenant_admin(&state, peer, &headers, tenant) {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
+    };
+    blocking(StatusCode::OK, move || {
+        let revoked = state.credentials.revoke_key(&state.engine, &tenant, &id)?;
+        Ok(json!({ "revoked": revoked }))
+    })
+    .await
 }
 
 /// Authenticates a tenant-revealing request and asks `policy` (through `allowed`) whether its

@@ -6,6 +6,7 @@ use agentdb_security::identity::PeerIdentity;
 use agentdb_security::policy::{self, PolicyError, VerifiedIdentity};
 use agentdb_security::token::VerifyError;
 
+use crate::metrics::ReasonLabels;
 use crate::state::{unix_secs, HubState};
 
 /// The identity the certificate proves, if the peer presented one.
@@ -54,19 +55,61 @@ pub(crate) fn policy_error(e: &PolicyError) -> WireError {
     error(code, e.to_string())
 }
 
-/// Verifies `token` and checks it against the certificate identity.
+/// Verifies `token` and checks it against the certificate identity. The QUIC Hello, token
+/// refresh and every HTTPS request use this one function.
 pub(crate) fn verify(
     state: &HubState,
     certificate: Option<&PeerIdentity>,
     token: &str,
 ) -> Result<VerifiedIdentity, WireError> {
+    check_transport(state, certificate)?;
+    identity(state, certificate, token)
+}
+
+/// Refuses a caller without a client certificate when the hub requires one.
+pub(crate) fn check_transport(
+    state: &HubState,
+    certificate: Option<&PeerIdentity>,
+) -> Result<(), WireError> {
     if state.config.require_client_cert && certificate.is_none() {
         return Err(error(
             ErrorCode::Unauthenticated,
             "a client certificate is required",
         ));
     }
-    identity(state, certificate, token)
+    Ok(())
+}
+
+/// Whether an identity verified earlier still holds now: its token has not expired and has
+/// not been revoked since. Long-lived answers (event streams) ask before each page.
+pub(crate) fn still_valid(state: &HubState, identity: &VerifiedIdentity) -> Result<(), WireError> {
+    let now = unix_secs();
+    let claims = &identity.claims;
+    if now
+        >= claims
+            .exp
+            .saturating_add(agentdb_security::token::MAX_CLOCK_SKEW_SECS)
+    {
+        return Err(verify_error(&VerifyError::Expired {
+            exp: claims.exp,
+            now,
+        }));
+    }
+    if state.revoked.is_revoked(&claims.jti, now) {
+        return Err(error(ErrorCode::Unauthenticated, "token has been revoked"));
+    }
+    Ok(())
+}
+
+/// Counts a refused credential in the metrics, by code.
+pub(crate) fn count_failure(state: &HubState, e: &WireError) {
+    state
+        .metrics
+        .auth_failures
+        .get_or_create(&ReasonLabels {
+            reason: e.code.as_str(),
+        })
+        .inc();
 }
 
 /// Verifies `token` (signature, expiry, audience, revocation) for a caller that presented no
@@ -88,7 +131,7 @@ fn identity(
 ) -> Result<VerifiedIdentity, WireError> {
     let now = unix_secs();
     let claims = state
-        .verifier
+        .tokens
         .verify(token, now)
         .map_err(|e| verify_error(&e))?;
     if state.revoked.is_revoked(&claims.jti, now) {

@@ -63,6 +63,9 @@ pub struct HubConfig {
     pub quic_addr: SocketAddr,
     /// Admin HTTP address (port 0 picks a free port); `None` disables it.
     pub http_addr: Option<SocketAddr>,
+    /// HTTPS/JSON gateway address (port 0 picks a free port); `None` disables it. It uses the
+    /// hub's certificate and the same client-certificate rule as QUIC.
+    pub https_addr: Option<SocketAddr>,
     /// CA, certificate and key.
     pub tls: TlsMaterial,
     /// Require client certificates signed by the CA (mutual TLS). Default true.

@@ -59,7 +59,7 @@ pub(crate) async fn serve(
     let certificate = match auth::certificate_identity(&conn) {
         Ok(c) => c,
         Err(e) => {
-            fail_auth(&state, &e);
+            auth::count_failure(&state, &e);
             conn.close(
                 quinn::VarInt::from_u32(u32::from(e.code.to_u16())),
                 e.message.as_bytes(),
@@ -91,7 +91,7 @@ pub(crate) async fn serve(
             _ = tokio::time::sleep(timeout) => {
                 if let Some(close) = session.handle_timeout(unix_ms()) {
                     if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
-                        fail_auth(&state, &error(code, close.reason.clone()));
+                        auth::count_failure(&state, &error(code, close.reason.clone()));
                     }
                     break Some(close);
                 }
@@ -133,7 +133,7 @@ pub(crate) async fn serve(
                                 Ok(welcome)
                             }
                             Err(e) => {
-                                fail_auth(&state, &e);
+                                auth::count_failure(&state, &e);
                                 Err(e)
                             }
                         };
@@ -168,13 +168,24 @@ pub(crate) async fn serve(
                         let frame = session.handle_token_refreshed(unix_ms(), result);
                         respond(&mut send, &frame).await;
                     }
+                    Step::Exchange(request) => {
+                        let st = Arc::clone(&state);
+                        let cert = certificate.clone();
+                        let result = tokio::task::spawn_blocking(move || {
+                            crate::credentials::exchange(&st, cert.as_ref(), &request)
+                        })
+                        .await
+                        .unwrap_or_else(|_| Err(error(ErrorCode::Internal, "token exchange failed")));
+                        let frame = session.handle_exchanged(unix_ms(), result);
+                        respond(&mut send, &frame).await;
+                    }
                     Step::Reply(frame) => respond(&mut send, &frame).await,
                     Step::ReplyAndClose(frame, close) => {
                         // A close without an error code is the answer to Goodbye.
                         said_goodbye = close.code.is_none();
                         respond_confirmed(&mut send, &frame).await;
                         if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
-                            fail_auth(&state, &error(code, close.reason.clone()));
+                            auth::count_failure(&state, &error(code, close.reason.clone()));
                         }
                         break Some(close);
                     }
@@ -187,7 +198,7 @@ pub(crate) async fn serve(
     while requests.join_next().await.is_some() {}
     if let (Some(id), true) = (&identity, said_goodbye) {
         // An agent that said goodbye is done: its token is revoked until it expires.
-        state.revoked.revoke(id.claims.jti.clone(), id.claims.exp);
+        let _ = state.revoke(&id.claims.jti, id.claims.exp).await;
     }
     match close {
         Some(c) => conn.close(
@@ -215,16 +226,6 @@ async fn respond_confirmed(send: &mut quinn::SendStream, frame: &[u8]) {
     let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
 }
 
-fn fail_auth(state: &HubState, e: &WireError) {
-    state
-        .metrics
-        .auth_failures
-        .get_or_create(&ReasonLabels {
-            reason: e.code.as_str(),
-        })
-        .inc();
-}
-
 fn welcome(state: &HubState, id: &VerifiedIdentity) -> Welcome {
     Welcome {
         agent: id.claims.sub.clone(),
@@ -238,7 +239,7 @@ fn welcome(state: &HubState, id: &VerifiedIdentity) -> Welcome {
 
 /// A refreshed token must name the same tenant and agent as the session's.
 fn refreshed(
-    state: &HubState,
+    state: &Arc<HubState>,
     certificate: Option<&PeerIdentity>,
     current: &VerifiedIdentity,
     token: &str,
@@ -251,9 +252,8 @@ fn refreshed(
         ));
     }
     // The old token is no longer needed by this session.
-    state
-        .revoked
-        .revoke(current.claims.jti.clone(), current.claims.exp);
+    // Revoked in memory at once; written to the data in the background.
+    drop(state.revoke(&current.claims.jti, current.claims.exp));
     let exp = id.claims.exp;
     Ok((id, exp))
 }

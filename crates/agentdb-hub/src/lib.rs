@@ -6,7 +6,9 @@
 //! agent ──QUIC+mTLS──► accept ─► connection::serve ─► ServerSession (sans-IO, agentdb-proto)
 //!                                    │ Hello ─► auth::verify (token + certificate, policy::check_identity)
 //!                                    │ Store/Query/Pull/Stats ─► ops::execute ─► policy::authorize ─► MemoryEngine
-//! admin ──HTTP──► admin::router (/health, /metrics; with tokens: /v1/federation, /v1/tenants/{t}/stats)
+//! client ──HTTPS──► gateway::serve ─► gateway::router (/v1/episodes, /v1/query, /v1/changes, /v1/token, …)
+//!                                    │ Bearer ─► auth::verify (the same function) ─► ops::execute ─► policy ─► MemoryEngine
+//! admin ──HTTP──► admin::router (/health, /metrics; with tokens: /v1/federation, /v1/tenants/{t}/stats|keys)
 //! ```
 //!
 //! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
@@ -15,7 +17,9 @@ mod admin;
 mod auth;
 pub mod config;
 mod connection;
+pub mod credentials;
 pub mod federation;
+mod gateway;
 mod metrics;
 mod ops;
 mod state;
@@ -25,12 +29,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_memory::MemoryEngine;
-use agentdb_security::token::TokenVerifier;
+use agentdb_security::token::{TokenKeys, TokenVerifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::{HubConfig, HubLimits, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
+pub use gateway::openapi;
 
 use state::HubState;
 
@@ -44,6 +49,9 @@ pub enum StartError {
     /// The token key is unusable.
     #[error("token key: {0}")]
     TokenKey(String),
+    /// The hub's own credentials (its signing key, its revoked tokens) cannot be loaded.
+    #[error("credentials: {0}")]
+    Credentials(String),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -70,10 +78,12 @@ pub enum StartError {
 pub struct HubHandle {
     quic_addr: SocketAddr,
     http_addr: Option<SocketAddr>,
+    https_addr: Option<SocketAddr>,
     endpoint: quinn::Endpoint,
     shutdown: watch::Sender<bool>,
     accept: Option<JoinHandle<()>>,
     http: Option<JoinHandle<()>>,
+    https: Option<JoinHandle<()>>,
     state: Arc<HubState>,
 }
 
@@ -86,6 +96,11 @@ impl HubHandle {
     /// The bound admin HTTP address, if enabled.
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
+    }
+
+    /// The bound HTTPS gateway address, if enabled.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https_addr
     }
 
     /// Agents connected and authenticated now.
@@ -113,6 +128,9 @@ impl HubHandle {
         if let Some(http) = self.http.take() {
             http.abort();
         }
+        if let Some(https) = self.https.take() {
+            let _ = https.await;
+        }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
     }
 }
@@ -124,6 +142,9 @@ impl Drop for HubHandle {
             t.abort();
         }
         if let Some(t) = self.http.take() {
+            t.abort();
+        }
+        if let Some(t) = self.https.take() {
             t.abort();
         }
     }
@@ -138,6 +159,10 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     .map_err(|e| StartError::TokenKey(e.to_string()))?
     .with_audience(config.audience.clone());
     federation::check_own_region(&config)?;
+    let (credentials, own_tokens) =
+        credentials::Credentials::load(&engine, &config.hub_id, &config.audience)
+            .map_err(StartError::Credentials)?;
+    let tokens = TokenKeys::new(verifier).with(own_tokens);
 
     let crypto = agentdb_security::tls::server_config(
         &config.tls,
@@ -174,8 +199,19 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         None => None,
     };
     let http_addr = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let https_listener = match config.https_addr {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| StartError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let https_addr = https_listener.as_ref().and_then(|l| l.local_addr().ok());
 
-    let state = Arc::new(HubState::new(config, engine, verifier));
+    let state = Arc::new(HubState::new(config, engine, tokens, credentials));
+    state.load_revocations().map_err(StartError::Credentials)?;
+    let https_tls = gateway::serve::tls_config(&state)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     federation::start(&state, &endpoint, shutdown_rx.clone())?;
@@ -184,6 +220,16 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         Arc::clone(&state),
         shutdown_rx.clone(),
     ));
+    let https = https_listener.map(|listener| {
+        let app = gateway::router(Arc::clone(&state));
+        tokio::spawn(gateway::serve::run(
+            listener,
+            https_tls,
+            app,
+            Arc::clone(&state),
+            shutdown_rx.clone(),
+        ))
+    });
     let http = http_listener.map(|listener| {
         let app = admin::router(Arc::clone(&state));
         let mut rx = shutdown_rx;
@@ -196,14 +242,16 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
                 .await;
         })
     });
-    tracing::info!(%quic_addr, ?http_addr, hub = %state.config.hub_id, "hub listening");
+    tracing::info!(%quic_addr, ?http_addr, ?https_addr, hub = %state.config.hub_id, "hub listening");
     Ok(HubHandle {
         quic_addr,
         http_addr,
+        https_addr,
         endpoint,
         shutdown,
         accept: Some(accept),
         http,
+        https,
         state,
     })
 }

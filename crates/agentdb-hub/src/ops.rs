@@ -7,8 +7,8 @@ use agentdb_memory::{
     Change as EngineChange, Query, QueryError, QueryInput as EngineInput, ReplicaError, StoreError,
 };
 use agentdb_proto::{
-    Change, ChangeItem, ErrorCode, MatchesResponse, PageResponse, QueryInput, Request, Response,
-    StoredItem, StoredResponse, WireEpisode, WireError, WireMatch,
+    Change, ChangeItem, ErrorCode, ListResponse, MatchesResponse, PageResponse, QueryInput,
+    Request, Response, StoredItem, StoredResponse, WireEpisode, WireError, WireMatch,
 };
 use agentdb_security::policy::{self, Operation, VerifiedIdentity};
 
@@ -185,10 +185,29 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
                 .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
             Ok(Response::Done { found })
         }
-        Request::Hello(_) | Request::RefreshToken(_) | Request::Goodbye => Err(error(
-            ErrorCode::InvalidRequest,
-            "session requests are handled by the session",
-        )),
+        Request::Get(g) => {
+            policy::authorize(identity, Operation::Query, tenant).map_err(|e| policy_error(&e))?;
+            let episode = engine
+                .get(tenant, &g.id)
+                .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+            Ok(Response::Episode(episode.map(WireEpisode::from)))
+        }
+        Request::List(l) => {
+            policy::authorize(identity, Operation::Query, tenant).map_err(|e| policy_error(&e))?;
+            let page = engine
+                .list(tenant, l.cursor, l.limit as usize)
+                .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+            Ok(Response::Listed(ListResponse {
+                episodes: page.episodes.into_iter().map(WireEpisode::from).collect(),
+                next_cursor: page.next_cursor,
+            }))
+        }
+        Request::Hello(_) | Request::RefreshToken(_) | Request::Goodbye | Request::Exchange(_) => {
+            Err(error(
+                ErrorCode::InvalidRequest,
+                "session requests are handled by the session",
+            ))
+        }
     }
 }
 
@@ -205,6 +224,7 @@ fn store_error(e: &StoreError) -> WireError {
 fn query_error(e: &QueryError) -> WireError {
     let code = match e {
         QueryError::BadK { .. }
+        | QueryError::BadFilter(_)
         | QueryError::InvalidVector(_)
         | QueryError::EmbedderMismatch { .. } => ErrorCode::InvalidRequest,
         _ => ErrorCode::Internal,

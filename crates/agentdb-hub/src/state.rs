@@ -8,10 +8,13 @@ use std::time::Instant;
 use agentdb_core::TenantId;
 use agentdb_memory::{MemoryEngine, SystemClock};
 use agentdb_security::revocation::RevocationList;
-use agentdb_security::token::TokenVerifier;
+use agentdb_security::token::TokenKeys;
 use parking_lot::Mutex;
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
 
 use crate::config::HubConfig;
+use crate::credentials::Credentials;
 use crate::federation::Federation;
 use crate::metrics::Metrics;
 
@@ -25,13 +28,22 @@ pub(crate) fn unix_ms() -> u64 {
     SystemClock::unix_ms()
 }
 
+/// Changes queued for slow event streams before they are told to look again.
+const CHANGE_QUEUE: usize = 1024;
+/// Where revoked tokens live among the hub's sealed settings: `revoked-token/<jti>` → `exp`.
+const REVOKED_PREFIX: &str = "revoked-token/";
+
 /// Shared hub state.
 #[derive(Debug)]
 pub(crate) struct HubState {
     pub config: HubConfig,
     pub engine: Arc<MemoryEngine>,
-    pub verifier: TokenVerifier,
+    /// The operator's token key, and this hub's own (for the tokens it issues).
+    pub tokens: TokenKeys,
+    pub credentials: Credentials,
     pub revoked: RevocationList,
+    /// The tenant of every change to the engine's episodes, for event streams.
+    pub changes: broadcast::Sender<TenantId>,
     pub metrics: Metrics,
     pub started: Instant,
     pub federation: Arc<Federation>,
@@ -41,19 +53,71 @@ pub(crate) struct HubState {
 }
 
 impl HubState {
-    pub fn new(config: HubConfig, engine: Arc<MemoryEngine>, verifier: TokenVerifier) -> Self {
+    pub fn new(
+        config: HubConfig,
+        engine: Arc<MemoryEngine>,
+        tokens: TokenKeys,
+        credentials: Credentials,
+    ) -> Self {
+        let (changes, _) = broadcast::channel(CHANGE_QUEUE);
+        let notify = changes.clone();
+        engine.add_change_listener(Arc::new(move |tenant: &TenantId| {
+            let _ = notify.send(tenant.clone());
+        }));
         Self {
             federation: Arc::new(Federation::new(config.federation.clone())),
             config,
             engine,
-            verifier,
+            tokens,
+            credentials,
             revoked: RevocationList::new(),
+            changes,
             metrics: Metrics::new(),
             started: Instant::now(),
             agents_total: AtomicUsize::new(0),
             agents: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Revokes token `jti` (expiring at `exp`): at once in memory, and in the hub's data so
+    /// that a restart keeps it revoked. The write runs on the blocking pool; await the handle
+    /// to know it is durable.
+    pub fn revoke(self: &Arc<Self>, jti: &str, exp: u64) -> JoinHandle<()> {
+        self.revoked.revoke(jti.to_owned(), exp);
+        let state = Arc::clone(self);
+        let jti = jti.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let name = format!("{REVOKED_PREFIX}{jti}");
+            if let Err(e) = state.engine.put_sealed_setting(&name, &exp.to_be_bytes()) {
+                tracing::warn!(error = %e, "cannot record a revoked token durably");
+            }
+        })
+    }
+
+    /// Loads the revoked tokens kept in the hub's data, and forgets those that have expired.
+    pub fn load_revocations(&self) -> Result<usize, String> {
+        let now = unix_secs();
+        let mut live = 0;
+        let entries = self
+            .engine
+            .sealed_settings(REVOKED_PREFIX)
+            .map_err(|e| format!("cannot read revoked tokens: {e}"))?;
+        for (name, value) in entries {
+            let jti = name.strip_prefix(REVOKED_PREFIX).unwrap_or(&name);
+            let exp = <[u8; 8]>::try_from(&value[..])
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if now < exp.saturating_add(agentdb_security::token::MAX_CLOCK_SKEW_SECS) {
+                self.revoked.revoke(jti.to_owned(), exp);
+                live += 1;
+            } else {
+                self.engine
+                    .delete_setting(&name)
+                    .map_err(|e| format!("cannot forget an expired revocation: {e}"))?;
+            }
+        }
+        Ok(live)
     }
 
     /// Connected, authenticated agents.

@@ -397,6 +397,17 @@ pub struct Ed25519KeyPem {
 }
 
 impl Ed25519KeyPem {
+    /// The public half of an Ed25519 PKCS#8 PEM private key, as SubjectPublicKeyInfo PEM.
+    pub fn public_of(private_pem: &[u8]) -> Result<String, KeyError> {
+        let der = pem_decode(private_pem, "PRIVATE KEY")?;
+        let pair = Ed25519KeyPair::from_pkcs8(&der).map_err(|_| KeyError::BadPrivateKey)?;
+        let public: aws_lc_rs::encoding::PublicKeyX509Der<'static> = pair
+            .public_key()
+            .as_der()
+            .map_err(|_| KeyError::BadPrivateKey)?;
+        Ok(pem_encode("PUBLIC KEY", public.as_ref()))
+    }
+
     /// Generates a new Ed25519 key pair.
     pub fn generate() -> Result<Self, KeyError> {
         let pair = Ed25519KeyPair::generate().map_err(|_| KeyError::Generate)?;
@@ -961,6 +972,12 @@ mod tests {
         assert!(TokenVerifier::from_ed25519_public_pem(keys.private_pem.as_bytes()).is_err());
         assert!(TokenIssuer::from_ed25519_pem(keys.public_pem.as_bytes()).is_err());
         assert!(TokenIssuer::from_ed25519_pem(b"garbage").is_err());
+        // The public half derived from the private key is the one generated with it.
+        assert_eq!(
+            Ed25519KeyPem::public_of(keys.private_pem.as_bytes()).expect("public half"),
+            keys.public_pem
+        );
+        assert!(Ed25519KeyPem::public_of(keys.public_pem.as_bytes()).is_err());
     }
 
     #[test]

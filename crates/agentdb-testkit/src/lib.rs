@@ -7,6 +7,7 @@
 
 pub mod disk;
 pub mod fedsim;
+pub mod https;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -200,6 +201,7 @@ pub fn hub_config(pki: &TestPki) -> HubConfig {
         hub_id: HubId::new("test-hub").unwrap(),
         quic_addr: "127.0.0.1:0".parse().unwrap(),
         http_addr: Some("127.0.0.1:0".parse().unwrap()),
+        https_addr: Some("127.0.0.1:0".parse().unwrap()),
         tls: pki.hub_tls(),
         require_client_cert: true,
         token_key: TokenKey::Ed25519PublicPem(pki.signing.public_pem.as_bytes().to_vec()),

@@ -148,6 +148,7 @@ impl DemoHub {
             hub_id,
             quic_addr: ([127, 0, 0, 1], 0).into(),
             http_addr: Some(([127, 0, 0, 1], 0).into()),
+            https_addr: None,
             tls: pki.hub_tls(),
             require_client_cert: true,
             token_key: TokenKey::Ed25519PublicPem(pki.signing.public_pem.clone().into_bytes()),

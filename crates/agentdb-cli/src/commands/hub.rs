@@ -47,6 +47,8 @@ pub const DEFAULT_DATA: &str = "./agentdb-data";
 pub const DEFAULT_QUIC: &str = "127.0.0.1:4433";
 /// The admin HTTP address unless told otherwise.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8444";
+/// The HTTPS/JSON gateway address unless told otherwise.
+pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 /// The hub's name unless told otherwise.
 pub const DEFAULT_HUB_ID: &str = "hub-1";
 /// Environment variable that turns mutual TLS off (`false`/`0`) or on (`true`/`1`).
@@ -87,6 +89,10 @@ pub struct HubArgs {
     /// Admin HTTP address (/health, /metrics, tenant stats) [default: 127.0.0.1:8444].
     #[arg(long, value_name = "ADDR")]
     http: Option<SocketAddr>,
+    /// HTTPS/JSON gateway address (docs/http.md), with the hub's certificate and the QUIC
+    /// listener's client-certificate rule [default: 127.0.0.1:8443].
+    #[arg(long, value_name = "ADDR")]
+    https: Option<SocketAddr>,
     /// This hub's name [default: hub-1].
     #[arg(long, value_name = "ID")]
     hub_id: Option<HubId>,
@@ -112,6 +118,7 @@ pub struct FileConfig {
     data: Option<PathBuf>,
     quic: Option<SocketAddr>,
     http: Option<SocketAddr>,
+    https: Option<SocketAddr>,
     mtls: Option<bool>,
     tls: Option<TlsSection>,
     token: Option<TokenSection>,
@@ -199,6 +206,7 @@ struct Settings {
     data: PathBuf,
     quic: SocketAddr,
     http: SocketAddr,
+    https: SocketAddr,
     mtls: bool,
     tls: Option<TlsPaths>,
     token: TokenSource,
@@ -262,6 +270,7 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
         hub_id: settings.hub_id.clone(),
         quic_addr: settings.quic,
         http_addr: Some(settings.http),
+        https_addr: Some(settings.https),
         tls,
         require_client_cert: settings.mtls,
         token_key,
@@ -315,9 +324,12 @@ async fn serve(
         }
     }
     output::line(format_args!(
-        "agentdb hub listening quic={quic} http={} hub={} embedder={}",
+        "agentdb hub listening quic={quic} http={} https={} hub={} embedder={}",
         handle
             .http_addr()
+            .map_or_else(|| "off".to_owned(), |a| a.to_string()),
+        handle
+            .https_addr()
             .map_or_else(|| "off".to_owned(), |a| a.to_string()),
         settings.hub_id,
         engine.embedder().model(),
@@ -402,6 +414,7 @@ pub fn check_config(text: &str) -> anyhow::Result<()> {
         data: None,
         quic: None,
         http: None,
+        https: None,
         hub_id: None,
         model_dir: None,
         insecure_dev_bind: false,
@@ -433,6 +446,10 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
     let http = match args.http.or(file.http) {
         Some(a) => a,
         None => parse(DEFAULT_HTTP)?,
+    };
+    let https = match args.https.or(file.https) {
+        Some(a) => a,
+        None => parse(DEFAULT_HTTPS)?,
     };
     let mtls = match &env.enable_mtls {
         Some(v) => parse_bool(ENABLE_MTLS_ENV, v)?,
@@ -492,7 +509,7 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
     if tls.is_none() && !args.insecure_dev_bind {
         // Dev mode makes its own CA and signing key and keeps both in the data directory:
         // fine on one machine, not for a hub others can reach.
-        for (what, addr) in [("QUIC", quic), ("admin HTTP", http)] {
+        for (what, addr) in [("QUIC", quic), ("admin HTTP", http), ("HTTPS", https)] {
             if !addr.ip().is_loopback() {
                 bail!(
                     "dev mode (no [tls] section) binds loopback addresses only, and the {what} \
@@ -506,6 +523,7 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         data,
         quic,
         http,
+        https,
         mtls,
         tls,
         token,

@@ -43,6 +43,8 @@ pub struct Hub {
     pub quic: String,
     /// The admin HTTP address from the listening line.
     pub http: String,
+    /// The HTTPS gateway address from the listening line.
+    pub https: String,
     /// The listening line.
     pub line: String,
     /// The hub's stderr.
@@ -67,6 +69,7 @@ impl Hub {
             child,
             quic: String::new(),
             http: String::new(),
+            https: String::new(),
             line: line.trim().to_owned(),
             log: log.to_owned(),
         };
@@ -79,6 +82,7 @@ impl Hub {
         }
         hub.quic = format!("quic://{}", hub.field("quic"));
         hub.http = hub.field("http");
+        hub.https = hub.field("https");
         Ok(hub)
     }
 
@@ -102,4 +106,34 @@ impl Drop for Hub {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Writes `pki`'s CA, hub certificate and token public key into `dir` and starts
+/// `agentdb hub --config` with them (mutual TLS required), data in `dir/data`, on free ports,
+/// with `extra` appended to the config file.
+pub fn pki_hub(pki: &agentdb_testkit::TestPki, dir: &Path, extra: &str) -> Hub {
+    let tls = pki.hub_tls();
+    std::fs::write(dir.join("ca.pem"), &tls.ca_pem).unwrap();
+    std::fs::write(dir.join("hub.pem"), &tls.cert_pem).unwrap();
+    std::fs::write(dir.join("hub.key"), &tls.key_pem).unwrap();
+    std::fs::write(dir.join("signing.pub"), pki.signing.public_pem.as_bytes()).unwrap();
+    let config = dir.join("hub.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "hub_id = \"test-hub\"\ndata = \"data\"\nquic = \"127.0.0.1:0\"\n\
+             http = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n{extra}\n\
+             [tls]\nca = \"ca.pem\"\ncert = \"hub.pem\"\nkey = \"hub.key\"\n\n\
+             [token]\npublic_key = \"signing.pub\"\n"
+        ),
+    )
+    .unwrap();
+    pki_hub_again(dir)
+}
+
+/// Starts the hub [`pki_hub`] configured in `dir` again, over the same data.
+pub fn pki_hub_again(dir: &Path) -> Hub {
+    let mut cmd = agentdb();
+    cmd.args(["hub", "--config", dir.join("hub.toml").to_str().unwrap()]);
+    Hub::spawn(cmd, &dir.join("hub.log")).expect("the hub starts")
 }
