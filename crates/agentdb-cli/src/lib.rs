@@ -3,5 +3,6 @@
 //! config parsing ([`commands::hub::parse_config`], [`commands::hub::check_config`]) be tested
 //! and fuzzed on its own.
 
+mod admin_http;
 pub mod commands;
 mod output;

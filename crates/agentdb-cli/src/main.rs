@@ -30,6 +30,9 @@ enum Command {
     /// Inspect a hub's links to other hubs.
     #[command(subcommand)]
     Federation(commands::federation::FederationCommand),
+    /// Manage a tenant's API keys through a hub's admin HTTP.
+    #[command(subcommand)]
+    Tenant(commands::tenant::TenantCommand),
     /// Manage the deployment's certificate authority.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Cert(cmd) => commands::cert::run(cmd),
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Federation(cmd) => commands::federation::run(cmd),
+        Command::Tenant(cmd) => commands::tenant::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

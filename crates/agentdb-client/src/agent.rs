@@ -12,15 +12,16 @@ use agentdb_core::{
 };
 use agentdb_memory::{MemStorage, MemoryEngine, Query};
 use agentdb_proto::{
-    Change, DeleteRequest, ErrorCode, PullRequest, QueryInput, QueryRequest, RefreshRequest,
-    Request, Response, StoreRequest, UpdateRequest, Welcome, WireNewEpisode,
+    Change, DeleteRequest, ErrorCode, ExchangeRequest, PullRequest, QueryInput, QueryRequest,
+    RefreshRequest, Request, Response, StoreRequest, UpdateRequest, Welcome, WireNewEpisode,
 };
+use agentdb_security::apikey::ApiKeySecret;
 use agentdb_security::MasterKey;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
-use crate::connection::{HubAddress, HubConnection};
+use crate::connection::{HubAddress, HubConnection, Requester};
 use crate::error::{
     is_permanent, AgentError, ConfigError, LocalCacheError, ProtocolError, Unreachable,
 };
@@ -114,6 +115,9 @@ struct Inner {
     session: SessionId,
     /// When (clock ms) the last connection attempt failed as unreachable.
     failed_at: Mutex<Option<u64>>,
+    /// When (clock ms) the last exchange of the API key for a refreshed token failed: the next
+    /// is not tried before [`AgentConfig::reconnect_backoff`] has passed.
+    refresh_failed_at: Mutex<Option<u64>>,
 }
 
 /// A short-lived agent with memory that outlives it. See the crate docs.
@@ -208,12 +212,15 @@ impl EphemeralAgent {
         let (outbox, unreadable) = match &config.spool_dir {
             None => (None, Vec::new()),
             Some(dir) => {
-                let key = match (&config.spool_key, &config.client_cert) {
-                    (Some(key), _) => key.clone(),
-                    (None, Some((_, key_pem))) => {
+                let key = match (&config.spool_key, &config.client_cert, &config.api_key) {
+                    (Some(key), _, _) => key.clone(),
+                    (None, Some((_, key_pem)), _) => {
                         SpoolKey::from_private_key_pem(key_pem).map_err(ConfigError::SpoolKey)?
                     }
-                    (None, None) => return Err(ConfigError::NoSpoolKey.into()),
+                    (None, None, Some(api_key)) => {
+                        SpoolKey::from_api_key(api_key).map_err(ConfigError::SpoolKey)?
+                    }
+                    (None, None, None) => return Err(ConfigError::NoSpoolKey.into()),
                 };
                 let (outbox, unreadable) = Outbox::open(dir, &config.tenant, &key)?;
                 (Some(outbox), unreadable)
@@ -244,6 +251,7 @@ impl EphemeralAgent {
             destroyed: AtomicBool::new(false),
             session: SessionId::from_random(*uuid::Uuid::new_v4().as_bytes()),
             failed_at: Mutex::new(None),
+            refresh_failed_at: Mutex::new(None),
             config,
         });
         match connect(&inner).await {
@@ -483,6 +491,69 @@ fn fresh_token(inner: &Inner) -> Result<String, AgentError> {
     Ok(token)
 }
 
+/// Trades the API key for a token on `requester`'s connection (before or after its Hello).
+/// The hub's refusal (an unknown, revoked or expired key, a certificate of another tenant) is
+/// [`AgentError::Rejected`], like the refusal of a token; a grant for another tenant than the
+/// agent's is refused here, before it is ever presented.
+async fn exchange_api_key(
+    inner: &Inner,
+    requester: &Requester,
+    key: &ApiKeySecret,
+) -> Result<String, AgentError> {
+    let now = now_secs(inner);
+    let req = Request::Exchange(ExchangeRequest {
+        api_key: Some(key.expose().to_owned()),
+        agent: Some(inner.agent.clone()),
+        scopes: Vec::new(),
+        ttl_secs: None,
+    });
+    match requester.exchange(&req).await? {
+        Response::Token(grant) if grant.tenant != inner.config.tenant => {
+            Err(AgentError::Rejected {
+                code: ErrorCode::TenantMismatch,
+                message: format!(
+                    "the API key is for tenant {}, not {}",
+                    grant.tenant, inner.config.tenant
+                ),
+            })
+        }
+        Response::Token(grant) => {
+            inner.token_got.store(now, Ordering::Release);
+            Ok(grant.token)
+        }
+        Response::Error(e) => Err(AgentError::Rejected {
+            code: e.code,
+            message: e.message,
+        }),
+        other => Err(AgentError::unexpected("exchange", &other)),
+    }
+}
+
+/// Opens a connection and authenticates it: with the provider's token, or with one the API
+/// key is traded for on the new connection first.
+async fn open_connection(inner: &Inner) -> Result<(HubConnection, Welcome), AgentError> {
+    // A provider's token is obtained before touching the network, as it always was.
+    let token = match &inner.config.api_key {
+        None => Some(fresh_token(inner)?),
+        Some(_) => None,
+    };
+    let conn = HubConnection::open(
+        &inner.address,
+        &inner.server_name,
+        Arc::clone(&inner.tls),
+        inner.config.connect_timeout,
+        inner.config.request_timeout,
+    )
+    .await?;
+    let token = match (token, &inner.config.api_key) {
+        (Some(token), _) => token,
+        (None, Some(key)) => exchange_api_key(inner, &conn.requester(), key).await?,
+        (None, None) => fresh_token(inner)?,
+    };
+    let welcome = conn.hello(token).await?;
+    Ok((conn, welcome))
+}
+
 async fn connect(inner: &Inner) -> Result<(), AgentError> {
     let mut guard = inner.conn.lock().await;
     if guard.as_ref().is_some_and(HubConnection::is_open) {
@@ -498,17 +569,7 @@ async fn connect(inner: &Inner) -> Result<(), AgentError> {
             .into());
         }
     }
-    let token = fresh_token(inner)?;
-    let connected = HubConnection::connect(
-        &inner.address,
-        &inner.server_name,
-        Arc::clone(&inner.tls),
-        token,
-        inner.config.connect_timeout,
-        inner.config.request_timeout,
-    )
-    .await;
-    let (conn, welcome) = match connected {
+    let (conn, welcome) = match open_connection(inner).await {
         Ok(c) => {
             *inner.failed_at.lock() = None;
             c
@@ -954,7 +1015,41 @@ async fn refresh_if_due(inner: &Inner) -> Result<(), AgentError> {
     if now < due {
         return Ok(());
     }
-    let token = fresh_token(inner)?;
+    let token = match &inner.config.api_key {
+        None => fresh_token(inner)?,
+        Some(key) => {
+            // A failed exchange (a revoked key, a hub not answering) is not asked again at
+            // every tick of the background task.
+            let backoff = inner.config.reconnect_backoff.as_millis() as u64;
+            if let Some(at) = *inner.refresh_failed_at.lock() {
+                if now_ms(inner) < at.saturating_add(backoff) {
+                    return Ok(());
+                }
+            }
+            // Exchanged on the connection the new token is for; without one, the next request
+            // connects afresh (and exchanges then).
+            let requester = inner
+                .conn
+                .lock()
+                .await
+                .as_ref()
+                .filter(|c| c.is_open())
+                .map(HubConnection::requester);
+            let Some(requester) = requester else {
+                return Ok(());
+            };
+            match exchange_api_key(inner, &requester, key).await {
+                Ok(token) => {
+                    *inner.refresh_failed_at.lock() = None;
+                    token
+                }
+                Err(e) => {
+                    *inner.refresh_failed_at.lock() = Some(now_ms(inner));
+                    return Err(e);
+                }
+            }
+        }
+    };
     match request(inner, &Request::RefreshToken(RefreshRequest { token })).await? {
         Response::Refreshed { expires_at } => {
             inner.token_exp.store(expires_at, Ordering::Release);

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use agentdb_core::{AgentId, TenantId};
 use agentdb_memory::{Clock, Embedder, SystemClock};
+use agentdb_security::apikey::ApiKeySecret;
 
-use crate::credentials::TokenProvider;
+use crate::credentials::{ExchangeOnly, TokenProvider};
 use crate::spool_key::SpoolKey;
 
 /// Settings of an [`crate::EphemeralAgent`].
@@ -27,8 +28,12 @@ pub struct AgentConfig {
     pub ca_pem: Vec<u8>,
     /// The agent's client certificate and key (PEM), for mutual TLS.
     pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
-    /// Where tokens come from.
+    /// Where tokens come from (unused when [`Self::api_key`] is set).
     pub tokens: Arc<dyn TokenProvider>,
+    /// A tenant API key: when set, the agent trades it at the hub for its tokens (an
+    /// `Exchange` on each connection before its `Hello`, and again to refresh), and
+    /// [`Self::tokens`] is not used. See [`Self::with_api_key`].
+    pub api_key: Option<ApiKeySecret>,
     /// How often the agent syncs in the background. Default 30 s.
     pub sync_interval: Duration,
     /// Where episodes the hub cannot take are kept, sealed, so that they survive the agent
@@ -36,7 +41,8 @@ pub struct AgentConfig {
     /// is an error and nothing is kept.
     pub spool_dir: Option<PathBuf>,
     /// The key that seals the spool; by default derived from the client key
-    /// ([`SpoolKey::from_private_key_pem`]). A spool without either is a configuration error.
+    /// ([`SpoolKey::from_private_key_pem`]), else from the API key
+    /// ([`SpoolKey::from_api_key`]). A spool without any of them is a configuration error.
     pub spool_key: Option<SpoolKey>,
     /// The longest wait between attempts to send spooled episodes after transient failures;
     /// the wait starts at [`Self::reconnect_backoff`] and doubles. Default 60 s.
@@ -65,6 +71,7 @@ impl std::fmt::Debug for AgentConfig {
             .field("agent", &self.agent)
             .field("lifetime", &self.lifetime)
             .field("hub", &self.hub)
+            .field("api_key", &self.api_key)
             .finish_non_exhaustive()
     }
 }
@@ -87,6 +94,7 @@ impl AgentConfig {
             ca_pem,
             client_cert: None,
             tokens,
+            api_key: None,
             sync_interval: Duration::from_secs(30),
             spool_dir: None,
             spool_key: None,
@@ -98,6 +106,23 @@ impl AgentConfig {
             clock: Arc::new(SystemClock),
             embedder: None,
         }
+    }
+
+    /// An agent of `tenant` talking to `hub`, trusting `ca_pem`, that gets its tokens by
+    /// trading `api_key` at the hub: on every connection it sends `Exchange { api_key, agent }`
+    /// before its `Hello` and authenticates with the token granted (the key's tenant, at most
+    /// its scopes, signed by that hub); to refresh, it exchanges again. A key the hub does not
+    /// know, revoked or expired is a refusal ([`crate::AgentError::Rejected`],
+    /// `unauthenticated`), as a bad token is.
+    pub fn with_api_key(
+        tenant: TenantId,
+        hub: impl Into<String>,
+        ca_pem: Vec<u8>,
+        api_key: ApiKeySecret,
+    ) -> Self {
+        let mut config = Self::new(tenant, hub, ca_pem, Arc::new(ExchangeOnly));
+        config.api_key = Some(api_key);
+        config
     }
 
     /// Sets the lifetime.

@@ -54,15 +54,15 @@ pub(crate) struct Requester {
 }
 
 impl HubConnection {
-    /// Connects, completes the TLS handshake and authenticates with `token`.
-    pub async fn connect(
+    /// Connects and completes the TLS handshake; the connection is not authenticated yet
+    /// (see [`Self::hello`]).
+    pub async fn open(
         address: &HubAddress,
         server_name: &str,
         tls: Arc<quinn::crypto::rustls::QuicClientConfig>,
-        token: String,
         connect_timeout: Duration,
         timeout: Duration,
-    ) -> Result<(Self, Welcome), AgentError> {
+    ) -> Result<Self, AgentError> {
         let addr = address.resolve().await?;
         let bind = if addr.is_ipv6() {
             SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
@@ -83,17 +83,21 @@ impl HubConnection {
             .await
             .map_err(|_| Unreachable::ConnectTimeout { addr })?
             .map_err(|e| AgentError::from_connection(&e))?;
-        let this = Self {
+        Ok(Self {
             endpoint,
             conn,
             timeout,
-        };
-        match this
+        })
+    }
+
+    /// Authenticates the connection with `token`.
+    pub async fn hello(&self, token: String) -> Result<Welcome, AgentError> {
+        match self
             .requester()
             .request(&Request::Hello(Hello::new(token)))
             .await?
         {
-            Response::Welcome(w) => Ok((this, w)),
+            Response::Welcome(w) => Ok(w),
             other => Err(AgentError::unexpected("hello", &other)),
         }
     }

@@ -1,7 +1,11 @@
-//! Where an agent's tokens come from.
+//! Where an agent's tokens come from: a [`TokenProvider`], or a tenant API key the agent trades
+//! at its hub ([`crate::AgentConfig::with_api_key`]).
 
 use agentdb_core::{AgentId, TenantId};
+use agentdb_security::apikey::ApiKeySecret;
 use agentdb_security::token::{Scope, TokenIssuer, TokenRequest};
+
+use crate::spool_key::{SpoolKey, SpoolKeyError};
 
 /// A source of tokens for an agent. Called at spawn and whenever the current token nears its
 /// expiry.
@@ -62,5 +66,45 @@ impl TokenProvider for SigningKeyTokens {
             req = req.audience(a.clone());
         }
         self.issuer.issue(&req, now).map_err(|e| e.to_string())
+    }
+}
+
+/// The token provider of an agent configured with an API key: it never mints a token itself
+/// (the agent exchanges the key at the hub instead), so being asked for one is an error.
+#[derive(Debug)]
+pub(crate) struct ExchangeOnly;
+
+impl TokenProvider for ExchangeOnly {
+    fn token(&self, _: &TenantId, _: &AgentId, _: u64) -> Result<String, String> {
+        Err("this agent gets its tokens by exchanging its API key at the hub".to_owned())
+    }
+}
+
+impl SpoolKey {
+    /// Derives the key from a tenant API key (as [`SpoolKey::derive`] over the key's text): the
+    /// key an agent with an API key and no client key seals its spool with. A spool sealed
+    /// this way cannot be read after the API key is replaced.
+    pub fn from_api_key(key: &ApiKeySecret) -> Result<Self, SpoolKeyError> {
+        Self::derive(key.expose().as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_api_key_seals_a_spool_of_its_own_and_mints_nothing() {
+        let a = ApiKeySecret::generate().unwrap();
+        let b = ApiKeySecret::generate().unwrap();
+        let ka = SpoolKey::from_api_key(&a).unwrap();
+        assert_eq!(
+            ka.bytes(),
+            SpoolKey::from_api_key(&a.clone()).unwrap().bytes()
+        );
+        assert_ne!(ka.bytes(), SpoolKey::from_api_key(&b).unwrap().bytes());
+        let tenant = TenantId::new("acme").unwrap();
+        let agent = AgentId::new("a1").unwrap();
+        assert!(ExchangeOnly.token(&tenant, &agent, 0).is_err());
     }
 }

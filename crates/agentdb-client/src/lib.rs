@@ -18,8 +18,9 @@
 //! ```
 //!
 //! The agent talks to its hub over QUIC with mutual TLS and short-lived tokens it refreshes
-//! before they expire. It keeps a local cache (an in-memory engine) and, with a spool
-//! directory, a sealed spool of episodes the hub could not take yet.
+//! before they expire: minted by a [`TokenProvider`], or traded at the hub for a tenant API key
+//! ([`AgentConfig::with_api_key`]). It keeps a local cache (an in-memory engine) and, with a
+//! spool directory, a sealed spool of episodes the hub could not take yet.
 //!
 //! What is durable when a store returns ([`EphemeralAgent::store`]):
 //!

@@ -4,14 +4,15 @@
 //! Credentials come either from a hub's dev directory (`--dev DATA/dev`: trust its CA, issue a
 //! one-hour tenant-wide client certificate for `--tenant` in memory, sign tokens with its signing
 //! key) or from files (`--ca`, optionally `--cert`/`--key` for mutual TLS) plus a token source:
-//! `--token`, `--signing-key`, or `JWT_SECRET` (HS256). When several token sources are given,
-//! the first in that list wins, and any of them wins over the dev signing key.
+//! `--api-key` (a tenant API key the agent trades at the hub for short-lived tokens), `--token`,
+//! `--signing-key`, or `JWT_SECRET` (HS256). When several token sources are given, the first in
+//! that list wins, and any of them wins over the dev signing key.
 //!
 //! A hub that cannot be reached within `--connect-timeout` is an error, and nothing is stored.
 //! With `--spool DIR`, `agent store` keeps the episode durably in `DIR` instead, sealed with a
-//! key derived from `--key` (else the token signing key: `--signing-key`, `JWT_SECRET` or the
-//! dev signing key), and exits successfully; the next agent of the tenant run with the same
-//! `--spool` and key sends it. Spooled episodes the hub refuses for good are moved to
+//! key derived from `--key` (else the API key, else the token signing key: `--signing-key`,
+//! `JWT_SECRET` or the dev signing key), and exits successfully; the next agent of the tenant
+//! run with the same `--spool` and key sends it. Spooled episodes the hub refuses for good are moved to
 //! `DIR/<tenant>/dead-letter/` and reported on stderr (and in `--json` output).
 
 use std::path::{Path, PathBuf};
@@ -24,6 +25,7 @@ use agentdb_client::{
 };
 use agentdb_core::{AgentId, EpisodeId, EpisodeUpdate, TenantId};
 use agentdb_proto::HubUrl;
+use agentdb_security::apikey::ApiKeySecret;
 use agentdb_security::ca::{CertificateAuthority, Subject};
 use agentdb_security::token::{TokenIssuer, DEFAULT_AUDIENCE, DEFAULT_TTL_SECS, JWT_SECRET_ENV};
 use anyhow::{bail, Context as _};
@@ -38,6 +40,8 @@ use crate::output;
 pub const DEFAULT_HUB: &str = "quic://127.0.0.1:4433";
 /// Environment variable naming the hub (`quic://host:port`).
 pub const HUB_ENDPOINT_ENV: &str = "FEDERATION_HUB_ENDPOINT";
+/// Environment variable holding a tenant API key (`adb_…`), the agent's first token source.
+pub const API_KEY_ENV: &str = "AGENTDB_API_KEY";
 /// Lifetime of the client certificate issued in memory with `--dev`.
 const DEV_CLIENT_VALIDITY: Duration = Duration::from_secs(3600);
 
@@ -156,6 +160,17 @@ struct ConnectArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, value_name = "FILE", requires = "cert")]
     key: Option<PathBuf>,
+    /// A tenant API key (adb_…, from `agentdb tenant key create`): the agent trades it at the
+    /// hub for short-lived tokens of the key's tenant and scopes, and trades it again to refresh
+    /// them. First among the token sources: it wins over --token, --signing-key, JWT_SECRET and
+    /// the dev signing key.
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = API_KEY_ENV,
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
     /// A token to present as is. It is not refreshed, and the hub revokes it when the agent
     /// ends: one token serves one command.
     #[arg(long, value_name = "JWT", conflicts_with = "signing_key")]
@@ -355,9 +370,10 @@ fn report_spool(agent: &EphemeralAgent) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The key that seals the spool: derived from the client key (`--key`), else from the token
-/// signing key (`--signing-key`, `JWT_SECRET`, or the dev directory's signing key). The dev
-/// client certificate is made afresh by every command, so it cannot seal a spool.
+/// The key that seals the spool: derived from the client key (`--key`), else from the API key
+/// (`--api-key`, as an agent with an API key and no client key derives it), else from the
+/// token signing key (`--signing-key`, `JWT_SECRET`, or the dev directory's signing key). The
+/// dev client certificate is made afresh by every command, so it cannot seal a spool.
 fn spool_key(args: &ConnectArgs) -> anyhow::Result<SpoolKey> {
     let from_pem = |path: &Path| -> anyhow::Result<SpoolKey> {
         let pem = Zeroizing::new(read(path)?);
@@ -366,6 +382,9 @@ fn spool_key(args: &ConnectArgs) -> anyhow::Result<SpoolKey> {
     };
     if let Some(key) = &args.key {
         return from_pem(key);
+    }
+    if let Some(key) = api_key(args)? {
+        return SpoolKey::from_api_key(&key).context("cannot seal the spool with the API key");
     }
     if let Some(key) = &args.signing_key {
         return from_pem(key);
@@ -382,8 +401,8 @@ fn spool_key(args: &ConnectArgs) -> anyhow::Result<SpoolKey> {
         return from_pem(&dir.join(DEV_SIGNING_KEY));
     }
     bail!(
-        "--spool needs a key to seal the spool with: pass --cert/--key or --signing-key, set \
-         {JWT_SECRET_ENV}, or use --dev"
+        "--spool needs a key to seal the spool with: pass --cert/--key, --api-key or \
+         --signing-key, set {JWT_SECRET_ENV}, or use --dev"
     )
 }
 
@@ -431,8 +450,12 @@ async fn spawn(
         .server_name
         .clone()
         .unwrap_or_else(|| default_server_name(&args.hub));
-    let mut config = AgentConfig::new(tenant.clone(), args.hub.clone(), creds.ca_pem, creds.tokens)
-        .server_name(server_name);
+    let hub = args.hub.clone();
+    let mut config = match creds.tokens {
+        Tokens::ApiKey(key) => AgentConfig::with_api_key(tenant.clone(), hub, creds.ca_pem, key),
+        Tokens::Provider(p) => AgentConfig::new(tenant.clone(), hub, creds.ca_pem, p),
+    }
+    .server_name(server_name);
     if let Some((cert, key)) = creds.client_cert {
         config = config.client_cert(cert, key);
     }
@@ -484,7 +507,15 @@ async fn spawn(
 struct Credentials {
     ca_pem: Vec<u8>,
     client_cert: Option<(Vec<u8>, Vec<u8>)>,
-    tokens: Arc<dyn TokenProvider>,
+    tokens: Tokens,
+}
+
+/// Where the agent's tokens come from.
+enum Tokens {
+    /// Traded at the hub for an API key.
+    ApiKey(ApiKeySecret),
+    /// Given or minted here.
+    Provider(Arc<dyn TokenProvider>),
 }
 
 fn credentials(args: &ConnectArgs, tenant: &TenantId) -> anyhow::Result<Credentials> {
@@ -520,23 +551,54 @@ fn credentials(args: &ConnectArgs, tenant: &TenantId) -> anyhow::Result<Credenti
     })
 }
 
-/// The token source: `--token`, else `--signing-key`, else `JWT_SECRET`, else the dev signing
-/// key.
-fn tokens(args: &ConnectArgs) -> anyhow::Result<Arc<dyn TokenProvider>> {
-    if let Some(token) = &args.token {
-        return Ok(Arc::new(StaticToken(token.trim().to_owned())));
+/// The token source: `--api-key` (or AGENTDB_API_KEY), else `--token`, else `--signing-key`,
+/// else `JWT_SECRET`, else the dev signing key.
+fn tokens(args: &ConnectArgs) -> anyhow::Result<Tokens> {
+    if let Some(key) = api_key(args)? {
+        return Ok(Tokens::ApiKey(key));
     }
-    let minting = |issuer: TokenIssuer| -> Arc<dyn TokenProvider> {
-        Arc::new(SigningKeyTokens::new(issuer, DEFAULT_TTL_SECS).audience(args.audience.clone()))
+    if let Some(token) = &args.token {
+        return Ok(Tokens::Provider(Arc::new(StaticToken(
+            token.trim().to_owned(),
+        ))));
+    }
+    match signing_issuer(args.signing_key.as_deref(), args.dev.as_deref())? {
+        Some(issuer) => Ok(Tokens::Provider(Arc::new(
+            SigningKeyTokens::new(issuer, DEFAULT_TTL_SECS).audience(args.audience.clone()),
+        ))),
+        None => bail!(
+            "no token: pass --api-key KEY, --token JWT, --signing-key FILE or --dev DIR, or set \
+             {JWT_SECRET_ENV}"
+        ),
+    }
+}
+
+/// The API key of `--api-key` (or AGENTDB_API_KEY), checked for its form; `None` when absent
+/// or empty.
+fn api_key(args: &ConnectArgs) -> anyhow::Result<Option<ApiKeySecret>> {
+    let Some(text) = args.api_key.as_deref().filter(|t| !t.trim().is_empty()) else {
+        return Ok(None);
     };
-    let ed25519 = |path: &Path| -> anyhow::Result<Arc<dyn TokenProvider>> {
-        let pem = Zeroizing::new(read(path)?);
-        let issuer = TokenIssuer::from_ed25519_pem(&pem)
-            .with_context(|| format!("cannot use signing key {}", path.display()))?;
-        Ok(minting(issuer))
-    };
-    if let Some(path) = &args.signing_key {
-        return ed25519(path);
+    ApiKeySecret::parse(text)
+        .map(Some)
+        .with_context(|| format!("cannot use --api-key (or {API_KEY_ENV})"))
+}
+
+/// A token issuer from an Ed25519 signing key (PKCS#8 PEM, from `agentdb token keygen`).
+pub(crate) fn ed25519_issuer(path: &Path) -> anyhow::Result<TokenIssuer> {
+    let pem = Zeroizing::new(read(path)?);
+    TokenIssuer::from_ed25519_pem(&pem)
+        .with_context(|| format!("cannot use signing key {}", path.display()))
+}
+
+/// The key to mint tokens with: the Ed25519 `signing_key`, else the HS256 secret in
+/// `JWT_SECRET`, else the signing key of the hub's dev directory `dev`; `None` without any.
+pub(crate) fn signing_issuer(
+    signing_key: Option<&Path>,
+    dev: Option<&Path>,
+) -> anyhow::Result<Option<TokenIssuer>> {
+    if let Some(path) = signing_key {
+        return ed25519_issuer(path).map(Some);
     }
     let secret = std::env::var(JWT_SECRET_ENV)
         .ok()
@@ -545,12 +607,12 @@ fn tokens(args: &ConnectArgs) -> anyhow::Result<Arc<dyn TokenProvider>> {
     if let Some(secret) = secret {
         let issuer = TokenIssuer::from_hs256_secret(secret.as_bytes())
             .with_context(|| format!("cannot use {JWT_SECRET_ENV}"))?;
-        return Ok(minting(issuer));
+        return Ok(Some(issuer));
     }
-    if let Some(dir) = &args.dev {
-        return ed25519(&dir.join(DEV_SIGNING_KEY));
+    match dev {
+        Some(dir) => ed25519_issuer(&dir.join(DEV_SIGNING_KEY)).map(Some),
+        None => Ok(None),
     }
-    bail!("no token: pass --token JWT, --signing-key FILE or --dev DIR, or set {JWT_SECRET_ENV}")
 }
 
 fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -581,6 +643,7 @@ mod tests {
             ca: None,
             cert: None,
             key: None,
+            api_key: None,
             token: None,
             signing_key: None,
             audience: DEFAULT_AUDIENCE.into(),

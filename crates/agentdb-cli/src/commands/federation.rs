@@ -10,7 +10,7 @@ use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
 use serde::Deserialize;
 
-use crate::output;
+use crate::{admin_http, output};
 
 /// The environment variables naming regional hubs: `(region, variable)`.
 pub const REGIONAL_HUB_ENV: [(&str, &str); 3] =
@@ -260,18 +260,14 @@ pub struct ForgetPeerArgs {
 impl OperatorArgs {
     /// The Bearer token: given, or minted with the signing key.
     fn token(&self) -> anyhow::Result<String> {
-        use agentdb_security::token::{Scope, TokenIssuer, TokenRequest};
+        use agentdb_security::token::{Scope, TokenRequest};
         if let Some(token) = &self.token {
             return Ok(token.trim().to_owned());
         }
         let Some(path) = &self.signing_key else {
             bail!("this needs an operator token: pass --token JWT (or AGENTDB_TOKEN) or --signing-key FILE");
         };
-        let pem = zeroize::Zeroizing::new(
-            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?,
-        );
-        let issuer = TokenIssuer::from_ed25519_pem(&pem)
-            .with_context(|| format!("cannot use signing key {}", path.display()))?;
+        let issuer = super::agent::ed25519_issuer(path)?;
         let request = TokenRequest::new(
             TenantId::new("operator")?,
             agentdb_core::AgentId::new("operator")?,
@@ -283,40 +279,14 @@ impl OperatorArgs {
             .context("cannot mint an operator token")
     }
 
-    /// Sends `method path` to the admin HTTP with the operator token; the answer's body, or an
+    /// Sends `method path` to the admin HTTP with the operator token; the parsed answer, or an
     /// error with the hub's one-line message.
-    fn request(&self, method: &str, path: &str) -> anyhow::Result<(String, String)> {
-        let base = self.http.trim_end_matches('/');
-        let url = if base.starts_with("http://") {
-            format!("{base}{path}")
-        } else {
-            format!("http://{base}{path}")
-        };
-        let auth = format!("Bearer {}", self.token()?);
-        let builder = match method {
-            "DELETE" => ureq::delete(&url),
-            _ => ureq::get(&url),
-        };
-        let call = builder
-            .header("Authorization", &auth)
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call();
-        let mut response = call.with_context(|| format!("cannot reach {url}"))?;
-        let code = response.status();
-        let body = response
-            .body_mut()
-            .read_to_string()
-            .with_context(|| format!("cannot read the answer of {url}"))?;
-        if !code.is_success() {
-            let refusal: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            bail!(
-                "{url} refused ({code}): {}",
-                refusal["message"].as_str().unwrap_or(body.trim())
-            );
-        }
-        Ok((url, body))
+    fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        method: admin_http::Method,
+        path: &str,
+    ) -> anyhow::Result<T> {
+        admin_http::call(&self.http, &self.token()?, method, path, None)
     }
 }
 
@@ -330,9 +300,7 @@ pub fn run(command: FederationCommand) -> anyhow::Result<()> {
 
 fn forget_peer(args: ForgetPeerArgs) -> anyhow::Result<()> {
     let path = format!("/v1/federation/peers/{}", args.hub);
-    let (url, body) = args.operator.request("DELETE", &path)?;
-    let answer: serde_json::Value =
-        serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
+    let answer: serde_json::Value = args.operator.call(admin_http::Method::Delete, &path)?;
     if answer["forgotten"] == true {
         output::line(format_args!("forgot hub {}", args.hub))
     } else {
@@ -341,9 +309,9 @@ fn forget_peer(args: ForgetPeerArgs) -> anyhow::Result<()> {
 }
 
 fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let (url, body) = args.operator.request("GET", "/v1/federation")?;
-    let status: FederationStatus =
-        serde_json::from_str(&body).with_context(|| format!("unexpected answer from {url}"))?;
+    let status: FederationStatus = args
+        .operator
+        .call(admin_http::Method::Get, "/v1/federation")?;
     if args.json {
         return output::json(&status);
     }

@@ -8,6 +8,7 @@ pub mod federation;
 pub mod hub;
 pub mod local;
 pub mod reindex;
+pub mod tenant;
 pub mod token;
 
 /// The tokio runtime of the commands that talk over the network (`hub`, `agent`, `demo`).
