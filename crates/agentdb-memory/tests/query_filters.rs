@@ -343,23 +343,28 @@ fn walk(
     mut between: impl FnMut(usize),
 ) -> (Vec<EpisodeId>, usize) {
     let mut seen = Vec::new();
-    let mut cursor = 0;
+    let mut after: Option<EpisodeId> = None;
     let mut pages = 0;
     loop {
         if pages > 0 {
             between(pages);
         }
-        let page = db.list(t, cursor, limit).unwrap();
+        let page = db.list(t, after, limit).unwrap();
         pages += 1;
         assert!(pages < 10_000, "the listing does not end");
         seen.extend(page.episodes.iter().map(|e| e.id));
-        match page.next_cursor {
+        match page.next {
             Some(next) => {
-                assert!(
-                    next > cursor,
-                    "the cursor must advance: {cursor} then {next}"
+                assert_eq!(
+                    Some(next),
+                    page.episodes.last().map(|e| e.id),
+                    "next is the page's last id"
                 );
-                cursor = next;
+                assert!(
+                    after.is_none_or(|a| next > a),
+                    "the listing must advance: {after:?} then {next}"
+                );
+                after = Some(next);
             }
             None => break,
         }
@@ -430,7 +435,7 @@ fn listing_pages_respect_the_limit_and_end_with_no_cursor() {
         .collect();
     db.store_batch(&acme, episodes).unwrap();
 
-    let first = db.list(&acme, 0, 4).unwrap();
+    let first = db.list(&acme, None, 4).unwrap();
     assert_eq!(
         first.episodes.iter().map(|e| e.id).collect::<Vec<_>>(),
         (0..4).map(id).collect::<Vec<_>>()
@@ -439,71 +444,106 @@ fn listing_pages_respect_the_limit_and_end_with_no_cursor() {
         first.episodes[2].input, "input 2",
         "episodes come back opened"
     );
-    let second = db.list(&acme, first.next_cursor.unwrap(), 4).unwrap();
-    assert_eq!(second.episodes.len(), 4);
-    let last = db.list(&acme, second.next_cursor.unwrap(), 4).unwrap();
+    assert_eq!(first.next, Some(id(3)));
+    let second = db.list(&acme, first.next, 4).unwrap();
+    assert_eq!(
+        second.episodes.iter().map(|e| e.id).collect::<Vec<_>>(),
+        (4..8).map(id).collect::<Vec<_>>()
+    );
+    let last = db.list(&acme, second.next, 4).unwrap();
     assert_eq!(last.episodes.len(), 2);
-    assert_eq!(last.next_cursor, None);
+    assert_eq!(last.next, None);
 
     // An exact fit still says nothing more follows.
-    let whole = db.list(&acme, 0, 10).unwrap();
-    assert_eq!((whole.episodes.len(), whole.next_cursor), (10, None));
+    let whole = db.list(&acme, None, 10).unwrap();
+    assert_eq!((whole.episodes.len(), whole.next), (10, None));
     // A limit of 0 is read as 1; a huge one as the maximum.
-    assert_eq!(db.list(&acme, 0, 0).unwrap().episodes.len(), 1);
-    assert_eq!(db.list(&acme, 0, usize::MAX).unwrap().episodes.len(), 10);
+    assert_eq!(db.list(&acme, None, 0).unwrap().episodes.len(), 1);
+    assert_eq!(db.list(&acme, None, usize::MAX).unwrap().episodes.len(), 10);
+    // `after` need not be a stored id: the page starts at the first id above it.
+    let between = EpisodeId::from_parts(1_700_000_000_000 + 5, [0; 10]);
+    assert!(id(4) < between && between < id(5));
+    let page = db.list(&acme, Some(between), 2).unwrap();
+    assert_eq!(
+        page.episodes.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![id(5), id(6)]
+    );
+    // After the last id nothing follows.
+    let page = db.list(&acme, Some(id(9)), 4).unwrap();
+    assert!(page.episodes.is_empty() && page.next.is_none());
 
-    // Once only tombstones follow, the cursor says so.
-    for n in 4..10 {
+    // A live episode beyond a stretch of tombstones still counts as following.
+    for n in 4..8 {
         db.delete(&acme, &id(n)).unwrap();
     }
-    let page = db.list(&acme, 0, 4).unwrap();
-    assert_eq!((page.episodes.len(), page.next_cursor), (4, None));
+    let page = db.list(&acme, None, 4).unwrap();
+    assert_eq!((page.episodes.len(), page.next), (4, Some(id(3))));
+    let page = db.list(&acme, page.next, 4).unwrap();
+    assert_eq!(
+        page.episodes.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![id(8), id(9)]
+    );
+    // Once only tombstones follow, `next` says so.
+    for n in 8..10 {
+        db.delete(&acme, &id(n)).unwrap();
+    }
+    let page = db.list(&acme, None, 4).unwrap();
+    assert_eq!((page.episodes.len(), page.next), (4, None));
 
     // A tenant with nothing live, and a tenant with nothing at all.
     for n in 0..4 {
         db.delete(&acme, &id(n)).unwrap();
     }
-    let empty = db.list(&acme, 0, 4).unwrap();
-    assert!(empty.episodes.is_empty() && empty.next_cursor.is_none());
-    let nobody = db.list(&tenant("nobody"), 0, 4).unwrap();
-    assert!(nobody.episodes.is_empty() && nobody.next_cursor.is_none());
+    let empty = db.list(&acme, None, 4).unwrap();
+    assert!(empty.episodes.is_empty() && empty.next.is_none());
+    let nobody = db.list(&tenant("nobody"), None, 4).unwrap();
+    assert!(nobody.episodes.is_empty() && nobody.next.is_none());
 }
 
 #[test]
-fn listing_never_splits_ids_that_share_a_cursor() {
+fn listing_pages_ids_sharing_their_first_64_bits_by_the_limit() {
     let db = engine();
     let acme = tenant("acme");
-    // Ids equal in their first 64 bits (same millisecond, same first random bytes) in groups
-    // of three, differing only in their last bytes.
-    let shared = |group: u64, member: u8| {
-        let mut random = [group as u8; 10];
+    // Seventeen ids equal in their first 64 bits (the same millisecond and the same first
+    // random bytes), differing only in their last byte, stored out of order.
+    let shared = |member: u8| {
+        let mut random = [7u8; 10];
         random[9] = member;
-        EpisodeId::from_parts(1_700_000_000_000 + group, random)
+        EpisodeId::from_parts(1_700_000_000_000, random)
     };
-    let mut all = Vec::new();
-    for group in 0..5 {
-        for member in 0..3 {
-            all.push(shared(group, member));
-        }
-    }
+    let all: Vec<EpisodeId> = (0..17).map(shared).collect();
     db.store_batch(
         &acme,
         all.iter()
+            .rev()
             .map(|&i| NewEpisode::new("task", "input", "out", 0.5).with_id(i))
             .collect(),
     )
     .unwrap();
 
-    for limit in [1, 2, 3, 4, 5, 7] {
-        let (seen, _) = walk(&db, &acme, limit, |_| {});
-        assert_eq!(seen, all, "limit {limit}");
+    for limit in [1, 2, 3, 4, 5, 7, 16, 17, 50] {
+        let mut after = None;
+        let mut seen = Vec::new();
+        loop {
+            let page = db.list(&acme, after, limit).unwrap();
+            let left = all.len() - seen.len();
+            assert_eq!(
+                page.episodes.len(),
+                left.min(limit),
+                "limit {limit}, after {} listed",
+                seen.len()
+            );
+            seen.extend(page.episodes.iter().map(|e| e.id));
+            match page.next {
+                Some(next) => {
+                    assert!(seen.len() < all.len(), "limit {limit}: next after the end");
+                    after = Some(next);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(seen, all, "limit {limit}: each id once, in order");
     }
-    // A page never ends inside a group: with limit 4 the first page stops after one group.
-    let page = db.list(&acme, 0, 4).unwrap();
-    assert_eq!(page.episodes.len(), 3);
-    // A group larger than the limit comes back whole.
-    let page = db.list(&acme, 0, 1).unwrap();
-    assert_eq!(page.episodes.len(), 3);
 }
 
 #[test]

@@ -4,9 +4,9 @@
 
 use std::ops::ControlFlow;
 
-use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Stamp, TenantId, Timestamp};
+use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Stamp, TenantId, Timestamp, VersionVector};
 use agentdb_memory::storage::{
-    MemStorage, OpSeq, RedbStorage, RowStamps, Storage, StoredEpisode, Write,
+    MemStorage, OpSeq, RedbStorage, RowStamps, Storage, StorageError, StoredEpisode, Write,
 };
 use agentdb_security::WrappedTenantKey;
 use proptest::prelude::*;
@@ -81,6 +81,77 @@ fn write() -> impl Strategy<Value = Write> {
     ]
 }
 
+/// Where [`Storage::scan_episodes_after`] is asked to start: from the beginning, at ids that
+/// may be stored, between them, and at the extremes.
+fn afters() -> Vec<Option<EpisodeId>> {
+    let mut out = vec![
+        None,
+        Some(EpisodeId::from_bytes([0; 16])),
+        Some(EpisodeId::from_bytes([0xff; 16])),
+    ];
+    for n in [0, 3, 7, 15, 19] {
+        out.push(Some(row(n).id));
+        // Just above `row(n)`'s id, below `row(n + 1)`'s.
+        out.push(Some(EpisodeId::from_parts(u64::from(n), [0xff; 10])));
+    }
+    out
+}
+
+/// [`MemStorage`] without its own `scan_episodes_after`: what the trait's default gives.
+#[derive(Debug, Default)]
+struct DefaultScan(MemStorage);
+
+impl Storage for DefaultScan {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
+        self.0.apply(writes)
+    }
+    fn episode(&self, t: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
+        self.0.episode(t, id)
+    }
+    fn scan_episodes(
+        &self,
+        t: &TenantId,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        self.0.scan_episodes(t, visit)
+    }
+    fn changes(
+        &self,
+        t: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        self.0.changes(t, after, limit)
+    }
+    fn ops(
+        &self,
+        t: &TenantId,
+        origin: &HubId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        self.0.ops(t, origin, after, limit)
+    }
+    fn version_vector(&self, t: &TenantId) -> Result<VersionVector, StorageError> {
+        self.0.version_vector(t)
+    }
+    fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
+        self.0.tenants()
+    }
+    fn tenant_keys(&self, t: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
+        self.0.tenant_keys(t)
+    }
+    fn tenant_meta(&self, t: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.tenant_meta(t, name)
+    }
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.meta(name)
+    }
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.0.meta_with_prefix(prefix)
+    }
+}
+
 fn dump(s: &dyn Storage) -> Vec<String> {
     let mut out = vec![
         format!("tenants {:?}", s.tenants().unwrap()),
@@ -96,6 +167,27 @@ fn dump(s: &dyn Storage) -> Vec<String> {
             ControlFlow::Continue(())
         })
         .unwrap();
+        for after in afters() {
+            let mut ids = Vec::new();
+            s.scan_episodes_after(&t, after.as_ref(), &mut |r| {
+                ids.push(r.id);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            out.push(format!("{t} after {after:?}: {ids:?}"));
+            // Stopping early.
+            let mut first = Vec::new();
+            s.scan_episodes_after(&t, after.as_ref(), &mut |r| {
+                first.push(r.id);
+                if first.len() == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+            out.push(format!("{t} first two after {after:?}: {first:?}"));
+        }
         out.push(format!("{t} keys {:?}", s.tenant_keys(&t).unwrap()));
         out.push(format!("{t} meta {:?}", s.tenant_meta(&t, "x").unwrap()));
         out.push(format!(
@@ -126,10 +218,14 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let redb = RedbStorage::open(&dir.path().join("db")).unwrap();
         let model = MemStorage::new();
+        let default_scan = DefaultScan::default();
         for batch in &batches {
-            prop_assert_eq!(redb.apply(batch).unwrap(), model.apply(batch).unwrap());
+            let applied = model.apply(batch).unwrap();
+            prop_assert_eq!(redb.apply(batch).unwrap(), applied.clone());
+            prop_assert_eq!(default_scan.apply(batch).unwrap(), applied);
         }
         prop_assert_eq!(dump(&redb), dump(&model));
+        prop_assert_eq!(dump(&default_scan), dump(&model));
         // And the same after reopening the file.
         drop(redb);
         let redb = RedbStorage::open(&dir.path().join("db")).unwrap();

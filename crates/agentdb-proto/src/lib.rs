@@ -19,8 +19,8 @@
 //!    │ ◄── Matches { matches, model, query_vector } ───────────────│
 //!    │ ── bi-stream: Get { id } ──────────────────────────────────►│
 //!    │ ◄── Episode(Some(episode) | None) ──────────────────────────│
-//!    │ ── bi-stream: List { cursor, limit } ──────────────────────►│  live episodes only
-//!    │ ◄── Listed { episodes, next_cursor } ───────────────────────│
+//!    │ ── bi-stream: List { after, limit } ───────────────────────►│  live episodes only
+//!    │ ◄── Listed { episodes, next } ──────────────────────────────│
 //!    │ ── bi-stream: Pull { cursor, limit } ──────────────────────►│
 //!    │ ◄── Page { changes, next_cursor, more } ────────────────────│
 //!    │ ── bi-stream: Update { id, reward?, critique?, tags? } ────►│  last writer wins

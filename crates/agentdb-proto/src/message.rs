@@ -335,13 +335,13 @@ pub struct GetRequest {
     pub id: EpisodeId,
 }
 
-/// Read the tenant's live episodes in a stable order, at most `limit` of them; answered by
+/// Read the tenant's live episodes in id order, at most `limit` of them; answered by
 /// [`Response::Listed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListRequest {
-    /// Where to continue: 0 to start from the beginning, else a `next_cursor` from an earlier
-    /// page. Opaque to the agent.
-    pub cursor: u64,
+    /// Where to continue: `None` to start from the beginning, else the `next` of an earlier
+    /// page; the page holds the live episodes with an id above it.
+    pub after: Option<EpisodeId>,
     /// Most episodes to return; the hub may return fewer (and clamps it to its own limits).
     pub limit: u32,
 }
@@ -656,11 +656,11 @@ pub enum Response {
 /// A page of a tenant's live episodes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ListResponse {
-    /// The episodes, in the listing's order.
+    /// The episodes, in id order.
     pub episodes: Vec<WireEpisode>,
-    /// The cursor to continue from, or `None` when nothing more follows. A page may be empty
-    /// and still carry a cursor.
-    pub next_cursor: Option<u64>,
+    /// The id to continue after (the last episode's), or `None` when no live episode follows
+    /// this page.
+    pub next: Option<EpisodeId>,
 }
 
 /// A short-lived token granted for a credential.

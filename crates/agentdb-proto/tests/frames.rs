@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use agentdb_core::EpisodeId;
 use agentdb_proto::{
     decode_request, decode_response, encode_frame, kind, DecodeError, ErrorCode, ExchangeRequest,
     Frame, FrameDecoder, FrameError, Hello, ListRequest, ListResponse, PullRequest, Request,
@@ -216,7 +217,7 @@ fn mutated_valid_frames_never_panic() {
         .encode(),
         Response::Listed(ListResponse {
             episodes: Vec::new(),
-            next_cursor: Some(9),
+            next: Some(EpisodeId::from_parts(9, [9; 10])),
         })
         .encode(),
     ];
@@ -241,8 +242,12 @@ fn any_request() -> impl Strategy<Value = Request> {
             .prop_map(|(cursor, limit)| Request::Pull(PullRequest { cursor, limit })),
         Just(Request::Stats),
         Just(Request::Goodbye),
-        (any::<u64>(), any::<u32>())
-            .prop_map(|(cursor, limit)| Request::List(ListRequest { cursor, limit })),
+        (prop::option::of(any::<u128>()), any::<u32>()).prop_map(|(after, limit)| {
+            Request::List(ListRequest {
+                after: after.map(|a| EpisodeId::from_bytes(a.to_be_bytes())),
+                limit,
+            })
+        }),
         (
             prop::option::of(".{0,32}"),
             prop::collection::vec(".{0,16}", 0..4),

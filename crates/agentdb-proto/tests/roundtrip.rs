@@ -107,11 +107,11 @@ fn requests() -> Vec<Request> {
             id: EpisodeId::from_parts(11, [4; 10]),
         }),
         Request::List(ListRequest {
-            cursor: 0,
+            after: None,
             limit: 100,
         }),
         Request::List(ListRequest {
-            cursor: u64::MAX,
+            after: Some(EpisodeId::from_parts(12, [0xff; 10])),
             limit: u32::MAX,
         }),
         Request::Exchange(ExchangeRequest {
@@ -216,11 +216,11 @@ fn responses() -> Vec<Response> {
                 episode(6, json!({})).into(),
                 episode(7, serde_json::Value::Null).into(),
             ],
-            next_cursor: Some(0x0190_0000_0000_7abc),
+            next: Some(EpisodeId::from_parts(7, [7; 10])),
         }),
         Response::Listed(ListResponse {
             episodes: Vec::new(),
-            next_cursor: None,
+            next: None,
         }),
         Response::Token(TokenGrant {
             token: "eyJhbGciOi.e30.sig".into(),
@@ -420,7 +420,7 @@ fn new_messages_have_their_kinds_and_names() {
         id: EpisodeId::from_parts(1, [1; 10]),
     });
     let list = Request::List(ListRequest {
-        cursor: 0,
+        after: None,
         limit: 1,
     });
     let exchange = Request::Exchange(ExchangeRequest {
@@ -439,7 +439,7 @@ fn new_messages_have_their_kinds_and_names() {
     let episode = Response::Episode(None);
     let listed = Response::Listed(ListResponse {
         episodes: Vec::new(),
-        next_cursor: None,
+        next: None,
     });
     let token = Response::Token(TokenGrant {
         token: "t".into(),
@@ -488,7 +488,7 @@ fn new_bodies_must_be_consumed_exactly() {
     // A Listed body cut short is malformed, not a shorter page.
     let listed = Response::Listed(ListResponse {
         episodes: Vec::new(),
-        next_cursor: Some(5),
+        next: Some(EpisodeId::from_parts(5, [5; 10])),
     });
     let full = listed.encode();
     let cut = encode_frame(kind::LISTED, &0u8);

@@ -81,7 +81,7 @@ fn first_message_must_be_hello() {
             id: EpisodeId::from_parts(1, [1; 10]),
         }),
         Request::List(ListRequest {
-            cursor: 0,
+            after: None,
             limit: 10,
         }),
     ] {
@@ -215,7 +215,7 @@ fn authenticated_requests_are_dispatched() {
         Step::Dispatch(get)
     );
     let list = Request::List(ListRequest {
-        cursor: 0,
+        after: Some(EpisodeId::from_parts(T0, [1; 10])),
         limit: 50,
     });
     assert_eq!(
@@ -234,7 +234,7 @@ fn get_and_list_need_an_unexpired_token() {
             id: EpisodeId::from_parts(T0, [2; 10]),
         }),
         Request::List(ListRequest {
-            cursor: 0,
+            after: None,
             limit: 50,
         }),
     ] {

@@ -162,76 +162,59 @@ impl MemoryEngine {
     }
 
     /// A page of the live episodes of `tenant`, in id order (creation order for ids minted by
-    /// [`super::mint_episode_id`]).
+    /// [`super::mint_episode_id`]): those with an id above `after`, from the first when `after`
+    /// is `None`.
     ///
-    /// Start with `cursor` 0 and pass each page's `next_cursor` back until it is `None`. Every
+    /// Start with `after` `None` and pass each page's `next` back until it is `None`. Every
     /// episode that stays live during the walk comes back exactly once; one stored or deleted
-    /// meanwhile may or may not. `next_cursor` is `Some` whenever a live episode follows the
-    /// page, and never repeats an earlier cursor. Deleted episodes are skipped, never returned
+    /// meanwhile may or may not. `next` is `Some` (the id of the page's last episode) whenever
+    /// a live episode follows the page. Deleted episodes are skipped unopened, never returned
     /// as gaps: a page is empty only when nothing follows.
     ///
-    /// A page holds at most `limit` episodes (clamped to 1..=[`MAX_BATCH`]) and about
-    /// [`MAX_PAGE_BYTES`] of sealed episode content (always at least one episode), with one
-    /// exception: the cursor is the first 64 bits of an id, so episodes whose ids share them
-    /// (the same millisecond and the same 12 random bits, rare for minted ids) are never split
-    /// across pages, and a page holds all of such a group even when that exceeds the bounds.
-    ///
-    /// Each page scans the tenant's rows from the first one, skipping those before the cursor
-    /// unopened; listing a whole tenant of `n` episodes reads about `n² / (2 * limit)` rows.
+    /// A page holds at most `limit` episodes (clamped to 1..=[`MAX_BATCH`]) and at most
+    /// [`MAX_PAGE_BYTES`] of sealed episode content, but always at least one episode. Each
+    /// page starts its scan just after `after`, so walking a whole tenant reads each row about
+    /// once (plus the tombstones between a page's last episode and the next live one).
     pub fn list(
         &self,
         tenant: &TenantId,
-        cursor: u64,
+        after: Option<EpisodeId>,
         limit: usize,
     ) -> Result<EpisodeList, ReadError> {
         let Some(state) = self.tenant(tenant) else {
             return Ok(EpisodeList {
                 episodes: Vec::new(),
-                next_cursor: None,
+                next: None,
             });
         };
         let limit = limit.clamp(1, MAX_BATCH);
         let mut rows: Vec<StoredEpisode> = Vec::new();
         let mut bytes = 0usize;
-        let mut next_cursor = None;
-        self.storage.scan_episodes(tenant, &mut |row| {
-            let at = list_position(&row.id);
-            if at < cursor || row.deleted.is_some() {
-                return ControlFlow::Continue(());
-            }
-            let size = row.sealed_body.len();
-            let full = !rows.is_empty()
-                && (rows.len() >= limit || bytes.saturating_add(size) > MAX_PAGE_BYTES);
-            if full {
-                // `rows` is non-empty here.
-                let last = rows.last().map_or(at, |r| list_position(&r.id));
-                let first = rows.first().map_or(at, |r| list_position(&r.id));
-                if at != last {
-                    next_cursor = Some(at);
+        let mut more = false;
+        self.storage
+            .scan_episodes_after(tenant, after.as_ref(), &mut |row| {
+                if row.deleted.is_some() {
+                    return ControlFlow::Continue(());
+                }
+                let size = row.sealed_body.len();
+                if !rows.is_empty()
+                    && (rows.len() >= limit || bytes.saturating_add(size) > MAX_PAGE_BYTES)
+                {
+                    // A live row follows the full page.
+                    more = true;
                     return ControlFlow::Break(());
                 }
-                if first != at {
-                    // The page would end inside a group of ids sharing a position: end it
-                    // before the group instead, which the next page then starts with.
-                    rows.truncate(rows.partition_point(|r| list_position(&r.id) < at));
-                    next_cursor = Some(at);
-                    return ControlFlow::Break(());
-                }
-                // The whole page is one such group: it is returned whole.
-            }
-            bytes = bytes.saturating_add(size);
-            rows.push(row);
-            ControlFlow::Continue(())
-        })?;
+                bytes = bytes.saturating_add(size);
+                rows.push(row);
+                ControlFlow::Continue(())
+            })?;
+        let next = rows.last().filter(|_| more).map(|r| r.id);
         let mut episodes = Vec::with_capacity(rows.len());
         for row in &rows {
             let key = state.key_for(row)?;
             episodes.push(body::open_episode(&key, row)?);
         }
-        Ok(EpisodeList {
-            episodes,
-            next_cursor,
-        })
+        Ok(EpisodeList { episodes, next })
     }
 
     /// The changes to `tenant` after `cursor` (0 = from the beginning), at most `limit` and at
@@ -340,11 +323,4 @@ impl MemoryEngine {
             key_version: state.current_key().map_or(0, |k| k.version()),
         })
     }
-}
-
-/// Where an episode sits in a listing: the first 64 bits of its id. Ids sort by it, so "every
-/// id at or after a position" is a range of the id-ordered scan.
-fn list_position(id: &EpisodeId) -> u64 {
-    // After the shift only the high 64 bits remain; the cast keeps them all.
-    (id.as_uuid().as_u128() >> 64) as u64
 }

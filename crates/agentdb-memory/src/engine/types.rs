@@ -140,9 +140,9 @@ pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 pub struct EpisodeList {
     /// The episodes, in id order.
     pub episodes: Vec<Episode>,
-    /// The cursor to ask for the next page with, or `None` when no live episode follows this
-    /// page. Opaque: pass it back as it is.
-    pub next_cursor: Option<u64>,
+    /// Where the next page starts: the id of this page's last episode, to pass back as `after`,
+    /// or `None` when no live episode follows this page.
+    pub next: Option<EpisodeId>,
 }
 
 /// What erasing a tenant removed.

@@ -2,7 +2,7 @@
 //! for tests. Nothing survives the process.
 
 use std::collections::BTreeMap;
-use std::ops::ControlFlow;
+use std::ops::{Bound, ControlFlow};
 
 use agentdb_core::{EpisodeId, HubId, Region, TenantId, VersionVector};
 use agentdb_security::WrappedTenantKey;
@@ -235,6 +235,33 @@ impl Storage for MemStorage {
         Ok(())
     }
 
+    fn scan_episodes_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EpisodeId>,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        // The map orders a tenant's rows by id, so the rows after `after` are one range.
+        let start = match after {
+            Some(id) => Bound::Excluded((tenant.clone(), *id)),
+            None => Bound::Included((tenant.clone(), EpisodeId::from_bytes([0; 16]))),
+        };
+        let rows: Vec<StoredEpisode> = self
+            .tables
+            .read()
+            .episodes
+            .range((start, Bound::Unbounded))
+            .take_while(|((owner, _), _)| owner == tenant)
+            .map(|(_, row)| row.clone())
+            .collect();
+        for row in rows {
+            if visit(row).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn changes(
         &self,
         tenant: &TenantId,
@@ -325,10 +352,7 @@ impl Storage for MemStorage {
             .tables
             .read()
             .meta
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
             .take_while(|(name, _)| name.starts_with(prefix))
             .map(|(name, value)| (name.clone(), value.clone()))
             .collect())

@@ -278,6 +278,25 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
     ) -> Result<(), StorageError>;
 
+    /// Visits, in id order until `visit` breaks, a tenant's episode rows whose id is strictly
+    /// greater than `after` (every row when `after` is `None`); `after` itself need not be
+    /// stored. Ids order as their 16 bytes do, big-endian, which is the order
+    /// [`Self::scan_episodes`] visits them in.
+    ///
+    /// The default implementation scans from the tenant's first row and skips those up to
+    /// `after`; a backend with ordered keys should start the scan just after `after` instead.
+    fn scan_episodes_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EpisodeId>,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        self.scan_episodes(tenant, &mut |row| match after {
+            Some(after) if row.id <= *after => ControlFlow::Continue(()),
+            _ => visit(row),
+        })
+    }
+
     /// The tenant's change log after sequence number `after`, oldest first, at most `limit`
     /// entries. Every inserted episode and every tombstone appends one entry; sequence numbers
     /// start at 1 and grow by one per change within a tenant.

@@ -97,6 +97,19 @@ fn episode_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, u128)> {
     (tenant.as_str(), 0)..=(tenant.as_str(), u128::MAX)
 }
 
+/// The keys of a tenant's episodes with an id above `after` (all of them for `None`), or
+/// `None` when no id is above it.
+fn episode_range_after<'a>(
+    tenant: &'a TenantId,
+    after: Option<&EpisodeId>,
+) -> Option<std::ops::RangeInclusive<(&'a str, u128)>> {
+    let start = match after {
+        Some(id) => id.as_uuid().as_u128().checked_add(1)?,
+        None => 0,
+    };
+    Some((tenant.as_str(), start)..=(tenant.as_str(), u128::MAX))
+}
+
 fn key_range(tenant: &TenantId) -> std::ops::RangeInclusive<(&str, u32)> {
     (tenant.as_str(), 0)..=(tenant.as_str(), u32::MAX)
 }
@@ -402,6 +415,27 @@ impl Storage for RedbStorage {
         let tx = self.db.begin_read().map_err(backend)?;
         let table = tx.open_table(EPISODES).map_err(backend)?;
         for item in table.range(episode_range(tenant)).map_err(backend)? {
+            let (_, v) = item.map_err(backend)?;
+            if visit(StoredEpisode::decode(v.value())?).is_break() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn scan_episodes_after(
+        &self,
+        tenant: &TenantId,
+        after: Option<&EpisodeId>,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        let Some(range) = episode_range_after(tenant, after) else {
+            // `after` is the greatest id: nothing follows it.
+            return Ok(());
+        };
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(EPISODES).map_err(backend)?;
+        for item in table.range(range).map_err(backend)? {
             let (_, v) = item.map_err(backend)?;
             if visit(StoredEpisode::decode(v.value())?).is_break() {
                 break;
