@@ -136,6 +136,7 @@ fn write_all() {
                     reward: Some(0.1),
                     critique: Some(None),
                     tags: Some(vec!["x".into()]),
+                    metadata_json: Some(r#"{"k":1}"#.into()),
                 },
             }),
         ),

@@ -805,14 +805,20 @@ async fn pull(inner: &Inner) -> Result<(), AgentError> {
                     new.critique = e.critique.clone();
                     new.agent = e.agent;
                     new.tags = e.tags.clone();
-                    new.metadata = e.metadata;
-                    // Already cached: take the hub's reward, critique and tags (updated since).
+                    new.metadata = e.metadata.clone();
+                    // Already cached: take the hub's reward, critique, tags and metadata
+                    // (updated since).
                     if let Ok(stored) = inner.local.store(tenant, new) {
                         if !stored.inserted {
                             let update = EpisodeUpdate {
                                 reward: Some(e.reward),
                                 critique: Some(e.critique),
                                 tags: Some(e.tags),
+                                // Metadata never set stays as it is (an update sets objects).
+                                metadata_json: e
+                                    .metadata
+                                    .is_object()
+                                    .then(|| agentdb_core::metadata_to_text(&e.metadata)),
                             };
                             let _ = inner.local.update(tenant, &e.id, &update);
                         }

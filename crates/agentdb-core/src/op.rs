@@ -36,6 +36,7 @@ impl Op {
                     + c.input.len()
                     + c.output.len()
                     + c.metadata_json.len()
+                    + l.metadata.value.len()
                     + l.critique.value.as_ref().map_or(0, String::len)
                     + l.tags.value.iter().map(String::len).sum::<usize>()
                     + c.embedding.as_ref().map_or(0, |e| e.vector.len() * 4)

@@ -1,8 +1,8 @@
 //! The replicated state of one episode and its merge rule.
 //!
-//! An episode's content (task, input, output, metadata, embedding, …) is immutable once
-//! written. Its mutable fields — reward, critique, tags — are last-writer-wins registers
-//! ordered by [`Stamp`] (HLC, then hub id). A delete is a tombstone that wins over every
+//! An episode's content (task, input, output, embedding, …) is immutable once written. Its
+//! mutable fields — reward, critique, tags, metadata — are last-writer-wins registers ordered
+//! by [`Stamp`] (HLC, then hub id). A delete is a tombstone that wins over every
 //! update, concurrent or not, and keeps the largest delete stamp.
 //!
 //! [`ReplicaState::join`] is the least upper bound of a join-semilattice: commutative,
@@ -38,6 +38,12 @@ impl TieBreak for f64 {
 }
 
 impl TieBreak for Option<String> {
+    fn tie_break(&self, other: &Self) -> Ordering {
+        self.cmp(other)
+    }
+}
+
+impl TieBreak for String {
     fn tie_break(&self, other: &Self) -> Ordering {
         self.cmp(other)
     }
@@ -80,7 +86,9 @@ pub struct EpisodeContent {
     pub input: String,
     /// The output.
     pub output: String,
-    /// JSON metadata as text (empty when none).
+    /// JSON metadata as text (empty when none) that the episode is created with.
+    /// [`LiveEpisode::new`] moves it into the `metadata` register, so the content of a live
+    /// episode carries it empty (and stays immutable while the metadata changes).
     pub metadata_json: String,
     /// Tokens used.
     pub tokens_used: u64,
@@ -108,13 +116,16 @@ pub struct LiveEpisode {
     pub critique: Lww<Option<String>>,
     /// The tags register.
     pub tags: Lww<Vec<String>>,
+    /// The metadata register: a JSON object as compact text (empty when none).
+    pub metadata: Lww<String>,
 }
 
 impl LiveEpisode {
-    /// A new episode written at `stamp`: every register starts at that stamp.
+    /// A new episode written at `stamp`: every register starts at that stamp, the metadata
+    /// register with the content's metadata (which it takes out of the content).
     pub fn new(
         stamp: Stamp,
-        content: EpisodeContent,
+        mut content: EpisodeContent,
         reward: f64,
         critique: Option<String>,
         tags: Vec<String>,
@@ -123,6 +134,7 @@ impl LiveEpisode {
             reward: Lww::new(stamp.clone(), reward),
             critique: Lww::new(stamp.clone(), critique),
             tags: Lww::new(stamp.clone(), tags),
+            metadata: Lww::new(stamp.clone(), std::mem::take(&mut content.metadata_json)),
             created: stamp,
             content,
         }
@@ -140,6 +152,9 @@ impl LiveEpisode {
         if let Some(t) = &update.tags {
             self.tags.join(&Lww::new(stamp.clone(), t.clone()));
         }
+        if let Some(m) = &update.metadata_json {
+            self.metadata.join(&Lww::new(stamp.clone(), m.clone()));
+        }
     }
 
     fn join(&mut self, other: &Self) {
@@ -152,6 +167,7 @@ impl LiveEpisode {
         self.reward.join(&other.reward);
         self.critique.join(&other.critique);
         self.tags.join(&other.tags);
+        self.metadata.join(&other.metadata);
     }
 }
 
@@ -164,12 +180,26 @@ pub struct EpisodeUpdate {
     pub critique: Option<Option<String>>,
     /// New tags.
     pub tags: Option<Vec<String>>,
+    /// New metadata: a JSON object as text (JSON text, not a JSON value, because postcard
+    /// cannot carry an untyped value). Stores check that it is an object within their
+    /// metadata limit and keep it as compact JSON; [`Self::with_metadata`] writes it.
+    pub metadata_json: Option<String>,
 }
 
 impl EpisodeUpdate {
     /// Whether the update changes nothing.
     pub fn is_empty(&self) -> bool {
-        self.reward.is_none() && self.critique.is_none() && self.tags.is_none()
+        self.reward.is_none()
+            && self.critique.is_none()
+            && self.tags.is_none()
+            && self.metadata_json.is_none()
+    }
+
+    /// Sets new metadata (as its compact JSON text; `null` becomes the empty text, which
+    /// stores refuse: metadata replaced by an update must be an object).
+    pub fn with_metadata(mut self, metadata: &serde_json::Value) -> Self {
+        self.metadata_json = Some(crate::metadata_to_text(metadata));
+        self
     }
 }
 
@@ -208,9 +238,14 @@ impl ReplicaState {
     pub fn max_stamp(&self) -> &Stamp {
         match self {
             Self::Deleted(s) => s,
-            Self::Live(l) => [&l.reward.stamp, &l.critique.stamp, &l.tags.stamp]
-                .into_iter()
-                .fold(&l.created, std::cmp::max),
+            Self::Live(l) => [
+                &l.reward.stamp,
+                &l.critique.stamp,
+                &l.tags.stamp,
+                &l.metadata.stamp,
+            ]
+            .into_iter()
+            .fold(&l.created, std::cmp::max),
         }
     }
 }

@@ -55,6 +55,15 @@ fn tags_of(s: &Stamp) -> Vec<String> {
     (0..d % 3).map(|i| format!("tag-{}", d + i)).collect()
 }
 
+fn metadata_of(s: &Stamp) -> String {
+    let d = digest(s);
+    if d % 4 == 0 {
+        String::new()
+    } else {
+        format!("{{\"n\":{d}}}")
+    }
+}
+
 fn content_of(s: &Stamp) -> EpisodeContent {
     let d = digest(s);
     EpisodeContent {
@@ -63,7 +72,7 @@ fn content_of(s: &Stamp) -> EpisodeContent {
         task: format!("task-{d}"),
         input: format!("input-{d}"),
         output: format!("output-{d}"),
-        metadata_json: String::new(),
+        metadata_json: metadata_of(s),
         tokens_used: d % 1000,
         latency_ms: d % 100,
         created: s.hlc.wall(),
@@ -84,17 +93,18 @@ fn put(s: &Stamp) -> LiveEpisode {
 }
 
 /// The update written at `s`; `fields` selects which registers it sets (bit 0 reward, bit 1
-/// critique, bit 2 tags).
+/// critique, bit 2 tags, bit 3 metadata).
 fn update_of(s: &Stamp, fields: u8) -> EpisodeUpdate {
     EpisodeUpdate {
         reward: (fields & 1 != 0).then(|| reward_of(s)),
         critique: (fields & 2 != 0).then(|| critique_of(s)),
         tags: (fields & 4 != 0).then(|| tags_of(s)),
+        metadata_json: (fields & 8 != 0).then(|| metadata_of(s)),
     }
 }
 
 fn live() -> impl Strategy<Value = ReplicaState> {
-    (stamp(), prop::collection::vec((stamp(), 0u8..8), 0..5)).prop_map(|(created, updates)| {
+    (stamp(), prop::collection::vec((stamp(), 0u8..16), 0..5)).prop_map(|(created, updates)| {
         let mut episode = put(&created);
         for (s, fields) in &updates {
             episode.update(&update_of(s, *fields), s);
@@ -199,17 +209,23 @@ proptest! {
     fn the_max_stamp_bounds_every_stamp_of_a_state(l in live()) {
         let ReplicaState::Live(e) = &l else { unreachable!("live() makes live states") };
         let max = l.max_stamp();
-        for s in [&e.created, &e.reward.stamp, &e.critique.stamp, &e.tags.stamp] {
+        let stamps = [
+            &e.created,
+            &e.reward.stamp,
+            &e.critique.stamp,
+            &e.tags.stamp,
+            &e.metadata.stamp,
+        ];
+        for s in stamps {
             prop_assert!(s <= max);
         }
-        prop_assert!([&e.created, &e.reward.stamp, &e.critique.stamp, &e.tags.stamp]
-            .contains(&max));
+        prop_assert!(stamps.contains(&max));
     }
 
     #[test]
     fn the_later_update_wins_in_either_order(
         stamps in prop::collection::btree_set(stamp(), 3),
-        fields in (1u8..8, 1u8..8),
+        fields in (1u8..16, 1u8..16),
         base_first in any::<bool>(),
     ) {
         let stamps: Vec<Stamp> = stamps.into_iter().collect();
@@ -246,8 +262,11 @@ proptest! {
         prop_assert_eq!(&forward.critique, &Lww::new(c.clone(), critique_of(&c)));
         let t = latest(4);
         prop_assert_eq!(&forward.tags, &Lww::new(t.clone(), tags_of(&t)));
-        // The content never changes.
-        prop_assert_eq!(&forward.content, &content_of(base));
+        let m = latest(8);
+        prop_assert_eq!(&forward.metadata, &Lww::new(m.clone(), metadata_of(&m)));
+        // The content never changes (its metadata moved into the register).
+        let content = EpisodeContent { metadata_json: String::new(), ..content_of(base) };
+        prop_assert_eq!(&forward.content, &content);
         prop_assert_eq!(&forward.created, base);
     }
 }
@@ -488,4 +507,12 @@ fn stamps_order_by_clock_then_hub() {
     assert!(s(1, 1, 0) < s(1, 1, 1));
     assert!(s(1, 9, 3) < s(2, 0, 0));
     assert_eq!(s(1, 0, 0).hlc.wall(), Timestamp(1));
+}
+
+#[test]
+fn an_update_that_only_sets_metadata_is_not_empty() {
+    assert!(EpisodeUpdate::default().is_empty());
+    let update = EpisodeUpdate::default().with_metadata(&serde_json::json!({"k": [1, "v"]}));
+    assert!(!update.is_empty());
+    assert_eq!(update.metadata_json.as_deref(), Some(r#"{"k":[1,"v"]}"#));
 }

@@ -1314,6 +1314,7 @@ async fn agents_update_and_delete_and_other_regions_see_it() {
                 reward: Some(0.95),
                 critique: Some(Some("checked by a human".into())),
                 tags: None,
+                metadata_json: Some(r#"{"checked":true}"#.into()),
             },
         )
         .await
@@ -1328,7 +1329,9 @@ async fn agents_update_and_delete_and_other_regions_see_it() {
     let g = Arc::clone(global.handle.engine());
     eventually("the update at global", || {
         g.get(&t, &id).unwrap().is_some_and(|e| {
-            e.reward == 0.95 && e.critique.as_deref() == Some("checked by a human")
+            e.reward == 0.95
+                && e.critique.as_deref() == Some("checked by a human")
+                && e.metadata == serde_json::json!({"checked": true})
         })
     })
     .await;

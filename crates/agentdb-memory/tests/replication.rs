@@ -378,6 +378,7 @@ fn concurrent_updates_converge_to_the_later_write_per_field() {
             reward: Some(0.1),
             critique: Some(Some("from b".into())),
             tags: None,
+            metadata_json: None,
         }
     ));
     a.clock.advance(2_000);
@@ -388,6 +389,7 @@ fn concurrent_updates_converge_to_the_later_write_per_field() {
             reward: Some(0.95),
             critique: None,
             tags: Some(vec!["from-a".into()]),
+            metadata_json: None,
         }
     ));
     assert_eq!(b.db.get(&t, &id).unwrap().unwrap().reward, 0.1);
@@ -472,6 +474,7 @@ fn an_update_made_after_receiving_a_write_wins_over_it_despite_a_slower_clock() 
             reward: Some(0.2),
             critique: Some(None),
             tags: Some(vec!["reviewed".into()]),
+            metadata_json: None,
         }
     ));
     assert_eq!(pull(&b, &a, &t), 1);
@@ -972,7 +975,7 @@ fn invalid_replicated_content_is_refused_and_nothing_is_stored() {
     let bad_id = EpisodeId::from_parts(T0, [9; 10]);
 
     type Break = fn(&mut LiveEpisode, &Limits);
-    let cases: [(&str, Break); 7] = [
+    let cases: [(&str, Break); 10] = [
         ("task over the limit", |l, lim| {
             l.content.task = "x".repeat(lim.max_text_bytes + 1);
         }),
@@ -986,6 +989,15 @@ fn invalid_replicated_content_is_refused_and_nothing_is_stored() {
         }),
         ("metadata that is not an object", |l, _| {
             l.content.metadata_json = "[1, 2]".into();
+        }),
+        ("a metadata register that is not JSON", |l, _| {
+            l.metadata.value = "{not json".into();
+        }),
+        ("a metadata register that is not an object", |l, _| {
+            l.metadata.value = "[1, 2]".into();
+        }),
+        ("a metadata register over the limit", |l, lim| {
+            l.metadata.value = format!(r#"{{"k":"{}"}}"#, "x".repeat(lim.max_metadata_bytes));
         }),
         ("a non-finite vector", |l, _| {
             if let Some(e) = &mut l.content.embedding {
@@ -1317,4 +1329,149 @@ fn erased_ops_are_not_passed_on_without_their_content() {
         d.db.ops_since(&t, &vv(&[("d", 1)]), PAGE, PAGE_BYTES)
             .unwrap();
     assert_eq!(seqs(&to_later), vec![(hub("d"), 2)]);
+}
+
+fn with_metadata(m: serde_json::Value) -> EpisodeUpdate {
+    EpisodeUpdate::default().with_metadata(&m)
+}
+
+fn metadata_is(key: &str, value: serde_json::Value) -> Filter {
+    Filter {
+        metadata: vec![agentdb_memory::MetadataMatch::new(key, &value)],
+        ..Filter::default()
+    }
+}
+
+#[test]
+fn metadata_updates_are_read_queried_and_kept_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+    let t = tenant("acme");
+    let id;
+    {
+        let a = Hub::redb("a", dir.path(), &key, &clock);
+        id = a.store(
+            &t,
+            NewEpisode::new("summarise invoice", "invoice 42", "total", 0.5)
+                .with_metadata(serde_json::json!({"stage": "draft"})),
+        );
+        a.clock.advance(1_000);
+        // Written with spaces; kept as compact JSON.
+        let update = EpisodeUpdate {
+            metadata_json: Some(r#"{ "stage": "final", "pages": 3 }"#.into()),
+            ..EpisodeUpdate::default()
+        };
+        assert!(a.update(&t, &id, update));
+        let e = a.db.get(&t, &id).unwrap().unwrap();
+        assert_eq!(
+            e.metadata,
+            serde_json::json!({"stage": "final", "pages": 3})
+        );
+        assert_eq!(e.task, "summarise invoice");
+        assert_eq!(e.reward, 0.5);
+        let stage = |v: &str| metadata_is("stage", serde_json::json!(v));
+        assert_eq!(a.find(&t, "invoice", stage("final")), vec![id]);
+        assert!(a.find(&t, "invoice", stage("draft")).is_empty());
+        // Refused: not an object, not JSON, over the limit; the episode stays as it was.
+        let limit = a.db.config().limits.max_metadata_bytes;
+        for bad in [
+            Some("[1, 2]".to_owned()),
+            Some("null".to_owned()),
+            Some(String::new()),
+            Some("{not json".to_owned()),
+            Some(format!(r#"{{"k":"{}"}}"#, "x".repeat(limit))),
+        ] {
+            let update = EpisodeUpdate {
+                metadata_json: bad.clone(),
+                ..EpisodeUpdate::default()
+            };
+            assert!(
+                matches!(
+                    a.db.update(&t, &id, &update),
+                    Err(ReplicaError::Store(agentdb_memory::StoreError::Invalid(_)))
+                ),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(a.db.get(&t, &id).unwrap().unwrap(), e);
+    }
+    let a = Hub::redb("a", dir.path(), &key, &clock);
+    let e = a.db.get(&t, &id).unwrap().unwrap();
+    assert_eq!(
+        e.metadata,
+        serde_json::json!({"stage": "final", "pages": 3})
+    );
+    assert_eq!(
+        a.find(&t, "invoice", metadata_is("pages", serde_json::json!(3))),
+        vec![id]
+    );
+}
+
+#[test]
+fn a_metadata_update_merges_with_concurrent_tags_and_the_later_metadata_wins() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let id = a.store(
+        &t,
+        NewEpisode::new("summarise invoice", "invoice 42", "total", 0.5)
+            .with_metadata(serde_json::json!({"v": 0})),
+    );
+    pull(&a, &b, &t);
+
+    // Concurrently: A sets metadata at T0+1s, B sets tags at T0+2s.
+    a.clock.advance(1_000);
+    assert!(a.update(&t, &id, with_metadata(serde_json::json!({"v": "a"}))));
+    b.clock.advance(2_000);
+    assert!(b.update(
+        &t,
+        &id,
+        EpisodeUpdate {
+            tags: Some(vec!["from-b".into()]),
+            ..EpisodeUpdate::default()
+        }
+    ));
+    assert_eq!(pull(&a, &b, &t), 1);
+    assert_eq!(pull(&b, &a, &t), 1);
+    for h in [&a, &b] {
+        let e = h.db.get(&t, &id).unwrap().unwrap();
+        assert_eq!(
+            e.metadata,
+            serde_json::json!({"v": "a"}),
+            "only A wrote metadata"
+        );
+        assert_eq!(e.tags, vec!["from-b".to_owned()], "only B wrote tags");
+    }
+
+    // Both now write metadata; B's, at T0+3s, is later than A's at T0+2.5s by wall time,
+    // whichever arrives first.
+    a.clock.advance(1_500);
+    assert!(a.update(&t, &id, with_metadata(serde_json::json!({"v": "a2"}))));
+    b.clock.advance(1_000);
+    assert!(b.update(&t, &id, with_metadata(serde_json::json!({"v": "b2"}))));
+    assert_eq!(pull(&b, &a, &t), 1);
+    assert_eq!(pull(&a, &b, &t), 1);
+    for h in [&a, &b] {
+        let e = h.db.get(&t, &id).unwrap().unwrap();
+        assert_eq!(
+            e.metadata,
+            serde_json::json!({"v": "b2"}),
+            "B's write is later"
+        );
+        assert_eq!(e.tags, vec!["from-b".to_owned()]);
+        let found = h.find(&t, "invoice", metadata_is("v", serde_json::json!("b2")));
+        assert_eq!(found, vec![id]);
+    }
+    assert_eq!(
+        a.db.get(&t, &id).unwrap().unwrap(),
+        b.db.get(&t, &id).unwrap().unwrap()
+    );
+    // The ops carry the register with its stamp, and the content without metadata.
+    let ops =
+        a.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
+            .unwrap();
+    let state = live(ops.last().unwrap());
+    assert_eq!(state.metadata.value, r#"{"v":"b2"}"#);
+    assert_eq!(state.metadata.stamp.hub, hub("b"));
+    assert!(state.content.metadata_json.is_empty());
 }

@@ -394,6 +394,7 @@ fn updates_deletes_and_their_answers_round_trip() {
             reward: Some(0.25),
             critique: Some(None),
             tags: Some(vec!["late".into()]),
+            metadata_json: Some(r#"{"reviewed":true}"#.into()),
         },
     });
     assert_eq!(

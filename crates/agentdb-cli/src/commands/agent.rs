@@ -239,6 +239,7 @@ async fn update(args: UpdateArgs) -> anyhow::Result<()> {
             (None, false) => None,
         },
         tags: (!args.tags.is_empty() || args.clear_tags).then_some(args.tags),
+        metadata_json: None,
     };
     if update.is_empty() {
         bail!(

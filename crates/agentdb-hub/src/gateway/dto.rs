@@ -217,6 +217,11 @@ pub(crate) struct EpisodePatch {
     pub critique: Option<Option<String>>,
     /// New tags (replacing the old ones).
     pub tags: Option<Vec<String>>,
+    /// New metadata (replacing the old as a whole): a JSON object; anything else, `null`
+    /// included, is refused (422).
+    #[serde(default, deserialize_with = "present_value")]
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<serde_json::Value>,
 }
 
 /// Tells an absent field (`None`) from a `null` one (`Some(None)`).
@@ -224,13 +229,26 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
     Option::<String>::deserialize(d).map(Some)
 }
 
+/// Keeps a `null` value as `Some(Null)` (absent is `None`), for the engine to refuse.
+fn present_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
+}
+
 impl EpisodePatch {
-    /// The engine's update.
+    /// The engine's update. Metadata that is not an object is passed on as it is; the engine
+    /// refuses it.
     pub fn into_update(self) -> EpisodeUpdate {
-        EpisodeUpdate {
+        let update = EpisodeUpdate {
             reward: self.reward,
             critique: self.critique,
             tags: self.tags,
+            metadata_json: None,
+        };
+        match &self.metadata {
+            Some(m) => update.with_metadata(m),
+            None => update,
         }
     }
 }

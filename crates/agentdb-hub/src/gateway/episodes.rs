@@ -138,8 +138,8 @@ async fn read(
     }
 }
 
-/// Changes an episode's reward, critique or tags (last writer wins across hubs) and answers
-/// with the episode as it is now.
+/// Changes an episode's reward, critique, tags or metadata (last writer wins across hubs) and
+/// answers with the episode as it is now.
 #[utoipa::path(
     patch, path = "/v1/episodes/{id}", tag = "episodes",
     params(("id" = String, Path, description = "The episode's id")),
@@ -163,7 +163,7 @@ pub(crate) async fn patch(
     if update.is_empty() {
         return Err(ApiError::new(
             ErrorCode::InvalidRequest,
-            "nothing to change: give reward, critique or tags",
+            "nothing to change: give reward, critique, tags or metadata",
         ));
     }
     let request = Request::Update(UpdateRequest { id, update });

@@ -344,15 +344,7 @@ fn load_tenant(
     let mut stale = 0u64;
     storage.scan_episodes(id, &mut |row| {
         let stamps = &row.stamps;
-        for s in [
-            &stamps.created,
-            &stamps.reward,
-            &stamps.critique,
-            &stamps.tags,
-        ]
-        .into_iter()
-        .chain(row.deleted.as_ref())
-        {
+        for s in [stamps.latest()].into_iter().chain(row.deleted.as_ref()) {
             *last_stamp = (*last_stamp).max(s.hlc);
         }
         if row.deleted.is_some() {

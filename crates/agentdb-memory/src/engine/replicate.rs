@@ -4,7 +4,7 @@
 //!
 //! Rows carry the merge stamps of `agentdb_core::replica` in the clear (`RowStamps`, the
 //! delete stamp); the registers' values live in the row (reward) and the sealed body
-//! (critique, tags). Merging opens the row, joins its [`ReplicaState`] with the incoming one
+//! (critique, tags, metadata). Merging opens the row, joins its [`ReplicaState`] with the incoming one
 //! and, when that changed anything, seals the result again. All of it happens under the
 //! tenant's merge lock, so read-modify-write cycles of one tenant never interleave.
 
@@ -139,8 +139,9 @@ impl MemoryEngine {
         Ok(flags.first().copied().unwrap_or(false))
     }
 
-    /// Changes an episode's mutable fields (reward, critique, tags) — last writer wins across
-    /// hubs. Returns false when the episode is not live here (unknown or deleted).
+    /// Changes an episode's mutable fields (reward, critique, tags, metadata) — last writer
+    /// wins across hubs. New metadata replaces the old as a whole; it must be a JSON object
+    /// within the metadata limit. Returns false when the episode is not live here (unknown or deleted).
     pub fn update(
         &self,
         tenant: &TenantId,
@@ -148,6 +149,18 @@ impl MemoryEngine {
         update: &EpisodeUpdate,
     ) -> Result<bool, ReplicaError> {
         validate_update(update, &self.config.limits).map_err(StoreError::Invalid)?;
+        // Metadata is kept as compact JSON, however the caller wrote it.
+        let normalized;
+        let update = match &update.metadata_json {
+            Some(text) => {
+                normalized = EpisodeUpdate {
+                    metadata_json: Some(compact_metadata(text)?),
+                    ..update.clone()
+                };
+                &normalized
+            }
+            None => update,
+        };
         loop {
             let Some(state) = self.tenant(tenant) else {
                 return Ok(false);
@@ -515,7 +528,7 @@ impl MemoryEngine {
             output: c.output.clone(),
             critique: live.critique.value.clone(),
             tags: live.tags.value.clone(),
-            metadata_json: c.metadata_json.clone(),
+            metadata_json: live.metadata.value.clone(),
             tokens_used: c.tokens_used,
             latency_ms: c.latency_ms,
             origin: c.origin.clone(),
@@ -533,6 +546,7 @@ impl MemoryEngine {
                 reward: live.reward.stamp.clone(),
                 critique: live.critique.stamp.clone(),
                 tags: live.tags.stamp.clone(),
+                metadata: live.metadata.stamp.clone(),
             },
             sealed_body: body::seal_body(&key, &id, &body)?,
             sealed_vector,
@@ -575,7 +589,16 @@ impl MemoryEngine {
     fn validate_live(&self, id: EpisodeId, live: &LiveEpisode) -> Result<(), ReplicaError> {
         let invalid = |reason: String| ReplicaError::Invalid { id, reason };
         let c = &live.content;
-        let metadata = agentdb_core::metadata_from_text(&c.metadata_json)
+        // The metadata register is what is stored; the content carries it only before the
+        // episode is created (empty after), and is held to the same rule.
+        if !c.metadata_json.is_empty() {
+            let content_metadata = agentdb_core::metadata_from_text(&c.metadata_json)
+                .map_err(|e| invalid(e.to_string()))?;
+            if !content_metadata.is_object() {
+                return Err(invalid(EpisodeError::MetadataNotObject.to_string()));
+            }
+        }
+        let metadata = agentdb_core::metadata_from_text(&live.metadata.value)
             .map_err(|e| invalid(e.to_string()))?;
         let episode = NewEpisode {
             id: Some(id),
@@ -648,10 +671,7 @@ impl MemoryEngine {
 
 /// The latest of a live row's stamps (content and registers).
 fn latest_stamp(stamps: &RowStamps) -> Stamp {
-    [&stamps.reward, &stamps.critique, &stamps.tags]
-        .into_iter()
-        .fold(&stamps.created, std::cmp::max)
-        .clone()
+    stamps.latest().clone()
 }
 
 /// The replicated state a row holds; the vector is opened only when asked for.
@@ -681,7 +701,8 @@ fn row_state(
             task: body.task,
             input: body.input,
             output: body.output,
-            metadata_json: body.metadata_json,
+            // Held by the metadata register.
+            metadata_json: String::new(),
             tokens_used: body.tokens_used,
             latency_ms: body.latency_ms,
             created: row.created,
@@ -691,7 +712,15 @@ fn row_state(
         reward: Lww::new(row.stamps.reward.clone(), row.reward),
         critique: Lww::new(row.stamps.critique.clone(), body.critique),
         tags: Lww::new(row.stamps.tags.clone(), body.tags),
+        metadata: Lww::new(row.stamps.metadata.clone(), body.metadata_json),
     })))
+}
+
+/// Metadata of an update (checked by [`validate_update`]) as compact JSON.
+fn compact_metadata(text: &str) -> Result<String, StoreError> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(|v| agentdb_core::metadata_to_text(&v))
+        .map_err(|_| StoreError::Invalid(EpisodeError::MetadataNotObject))
 }
 
 /// Checks an update against the limits new episodes meet.
@@ -721,6 +750,22 @@ fn validate_update(update: &EpisodeUpdate, limits: &Limits) -> Result<(), Episod
                 field: "tag",
                 len: t.len(),
                 limit: limits.max_tag_bytes,
+            });
+        }
+    }
+    if let Some(text) = &update.metadata_json {
+        // An object, no larger than a new episode's (counted as compact JSON).
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|_| EpisodeError::MetadataNotObject)?;
+        if !value.is_object() {
+            return Err(EpisodeError::MetadataNotObject);
+        }
+        let len = agentdb_core::metadata_to_text(&value).len();
+        if len > limits.max_metadata_bytes {
+            return Err(EpisodeError::TooLarge {
+                field: "metadata",
+                len,
+                limit: limits.max_metadata_bytes,
             });
         }
     }

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 const ROW_FORMAT_V1: u8 = 1;
 const ROW_FORMAT_V2: u8 = 2;
+const ROW_FORMAT_V3: u8 = 3;
 
 /// The merge stamps of a row's content and registers (see `agentdb_core::replica`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -20,6 +21,9 @@ pub struct RowStamps {
     pub critique: Stamp,
     /// When the tags were last written.
     pub tags: Stamp,
+    /// When the metadata was last written (format 3; rows of formats 1 and 2 were written
+    /// when metadata could not change, and read with the content's stamp here).
+    pub metadata: Stamp,
 }
 
 impl RowStamps {
@@ -29,8 +33,16 @@ impl RowStamps {
             created: stamp.clone(),
             reward: stamp.clone(),
             critique: stamp.clone(),
-            tags: stamp,
+            tags: stamp.clone(),
+            metadata: stamp,
         }
+    }
+
+    /// The latest of the stamps (content and registers).
+    pub fn latest(&self) -> &Stamp {
+        [&self.reward, &self.critique, &self.tags, &self.metadata]
+            .into_iter()
+            .fold(&self.created, std::cmp::max)
     }
 }
 
@@ -70,7 +82,7 @@ pub struct RowError;
 impl StoredEpisode {
     /// The row's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ROW_FORMAT_V2];
+        let mut out = vec![ROW_FORMAT_V3];
         // Serialising plain fields into a Vec cannot fail.
         out.extend(postcard::to_stdvec(self).unwrap_or_default());
         out
@@ -79,7 +91,10 @@ impl StoredEpisode {
     /// Parses [`Self::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Self, RowError> {
         match bytes.split_first() {
-            Some((&ROW_FORMAT_V2, rest)) => postcard::from_bytes(rest).map_err(|_| RowError),
+            Some((&ROW_FORMAT_V3, rest)) => postcard::from_bytes(rest).map_err(|_| RowError),
+            Some((&ROW_FORMAT_V2, rest)) => postcard::from_bytes::<RowV2>(rest)
+                .map(RowV2::upgrade)
+                .map_err(|_| RowError),
             Some((&ROW_FORMAT_V1, rest)) => postcard::from_bytes::<RowV1>(rest)
                 .map(RowV1::upgrade)
                 .map_err(|_| RowError),
@@ -110,6 +125,56 @@ impl StoredEpisode {
             sealed_body: Vec::new(),
             sealed_vector: Vec::new(),
             ..self
+        }
+    }
+}
+
+/// Rows written before metadata became a register: the stamps of content, reward, critique
+/// and tags. Their metadata was last written with the content.
+#[derive(Serialize, Deserialize)]
+struct RowV2 {
+    id: EpisodeId,
+    created: Timestamp,
+    reward: f64,
+    success: bool,
+    task_hash: [u8; 16],
+    model: ModelId,
+    deleted: Option<Stamp>,
+    stamps: RowStampsV2,
+    #[serde(with = "serde_bytes")]
+    sealed_body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    sealed_vector: Vec<u8>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RowStampsV2 {
+    created: Stamp,
+    reward: Stamp,
+    critique: Stamp,
+    tags: Stamp,
+}
+
+impl RowV2 {
+    fn upgrade(self) -> StoredEpisode {
+        let s = self.stamps;
+        StoredEpisode {
+            id: self.id,
+            created: self.created,
+            reward: self.reward,
+            success: self.success,
+            task_hash: self.task_hash,
+            model: self.model,
+            deleted: self.deleted,
+            stamps: RowStamps {
+                metadata: s.created.clone(),
+                created: s.created,
+                reward: s.reward,
+                critique: s.critique,
+                tags: s.tags,
+            },
+            sealed_body: self.sealed_body,
+            sealed_vector: self.sealed_vector,
         }
     }
 }
@@ -185,5 +250,56 @@ mod tests {
         assert_eq!(StoredEpisode::decode(&[]), Err(RowError));
         assert_eq!(StoredEpisode::decode(&[9, 1, 2]), Err(RowError));
         assert_eq!(StoredEpisode::decode(&[2, 0xff]), Err(RowError));
+        assert_eq!(StoredEpisode::decode(&[3, 0xff]), Err(RowError));
+    }
+
+    /// A format-2 row as the encoder before format 3 wrote it (`0x02 | postcard(row)`; `RowV2`
+    /// is the former `StoredEpisode` field for field, and the bytes are kept here as they
+    /// were): it reads with the metadata stamped as the content.
+    #[test]
+    fn format_2_rows_still_decode() {
+        let created = Stamp::new(Hlc::new(5, 1), HubId::new("hub-a").unwrap());
+        let tags = Stamp::new(Hlc::new(9, 0), HubId::new("hub-b").unwrap());
+        let v2 = RowV2 {
+            id: EpisodeId::from_parts(5, [1; 10]),
+            created: Timestamp(5),
+            reward: 0.5,
+            success: false,
+            task_hash: [7; 16],
+            model: ModelId::new("m").unwrap(),
+            deleted: None,
+            stamps: RowStampsV2 {
+                created: created.clone(),
+                reward: created.clone(),
+                critique: created.clone(),
+                tags: tags.clone(),
+            },
+            sealed_body: vec![1, 2, 3],
+            sealed_vector: vec![4],
+        };
+        let mut bytes = vec![ROW_FORMAT_V2];
+        bytes.extend(postcard::to_stdvec(&v2).unwrap());
+        let fixed: &[u8] = &[
+            2, 16, 0, 0, 0, 0, 0, 5, 113, 1, 129, 1, 1, 1, 1, 1, 1, 1, 5, 0, 0, 0, 0, 0, 0, 224,
+            63, 0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1, 109, 0, 5, 1, 5, 104, 117,
+            98, 45, 97, 5, 1, 5, 104, 117, 98, 45, 97, 5, 1, 5, 104, 117, 98, 45, 97, 9, 0, 5, 104,
+            117, 98, 45, 98, 3, 1, 2, 3, 1, 4,
+        ];
+        assert_eq!(bytes, fixed);
+        let row = StoredEpisode::decode(fixed).unwrap();
+        assert_eq!(
+            row.stamps,
+            RowStamps {
+                created: created.clone(),
+                reward: created.clone(),
+                critique: created.clone(),
+                tags,
+                metadata: created,
+            }
+        );
+        assert_eq!(row.sealed_body, vec![1, 2, 3]);
+        assert_eq!(row.sealed_vector, vec![4]);
+        assert_eq!(row.encode()[0], ROW_FORMAT_V3);
+        assert_eq!(StoredEpisode::decode(&row.encode()).unwrap(), row);
     }
 }

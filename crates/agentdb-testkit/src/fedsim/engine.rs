@@ -92,13 +92,7 @@ impl EngineStore {
 fn row_max_stamp(row: &StoredEpisode) -> Stamp {
     match &row.deleted {
         Some(stamp) => stamp.clone(),
-        None => {
-            let s = &row.stamps;
-            [&s.reward, &s.critique, &s.tags]
-                .into_iter()
-                .fold(&s.created, std::cmp::max)
-                .clone()
-        }
+        None => row.stamps.latest().clone(),
     }
 }
 
@@ -139,7 +133,8 @@ fn live_state(row: &StoredEpisode, e: Episode) -> ReplicaState {
             task: e.task,
             input: e.input,
             output: e.output,
-            metadata_json: agentdb_core::metadata_to_text(&e.metadata),
+            // Held by the metadata register.
+            metadata_json: String::new(),
             tokens_used: e.tokens_used,
             latency_ms: e.latency_ms,
             created: e.created,
@@ -149,6 +144,10 @@ fn live_state(row: &StoredEpisode, e: Episode) -> ReplicaState {
         reward: Lww::new(s.reward.clone(), e.reward),
         critique: Lww::new(s.critique.clone(), e.critique),
         tags: Lww::new(s.tags.clone(), e.tags),
+        metadata: Lww::new(
+            s.metadata.clone(),
+            agentdb_core::metadata_to_text(&e.metadata),
+        ),
     }))
 }
 
@@ -249,6 +248,7 @@ impl SimStore for EngineStore {
                     u.reward.map(|_| s.reward),
                     u.critique.as_ref().map(|_| s.critique),
                     u.tags.as_ref().map(|_| s.tags),
+                    u.metadata_json.as_ref().map(|_| s.metadata),
                 ]
                 .into_iter()
                 .flatten()

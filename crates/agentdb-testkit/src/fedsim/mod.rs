@@ -382,12 +382,24 @@ fn expected(
                         .filter_map(|(s, u)| Some((s.clone(), u.tags.clone()?))),
                 ),
             );
+            let metadata = latest(
+                std::iter::once((created.clone(), content.metadata_json.clone())).chain(
+                    updates
+                        .iter()
+                        .filter_map(|(s, u)| Some((s.clone(), u.metadata_json.clone()?))),
+                ),
+            );
             ReplicaState::Live(Box::new(LiveEpisode {
                 created,
-                content: (**content).clone(),
+                // The content's metadata lives in the register.
+                content: EpisodeContent {
+                    metadata_json: String::new(),
+                    ..(**content).clone()
+                },
                 reward: reward.expect("the put sets the reward"),
                 critique: critique.expect("the put sets the critique"),
                 tags: tags.expect("the put sets the tags"),
+                metadata: metadata.expect("the put sets the metadata"),
             }))
         };
         episodes.insert(id, state);
@@ -1157,11 +1169,12 @@ impl<S: SimStore> Sim<S> {
         let id = known[self.rng.index(known.len())];
         let kind = if roll < 80 {
             let n = self.rng.next_u64() % 1_000_000;
-            let fields = self.rng.range(1, 7);
+            let fields = self.rng.range(1, 15);
             WriteKind::Update(EpisodeUpdate {
                 reward: (fields & 1 != 0).then(|| (n % 101) as f64 / 100.0),
                 critique: (fields & 2 != 0).then(|| (n % 3 != 0).then(|| format!("better {n}"))),
                 tags: (fields & 4 != 0).then(|| vec![format!("t{}", n % 9)]),
+                metadata_json: (fields & 8 != 0).then(|| format!("{{\"m\":{n}}}")),
             })
         } else {
             WriteKind::Delete
