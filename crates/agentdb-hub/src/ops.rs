@@ -195,11 +195,11 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
         Request::List(l) => {
             policy::authorize(identity, Operation::Query, tenant).map_err(|e| policy_error(&e))?;
             let page = engine
-                .list(tenant, l.cursor, l.limit as usize)
+                .list(tenant, l.after, l.limit as usize)
                 .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
             Ok(Response::Listed(ListResponse {
                 episodes: page.episodes.into_iter().map(WireEpisode::from).collect(),
-                next_cursor: page.next_cursor,
+                next: page.next,
             }))
         }
         Request::Hello(_) | Request::RefreshToken(_) | Request::Goodbye | Request::Exchange(_) => {

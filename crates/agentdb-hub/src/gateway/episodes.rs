@@ -227,7 +227,17 @@ pub(crate) async fn list(
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<EpisodePage>, ApiError> {
     let Query(params) = params.map_err(|e| ApiError::malformed(e.body_text()))?;
-    let cursor = super::cursor(params.cursor.as_deref())?;
+    // The cursor is the id of the previous page's last episode; absent or empty, the page
+    // starts from the first.
+    let after = params
+        .cursor
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(|t| {
+            t.parse::<EpisodeId>()
+                .map_err(|_| ApiError::malformed(format!("{t:?} is not a cursor this hub issued")))
+        })
+        .transpose()?;
     let limit = params.limit.unwrap_or(DEFAULT_LIST);
     if !(1..=MAX_LIST).contains(&limit) {
         return Err(ApiError::new(
@@ -235,20 +245,14 @@ pub(crate) async fn list(
             format!("limit must be between 1 and {MAX_LIST}"),
         ));
     }
-    match call(
-        &state,
-        &caller,
-        Request::List(ListRequest { cursor, limit }),
-    )
-    .await?
-    {
+    match call(&state, &caller, Request::List(ListRequest { after, limit })).await? {
         Response::Listed(page) => Ok(Json(EpisodePage {
             episodes: page
                 .episodes
                 .into_iter()
                 .map(EpisodeOut::from_wire)
                 .collect(),
-            next_cursor: page.next_cursor.map(|c| c.to_string()),
+            next_cursor: page.next.map(|id| id.to_string()),
         })),
         other => Err(unexpected(&other)),
     }
