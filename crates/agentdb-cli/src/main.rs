@@ -42,6 +42,8 @@ enum Command {
     /// Create signing keys and issue or verify tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Print the OpenAPI document of the hub's HTTPS gateway (docs/http.md).
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +98,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Federation(cmd) => commands::federation::run(cmd),
         Command::Tenant(cmd) => commands::tenant::run(cmd),
+        Command::Openapi => commands::print_openapi(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

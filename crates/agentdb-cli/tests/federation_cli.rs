@@ -23,6 +23,8 @@ const EXAMPLE_HUBS: [(&str, u16, u16); 3] = [
     ("eu", 4502, 8502),
     ("us", 4503, 8503),
 ];
+/// The HTTPS gateway ports the example's hubs name.
+const EXAMPLE_HTTPS_PORTS: [u16; 3] = [8601, 8602, 8603];
 /// How long replication may take before a test fails.
 const CONVERGE: Duration = Duration::from_secs(20);
 /// How often a condition is polled.
@@ -369,6 +371,10 @@ impl Example {
                         text = text
                             .replace(&format!("127.0.0.1:{from}\""), &format!("127.0.0.1:{to}\""));
                     }
+                }
+                // The HTTPS gateways are not used here: any free port.
+                for port in EXAMPLE_HTTPS_PORTS {
+                    text = text.replace(&format!("127.0.0.1:{port}\""), "127.0.0.1:0\"");
                 }
                 std::fs::write(dir.join(format!("{hub}.toml")), text).unwrap();
             }

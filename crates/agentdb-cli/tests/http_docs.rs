@@ -1,6 +1,8 @@
 //! docs/http.md works as written: its shell blocks run, in order, with `curl` against
 //! `agentdb hub` in dev mode (on free ports instead of the defaults).
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::path::Path;

@@ -2,6 +2,8 @@
 //! adversarial cases over HTTP, the change stream, API keys, and one memory for both
 //! transports.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::net::SocketAddr;
@@ -49,12 +51,6 @@ impl Gateway {
 
     fn token(&self, tenant: &str) -> String {
         self.pki.token(tenant, "agent-1", 300)
-    }
-
-    fn admin_token(&self, tenant: &str, scopes: &[Scope]) -> String {
-        let mut all = vec![Scope::Admin];
-        all.extend_from_slice(scopes);
-        self.pki.token_with(tenant, "operator", 60, all)
     }
 }
 
@@ -216,7 +212,10 @@ async fn every_endpoint_answers_over_https() {
         .unwrap();
     assert_eq!(del.status, 204);
     assert_eq!(
-        client.get(&format!("/v1/episodes/{}", uid(3)), &token).await.status,
+        client
+            .get(&format!("/v1/episodes/{}", uid(3)), &token)
+            .await
+            .status,
         404
     );
 

@@ -29,8 +29,10 @@ fn config(pki: &TestPki, hub: &FakeHub) -> AgentConfig {
 async fn an_answer_of_the_wrong_kind_is_a_protocol_error_not_a_local_answer() {
     let pki = TestPki::new();
     let hub = FakeHub::start(&pki, "acme", |req| match req {
-        Request::Query(_) | Request::Stats => Reply::Response(Response::Done { found: true }),
-        _ => Reply::Response(Response::Bye),
+        Request::Query(_) | Request::Stats => {
+            Reply::Response(Box::new(Response::Done { found: true }))
+        }
+        _ => Reply::Response(Box::new(Response::Bye)),
     });
     let agent = EphemeralAgent::spawn(config(&pki, &hub)).await.unwrap();
     let err = agent.query_memories("anything", 3).await.unwrap_err();

@@ -354,7 +354,7 @@ async fn a_passing_refusal_spools_and_is_retried_with_a_growing_wait_never_dead_
         let accept = Arc::clone(&accept);
         move |req| match req {
             agentdb_proto::Request::Store(s) if accept.load(Ordering::SeqCst) => {
-                Reply::Response(Response::Stored(StoredResponse {
+                Reply::Response(Box::new(Response::Stored(StoredResponse {
                     results: s
                         .episodes
                         .iter()
@@ -363,9 +363,9 @@ async fn a_passing_refusal_spools_and_is_retried_with_a_growing_wait_never_dead_
                             inserted: true,
                         })
                         .collect(),
-                }))
+                })))
             }
-            _ => Reply::Response(Response::error(ErrorCode::Overloaded, "busy")),
+            _ => Reply::Response(Box::new(Response::error(ErrorCode::Overloaded, "busy"))),
         }
     });
     let clock = Arc::new(ManualClock::new(Timestamp(

@@ -13,7 +13,8 @@
 //! `POST /v1/tenants/{tenant}/keys` (admin scope for that tenant) with `{"scopes": [...],
 //! "expires_in_secs": n, "label": "..."}` (all optional) → the new API key, its secret shown
 //! this once; `GET /v1/tenants/{tenant}/keys` → the tenant's keys (never their secrets);
-//! `DELETE /v1/tenants/{tenant}/keys/{id}` → `{"revoked": bool}`. A key grants at most the
+//! `DELETE /v1/tenants/{tenant}/keys/{id}` → `{"revoked": true}`, or 404 for a key the tenant
+//! does not have. A key grants at most the
 //! scopes of the token that made it.
 //!
 //! `/health` and `/metrics` name no tenant and need no token. The routes that reveal tenants
@@ -217,6 +218,7 @@ async fn blocking<T: serde::Serialize + Send + 'static>(
             let status = match e.code {
                 agentdb_proto::ErrorCode::Forbidden => StatusCode::FORBIDDEN,
                 agentdb_proto::ErrorCode::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+                agentdb_proto::ErrorCode::NotFound => StatusCode::NOT_FOUND,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
             failure(status, e.code.as_str(), e.message)
@@ -304,8 +306,14 @@ async fn revoke_key(
         Err(refusal) => return *refusal,
     };
     blocking(StatusCode::OK, move || {
-        let revoked = state.credentials.revoke_key(&state.engine, &tenant, &id)?;
-        Ok(json!({ "revoked": revoked }))
+        if state.credentials.revoke_key(&state.engine, &tenant, &id)? {
+            Ok(json!({ "revoked": true }))
+        } else {
+            Err(auth::error(
+                agentdb_proto::ErrorCode::NotFound,
+                "no such key for this tenant",
+            ))
+        }
     })
     .await
 }

@@ -160,10 +160,19 @@ impl Credentials {
                 "API keys are worth one tenant; the operator scope is not for them",
             ));
         }
-        if label.as_ref().is_some_and(|l| l.len() > 256) {
+        if label
+            .as_ref()
+            .is_some_and(|l| l.len() > 256 || l.chars().any(char::is_control))
+        {
             return Err(error(
                 ErrorCode::InvalidRequest,
-                "a label is at most 256 bytes",
+                "a label is at most 256 bytes of text without control characters",
+            ));
+        }
+        if ttl_secs == Some(0) {
+            return Err(error(
+                ErrorCode::InvalidRequest,
+                "a key's lifetime must be at least one second",
             ));
         }
         let now = unix_secs();

@@ -48,6 +48,7 @@ pub const AMBIENT_ENV: &[&str] = &[
     "AGENTDB_MASTER_KEY",
     "AGENTDB_LOG",
     "AGENTDB_TOKEN",
+    "AGENTDB_API_KEY",
     "EU_HUB",
     "US_HUB",
     "AP_HUB",

@@ -19,3 +19,8 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()
         .context("cannot start the async runtime")
 }
+
+/// `agentdb openapi`: the gateway's OpenAPI document as JSON on stdout.
+pub fn print_openapi() -> anyhow::Result<()> {
+    crate::output::json(agentdb_hub::openapi())
+}

@@ -15,7 +15,7 @@ use agentdb_testkit::TestPki;
 /// What the scripted hub sends back.
 pub enum Reply {
     /// A well-formed response.
-    Response(Response),
+    Response(Box<Response>),
     /// These bytes, as they are.
     Raw(Vec<u8>),
 }
@@ -93,15 +93,15 @@ async fn serve(
                     return;
                 };
                 let reply = match &req {
-                    Request::Hello(_) => Reply::Response(Response::Welcome(Welcome {
+                    Request::Hello(_) => Reply::Response(Box::new(Response::Welcome(Welcome {
                         agent: AgentId::new("scripted-agent").unwrap(),
                         tenant: tenant.clone(),
                         hub: HubId::new("scripted-hub").unwrap(),
                         session: SessionId::from_random([7; 16]),
                         expires_at: agentdb_testkit::unix_now() + 3600,
                         embedder: ModelId::new("agentdb-lexical-v1").unwrap(),
-                    })),
-                    Request::Goodbye => Reply::Response(Response::Bye),
+                    }))),
+                    Request::Goodbye => Reply::Response(Box::new(Response::Bye)),
                     other => {
                         if matches!(other, Request::Store(_)) {
                             stores.fetch_add(1, Ordering::SeqCst);
