@@ -73,5 +73,7 @@ pub use wire::{WireEpisode, WireNewEpisode};
 /// The ALPN protocol id of this protocol on QUIC.
 pub const ALPN: &[u8] = b"agentdb/1";
 
-/// The protocol version written in every frame header and in [`Hello`].
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version written in every frame header and in [`Hello`]. Version 2: `Update`
+/// and the federation's `Ops` carry episode metadata as a register, and `Query` filters carry
+/// tags and metadata conditions (postcard layouts that version 1 cannot read).
+pub const PROTOCOL_VERSION: u16 = 2;

@@ -89,15 +89,17 @@ fn unknown_kinds_and_versions_are_typed_errors() {
         decode_response(&unknown, MAX_FRAME_LEN),
         Err(DecodeError::UnknownMessage { kind: 999 })
     );
-    let v2 = Frame {
-        kind: kind::STATS,
-        version: PROTOCOL_VERSION + 1,
-        body: Vec::new(),
-    };
-    assert_eq!(
-        decode_request(&v2.to_bytes().unwrap(), MAX_FRAME_LEN),
-        Err(DecodeError::UnsupportedVersion { version: 2 })
-    );
+    for version in [PROTOCOL_VERSION - 1, PROTOCOL_VERSION + 1] {
+        let other = Frame {
+            kind: kind::STATS,
+            version,
+            body: Vec::new(),
+        };
+        assert_eq!(
+            decode_request(&other.to_bytes().unwrap(), MAX_FRAME_LEN),
+            Err(DecodeError::UnsupportedVersion { version })
+        );
+    }
     assert_eq!(
         DecodeError::UnsupportedVersion { version: 2 }.code(),
         ErrorCode::InvalidRequest

@@ -117,15 +117,20 @@ fn undecodable_first_streams_close_with_their_code() {
 
 #[test]
 fn hello_in_another_protocol_version_is_refused() {
-    let mut s = ServerSession::new(T0, SessionConfig::default());
-    let hello = Request::Hello(Hello {
-        protocol_version: 2,
-        token: "t".into(),
-    });
-    assert_eq!(
-        closed_with(s.handle_stream(T0, &hello.encode())),
-        ErrorCode::InvalidRequest
-    );
+    for protocol_version in [
+        agentdb_proto::PROTOCOL_VERSION - 1,
+        agentdb_proto::PROTOCOL_VERSION + 1,
+    ] {
+        let mut s = ServerSession::new(T0, SessionConfig::default());
+        let hello = Request::Hello(Hello {
+            protocol_version,
+            token: "t".into(),
+        });
+        assert_eq!(
+            closed_with(s.handle_stream(T0, &hello.encode())),
+            ErrorCode::InvalidRequest
+        );
+    }
 }
 
 #[test]
