@@ -136,28 +136,17 @@ async fn tenant_stats(
     Path(tenant): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let Ok(tenant) = TenantId::new(tenant) else {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "invalid tenant id",
-        );
+    let (tenant, _) = match tenant_admin(&state, peer, &headers, tenant) {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
     };
-    let allowed =
-        |identity: &VerifiedIdentity| policy::authorize(identity, Operation::Admin, &tenant);
-    if let Some(refusal) = refusal(&state, peer, &headers, allowed) {
-        return refusal;
-    }
-    let st = Arc::clone(&state);
-    match tokio::task::spawn_blocking(move || st.engine.stats(&tenant)).await {
-        Ok(Ok(stats)) => Json(stats).into_response(),
-        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
-        Err(_) => failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "stats failed",
-        ),
-    }
+    blocking(StatusCode::OK, move || {
+        state
+            .engine
+            .stats(&tenant)
+            .map_err(|e| auth::error(agentdb_proto::ErrorCode::Internal, e.to_string()))
+    })
+    .await
 }
 
 /// The body of `POST /v1/tenants/{tenant}/keys`.

@@ -9,7 +9,7 @@ use agentdb_security::token::VerifyError;
 use crate::metrics::ReasonLabels;
 use crate::state::{unix_secs, HubState};
 
-/// The identity the certificate proves, if the peer presented one.
+/// The identity the certificate of a QUIC connection proves, if the peer presented one.
 pub(crate) fn certificate_identity(
     conn: &quinn::Connection,
 ) -> Result<Option<PeerIdentity>, WireError> {
@@ -19,7 +19,14 @@ pub(crate) fn certificate_identity(
     let Ok(chain) = any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>() else {
         return Ok(None);
     };
-    let Some(leaf) = chain.first() else {
+    chain_identity(Some(&chain))
+}
+
+/// The identity the leaf of a verified client certificate chain proves (QUIC and HTTPS).
+pub(crate) fn chain_identity(
+    chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
+) -> Result<Option<PeerIdentity>, WireError> {
+    let Some(leaf) = chain.and_then(|c| c.first()) else {
         return Ok(None);
     };
     PeerIdentity::from_der(leaf).map(Some).map_err(|e| {
@@ -28,6 +35,18 @@ pub(crate) fn certificate_identity(
             format!("client certificate: {e}"),
         )
     })
+}
+
+/// Counts a failed TLS handshake (no certificate when one is required, another CA, a wrong
+/// ALPN, a stalled client).
+pub(crate) fn count_handshake_failure(state: &HubState) {
+    state
+        .metrics
+        .auth_failures
+        .get_or_create(&ReasonLabels {
+            reason: "tls_handshake",
+        })
+        .inc();
 }
 
 pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> WireError {

@@ -18,7 +18,6 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::auth::{self, error};
-use crate::metrics::ReasonLabels;
 use crate::ops;
 use crate::state::{unix_ms, AgentSlot, HubState};
 
@@ -35,15 +34,8 @@ pub(crate) async fn serve(
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
-            // A failed handshake: no certificate, a certificate of another CA, wrong ALPN.
             tracing::debug!(error = %e, "handshake failed");
-            state
-                .metrics
-                .auth_failures
-                .get_or_create(&ReasonLabels {
-                    reason: "tls_handshake",
-                })
-                .inc();
+            auth::count_handshake_failure(&state);
             return;
         }
     };

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentdb_security::identity::PeerIdentity;
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -18,7 +17,6 @@ use tower::ServiceExt as _;
 
 use super::Connection;
 use crate::auth;
-use crate::metrics::ReasonLabels;
 use crate::state::HubState;
 
 /// Longest a TLS handshake may take.
@@ -56,29 +54,10 @@ pub(crate) async fn run(
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
             let Ok(Ok(stream)) = handshake else {
-                // No certificate when one is required, a foreign CA, a stalled client.
-                state
-                    .metrics
-                    .auth_failures
-                    .get_or_create(&ReasonLabels {
-                        reason: "tls_handshake",
-                    })
-                    .inc();
+                auth::count_handshake_failure(&state);
                 return;
             };
-            let certificate = stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|chain| chain.first())
-                .map(|der| PeerIdentity::from_der(der))
-                .transpose()
-                .map_err(|e| {
-                    auth::error(
-                        agentdb_proto::ErrorCode::Unauthenticated,
-                        format!("client certificate: {e}"),
-                    )
-                });
+            let certificate = auth::chain_identity(stream.get_ref().1.peer_certificates());
             let conn = Connection {
                 peer,
                 certificate: Arc::new(certificate),
