@@ -94,14 +94,7 @@ impl HubProcess {
         }
         cmd.arg("--data")
             .arg(data)
-            .args([
-                "--quic",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--https",
-                "127.0.0.1:0",
-            ])
+            .args(agentdb_testkit::FREE_PORT_ARGS)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log)?);

@@ -67,14 +67,7 @@ fn start_hub(dir: &Path, max_agents: usize) -> anyhow::Result<HubProcess> {
         .arg(&config)
         .arg("--data")
         .arg(dir.join("data"))
-        .args([
-            "--quic",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-        ])
+        .args(agentdb_testkit::FREE_PORT_ARGS)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()?;

@@ -40,14 +40,7 @@ fn hub(data: &Path, config: &str) -> Hub {
         .arg(&file)
         .arg("--data")
         .arg(data)
-        .args([
-            "--quic",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-        ]);
+        .args(agentdb_testkit::FREE_PORT_ARGS);
     Hub::spawn(cmd, &data.with_extension("log")).unwrap_or_else(|e| panic!("{e}"))
 }
 

@@ -27,15 +27,9 @@ fn the_http_guide_runs_as_written() {
 
     let dir = tempfile::tempdir().unwrap();
     let mut hub = common::agentdb();
-    hub.current_dir(dir.path()).args([
-        "hub",
-        "--quic",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
+    hub.current_dir(dir.path())
+        .arg("hub")
+        .args(agentdb_testkit::FREE_PORT_ARGS);
     let hub = common::Hub::spawn(hub, &dir.path().join("hub.log")).unwrap();
     let https_port = hub.https.rsplit(':').next().unwrap().to_owned();
 

@@ -35,20 +35,9 @@ impl Hub {
     /// Starts a hub in dev mode on free ports over `data`.
     fn dev(data: &Path, env: &[(&str, &str)]) -> Hub {
         let log = data.with_extension("log");
-        Hub::start(
-            &[
-                "--data",
-                data.to_str().unwrap(),
-                "--quic",
-                "127.0.0.1:0",
-                "--http",
-                "127.0.0.1:0",
-                "--https",
-                "127.0.0.1:0",
-            ],
-            env,
-            &log,
-        )
+        let mut args = vec!["--data", data.to_str().unwrap()];
+        args.extend(agentdb_testkit::FREE_PORT_ARGS);
+        Hub::start(&args, env, &log)
     }
 
     /// Stops the hub with SIGTERM and waits for it to drain and exit.

@@ -29,14 +29,10 @@ fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// A dev-mode hub over `data` on free ports.
 fn dev_hub(data: &Path) -> Hub {
     let mut cmd = agentdb(&[]);
-    cmd.arg("hub").arg("--data").arg(data).args([
-        "--quic",
-        "127.0.0.1:0",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-    ]);
+    cmd.arg("hub")
+        .arg("--data")
+        .arg(data)
+        .args(agentdb_testkit::FREE_PORT_ARGS);
     Hub::spawn(cmd, &data.with_extension("log")).unwrap_or_else(|e| panic!("{e}"))
 }
 

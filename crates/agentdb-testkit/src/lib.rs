@@ -54,6 +54,17 @@ pub const AMBIENT_ENV: &[&str] = &[
     "AP_HUB",
 ];
 
+/// The `agentdb hub` flags that put every listener (QUIC, admin HTTP, HTTPS) on a free
+/// loopback port, so that hubs started side by side never collide.
+pub const FREE_PORT_ARGS: [&str; 6] = [
+    "--quic",
+    "127.0.0.1:0",
+    "--http",
+    "127.0.0.1:0",
+    "--https",
+    "127.0.0.1:0",
+];
+
 /// Reads the first line a child process prints (a hub's "listening" line) on a thread and
 /// sends it on the returned channel, then keeps draining the pipe so the child never writes
 /// into a closed one.
