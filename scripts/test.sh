@@ -45,6 +45,7 @@ AGENTDB_MODEL_DIR="$model_dir" cargo test --locked -p agentdb-memory --features 
 # A benchmark is not a test, but it must keep running: the quick table on tiny sizes.
 cargo run --locked -p agentdb-bench -- run --quick
 cargo run --locked -p agentdb-bench -- federation --quick
+cargo run --locked -p agentdb-bench -- gateway --quick
 cargo run --locked -p agentdb-bench -- crash --trials 3
 
 # Fuzzing smoke run: every fuzz target for 20 s from its seeds; a crash fails (docs/fuzzing.md).

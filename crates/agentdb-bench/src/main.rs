@@ -5,6 +5,7 @@
 //! cargo run --release -p agentdb-bench -- run [--quick] [--json]      # the table
 //! cargo run --release -p agentdb-bench -- export --episodes 10000 --queries 1000 --out bench/data/10k
 //! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
+//! cargo run --release -p agentdb-bench -- gateway [--quick] [--json]  # QUIC vs the HTTPS gateway
 //! cargo run --release -p agentdb-bench -- crash --trials 100          # kill -9 a hub process, check it
 //! cargo run --release -p agentdb-bench -- soak --agents 100 --minutes 10
 //! ```
@@ -15,6 +16,7 @@ mod chart;
 mod crash;
 mod data;
 mod federation;
+mod gateway;
 mod peers;
 mod scale;
 mod seed;
@@ -52,6 +54,21 @@ enum Command {
         /// Small sizes, one run.
         #[arg(long)]
         quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// QUIC against the HTTPS/JSON gateway on one hub and one tenant's data: store and query
+    /// latency (p50, p99) and requests per second at 1 and 100 clients, with the HTTPS ÷ QUIC
+    /// ratios and their targets.
+    Gateway {
+        /// Small sizes, one run (the full run: 5 runs, medians).
+        #[arg(long)]
+        quick: bool,
+        /// Requests per phase (one transport, one operation, one concurrency), spread over the
+        /// phase's clients [default: 2000, or 200 with --quick].
+        #[arg(long)]
+        ops: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -240,6 +257,21 @@ fn main() -> anyhow::Result<()> {
             let rows = runtime()?.block_on(federation::run(sizes, &pb))?;
             pb.finish_and_clear();
             federation::print(&rows, sizes, quick, json, &machine(), &load)?;
+        }
+        Command::Gateway { quick, ops, json } => {
+            let mut sizes = if quick {
+                gateway::Sizes::QUICK
+            } else {
+                gateway::Sizes::FULL
+            };
+            if let Some(ops) = ops {
+                sizes.ops = ops;
+            }
+            let load = federation::load();
+            let pb = progress(gateway::steps(sizes));
+            let report = runtime()?.block_on(gateway::run(sizes, &pb))?;
+            pb.finish_and_clear();
+            gateway::print(&report, quick, json, &machine(), &load)?;
         }
         Command::Scale {
             connections,

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
 use agentdb_core::{NewEpisode, TenantId};
-use agentdb_memory::Query;
+use agentdb_memory::{MemoryEngine, Query};
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -76,10 +76,35 @@ fn row(measure: &str, seed_ms: f64, seed_per_sec: f64, runs: &[Run], note: Strin
     }
 }
 
-async fn agent(hub: &TestHub, pki: &TestPki, tenant: &str) -> anyhow::Result<EphemeralAgent> {
+/// An agent of `tenant` on `hub` that pulls nothing at spawn (the measures time requests, not
+/// the pre-sync).
+pub(crate) async fn agent(
+    hub: &TestHub,
+    pki: &TestPki,
+    tenant: &str,
+) -> anyhow::Result<EphemeralAgent> {
     let mut config = hub.agent_config(pki, tenant);
     config.pull_budget = 0;
     Ok(EphemeralAgent::spawn(config).await?)
+}
+
+/// Stores `episodes` synthetic episodes in `tenant` straight into the engine, in batches of
+/// 1,000, and builds the vector indexes.
+pub(crate) fn preload(
+    engine: &MemoryEngine,
+    tenant: &TenantId,
+    episodes: usize,
+    rng: &mut Rng,
+) -> anyhow::Result<()> {
+    let mut i = 0;
+    while i < episodes {
+        let n = 1000.min(episodes - i);
+        let batch: Vec<NewEpisode> = (i..i + n).map(|j| episode(rng, j)).collect();
+        engine.store_batch(tenant, batch)?;
+        i += n;
+    }
+    engine.build_indexes()?;
+    Ok(())
 }
 
 /// Runs every measure `sizes.runs` times and returns the table.
@@ -91,14 +116,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
     let tenant = TenantId::new("bench")?;
     let mut rng = Rng(0x5eed);
     pb.set_message("loading episodes");
-    let mut i = 0;
-    while i < sizes.episodes {
-        let n = 1000.min(sizes.episodes - i);
-        let batch: Vec<NewEpisode> = (i..i + n).map(|j| episode(&mut rng, j)).collect();
-        engine.store_batch(&tenant, batch)?;
-        i += n;
-    }
-    engine.build_indexes()?;
+    preload(&engine, &tenant, sizes.episodes, &mut rng)?;
     let mut rows = Vec::new();
 
     // Agent spawn: sequential latency; rate with 32 concurrent spawners.
