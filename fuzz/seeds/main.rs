@@ -1,6 +1,7 @@
 //! Writes the committed seed inputs under fuzz/corpus/TARGET/seed-NAME (relative to the current
 //! directory, the repository root): valid frames, messages of every kind, the fixed tokens and
-//! a few hub configs. The output is deterministic.
+//! a few hub configs. The output is deterministic. Every message seed is decoded back, the way
+//! its target reads it, before it is written: a seed that does not decode fails the run.
 //!
 //! Built like the fuzz targets (with the same instrumentation, so it links libFuzzer) and run
 //! once by `scripts/fuzz.sh --seeds`: the seeds are written on the first input.
@@ -9,15 +10,17 @@
 use std::path::Path;
 
 use agentdb_core::{
-    AgentId, Embedding, EpisodeId, EpisodeUpdate, Filter, Hlc, HubId, ModelId, NewEpisode, Op,
-    Region, ReplicaState, SessionId, Stamp, TenantId, TenantStats, VersionVector,
+    AgentId, Embedding, EpisodeContent, EpisodeId, EpisodeUpdate, Filter, Hlc, HubId, LiveEpisode,
+    ModelId, NewEpisode, Op, Region, ReplicaState, SessionId, Stamp, TenantId, TenantStats,
+    Timestamp, VersionVector,
 };
-use agentdb_fuzz::tokens;
+use agentdb_fuzz::{frame_from, tokens};
 use agentdb_proto::fed::{Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
 use agentdb_proto::{
-    encode_frame, DeleteRequest, ErrorCode, Hello, PullRequest, QueryInput, QueryRequest,
-    RefreshRequest, Request, Response, StoreRequest, StoredItem, StoredResponse, UpdateRequest,
-    Welcome, PROTOCOL_VERSION,
+    decode_request, decode_response, encode_frame, DeleteRequest, ErrorCode, ExchangeRequest,
+    FrameDecoder, GetRequest, Hello, ListRequest, ListResponse, PullRequest, QueryInput,
+    QueryRequest, RefreshRequest, Request, Response, StoreRequest, StoredItem, StoredResponse,
+    TokenGrant, UpdateRequest, Welcome, WireEpisode, MAX_FRAME_LEN, PROTOCOL_VERSION,
 };
 
 fn write(target: &str, name: &str, bytes: &[u8]) {
@@ -40,6 +43,11 @@ fn stream_input(frame: &[u8]) -> Vec<u8> {
     let mut out = vec![255];
     out.extend_from_slice(frame);
     out
+}
+
+/// The frame a `frame_input` seed stands for, as the targets rebuild it.
+fn input_frame(input: &[u8]) -> agentdb_proto::Frame {
+    frame_from(input[0], &input[1..]).expect("a frame input has a kind")
 }
 
 libfuzzer_sys::fuzz_target!(|_data: &[u8]| {
@@ -141,16 +149,60 @@ fn write_all() {
             }),
         ),
         ("delete", Request::Delete(DeleteRequest { id })),
+        ("get", Request::Get(GetRequest { id })),
+        (
+            "list",
+            Request::List(ListRequest {
+                after: Some(id),
+                limit: 50,
+            }),
+        ),
+        (
+            "exchange",
+            Request::Exchange(ExchangeRequest {
+                api_key: Some("adb_key_0123456789".into()),
+                agent: Some(AgentId::new("agent-1").expect("agent id")),
+                scopes: vec!["memory:read".into(), "memory:write".into()],
+                ttl_secs: Some(300),
+            }),
+        ),
     ];
     for (name, request) in requests {
         let frame = request.encode();
-        write("messages", &format!("req-{name}"), &frame_input(&frame));
-        write(
-            "messages",
-            &format!("req-{name}-stream"),
-            &stream_input(&frame),
+        let input = frame_input(&frame);
+        assert_eq!(
+            Request::decode(&input_frame(&input)).as_ref(),
+            Ok(&request),
+            "seed req-{name}"
         );
+        let stream = stream_input(&frame);
+        assert_eq!(
+            decode_request(&stream[1..], MAX_FRAME_LEN).as_ref(),
+            Ok(&request),
+            "seed req-{name}-stream"
+        );
+        write("messages", &format!("req-{name}"), &input);
+        write("messages", &format!("req-{name}-stream"), &stream);
     }
+    let stored = WireEpisode {
+        id,
+        tenant: tenant.clone(),
+        agent: Some(AgentId::new("agent-1").expect("agent id")),
+        session: Some(SessionId::from_random([3; 16])),
+        task: "summarise invoice".into(),
+        input: "invoice 42".into(),
+        output: "Total: 300 EUR".into(),
+        reward: 0.9,
+        critique: Some("check the currency".into()),
+        success: true,
+        tags: vec!["billing".into()],
+        metadata_json: r#"{"lang":"en","pages":2}"#.into(),
+        tokens_used: 120,
+        latency_ms: 850,
+        created: Timestamp(1_700_000_000_000),
+        origin: Some(hub.clone()),
+        embedding_model: model.clone(),
+    };
     let responses = [
         (
             "welcome",
@@ -185,10 +237,39 @@ fn write_all() {
         ("bye", Response::Bye),
         ("error", Response::error(ErrorCode::TooLarge, "too big")),
         ("done", Response::Done { found: true }),
+        ("episode", Response::Episode(Some(stored.clone()))),
+        (
+            "listed",
+            Response::Listed(ListResponse {
+                episodes: vec![stored],
+                next: Some(id),
+            }),
+        ),
+        (
+            "token",
+            Response::Token(TokenGrant {
+                token: tokens().eddsa_token.clone(),
+                expires_at: 1_700_000_300,
+                tenant: tenant.clone(),
+                agent: AgentId::new("agent-1").expect("agent id"),
+                scopes: vec!["memory:read".into()],
+            }),
+        ),
     ];
     for (name, response) in responses {
         let frame = response.encode();
-        write("messages", &format!("resp-{name}"), &frame_input(&frame));
+        let input = frame_input(&frame);
+        assert_eq!(
+            Response::decode(&input_frame(&input)).as_ref(),
+            Ok(&response),
+            "seed resp-{name}"
+        );
+        assert_eq!(
+            decode_response(&frame, MAX_FRAME_LEN).as_ref(),
+            Ok(&response),
+            "resp-{name} as a stream"
+        );
+        write("messages", &format!("resp-{name}"), &input);
     }
 
     let mut vv = VersionVector::new();
@@ -199,6 +280,44 @@ fn write_all() {
             counter: 1,
         },
         hub.clone(),
+    );
+    // A live episode whose metadata register was updated after the put.
+    let mut live = LiveEpisode::new(
+        stamp.clone(),
+        EpisodeContent {
+            agent: Some(AgentId::new("agent-1").expect("agent id")),
+            session: None,
+            task: "summarise invoice".into(),
+            input: "invoice 43".into(),
+            output: "Total: 120 EUR".into(),
+            metadata_json: r#"{"lang":"en"}"#.into(),
+            tokens_used: 80,
+            latency_ms: 400,
+            created: Timestamp(1_700_000_000_000),
+            origin: Some(hub.clone()),
+            embedding: Some(Embedding {
+                model: model.clone(),
+                vector: vec![0.5, -0.25, 0.0, 1.0],
+            }),
+        },
+        0.7,
+        None,
+        vec!["billing".into()],
+    );
+    live.update(
+        &EpisodeUpdate {
+            reward: None,
+            critique: None,
+            tags: None,
+            metadata_json: Some(r#"{"lang":"de"}"#.into()),
+        },
+        &Stamp::new(
+            Hlc {
+                wall_ms: 1_700_000_000_500,
+                counter: 0,
+            },
+            hub.clone(),
+        ),
     );
     let fed = [
         (
@@ -221,6 +340,12 @@ fn write_all() {
             FedMessage::Ops(OpsPage {
                 tenant: tenant.clone(),
                 ops: vec![
+                    Op {
+                        origin: hub.clone(),
+                        seq: 40,
+                        episode: EpisodeId::from_parts(1_700_000_000_000, [8; 10]),
+                        state: Some(ReplicaState::Live(Box::new(live))),
+                    },
                     Op {
                         origin: hub.clone(),
                         seq: 41,
@@ -254,11 +379,27 @@ fn write_all() {
         ),
     ];
     let mut link = vec![255u8];
+    let mut sent = Vec::new();
     for (name, message) in fed {
         let frame = message.encode();
-        write("fed_messages", &name, &frame_input(&frame));
+        let input = frame_input(&frame);
+        assert_eq!(
+            FedMessage::decode(&input_frame(&input)).as_ref(),
+            Ok(&message),
+            "seed {name}"
+        );
+        write("fed_messages", name, &input);
         link.extend_from_slice(&frame);
+        sent.push(message);
     }
+    // The link stream as the target reads it (selector 255: limit 255 * 64 bytes).
+    let mut decoder = FrameDecoder::new(255 * 64);
+    decoder.push(&link[1..]);
+    let mut received = Vec::new();
+    while let Some(frame) = decoder.next_frame().expect("seed link-stream") {
+        received.push(FedMessage::decode(&frame).expect("seed link-stream"));
+    }
+    assert_eq!(received, sent, "seed link-stream");
     write("fed_messages", "link-stream", &link);
 
     // Tokens: mode byte % 3 = 0 (as is), 1 (edits), 2 (header 0xFF payload, signed); bit 1 set
