@@ -424,6 +424,22 @@ async fn refused_requests_name_their_code_and_write_nothing() {
         }
     }
 
+    // A token accepted on a connection, then revoked there, is refused on that same
+    // connection (the connection remembers the verified token, not its validity).
+    let kept = gw.pki.token("acme", "agent-3", 300);
+    let auth = format!("Bearer {kept}");
+    let mut conn = acme.connect().await.unwrap();
+    let headers = [("authorization", auth.as_str())];
+    for (method, path, status) in [
+        ("GET", "/v1/stats", 200),
+        ("GET", "/v1/stats", 200),
+        ("DELETE", "/v1/token", 204),
+        ("GET", "/v1/stats", 401),
+    ] {
+        let r = conn.request(method, path, &headers, None).await.unwrap();
+        assert_eq!(r.status, status, "{method} {path}");
+    }
+
     // A revoked token: DELETE /v1/token, then it is refused.
     let doomed = gw.pki.token("acme", "agent-2", 300);
     let auth = format!("Bearer {doomed}");

@@ -144,7 +144,8 @@ impl HttpsClient {
         }
     }
 
-    /// Sends a request and reads the whole answer. `Err` when TLS or HTTP fails.
+    /// Sends a request on a new connection and reads the whole answer. `Err` when TLS or HTTP
+    /// fails.
     pub async fn request(
         &self,
         method: &str,
@@ -152,18 +153,10 @@ impl HttpsClient {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<HttpsResponse, String> {
-        let (status, headers, body) = self.open(method, path, headers, body).await?;
-        let body = tokio::time::timeout(STEP, body.collect())
+        self.connect()
+            .await?
+            .request(method, path, headers, body)
             .await
-            .map_err(|_| "the body did not arrive in time".to_owned())?
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes()
-            .to_vec();
-        Ok(HttpsResponse {
-            status,
-            headers,
-            body,
-        })
     }
 
     /// `GET path` with `Authorization: Bearer token`.
@@ -223,6 +216,14 @@ impl HttpsClient {
         headers: &[(&str, &str)],
         body: Option<&[u8]>,
     ) -> Result<(u16, Vec<(String, String)>, Incoming), String> {
+        self.connect()
+            .await?
+            .send(method, path, headers, body)
+            .await
+    }
+
+    /// Opens one keep-alive connection, for several requests in a row.
+    pub async fn connect(&self) -> Result<HttpsConnection, String> {
         let tcp = tokio::time::timeout(STEP, TcpStream::connect(self.addr))
             .await
             .map_err(|_| "connect timed out".to_owned())?
@@ -235,23 +236,67 @@ impl HttpsClient {
             .await
             .map_err(|_| "TLS handshake timed out".to_owned())?
             .map_err(|e| format!("TLS: {e}"))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| format!("HTTP handshake: {e}"))?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
+        Ok(HttpsConnection {
+            sender,
+            port: self.addr.port(),
+        })
+    }
+}
+
+/// One keep-alive HTTP/1.1 connection.
+#[derive(Debug)]
+pub struct HttpsConnection {
+    sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    port: u16,
+}
+
+impl HttpsConnection {
+    /// Sends a request on this connection and reads the whole answer.
+    pub async fn request(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<HttpsResponse, String> {
+        let (status, headers, body) = self.send(method, path, headers, body).await?;
+        let body = tokio::time::timeout(STEP, body.collect())
+            .await
+            .map_err(|_| "the body did not arrive in time".to_owned())?
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes()
+            .to_vec();
+        Ok(HttpsResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Result<(u16, Vec<(String, String)>, Incoming), String> {
         let mut request = hyper::Request::builder()
             .method(method)
             .uri(path)
-            .header("host", format!("localhost:{}", self.addr.port()));
+            .header("host", format!("localhost:{}", self.port));
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
         let request = request
             .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
             .map_err(|e| format!("request: {e}"))?;
-        let response = tokio::time::timeout(STEP, sender.send_request(request))
+        let response = tokio::time::timeout(STEP, self.sender.send_request(request))
             .await
             .map_err(|_| "no answer in time".to_owned())?
             .map_err(|e| format!("HTTP: {e}"))?;

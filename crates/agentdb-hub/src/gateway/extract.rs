@@ -1,7 +1,6 @@
 //! What a handler gets from a request: the caller, verified by the function the QUIC Hello
 //! uses ([`crate::auth::verify`]), and a JSON body read within the hub's frame limit.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use agentdb_proto::{ErrorCode, WireError};
@@ -10,23 +9,45 @@ use agentdb_security::policy::VerifiedIdentity;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderMap};
+use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::auth;
 use crate::state::HubState;
 
-/// What the TLS handshake of a connection established; every request on it carries this.
+/// A token and the identity it was verified as.
+type Verified = (String, Arc<VerifiedIdentity>);
+
+/// What a connection established: the TLS handshake's client certificate, and the last token
+/// verified on it. Every request on the connection carries this.
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
-    /// The peer's address.
-    #[allow(dead_code)] // Kept for logs and future per-address limits.
-    pub peer: SocketAddr,
     /// The identity its client certificate names, or why that certificate is unusable.
     pub certificate: Arc<Result<Option<PeerIdentity>, WireError>>,
+    /// The last token [`auth::verify`] accepted on this connection, and the identity it gave.
+    /// A request presenting the same token is not verified again (signature, claims): like a
+    /// QUIC session, it only has its expiry and revocation checked ([`auth::still_valid`]).
+    verified: Arc<Mutex<Option<Verified>>>,
 }
 
 impl Connection {
+    /// A connection whose client certificate names `certificate`.
+    pub fn new(certificate: Result<Option<PeerIdentity>, WireError>) -> Self {
+        Self {
+            certificate: Arc::new(certificate),
+            verified: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The identity of `token` if it is the token last verified on this connection.
+    fn remembered(&self, token: &str) -> Option<Arc<VerifiedIdentity>> {
+        match self.verified.lock().as_ref() {
+            Some((t, identity)) if t == token => Some(Arc::clone(identity)),
+            _ => None,
+        }
+    }
+
     /// The certificate identity, if any; an unusable certificate fails the request.
     pub fn certificate(&self) -> Result<Option<&PeerIdentity>, ApiError> {
         match self.certificate.as_ref() {
@@ -63,11 +84,17 @@ impl FromRequestParts<Arc<HubState>> for Caller {
                 "an Authorization: Bearer <token> header is required",
             )
         })?;
-        let identity = auth::verify(state, certificate, token).map_err(|e| {
+        let refused = |e: WireError| {
             auth::count_failure(state, &e);
             ApiError::from(e)
-        })?;
-        Ok(Caller(Arc::new(identity)))
+        };
+        if let Some(identity) = conn.remembered(token) {
+            auth::still_valid(state, &identity).map_err(refused)?;
+            return Ok(Caller(identity));
+        }
+        let identity = Arc::new(auth::verify(state, certificate, token).map_err(refused)?);
+        *conn.verified.lock() = Some((token.to_owned(), Arc::clone(&identity)));
+        Ok(Caller(identity))
     }
 }
 

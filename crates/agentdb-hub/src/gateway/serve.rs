@@ -43,7 +43,7 @@ pub(crate) async fn run(
             _ = shutdown.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((tcp, peer)) = accepted else {
+        let Ok((tcp, _)) = accepted else {
             // Out of descriptors or similar: back off a little rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -58,10 +58,7 @@ pub(crate) async fn run(
                 return;
             };
             let certificate = auth::chain_identity(stream.get_ref().1.peer_certificates());
-            let conn = Connection {
-                peer,
-                certificate: Arc::new(certificate),
-            };
+            let conn = Connection::new(certificate);
             let service = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(conn.clone());
                 req
