@@ -257,7 +257,9 @@ export class AgentDBClient {
         reader = res.body.getReader();
         const r = reader;
         const read = (): Promise<ReadableStreamReadResult<Uint8Array>> =>
-          deadline(r.read(), this.streamIdleTimeoutMs, ctrl);
+          deadline(r.read(), this.streamIdleTimeoutMs, ctrl).catch((e: unknown) => {
+            throw transportError(e, this.streamIdleTimeoutMs, "the change stream");
+          });
         let expired = false;
         for await (const ev of readEvents(read)) {
           if (ev.event === "error") {
