@@ -3,6 +3,7 @@
 // process exits for any reason.
 import { spawn, execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,9 +14,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 // The example lives in examples/<name>; the binary is built at the repository's root.
 export const AGENTDB_BIN = process.env.AGENTDB_BIN ?? resolve(here, '..', '..', '..', 'target', 'debug', 'agentdb');
 
-const running = new Set();
+const running = new Map(); // hub process → its temporary directory
 process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
+  for (const [child, dir] of running) {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 /**
@@ -30,7 +34,7 @@ export async function startHub(options = {}) {
     ['hub', '--data', data, '--quic', '127.0.0.1:0', '--http', '127.0.0.1:0', '--https', '127.0.0.1:0'],
     { env: { ...process.env, RUST_LOG: 'warn', ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  running.add(child);
+  running.set(child, dataDir);
   let stderr = '';
   child.stderr.on('data', (chunk) => {
     stderr = (stderr + chunk).slice(-8000);
