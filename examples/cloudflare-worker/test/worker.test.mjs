@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { Miniflare, Response } from 'miniflare';
 import { Agent, fetch as undiciFetch } from 'undici';
-import { startHub } from './hub.mjs';
+import { startHub } from '../../testkit/hub.mjs';
 
 const scriptPath = fileURLToPath(new URL('../dist/worker.js', import.meta.url));
 let hub;

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Agent, fetch as undiciFetch } from 'undici';
 import { createApp } from '../app.js';
-import { startHub } from './hub.mjs';
+import { startHub } from '../../testkit/hub.mjs';
 
 let hub;
 let server;

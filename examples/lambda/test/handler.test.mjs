@@ -4,7 +4,7 @@
 // real hub: the second recalls what the first stored.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHub } from './hub.mjs';
+import { startHub } from '../../testkit/hub.mjs';
 
 const handlerUrl = new URL('../index.mjs', import.meta.url).href;
 let hub;

@@ -11,8 +11,8 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 
 const here = dirname(fileURLToPath(import.meta.url));
-// The example lives in examples/<name>; the binary is built at the repository's root.
-export const AGENTDB_BIN = process.env.AGENTDB_BIN ?? resolve(here, '..', '..', '..', 'target', 'debug', 'agentdb');
+// Shared by the examples' tests (examples/testkit); the binary is built at the repository's root.
+export const AGENTDB_BIN = process.env.AGENTDB_BIN ?? resolve(here, '..', '..', 'target', 'debug', 'agentdb');
 
 const running = new Map(); // hub process → its temporary directory
 process.on('exit', () => {
