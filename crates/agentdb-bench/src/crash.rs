@@ -391,10 +391,10 @@ fn mix(seed: u64, trial: usize) -> u64 {
 fn crash_episode(rng: &mut Rng, t: usize, a: usize, n: usize) -> NewEpisode {
     let mut e = episode(rng, n);
     e.input = format!("{} (trial {t} agent {a} episode {n})", e.input);
-    if rng.next() % 3 == 0 {
+    if rng.next().is_multiple_of(3) {
         e.critique = Some(format!("critique {:x}", rng.next()));
     }
-    if rng.next() % 4 == 0 {
+    if rng.next().is_multiple_of(4) {
         e.tags = vec![format!("t{}", rng.next() % 16), "crash".into()];
     }
     let mut random = [0u8; 10];

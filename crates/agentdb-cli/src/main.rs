@@ -42,6 +42,8 @@ enum Command {
     /// Create signing keys and issue or verify tokens.
     #[command(subcommand)]
     Token(commands::token::TokenCommand),
+    /// Serve one tenant's memory to an LLM agent as MCP tools (stdio, or streamable HTTP).
+    Mcp(Box<commands::mcp::McpArgs>),
     /// Print the OpenAPI document of the hub's HTTPS gateway (docs/http.md).
     Openapi,
 }
@@ -98,6 +100,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Federation(cmd) => commands::federation::run(cmd),
         Command::Tenant(cmd) => commands::tenant::run(cmd),
+        Command::Mcp(args) => commands::mcp::run(*args),
         Command::Openapi => commands::print_openapi(),
     };
     match result {

@@ -12,8 +12,9 @@ use agentdb_core::{
 };
 use agentdb_memory::{MemStorage, MemoryEngine, Query};
 use agentdb_proto::{
-    Change, DeleteRequest, ErrorCode, ExchangeRequest, PullRequest, QueryInput, QueryRequest,
-    RefreshRequest, Request, Response, StoreRequest, UpdateRequest, Welcome, WireNewEpisode,
+    Change, DeleteRequest, ErrorCode, ExchangeRequest, GetRequest, PullRequest, QueryInput,
+    QueryRequest, RefreshRequest, Request, Response, StoreRequest, UpdateRequest, Welcome,
+    WireNewEpisode,
 };
 use agentdb_security::apikey::ApiKeySecret;
 use agentdb_security::MasterKey;
@@ -401,6 +402,19 @@ impl EphemeralAgent {
         match request(&self.inner, &Request::Stats).await? {
             Response::Stats(s) => Ok(s),
             other => Err(AgentError::unexpected("stats", &other)),
+        }
+    }
+
+    /// One episode of the tenant, read from the hub: `None` when the tenant has no live episode
+    /// with this id (another tenant's id is the same as an unknown one).
+    pub async fn get_episode(&self, id: EpisodeId) -> Result<Option<Episode>, AgentError> {
+        ensure_alive(&self.inner)?;
+        match request(&self.inner, &Request::Get(GetRequest { id })).await? {
+            Response::Episode(None) => Ok(None),
+            Response::Episode(Some(wire)) => Episode::try_from(wire)
+                .map(Some)
+                .map_err(|e| AgentError::Protocol(ProtocolError::Decode(e))),
+            other => Err(AgentError::unexpected("get", &other)),
         }
     }
 

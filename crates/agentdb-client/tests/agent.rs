@@ -475,3 +475,33 @@ async fn one_agent_can_have_many_requests_in_flight() {
     }
     Arc::try_unwrap(agent).unwrap().destroy().await.unwrap();
 }
+
+#[tokio::test]
+async fn get_episode_reads_the_tenants_own_episodes_only() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+    let acme = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    let globex = EphemeralAgent::spawn(hub.agent_config(&pki, "globex"))
+        .await
+        .unwrap();
+    let id = acme
+        .store_episode(episode("summarise invoice", 0.9))
+        .await
+        .unwrap();
+
+    let got = acme.get_episode(id).await.unwrap().unwrap();
+    assert_eq!((got.id, got.task.as_str()), (id, "summarise invoice"));
+    assert_eq!(got.tenant.as_str(), "acme");
+    // Another tenant's id is no different from an unknown one.
+    assert_eq!(globex.get_episode(id).await.unwrap(), None);
+    let unknown = agentdb_memory::mint_episode_id(Timestamp(1));
+    assert_eq!(acme.get_episode(unknown).await.unwrap(), None);
+    // A deleted episode is gone.
+    assert!(acme.delete_episode(id).await.unwrap());
+    assert_eq!(acme.get_episode(id).await.unwrap(), None);
+    acme.destroy().await.unwrap();
+    globex.destroy().await.unwrap();
+}

@@ -47,7 +47,7 @@ fn reward_of(s: &Stamp) -> f64 {
 
 fn critique_of(s: &Stamp) -> Option<String> {
     let d = digest(s);
-    (d % 3 != 0).then(|| format!("critique-{d}"))
+    (!d.is_multiple_of(3)).then(|| format!("critique-{d}"))
 }
 
 fn tags_of(s: &Stamp) -> Vec<String> {
@@ -57,7 +57,7 @@ fn tags_of(s: &Stamp) -> Vec<String> {
 
 fn metadata_of(s: &Stamp) -> String {
     let d = digest(s);
-    if d % 4 == 0 {
+    if d.is_multiple_of(4) {
         String::new()
     } else {
         format!("{{\"n\":{d}}}")

@@ -24,7 +24,7 @@ fn row(n: u8) -> StoredEpisode {
         id: EpisodeId::from_parts(u64::from(n), [n; 10]),
         created: Timestamp(u64::from(n)),
         reward: f64::from(n) / 10.0,
-        success: n % 2 == 0,
+        success: n.is_multiple_of(2),
         task_hash: [n; 16],
         model: ModelId::new("m").unwrap(),
         deleted: None,

@@ -132,7 +132,7 @@ pub struct StatsArgs {
 
 /// Where the hub is and how to authenticate to it.
 #[derive(Debug, Args)]
-struct ConnectArgs {
+pub(crate) struct ConnectArgs {
     /// The hub, as quic://HOST:PORT [default: the --region hub, else quic://127.0.0.1:4433].
     #[arg(long = "hub", value_name = "URL", env = HUB_ENDPOINT_ENV)]
     hub_flag: Option<String>,
@@ -142,7 +142,7 @@ struct ConnectArgs {
     region: Option<String>,
     /// The hub, resolved from --hub, --region and the default.
     #[arg(skip)]
-    hub: String,
+    pub(crate) hub: String,
     /// The name the hub's certificate must carry [default: the host of --hub, or localhost
     /// when it is an IP address].
     #[arg(long, value_name = "NAME")]
@@ -193,7 +193,10 @@ struct ConnectArgs {
 impl ConnectArgs {
     /// Fills in `hub`: --hub (or FEDERATION_HUB_ENDPOINT), else the --region hub from its
     /// environment variable, else the default.
-    fn resolve_hub(&mut self, env: &dyn Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+    pub(crate) fn resolve_hub(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> anyhow::Result<()> {
         self.hub = match (&self.hub_flag, &self.region) {
             (Some(url), _) => url.clone(),
             (None, Some(region)) => {
@@ -445,31 +448,11 @@ async fn spawn(
     tenant: &TenantId,
     spool: Option<(&Path, SpoolKey)>,
 ) -> anyhow::Result<EphemeralAgent> {
-    let creds = credentials(args, tenant)?;
-    let timeout = Duration::from_secs(args.connect_timeout);
-    let server_name = args
-        .server_name
-        .clone()
-        .unwrap_or_else(|| default_server_name(&args.hub));
-    let hub = args.hub.clone();
-    let mut config = match creds.tokens {
-        Tokens::ApiKey(key) => AgentConfig::with_api_key(tenant.clone(), hub, creds.ca_pem, key),
-        Tokens::Provider(p) => AgentConfig::new(tenant.clone(), hub, creds.ca_pem, p),
-    }
-    .server_name(server_name);
-    if let Some((cert, key)) = creds.client_cert {
-        config = config.client_cert(cert, key);
-    }
-    if let Some(agent) = &args.agent {
-        config = config.agent(agent.clone());
-    }
+    let mut config = agent_config(args, tenant)?;
     let spooling = spool.is_some();
     if let Some((dir, key)) = spool {
         config = config.spool_dir(dir.to_owned()).spool_key(key);
     }
-    config.connect_timeout = timeout;
-    // One operation needs no copy of the tenant's memory in the agent's local cache.
-    config.pull_budget = 0;
     // Spawning tolerates an unreachable hub (the agent would keep retrying in the background);
     // a one-shot command does not, and says why. A name that does not resolve is found here.
     if let Ok(hub) = HubUrl::parse(&args.hub) {
@@ -484,6 +467,7 @@ async fn spawn(
             );
         }
     }
+    let timeout = config.connect_timeout;
     let started = Instant::now();
     let agent = EphemeralAgent::spawn(config)
         .await
@@ -502,6 +486,34 @@ async fn spawn(
         "hub unreachable: cannot connect to {} (AGENTDB_LOG=warn shows why)",
         args.hub
     )
+}
+
+/// The configuration of an agent of `tenant` with the hub, trust, client certificate and
+/// token source of `args`, and no local copy of the tenant's memory (its operations go to the
+/// hub).
+pub(crate) fn agent_config(args: &ConnectArgs, tenant: &TenantId) -> anyhow::Result<AgentConfig> {
+    let creds = credentials(args, tenant)?;
+    let timeout = Duration::from_secs(args.connect_timeout);
+    let server_name = args
+        .server_name
+        .clone()
+        .unwrap_or_else(|| default_server_name(&args.hub));
+    let hub = args.hub.clone();
+    let mut config = match creds.tokens {
+        Tokens::ApiKey(key) => AgentConfig::with_api_key(tenant.clone(), hub, creds.ca_pem, key),
+        Tokens::Provider(p) => AgentConfig::new(tenant.clone(), hub, creds.ca_pem, p),
+    }
+    .server_name(server_name);
+    if let Some((cert, key)) = creds.client_cert {
+        config = config.client_cert(cert, key);
+    }
+    if let Some(agent) = &args.agent {
+        config = config.agent(agent.clone());
+    }
+    config.connect_timeout = timeout;
+    // An operation through the hub needs no copy of the tenant's memory in the local cache.
+    config.pull_budget = 0;
+    Ok(config)
 }
 
 /// What the agent trusts and presents.

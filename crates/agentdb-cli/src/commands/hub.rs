@@ -347,7 +347,7 @@ async fn serve(
 }
 
 /// Resolves when the process receives Ctrl-C (SIGINT) or SIGTERM.
-async fn shutdown_signal() -> std::io::Result<()> {
+pub(crate) async fn shutdown_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod federation;
 pub mod hub;
 pub mod local;
+pub mod mcp;
 pub mod reindex;
 pub mod tenant;
 pub mod token;

@@ -1172,7 +1172,8 @@ impl<S: SimStore> Sim<S> {
             let fields = self.rng.range(1, 15);
             WriteKind::Update(EpisodeUpdate {
                 reward: (fields & 1 != 0).then(|| (n % 101) as f64 / 100.0),
-                critique: (fields & 2 != 0).then(|| (n % 3 != 0).then(|| format!("better {n}"))),
+                critique: (fields & 2 != 0)
+                    .then(|| (!n.is_multiple_of(3)).then(|| format!("better {n}"))),
                 tags: (fields & 4 != 0).then(|| vec![format!("t{}", n % 9)]),
                 metadata_json: (fields & 8 != 0).then(|| format!("{{\"m\":{n}}}")),
             })
@@ -1199,7 +1200,7 @@ impl<S: SimStore> Sim<S> {
                 task: format!("task {n}"),
                 input: format!("input {n}"),
                 output: format!("output {n}"),
-                metadata_json: if n % 2 == 0 {
+                metadata_json: if n.is_multiple_of(2) {
                     String::new()
                 } else {
                     format!("{{\"n\":{n}}}")
@@ -1208,7 +1209,7 @@ impl<S: SimStore> Sim<S> {
                 latency_ms: n % 300,
                 created: Timestamp(physical),
                 origin: Some(self.hubs[h].id.clone()),
-                embedding: (n % 3 == 0).then(|| Embedding {
+                embedding: n.is_multiple_of(3).then(|| Embedding {
                     model,
                     vector: (0..dims as u64)
                         .map(|i| ((n + i) % 17) as f32 / 17.0)
@@ -1218,7 +1219,7 @@ impl<S: SimStore> Sim<S> {
             let kind = WriteKind::Put {
                 content: Box::new(content),
                 reward: (n % 101) as f64 / 100.0,
-                critique: (n % 4 != 0).then(|| format!("critique {n}")),
+                critique: (!n.is_multiple_of(4)).then(|| format!("critique {n}")),
                 tags: (0..n % 3)
                     .map(|i| format!("tag-{}", (n + i) % 10))
                     .collect(),
