@@ -4,6 +4,7 @@ against a real hub."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -217,3 +218,23 @@ def test_http_listens_on_loopback_only(hub: Hub) -> None:
                          env={"AGENTDB_API_KEY": hub.api_key("demo")})
     assert run.returncode == 1
     assert "loopback" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+
+
+def test_the_example_client_runs_as_documented(hub: Hub) -> None:
+    example = Path(__file__).resolve().parents[4] / "examples" / "mcp" / "client.py"
+    run = subprocess.run([sys.executable, str(example), str(AGENTDB), *hub.mcp_args("demo")],
+                         capture_output=True, text=True, timeout=120,
+                         env={"AGENTDB_API_KEY": hub.api_key("demo")})
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    tools = [line.split(" ")[1] for line in lines if line.startswith("tool ")]
+    assert sorted(tools) == sorted(TOOLS)
+    assert "tool delete_episode (destructive): " in run.stdout
+    assert "tool search_memories (read-only): " in run.stdout
+    assert "tool store_episode (additive): " in run.stdout
+    answers = [line for line in lines if line.startswith("<")]
+    assert len(answers) == 8
+    assert answers[0].startswith('< {"durability": "acknowledged", "id": ')
+    assert '"task": "summarise invoice"' in answers[1]
+    assert answers[5].startswith('< error {"error": {"code": "invalid_request"')
+    assert answers[7].startswith('< error {"error": {"code": "not_found"')
