@@ -3,8 +3,10 @@ client per test, and the test doubles of ``support``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
+import httpx
 import pytest
 from support import FakeClock, Hub, RequestLog, Sleeps, Tenant
 
@@ -50,3 +52,18 @@ def sleeps() -> Sleeps:
 def log() -> RequestLog:
     """A log of the requests a client sends (pass ``log.hooks()`` as httpx event hooks)."""
     return RequestLog()
+
+
+@pytest.fixture
+def logged(hub: Hub, log: RequestLog) -> Iterator[Callable[..., agentdb.AgentDBClient]]:
+    """Makes clients of a tenant whose requests go to ``log``: ``logged(tenant, **client_kwargs)``."""
+    made: list[httpx.Client] = []
+
+    def make(tenant: Tenant, **kwargs: Any) -> agentdb.AgentDBClient:
+        http = httpx.Client(verify=hub.ssl_context(tenant), event_hooks=log.hooks())
+        made.append(http)
+        return agentdb.AgentDBClient(hub.endpoint, http_client=http, **kwargs)
+
+    yield make
+    for http in made:
+        http.close()
