@@ -209,6 +209,7 @@ class Sent:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes
     status: int | None = None
 
 
@@ -219,7 +220,7 @@ class RequestLog:
     sent: list[Sent] = field(default_factory=list)
 
     def on_request(self, request: httpx.Request) -> None:
-        self.sent.append(Sent(request.method, request.url.path, dict(request.headers)))
+        self.sent.append(Sent(request.method, request.url.path, dict(request.headers), request.content))
 
     def on_response(self, response: httpx.Response) -> None:
         for s in reversed(self.sent):
