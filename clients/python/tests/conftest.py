@@ -8,9 +8,10 @@ from typing import Any
 
 import httpx
 import pytest
-from support import FakeClock, Hub, RequestLog, Sleeps, Tenant
 
 import agentdb
+
+from support import FakeClock, Hub, RequestLog, Sleeps, Tenant
 
 
 @pytest.fixture(scope="session")

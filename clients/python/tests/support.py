@@ -58,12 +58,14 @@ class Hub:
         self.data = self.dir / "data"
         self.dev = self.data / "dev"
         self.ca = self.dev / "ca.pem"
-        self._stderr = open(self.dir / "hub.log", "wb")
-        self._process = subprocess.Popen(
-            [str(AGENTDB_BIN), "hub", "--data", str(self.data),
-             "--quic", "127.0.0.1:0", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=self._stderr, env={**os.environ, "RUST_LOG": "warn"},
-        )  # fmt: skip
+        ports = ["--quic", "127.0.0.1:0", "--http", "127.0.0.1:0", "--https", "127.0.0.1:0"]
+        with open(self.dir / "hub.log", "wb") as stderr:  # the hub keeps its own descriptor
+            self._process = subprocess.Popen(
+                [str(AGENTDB_BIN), "hub", "--data", str(self.data), *ports],
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                env={**os.environ, "RUST_LOG": "warn"},
+            )
         atexit.register(self.stop)
         line = self._first_line(timeout=30)
         fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
@@ -106,7 +108,6 @@ class Hub:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
-        self._stderr.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _cli(self, *args: str) -> str:
@@ -121,21 +122,48 @@ class Hub:
         """A new tenant: a tenant-wide certificate from the dev CA and an API key."""
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         certs = self.dir / "certs"
-        out = json.loads(self._cli("cert", "issue", "--ca", str(self.dev), "--out", str(certs),
-                                   "--agent", "*", "--tenant", name, "--json"))  # fmt: skip
+        out = json.loads(
+            self._cli(
+                "cert", "issue", "--ca", str(self.dev), "--out", str(certs), "--agent", "*", "--tenant", name, "--json"
+            )
+        )
         return Tenant(name=name, cert=Path(out["cert"]), key=Path(out["key"]), api_key=self.api_key(name))
 
     def api_key(self, tenant: str, scope: str = SCOPES) -> str:
         """A new API key for ``tenant`` (``agentdb tenant key create``)."""
-        out = self._cli("tenant", "key", "create", "--tenant", tenant, "--scope", scope, "--http", self.admin,
-                        "--signing-key", str(self.dev / "signing.key"), "--json")  # fmt: skip
+        out = self._cli(
+            "tenant",
+            "key",
+            "create",
+            "--tenant",
+            tenant,
+            "--scope",
+            scope,
+            "--http",
+            self.admin,
+            "--signing-key",
+            str(self.dev / "signing.key"),
+            "--json",
+        )
         secret: str = json.loads(out)["secret"]
         return secret
 
     def issue_token(self, tenant: str, *, agent: str = "cli", ttl: int = 300, scope: str = SCOPES) -> str:
         """A token signed with the dev signing key (``agentdb token issue``)."""
-        return self._cli("token", "issue", "--signing-key", str(self.dev / "signing.key"), "--tenant", tenant,
-                         "--agent", agent, "--ttl", str(ttl), "--scope", scope).strip()  # fmt: skip
+        return self._cli(
+            "token",
+            "issue",
+            "--signing-key",
+            str(self.dev / "signing.key"),
+            "--tenant",
+            tenant,
+            "--agent",
+            agent,
+            "--ttl",
+            str(ttl),
+            "--scope",
+            scope,
+        ).strip()
 
     def forge_token(
         self,
@@ -150,9 +178,19 @@ class Hub:
         gets a token the hub already holds expired, without waiting for it."""
         signer = key if key is not None else self._signing_key
         assert isinstance(signer, Ed25519PrivateKey)
-        claims = {"iss": "agentdb", "aud": "agentdb-hub", "sub": agent, "tenant": tenant,
-                  "scope": SCOPES.split(","), "iat": int(iat), "exp": int(exp), "jti": str(uuid.uuid4())}  # fmt: skip
-        signing_input = f"{_b64(json.dumps({'alg': 'EdDSA', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
+        claims = {
+            "iss": "agentdb",
+            "aud": "agentdb-hub",
+            "sub": agent,
+            "tenant": tenant,
+            "scope": SCOPES.split(","),
+            "iat": int(iat),
+            "exp": int(exp),
+            "jti": str(uuid.uuid4()),
+        }
+        signing_input = (
+            f"{_b64(json.dumps({'alg': 'EdDSA', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}"
+        )
         return f"{signing_input}.{_b64(signer.sign(signing_input.encode()))}"
 
     # ----------------------------------------------------------------- clients

@@ -3,17 +3,18 @@ injected clock), its token, and the environment's defaults."""
 
 from __future__ import annotations
 
-import re
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from support import FakeClock, Hub, RequestLog, Tenant
 
 import agentdb
 from agentdb import AgentDBClient, EphemeralAgent
+
+from support import FakeClock, Hub, RequestLog, Tenant
 
 
 @pytest.fixture
@@ -23,12 +24,19 @@ def http(hub: Hub, tenant: Tenant, log: RequestLog) -> Iterator[httpx.Client]:
         yield c
 
 
-def test_lifecycle(hub: Hub, tenant: Tenant, client: AgentDBClient, http: httpx.Client, log: RequestLog, clock: FakeClock) -> None:
+def test_lifecycle(
+    hub: Hub, tenant: Tenant, client: AgentDBClient, http: httpx.Client, log: RequestLog, clock: FakeClock
+) -> None:
     best = client.store_episode(task="summarise invoice", output="Total: 300 EUR", reward=0.9, tags=["invoice"]).id
     client.store_episode(task="triage bug report", output="severity high", reward=0.7)
 
     with EphemeralAgent.spawn(
-        tenant_id=tenant.name, lifetime=60, hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=http, clock=clock
+        tenant_id=tenant.name,
+        lifetime=60,
+        hub_endpoint=hub.endpoint,
+        api_key=tenant.api_key,
+        http_client=http,
+        clock=clock,
     ) as agent:
         assert agent.is_alive and agent.remaining_lifetime == 60
         assert re.fullmatch(r"agent-[0-9a-f-]{36}", agent.agent_id)
@@ -38,9 +46,14 @@ def test_lifecycle(hub: Hub, tenant: Tenant, client: AgentDBClient, http: httpx.
         assert agent.remaining_lifetime == 45
 
         episode_id = agent.store_episode(
-            task="summarise invoice", input="invoice #9", output="Total: 12 EUR", reward=0.8,
-            critique="fine", tags=["invoice"], metadata={"customer": "acme"},
-        )  # fmt: skip
+            task="summarise invoice",
+            input="invoice #9",
+            output="Total: 12 EUR",
+            reward=0.8,
+            critique="fine",
+            tags=["invoice"],
+            metadata={"customer": "acme"},
+        )
         stored = agent.get_episode(episode_id)
         assert (stored.agent, stored.input, stored.metadata) == (agent.agent_id, "invoice #9", {"customer": "acme"})
 
@@ -63,9 +76,8 @@ def test_lifecycle(hub: Hub, tenant: Tenant, client: AgentDBClient, http: httpx.
     assert log.count("DELETE", "/v1/token") == 1
     agent.destroy()  # idempotent
     assert log.count("DELETE", "/v1/token") == 1
-    with hub.client(tenant, token=token.token) as old:
-        with pytest.raises(agentdb.AuthenticationError) as e:
-            old.stats()
+    with hub.client(tenant, token=token.token) as old, pytest.raises(agentdb.AuthenticationError) as e:
+        old.stats()
     assert e.value.code == "unauthenticated"
 
     work: list[Callable[[], object]] = [
@@ -84,11 +96,18 @@ def test_lifecycle(hub: Hub, tenant: Tenant, client: AgentDBClient, http: httpx.
     assert client.stats().episodes == 2, "nothing was written after the end"
 
 
-def test_the_lifetime_ends_by_the_clock(hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog, clock: FakeClock) -> None:
+def test_the_lifetime_ends_by_the_clock(
+    hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog, clock: FakeClock
+) -> None:
     agent = EphemeralAgent.spawn(
-        tenant_id=tenant.name, lifetime=30, hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=http,
-        clock=clock, memory_sync=False,
-    )  # fmt: skip
+        tenant_id=tenant.name,
+        lifetime=30,
+        hub_endpoint=hub.endpoint,
+        api_key=tenant.api_key,
+        http_client=http,
+        clock=clock,
+        memory_sync=False,
+    )
     agent.store_episode(task="in time", reward=0.5)
     token = agent.client.token_info
     assert token is not None
@@ -105,11 +124,18 @@ def test_the_lifetime_ends_by_the_clock(hub: Hub, tenant: Tenant, http: httpx.Cl
         old.stats()
 
 
-def test_an_agent_outlives_its_tokens(hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog, clock: FakeClock) -> None:
+def test_an_agent_outlives_its_tokens(
+    hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog, clock: FakeClock
+) -> None:
     with EphemeralAgent.spawn(
-        tenant_id=tenant.name, lifetime=900, hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=http,
-        clock=clock, memory_sync=False,
-    ) as agent:  # fmt: skip
+        tenant_id=tenant.name,
+        lifetime=900,
+        hub_endpoint=hub.endpoint,
+        api_key=tenant.api_key,
+        http_client=http,
+        clock=clock,
+        memory_sync=False,
+    ) as agent:
         tokens = [agent.client.token_info]
         for _ in range(3):
             clock.advance(250)
@@ -123,18 +149,26 @@ def test_an_agent_outlives_its_tokens(hub: Hub, tenant: Tenant, http: httpx.Clie
 
 def test_token_ttl_follows_a_short_lifetime(hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog) -> None:
     with EphemeralAgent.spawn(
-        tenant_id=tenant.name, lifetime=42.5, hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=http,
+        tenant_id=tenant.name,
+        lifetime=42.5,
+        hub_endpoint=hub.endpoint,
+        api_key=tenant.api_key,
+        http_client=http,
         memory_sync=False,
-    ) as agent:  # fmt: skip
+    ) as agent:
         info = agent.client.token_info
         assert info is not None and info.expires_at is not None
         assert 41 <= info.expires_at - time.time() <= 43
     assert json.loads(log.sent[0].body) == {"agent": agent.agent_id, "ttl_secs": 43}
 
 
-def test_a_credential_of_another_tenant_is_refused_at_spawn(hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog) -> None:
+def test_a_credential_of_another_tenant_is_refused_at_spawn(
+    hub: Hub, tenant: Tenant, http: httpx.Client, log: RequestLog
+) -> None:
     with pytest.raises(agentdb.TenantMismatchError) as e:
-        EphemeralAgent.spawn(tenant_id="someone-else", hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=http)
+        EphemeralAgent.spawn(
+            tenant_id="someone-else", hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=http
+        )
     assert e.value.code == "tenant_mismatch" and tenant.name in e.value.message
     assert log.count("DELETE", "/v1/token") == 1, "the token obtained for it is revoked"
     assert log.count("GET", "/v1/episodes") == 0

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from support import FakeClock, Hub, RequestLog, Tenant
 
 import agentdb
 from agentdb import AsyncAgentDBClient, AsyncEphemeralAgent, NewEpisode
+
+from support import FakeClock, Hub, RequestLog, Tenant
 
 
 @pytest.fixture
@@ -22,17 +23,25 @@ async def ahttp(hub: Hub, tenant: Tenant, log: RequestLog) -> AsyncIterator[http
         yield c
 
 
-async def test_agent_lifecycle(hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient, log: RequestLog, clock: FakeClock) -> None:
+async def test_agent_lifecycle(
+    hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient, log: RequestLog, clock: FakeClock
+) -> None:
     async with AsyncAgentDBClient(hub.endpoint, api_key=tenant.api_key, **hub.tls(tenant)) as db:
         await db.store_episode(task="summarise invoice", output="Total: 300 EUR", reward=0.9, tags=["invoice"])
 
     async with AsyncEphemeralAgent.spawn(
-        tenant_id=tenant.name, lifetime=60, hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=ahttp,
+        tenant_id=tenant.name,
+        lifetime=60,
+        hub_endpoint=hub.endpoint,
+        api_key=tenant.api_key,
+        http_client=ahttp,
         clock=clock,
-    ) as agent:  # fmt: skip
+    ) as agent:
         assert agent.is_alive and agent.remaining_lifetime == 60
         assert [m.task for m in agent.memories] == ["summarise invoice"]
-        episode_id = await agent.store_episode(task="summarise invoice", input="invoice #9", reward=0.8, tags=["invoice"])
+        episode_id = await agent.store_episode(
+            task="summarise invoice", input="invoice #9", reward=0.8, tags=["invoice"]
+        )
         assert (await agent.get_episode(episode_id)).agent == agent.agent_id
         matches = await agent.query_memories("summarise the invoice", k=2)
         assert len(matches) == 2 and episode_id in {m.episode.id for m in matches}
@@ -60,11 +69,18 @@ async def test_agent_lifecycle(hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClien
     assert e.value.code == "unauthenticated", "the token was revoked at the hub"
 
 
-async def test_awaited_spawn_lifetime_by_the_clock(hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient, log: RequestLog, clock: FakeClock) -> None:
+async def test_awaited_spawn_lifetime_by_the_clock(
+    hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient, log: RequestLog, clock: FakeClock
+) -> None:
     agent = await AsyncEphemeralAgent.spawn(
-        tenant_id=tenant.name, lifetime=10, hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=ahttp,
-        clock=clock, memory_sync=False,
-    )  # fmt: skip
+        tenant_id=tenant.name,
+        lifetime=10,
+        hub_endpoint=hub.endpoint,
+        api_key=tenant.api_key,
+        http_client=ahttp,
+        clock=clock,
+        memory_sync=False,
+    )
     assert (await agent.stats()).episodes == 0
     clock.advance(10)
     with pytest.raises(agentdb.AgentExpiredError, match="lifetime"):
@@ -72,7 +88,9 @@ async def test_awaited_spawn_lifetime_by_the_clock(hub: Hub, tenant: Tenant, aht
     assert log.count("DELETE", "/v1/token") == 1
 
 
-async def test_a_credential_of_another_tenant_is_refused_at_spawn(hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient) -> None:
+async def test_a_credential_of_another_tenant_is_refused_at_spawn(
+    hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient
+) -> None:
     with pytest.raises(agentdb.TenantMismatchError):
         async with AsyncEphemeralAgent.spawn(
             tenant_id="someone-else", hub_endpoint=hub.endpoint, api_key=tenant.api_key, http_client=ahttp
@@ -111,7 +129,9 @@ async def test_client_endpoints_and_iterators(hub: Hub, tenant: Tenant) -> None:
         assert db.token_info is None
 
 
-async def test_async_token_provider_refresh_and_sharing(hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient, log: RequestLog) -> None:
+async def test_async_token_provider_refresh_and_sharing(
+    hub: Hub, tenant: Tenant, ahttp: httpx.AsyncClient, log: RequestLog
+) -> None:
     now = time.time()
     tokens = [hub.forge_token(tenant.name, iat=now - 400, exp=now - 100), hub.issue_token(tenant.name)]
     handed: list[str] = []

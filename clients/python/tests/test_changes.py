@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
-from support import Hub, RequestLog, Sleeps, Tenant
 
 import agentdb
 from agentdb import AgentDBClient
+
+from support import Hub, RequestLog, Sleeps, Tenant
 
 Logged = Callable[..., AgentDBClient]
 

@@ -8,10 +8,11 @@ import uuid
 
 import httpx
 import pytest
-from support import Hub, RequestLog, Tenant
 
 import agentdb
 from agentdb import AgentDBClient, NewEpisode, Vector
+
+from support import Hub, RequestLog, Tenant
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -162,7 +163,9 @@ def test_query_text_vector_and_every_filter(client: AgentDBClient) -> None:
 
 
 def test_stats_count_the_tenants_episodes(client: AgentDBClient) -> None:
-    client.store_episodes([NewEpisode(task="a", reward=1.0), NewEpisode(task="a", reward=0.5), NewEpisode(task="b", reward=0.0)])
+    client.store_episodes(
+        [NewEpisode(task="a", reward=1.0), NewEpisode(task="a", reward=0.5), NewEpisode(task="b", reward=0.0)]
+    )
     stats = client.stats()
     assert (stats.episodes, stats.deleted, stats.key_version) == (3, 0, 1)
     assert stats.success_rate == pytest.approx(1 / 3)
@@ -213,5 +216,8 @@ def test_token_exchange_revoke_and_the_certificate_as_credential(hub: Hub, tenan
         by_cert.revoke_token()
         assert by_cert.token_info is None
         by_cert.revoke_token()  # nothing held: nothing to do
-    assert [s.headers.get("authorization") for s in log.sent if s.path == "/v1/token"] == [None, log.sent[-1].headers["authorization"]]
+    assert [s.headers.get("authorization") for s in log.sent if s.path == "/v1/token"] == [
+        None,
+        log.sent[-1].headers["authorization"],
+    ]
     assert log.count("DELETE", "/v1/token") == 1

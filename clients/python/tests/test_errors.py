@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from support import Hub, Tenant
 
 import agentdb
 from agentdb import AgentDBClient, NewEpisode, Vector
+
+from support import Hub, Tenant
 
 
 @pytest.fixture
@@ -29,7 +30,9 @@ def written(client: AgentDBClient) -> Iterator[Callable[[], None]]:
     yield nothing
 
 
-def expect(error: type[agentdb.AgentDBError], code: str, status: int, call: Callable[[], object]) -> agentdb.AgentDBError:
+def expect(
+    error: type[agentdb.AgentDBError], code: str, status: int, call: Callable[[], object]
+) -> agentdb.AgentDBError:
     with pytest.raises(error) as raised:
         call()
     e = raised.value
@@ -39,12 +42,14 @@ def expect(error: type[agentdb.AgentDBError], code: str, status: int, call: Call
 
 
 def test_malformed_bodies_are_400(client: AgentDBClient, written: Callable[[], None]) -> None:
-    expect(agentdb.InvalidRequestError, "invalid_request", 400,
-           lambda: client.query("invoice", outcome="sometimes"))  # type: ignore[arg-type]  # fmt: skip
-    expect(agentdb.InvalidRequestError, "invalid_request", 400,
-           lambda: client.store_episode(task="t", reward=0.5, session="not-a-uuid"))  # fmt: skip
-    expect(agentdb.InvalidRequestError, "invalid_request", 400,
-           lambda: client.store_episode(task="t", reward="high"))  # type: ignore[arg-type]  # fmt: skip
+    expect(agentdb.InvalidRequestError, "invalid_request", 400, lambda: client.query("invoice", outcome="sometimes"))  # type: ignore[arg-type]
+    expect(
+        agentdb.InvalidRequestError,
+        "invalid_request",
+        400,
+        lambda: client.store_episode(task="t", reward=0.5, session="not-a-uuid"),
+    )
+    expect(agentdb.InvalidRequestError, "invalid_request", 400, lambda: client.store_episode(task="t", reward="high"))  # type: ignore[arg-type]
     expect(agentdb.InvalidRequestError, "invalid_request", 400, lambda: client.list_episodes(cursor="zzz"))
     written()
 
@@ -52,25 +57,40 @@ def test_malformed_bodies_are_400(client: AgentDBClient, written: Callable[[], N
 def test_rule_breaking_bodies_are_422(client: AgentDBClient, written: Callable[[], None]) -> None:
     expect(agentdb.InvalidRequestError, "invalid_request", 422, lambda: client.store_episode(task="", reward=0.5))
     expect(agentdb.InvalidRequestError, "invalid_request", 422, lambda: client.store_episodes([]))
-    expect(agentdb.InvalidRequestError, "invalid_request", 422,
-           lambda: client.store_episodes([NewEpisode(task="fine", reward=0.5), NewEpisode(task="", reward=0.1)]))  # fmt: skip
+    expect(
+        agentdb.InvalidRequestError,
+        "invalid_request",
+        422,
+        lambda: client.store_episodes([NewEpisode(task="fine", reward=0.5), NewEpisode(task="", reward=0.1)]),
+    )
     expect(agentdb.InvalidRequestError, "invalid_request", 422, lambda: client.query("invoice", k=0))
     expect(agentdb.InvalidRequestError, "invalid_request", 422, lambda: client.query("invoice", k=1_000_000))
-    expect(agentdb.InvalidRequestError, "invalid_request", 422, lambda: client.query(Vector("other-model", [0.5] * 384)))
-    expect(agentdb.InvalidRequestError, "invalid_request", 422,
-           lambda: client.store_episode(task="t", reward=0.5, embedding=Vector("agentdb-lexical-v1", [0.5, 0.5])))  # fmt: skip
+    expect(
+        agentdb.InvalidRequestError, "invalid_request", 422, lambda: client.query(Vector("other-model", [0.5] * 384))
+    )
+    expect(
+        agentdb.InvalidRequestError,
+        "invalid_request",
+        422,
+        lambda: client.store_episode(task="t", reward=0.5, embedding=Vector("agentdb-lexical-v1", [0.5, 0.5])),
+    )
     written()
 
 
 @pytest.mark.xfail(strict=True, reason="the hub answers a query vector of the wrong dimension with 500 internal")
 def test_a_query_vector_of_the_wrong_dimension_is_422(client: AgentDBClient) -> None:
-    expect(agentdb.InvalidRequestError, "invalid_request", 422,
-           lambda: client.query(Vector("agentdb-lexical-v1", [0.5, 0.5])))  # fmt: skip
+    expect(
+        agentdb.InvalidRequestError,
+        "invalid_request",
+        422,
+        lambda: client.query(Vector("agentdb-lexical-v1", [0.5, 0.5])),
+    )
 
 
 def test_a_body_that_is_not_json_is_refused_before_sending(client: AgentDBClient, written: Callable[[], None]) -> None:
-    e = expect(agentdb.InvalidRequestError, "invalid_request", 0,
-               lambda: client.store_episode(task="t", reward=float("nan")))  # fmt: skip
+    e = expect(
+        agentdb.InvalidRequestError, "invalid_request", 0, lambda: client.store_episode(task="t", reward=float("nan"))
+    )
     assert "JSON" in e.message
     written()
 
@@ -94,8 +114,12 @@ def test_deleting_an_unknown_id_is_404_and_deletes_nothing(client: AgentDBClient
 
 def test_too_large_is_413(client: AgentDBClient, written: Callable[[], None]) -> None:
     expect(agentdb.TooLargeError, "too_large", 413, lambda: client.store_episode(task="x" * 70_000, reward=0.5))
-    e = expect(agentdb.TooLargeError, "too_large", 413,
-               lambda: client.store_episode(task="t", output="y" * (9 << 20), reward=0.5))  # fmt: skip
+    e = expect(
+        agentdb.TooLargeError,
+        "too_large",
+        413,
+        lambda: client.store_episode(task="t", output="y" * (9 << 20), reward=0.5),
+    )
     assert "8388608" in e.message
     written()
 

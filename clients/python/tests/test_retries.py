@@ -14,17 +14,22 @@ from typing import Any
 
 import httpx
 import pytest
-from support import FakeClock, Sleeps
 
 import agentdb
 from agentdb import AgentDBClient, AsyncAgentDBClient
 from agentdb._sse import ServerSentEvent, SSEParser
 
+from support import FakeClock, Sleeps
+
 HUB = "https://hub.test"
 NOW = int(time.time())
-FAKE_JWT = "x." + base64.urlsafe_b64encode(
-    json.dumps({"tenant": "demo", "sub": "a", "iat": NOW, "exp": NOW + 3600}).encode()
-).decode().rstrip("=") + ".y"
+FAKE_JWT = (
+    "x."
+    + base64.urlsafe_b64encode(json.dumps({"tenant": "demo", "sub": "a", "iat": NOW, "exp": NOW + 3600}).encode())
+    .decode()
+    .rstrip("=")
+    + ".y"
+)
 HEALTH = {"status": "ok", "hub": "h"}
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -101,9 +106,9 @@ def test_a_closed_port_is_a_transport_error(sleeps: Sleeps) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with AgentDBClient(f"http://127.0.0.1:{port}", token=FAKE_JWT, sleep=sleeps, max_retries=2) as c:
-        with pytest.raises(agentdb.TransportError) as e:
-            c.health()
+    client = AgentDBClient(f"http://127.0.0.1:{port}", token=FAKE_JWT, sleep=sleeps, max_retries=2)
+    with client, pytest.raises(agentdb.TransportError) as e:
+        client.health()
     assert type(e.value) is agentdb.TransportError and e.value.code == "connection"
     assert len(sleeps) == 2
 
@@ -212,7 +217,13 @@ def test_a_stream_that_ends_without_a_word_is_resumed(sleeps: Sleeps) -> None:
 def test_sse_parser_split_chunks_crlf_comments_multiline_data() -> None:
     parser = SSEParser()
     events: list[ServerSentEvent] = []
-    chunks = ["id: 7\r", "\nevent: put\r\ndata: {\"a\":", "1}\r\n\r\n: ping\n\n", "data: x\ndata: y\n\nevent:deleted\nid:8\ndata:z\n\n", "data: cut"]
+    chunks = [
+        "id: 7\r",
+        '\nevent: put\r\ndata: {"a":',
+        "1}\r\n\r\n: ping\n\n",
+        "data: x\ndata: y\n\nevent:deleted\nid:8\ndata:z\n\n",
+        "data: cut",
+    ]
     for chunk in chunks:
         events += parser.feed(chunk.encode())
     assert events == [
@@ -226,11 +237,13 @@ def test_sse_parser_split_chunks_crlf_comments_multiline_data() -> None:
 
 
 async def test_the_async_client_retries_the_same_way(sleeps: Sleeps) -> None:
-    handle, seen = scripted(error(429, "overloaded", **{"retry-after": "2"}), httpx.ConnectError("refused"),
-                            httpx.Response(200, json=HEALTH))  # fmt: skip
+    handle, seen = scripted(
+        error(429, "overloaded", **{"retry-after": "2"}),
+        httpx.ConnectError("refused"),
+        httpx.Response(200, json=HEALTH),
+    )
     async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as http:
         c = AsyncAgentDBClient(HUB, http_client=http, sleep=sleeps.asleep, token=FAKE_JWT)
         assert (await c.health()).status == "ok"
     assert len(seen) == 3
     assert sleeps[0] == 2.0 and 0.75 <= sleeps[1] <= 1.25
-

@@ -5,16 +5,19 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from support import Hub
 
 import agentdb
+
+from support import Hub
 
 
 def test_tenant_b_cannot_reach_tenant_a(hub: Hub) -> None:
     a_tenant, b_tenant = hub.tenant("a"), hub.tenant("b")
     marker = f"marker-{uuid.uuid4().hex}"
     with hub.client(a_tenant) as a, hub.client(b_tenant) as b:
-        a_ids = {a.store_episode(task=f"{marker} invoice {i}", input=marker, reward=0.9, tags=[marker]).id for i in range(3)}
+        a_ids = {
+            a.store_episode(task=f"{marker} invoice {i}", input=marker, reward=0.9, tags=[marker]).id for i in range(3)
+        }
         b_own = b.store_episode(task="b's own episode", reward=0.5).id
         a_id = sorted(a_ids)[0]
 
@@ -52,6 +55,5 @@ def test_a_token_of_one_tenant_is_refused_with_the_others_certificate(hub: Hub) 
     with hub.client(a_tenant) as a:
         a.store_episode(task="secret of a", reward=0.5)
         token = a.authenticate().token
-    with hub.client(b_tenant, token=token) as b_with_a_token:
-        with pytest.raises(agentdb.TenantMismatchError):
-            next(b_with_a_token.iter_episodes())
+    with hub.client(b_tenant, token=token) as b_with_a_token, pytest.raises(agentdb.TenantMismatchError):
+        next(b_with_a_token.iter_episodes())

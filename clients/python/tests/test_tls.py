@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from support import Hub, Sleeps, Tenant
 
 import agentdb
 from agentdb import AgentDBClient
 
+from support import Hub, Sleeps, Tenant
+
 
 def test_without_a_client_certificate_the_handshake_fails_clearly(hub: Hub, tenant: Tenant, sleeps: Sleeps) -> None:
-    with AgentDBClient(hub.endpoint, api_key=tenant.api_key, ca=hub.ca, sleep=sleeps) as c:
-        with pytest.raises(agentdb.TLSError) as e:
-            c.stats()
+    client = AgentDBClient(hub.endpoint, api_key=tenant.api_key, ca=hub.ca, sleep=sleeps)
+    with client, pytest.raises(agentdb.TLSError) as e:
+        client.stats()
     assert (e.value.code, e.value.status) == ("tls", 0)
     assert "requires a client certificate" in e.value.message and "cert=" in e.value.message
     assert "\n" not in str(e.value)
@@ -21,9 +22,9 @@ def test_without_a_client_certificate_the_handshake_fails_clearly(hub: Hub, tena
 
 
 def test_a_hub_the_client_does_not_trust_fails_clearly(hub: Hub, tenant: Tenant, sleeps: Sleeps) -> None:
-    with AgentDBClient(hub.endpoint, api_key=tenant.api_key, cert=tenant.cert, key=tenant.key, sleep=sleeps) as c:
-        with pytest.raises(agentdb.TLSError) as e:
-            c.health()
+    client = AgentDBClient(hub.endpoint, api_key=tenant.api_key, cert=tenant.cert, key=tenant.key, sleep=sleeps)
+    with client, pytest.raises(agentdb.TLSError) as e:
+        client.health()
     assert "not trusted" in e.value.message and "ca=" in e.value.message
     assert sleeps == []
 

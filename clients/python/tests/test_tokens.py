@@ -8,11 +8,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-from support import FakeClock, Hub, RequestLog, Tenant
 
 import agentdb
 from agentdb import AgentDBClient
 
+from support import FakeClock, Hub, RequestLog, Tenant
 
 Logged = Callable[..., AgentDBClient]
 
@@ -26,7 +26,9 @@ def test_the_token_is_cached(hub: Hub, tenant: Tenant, log: RequestLog, logged: 
     assert log.sent[0].headers["authorization"] == f"ApiKey {tenant.api_key}"
 
 
-def test_refreshed_before_expiry_by_the_clients_clock(hub: Hub, tenant: Tenant, log: RequestLog, clock: FakeClock, logged: Logged) -> None:
+def test_refreshed_before_expiry_by_the_clients_clock(
+    hub: Hub, tenant: Tenant, log: RequestLog, clock: FakeClock, logged: Logged
+) -> None:
     c = logged(tenant, api_key=tenant.api_key, clock=clock)
     c.stats()
     first = c.token_info
@@ -45,7 +47,9 @@ def test_refreshed_before_expiry_by_the_clients_clock(hub: Hub, tenant: Tenant, 
         assert old.stats().episodes == 0
 
 
-def test_short_tokens_are_refreshed_half_way(hub: Hub, tenant: Tenant, log: RequestLog, clock: FakeClock, logged: Logged) -> None:
+def test_short_tokens_are_refreshed_half_way(
+    hub: Hub, tenant: Tenant, log: RequestLog, clock: FakeClock, logged: Logged
+) -> None:
     c = logged(tenant, api_key=tenant.api_key, clock=clock, token_ttl=20)
     c.stats()
     clock.advance(9)
@@ -80,7 +84,9 @@ def test_a_token_expired_at_the_hub_is_replaced_once(hub: Hub, tenant: Tenant, l
     assert [s.status for s in log.sent] == [401, 401]
 
 
-def test_a_token_revoked_behind_the_clients_back_is_replaced(hub: Hub, tenant: Tenant, log: RequestLog, logged: Logged) -> None:
+def test_a_token_revoked_behind_the_clients_back_is_replaced(
+    hub: Hub, tenant: Tenant, log: RequestLog, logged: Logged
+) -> None:
     c = logged(tenant, api_key=tenant.api_key)
     first = c.authenticate().token
     with hub.client(tenant, token=first) as other:

@@ -104,7 +104,7 @@ def update_episode(
     episode_id: str,
     *,
     reward: float | None,
-    critique: str | None | Unset,
+    critique: str | Unset | None,
     tags: Sequence[str] | None,
     metadata: Mapping[str, Any] | None,
 ) -> Call[Episode]:

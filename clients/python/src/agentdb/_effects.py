@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Generator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, Union
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -116,10 +116,10 @@ class Emit(Generic[T]):
     item: T
 
 
-Effect = Union[Send, Sleep, ProvideToken, Locked, OpenStream, ReadStream, CloseStream]
+Effect = Send | Sleep | ProvideToken | Locked | OpenStream | ReadStream | CloseStream
 
 Steps = Generator[Effect, Any, T]
 """Core steps that end with a ``T``."""
 
-ItemSteps = Generator[Union[Effect, Emit[T]], Any, None]
+ItemSteps = Generator[Effect | Emit[T], Any, None]
 """Core steps that emit ``T`` items."""

@@ -22,6 +22,7 @@ the ``clock`` given to ``spawn`` (Unix seconds), so tests can move time without 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import os
 import ssl
@@ -43,7 +44,7 @@ from .client import AgentDBClient, AsyncAgentDBClient
 from .errors import AgentDBError, AgentExpiredError, TenantMismatchError
 from .models import Episode, Outcome, QueryMatch, TenantStats
 
-__all__ = ["EphemeralAgent", "AsyncEphemeralAgent", "AgentSpawn"]
+__all__ = ["AgentSpawn", "AsyncEphemeralAgent", "EphemeralAgent"]
 
 ENDPOINT_ENV = "FEDERATION_HUB_ENDPOINT"
 """Where ``spawn`` finds the gateway when ``hub_endpoint`` is not given."""
@@ -132,10 +133,8 @@ def _spawned(core: Core, tenant_id: str, memory_sync: bool) -> Steps[tuple[str |
             memories = tuple(sorted(page.episodes, key=lambda e: e.created_ms, reverse=True))
         return info.agent, memories
     except Exception:
-        try:
+        with contextlib.suppress(AgentDBError):  # the spawn's own error says more
             yield from core.revoke()
-        except AgentDBError:
-            pass  # the spawn's own error says more
         raise
 
 
@@ -191,16 +190,32 @@ class EphemeralAgent:
         ``AgentDBClient``'s. Raises ``TenantMismatchError`` when the credential is for another tenant.
         """
         plan = _Plan.of(
-            tenant_id=tenant_id, lifetime=lifetime, hub_endpoint=hub_endpoint, api_key=api_key,
-            other_credential=token is not None or token_provider is not None, agent_id=agent_id,
+            tenant_id=tenant_id,
+            lifetime=lifetime,
+            hub_endpoint=hub_endpoint,
+            api_key=api_key,
+            other_credential=token is not None or token_provider is not None,
+            agent_id=agent_id,
             token_ttl=token_ttl,
-        )  # fmt: skip
+        )
         started = clock()
         client = AgentDBClient(
-            plan.endpoint, api_key=plan.api_key, token=token, token_provider=token_provider, ca=ca,
-            cert=cert, key=key, ssl_context=ssl_context, http_client=http_client, agent_id=plan.agent_id,
-            token_ttl=plan.token_ttl, timeout=timeout, max_retries=max_retries, clock=clock, sleep=sleep,
-        )  # fmt: skip
+            plan.endpoint,
+            api_key=plan.api_key,
+            token=token,
+            token_provider=token_provider,
+            ca=ca,
+            cert=cert,
+            key=key,
+            ssl_context=ssl_context,
+            http_client=http_client,
+            agent_id=plan.agent_id,
+            token_ttl=plan.token_ttl,
+            timeout=timeout,
+            max_retries=max_retries,
+            clock=clock,
+            sleep=sleep,
+        )
         try:
             agent, memories = client._run(_spawned(client._core, tenant_id, memory_sync))
         except BaseException:
@@ -233,9 +248,15 @@ class EphemeralAgent:
         """The ``k`` of the tenant's episodes nearest ``text`` that pass the filter, best first."""
         self._check()
         return self.client.query(
-            text, k=k, min_reward=min_reward, outcome=outcome, created_from_ms=created_from_ms,
-            created_until_ms=created_until_ms, tags=tags, metadata=metadata,
-        ).matches  # fmt: skip
+            text,
+            k=k,
+            min_reward=min_reward,
+            outcome=outcome,
+            created_from_ms=created_from_ms,
+            created_until_ms=created_until_ms,
+            tags=tags,
+            metadata=metadata,
+        ).matches
 
     def store_episode(
         self,
@@ -265,7 +286,7 @@ class EphemeralAgent:
         episode_id: str,
         *,
         reward: float | None = None,
-        critique: str | None | Unset = UNSET,
+        critique: str | Unset | None = UNSET,
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Episode:
@@ -357,19 +378,34 @@ class AsyncEphemeralAgent:
     ) -> AgentSpawn:
         """Spawns an agent; see ``EphemeralAgent.spawn``. ``await`` the answer, or ``async with`` it."""
         plan = _Plan.of(
-            tenant_id=tenant_id, lifetime=lifetime, hub_endpoint=hub_endpoint, api_key=api_key,
-            other_credential=token is not None or token_provider is not None, agent_id=agent_id,
+            tenant_id=tenant_id,
+            lifetime=lifetime,
+            hub_endpoint=hub_endpoint,
+            api_key=api_key,
+            other_credential=token is not None or token_provider is not None,
+            agent_id=agent_id,
             token_ttl=token_ttl,
-        )  # fmt: skip
+        )
 
         async def spawning() -> AsyncEphemeralAgent:
             started = clock()
             client = AsyncAgentDBClient(
-                plan.endpoint, api_key=plan.api_key, token=token, token_provider=token_provider, ca=ca,
-                cert=cert, key=key, ssl_context=ssl_context, http_client=http_client,
-                agent_id=plan.agent_id, token_ttl=plan.token_ttl, timeout=timeout,
-                max_retries=max_retries, clock=clock, sleep=sleep,
-            )  # fmt: skip
+                plan.endpoint,
+                api_key=plan.api_key,
+                token=token,
+                token_provider=token_provider,
+                ca=ca,
+                cert=cert,
+                key=key,
+                ssl_context=ssl_context,
+                http_client=http_client,
+                agent_id=plan.agent_id,
+                token_ttl=plan.token_ttl,
+                timeout=timeout,
+                max_retries=max_retries,
+                clock=clock,
+                sleep=sleep,
+            )
             try:
                 agent, memories = await client._run(_spawned(client._core, tenant_id, memory_sync))
             except BaseException:
@@ -404,9 +440,15 @@ class AsyncEphemeralAgent:
         """The ``k`` of the tenant's episodes nearest ``text`` that pass the filter, best first."""
         await self._check()
         result = await self.client.query(
-            text, k=k, min_reward=min_reward, outcome=outcome, created_from_ms=created_from_ms,
-            created_until_ms=created_until_ms, tags=tags, metadata=metadata,
-        )  # fmt: skip
+            text,
+            k=k,
+            min_reward=min_reward,
+            outcome=outcome,
+            created_from_ms=created_from_ms,
+            created_until_ms=created_until_ms,
+            tags=tags,
+            metadata=metadata,
+        )
         return result.matches
 
     async def store_episode(
@@ -437,7 +479,7 @@ class AsyncEphemeralAgent:
         episode_id: str,
         *,
         reward: float | None = None,
-        critique: str | None | Unset = UNSET,
+        critique: str | Unset | None = UNSET,
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Episode:

@@ -74,7 +74,7 @@ from .models import (
     Vector,
 )
 
-__all__ = ["AgentDBClient", "AsyncAgentDBClient", "ChangeStream", "AsyncChangeStream"]
+__all__ = ["AgentDBClient", "AsyncAgentDBClient", "AsyncChangeStream", "ChangeStream"]
 
 T = TypeVar("T")
 
@@ -260,10 +260,19 @@ class AgentDBClient:
     ) -> Stored:
         """Stores one episode. Without an ``id`` the client mints a UUIDv7, so a retry cannot store it twice."""
         episode = NewEpisode(
-            task=task, reward=reward, input=input, output=output, critique=critique, tags=tags,
-            metadata=dict(metadata) if metadata is not None else None, session=session,
-            tokens_used=tokens_used, latency_ms=latency_ms, embedding=embedding, id=id,
-        )  # fmt: skip
+            task=task,
+            reward=reward,
+            input=input,
+            output=output,
+            critique=critique,
+            tags=tags,
+            metadata=dict(metadata) if metadata is not None else None,
+            session=session,
+            tokens_used=tokens_used,
+            latency_ms=latency_ms,
+            embedding=embedding,
+            id=id,
+        )
         return self._run(self._core.call(_calls.store_one(episode)))
 
     def store_episodes(self, episodes: Iterable[NewEpisode]) -> tuple[Stored, ...]:
@@ -279,7 +288,7 @@ class AgentDBClient:
         episode_id: str,
         *,
         reward: float | None = None,
-        critique: str | None | Unset = UNSET,
+        critique: str | Unset | None = UNSET,
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Episode:
@@ -320,9 +329,15 @@ class AgentDBClient:
         ``[created_from_ms, created_until_ms)``, carrying every one of ``tags``, and having
         these exact ``metadata`` values."""
         call = _calls.query(
-            q, k=k, min_reward=min_reward, outcome=outcome, created_from_ms=created_from_ms,
-            created_until_ms=created_until_ms, tags=tags, metadata=metadata,
-        )  # fmt: skip
+            q,
+            k=k,
+            min_reward=min_reward,
+            outcome=outcome,
+            created_from_ms=created_from_ms,
+            created_until_ms=created_until_ms,
+            tags=tags,
+            metadata=metadata,
+        )
         return self._run(self._core.call(call))
 
     def stats(self) -> TenantStats:
@@ -543,10 +558,19 @@ class AsyncAgentDBClient:
     ) -> Stored:
         """Stores one episode. Without an ``id`` the client mints a UUIDv7, so a retry cannot store it twice."""
         episode = NewEpisode(
-            task=task, reward=reward, input=input, output=output, critique=critique, tags=tags,
-            metadata=dict(metadata) if metadata is not None else None, session=session,
-            tokens_used=tokens_used, latency_ms=latency_ms, embedding=embedding, id=id,
-        )  # fmt: skip
+            task=task,
+            reward=reward,
+            input=input,
+            output=output,
+            critique=critique,
+            tags=tags,
+            metadata=dict(metadata) if metadata is not None else None,
+            session=session,
+            tokens_used=tokens_used,
+            latency_ms=latency_ms,
+            embedding=embedding,
+            id=id,
+        )
         return await self._run(self._core.call(_calls.store_one(episode)))
 
     async def store_episodes(self, episodes: Iterable[NewEpisode]) -> tuple[Stored, ...]:
@@ -562,7 +586,7 @@ class AsyncAgentDBClient:
         episode_id: str,
         *,
         reward: float | None = None,
-        critique: str | None | Unset = UNSET,
+        critique: str | Unset | None = UNSET,
         tags: Sequence[str] | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> Episode:
@@ -601,9 +625,15 @@ class AsyncAgentDBClient:
         """The ``k`` (default 10) episodes nearest a text or a ``Vector``, best first, among
         those that pass the filter (see ``AgentDBClient.query``)."""
         call = _calls.query(
-            q, k=k, min_reward=min_reward, outcome=outcome, created_from_ms=created_from_ms,
-            created_until_ms=created_until_ms, tags=tags, metadata=metadata,
-        )  # fmt: skip
+            q,
+            k=k,
+            min_reward=min_reward,
+            outcome=outcome,
+            created_from_ms=created_from_ms,
+            created_until_ms=created_until_ms,
+            tags=tags,
+            metadata=metadata,
+        )
         return await self._run(self._core.call(call))
 
     async def stats(self) -> TenantStats:

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 __all__ = [
     "AgentDBError",
-    "InvalidRequestError",
+    "AgentExpiredError",
     "AuthenticationError",
-    "TokenExpiredError",
     "ForbiddenError",
-    "TenantMismatchError",
-    "NotFoundError",
-    "TooLargeError",
-    "OverloadedError",
-    "UnavailableError",
     "InternalError",
+    "InvalidRequestError",
     "InvalidResponseError",
-    "TransportError",
+    "NotFoundError",
+    "OverloadedError",
     "RequestTimeoutError",
     "TLSError",
-    "AgentExpiredError",
+    "TenantMismatchError",
+    "TokenExpiredError",
+    "TooLargeError",
+    "TransportError",
+    "UnavailableError",
     "error_for",
 ]
 
@@ -199,9 +199,7 @@ def status_for(code: str) -> int:
     return _BY_CODE[code][1] if code in _BY_CODE else 0
 
 
-def error_for(
-    status: int, code: str, message: str, retry_after: float | None = None
-) -> AgentDBError:
+def error_for(status: int, code: str, message: str, retry_after: float | None = None) -> AgentDBError:
     """The typed error for an answer's status and code (an unknown code falls back to the status's)."""
     known = _BY_CODE.get(code) or _BY_CODE.get(default_code(status))
     cls = known[0] if known is not None else AgentDBError

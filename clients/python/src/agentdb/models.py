@@ -16,22 +16,22 @@ from . import _json as j
 from .errors import InvalidResponseError
 
 __all__ = [
-    "Outcome",
-    "ChangeType",
-    "Vector",
-    "NewEpisode",
-    "Episode",
-    "Stored",
-    "EpisodePage",
-    "QueryMatch",
-    "QueryResult",
-    "TaskCount",
-    "TenantStats",
     "Change",
     "ChangePage",
+    "ChangeType",
+    "Episode",
+    "EpisodePage",
+    "Health",
+    "NewEpisode",
+    "Outcome",
+    "QueryMatch",
+    "QueryResult",
+    "Stored",
+    "TaskCount",
+    "TenantStats",
     "TokenGrant",
     "TokenInfo",
-    "Health",
+    "Vector",
 ]
 
 Outcome = Literal["any", "successes", "failures"]
