@@ -170,9 +170,9 @@ class Core:
         return fresh
 
     def _refresh(self, stale: HeldToken | None) -> Steps[HeldToken]:
-        # Under the token lock: a caller that waited for it takes the token just obtained.
+        # Under the token lock: a caller that waited for it takes the token obtained meanwhile.
         current = self._held
-        if current is not None and current is not stale and self.settings.clock() < current.refresh_at:
+        if current is not None and current is not stale:
             return current
         if self.settings.has_provider:
             token: str = yield ProvideToken()
@@ -295,66 +295,75 @@ class Core:
         ends the stream for another reason, or after ``max_retries`` failed reconnections in
         a row.
         """
-        last = since
-        failures = 0
-        refreshed = False  # since the last change: a 401 on opening is refreshed once
+        at = _StreamPosition(last=since)
         while True:
             self.guard()
             token = (yield from self.bearer()).info.token
             headers = {"authorization": f"Bearer {token}", "accept": "text/event-stream"}
-            if last is not None:
-                headers["last-event-id"] = last
+            if at.last is not None:
+                headers["last-event-id"] = at.last
             timeout = timeouts(self.settings.timeout, read=self.settings.stream_idle_timeout)
             request = HttpRequest("GET", self._url(_calls.CHANGES_PATH), headers, None, timeout)
             try:
                 opened: OpenedStream | RawResponse = yield OpenStream(request)
             except TransportError as e:
-                failures += 1
-                yield from self._wait_or_raise(e, failures - 1)
+                at.failures += 1
+                yield from self._wait_or_raise(e, at.failures - 1)
                 continue
             if isinstance(opened, RawResponse):
                 error = self._error(opened)
-                if opened.status == 401 and self.refreshable and not refreshed:
-                    refreshed = True
+                if opened.status == 401 and self.refreshable and not at.refreshed:
+                    at.refreshed = True
                     self._invalidate(token)
                     continue
-                failures += 1
-                yield from self._wait_or_raise(error, failures - 1)
+                at.failures += 1
+                yield from self._wait_or_raise(error, at.failures - 1)
                 continue
-            parser = SSEParser()
             try:
-                while True:
-                    chunk: bytes | None = yield ReadStream(opened)
-                    if chunk is None:
-                        # The hub closed the stream without saying why: resume as after a drop.
-                        raise TransportError("GET /v1/changes: the change stream ended")
-                    for event in parser.feed(chunk):
-                        if event.event == "error":
-                            error = error_from_body(0, event.data, None)
-                            if isinstance(error, TokenExpiredError) and self.refreshable:
-                                raise _TokenEnded()
-                            raise error
-                        if event.event not in ("put", "deleted"):
-                            continue
-                        change = Change.from_json(_loads(event.data, "a change event"))
-                        cursor = event.id or change.cursor
-                        if last is not None and not _is_after(cursor, last):
-                            continue
-                        last = cursor
-                        failures = 0
-                        refreshed = False
-                        yield Emit(change)
-            except _TokenEnded:
-                yield CloseStream(opened)
-                self._invalidate(token)
+                yield from self._read(opened, at)
             except TransportError as e:
                 yield CloseStream(opened)
-                failures += 1
-                yield from self._wait_or_raise(e, failures - 1)
+                at.failures += 1
+                yield from self._wait_or_raise(e, at.failures - 1)
+                continue
+            # The hub ended the stream because the token expired: at once, with a fresh one.
+            yield CloseStream(opened)
+            self._invalidate(token)
+
+    def _read(self, opened: OpenedStream, at: _StreamPosition) -> ItemSteps[Change]:
+        """Emits the changes of one opened stream after ``at.last``. Returns when the hub ends
+        the stream because the token expired (and the credential can be refreshed); raises
+        ``TransportError`` when the connection drops or ends without a word, and the typed
+        error when the hub ends it for another reason."""
+        parser = SSEParser()
+        while True:
+            chunk: bytes | None = yield ReadStream(opened)
+            if chunk is None:
+                raise TransportError("GET /v1/changes: the change stream ended")
+            for event in parser.feed(chunk):
+                if event.event == "error":
+                    error = error_from_body(0, event.data, None)
+                    if isinstance(error, TokenExpiredError) and self.refreshable:
+                        return
+                    raise error
+                if event.event not in ("put", "deleted"):
+                    continue
+                change = Change.from_json(_loads(event.data, "a change event"))
+                cursor = event.id or change.cursor
+                if at.last is not None and not _is_after(cursor, at.last):
+                    continue
+                at.last, at.failures, at.refreshed = cursor, 0, False
+                yield Emit(change)
 
 
-class _TokenEnded(Exception):
-    """The hub ended a change stream because its token expired."""
+@dataclass(slots=True)
+class _StreamPosition:
+    """Where a change stream is: the last cursor emitted, the failed connections since, and
+    whether a 401 on opening was already answered with a fresh token."""
+
+    last: str | None
+    failures: int = 0
+    refreshed: bool = False
 
 
 def _encode(body: Any, what: str) -> bytes:
