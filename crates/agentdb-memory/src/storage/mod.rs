@@ -1,5 +1,7 @@
 //! Where episodes and keys live: a small trait with an embedded redb backend and an in-memory
-//! backend.
+//! backend. Other backends (PostgreSQL, in its own crate) apply the same rules through the
+//! public helpers here: [`tombstone_row`], [`merge_keeps`], [`raised_clock`],
+//! [`OpSeq::seq_after`] and the peer-record codecs.
 //!
 //! The engine encrypts before anything reaches a backend; a backend sees only what may be stored
 //! in the clear (ids, timestamps, reward, success, keyed hashes, model ids) and sealed bytes.
@@ -13,7 +15,9 @@ mod row;
 
 pub use self::mem::MemStorage;
 pub use self::redb::RedbStorage;
-pub use peers::{PeerAck, PeerRecordError};
+pub use peers::{
+    decode_acked, decode_region, encode_region, joined_acked, PeerAck, PeerRecordError,
+};
 pub use row::{local_hub, RowError, RowStamps, StoredEpisode};
 
 use std::ops::ControlFlow;
@@ -94,7 +98,7 @@ impl OpSeq {
 
 /// The row a [`Write::Tombstone`] leaves, given the episode's current row; `None` when it is
 /// already a tombstone (nothing changes).
-pub(crate) fn tombstone_row(
+pub fn tombstone_row(
     existing: Option<&StoredEpisode>,
     id: EpisodeId,
     stamp: &Stamp,
@@ -113,13 +117,13 @@ pub(crate) fn tombstone_row(
 
 /// Whether a [`Write::Merge`] of `row` leaves `existing` as it is: a tombstone is never
 /// replaced by a live row.
-pub(crate) fn merge_keeps(existing: Option<&StoredEpisode>, row: &StoredEpisode) -> bool {
+pub fn merge_keeps(existing: Option<&StoredEpisode>, row: &StoredEpisode) -> bool {
     existing.is_some_and(|e| e.deleted.is_some() && row.deleted.is_none())
 }
 
 /// The clock setting a [`Write::ClockAtLeast`] of `hlc` writes over `current`, or `None` when
 /// `current` is already at least `hlc`.
-pub(crate) fn raised_clock(current: Option<&[u8]>, hlc: Hlc) -> Option<Vec<u8>> {
+pub fn raised_clock(current: Option<&[u8]>, hlc: Hlc) -> Option<Vec<u8>> {
     let current = current.and_then(decode_hlc);
     current.is_none_or(|c| c < hlc).then(|| encode_hlc(hlc))
 }

@@ -44,23 +44,23 @@ fn decode<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, PeerRecordErr
 }
 
 /// A peer's region record.
-pub(crate) fn encode_region(region: &Region) -> Vec<u8> {
+pub fn encode_region(region: &Region) -> Vec<u8> {
     encode(region)
 }
 
 /// Parses [`encode_region`]'s output.
-pub(crate) fn decode_region(bytes: &[u8]) -> Result<Region, PeerRecordError> {
+pub fn decode_region(bytes: &[u8]) -> Result<Region, PeerRecordError> {
     decode(bytes)
 }
 
 /// Parses an acknowledgement record.
-pub(crate) fn decode_acked(bytes: &[u8]) -> Result<VersionVector, PeerRecordError> {
+pub fn decode_acked(bytes: &[u8]) -> Result<VersionVector, PeerRecordError> {
     decode(bytes)
 }
 
 /// The acknowledgement record a join of `new` leaves over `existing` (its bytes), or `None`
 /// when it leaves it as it is (or `new` is empty and there is none): the pointwise maximum.
-pub(crate) fn joined_acked(
+pub fn joined_acked(
     existing: Option<&[u8]>,
     new: &VersionVector,
 ) -> Result<Option<Vec<u8>>, PeerRecordError> {

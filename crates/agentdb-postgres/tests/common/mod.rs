@@ -1,0 +1,40 @@
+//! The test server, and a fresh database on it for each test.
+
+#![allow(dead_code, clippy::unwrap_used)]
+
+/// The variable naming the test server (`postgres://user@host:port/db`).
+pub const SERVER_ENV: &str = "AGENTDB_TEST_POSTGRES";
+
+/// The URL of the test server; a test without one fails and says how to start one.
+pub fn server() -> String {
+    std::env::var(SERVER_ENV).unwrap_or_else(|_| {
+        panic!(
+            "{SERVER_ENV} is not set: start a server with `scripts/postgres.sh start DIR` and \
+             set {SERVER_ENV} to the URL it prints (scripts/test.sh does both)"
+        )
+    })
+}
+
+/// A new, empty database on the test server; its URL.
+pub fn fresh_database() -> String {
+    let server = server();
+    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let driver = tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        drop(client);
+        let _ = driver.await;
+    });
+    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    format!("{base}/{name}")
+}

@@ -1,0 +1,45 @@
+//! The PostgreSQL backend against the in-memory model, through the same harness as redb, on a
+//! real server: `AGENTDB_TEST_POSTGRES` names it (`scripts/test.sh` starts one with
+//! `scripts/postgres.sh`). Each case gets a database of its own.
+
+#![allow(clippy::unwrap_used)]
+
+use agentdb_memory::storage::Storage;
+use agentdb_postgres::PostgresStorage;
+use agentdb_testkit::storage::{
+    batches, dump, matches_the_model, peer_records_persist_and_match_the_model,
+    settings_persist_and_match_the_model,
+};
+use proptest::prelude::*;
+
+mod common;
+use common::fresh_database;
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    #[test]
+    fn postgres_matches_the_model(batches in batches()) {
+        let url = fresh_database();
+        let db = PostgresStorage::connect(&url).unwrap();
+        let model = matches_the_model(&db, &batches)?;
+        // And the same through a new connection.
+        drop(db);
+        let db = PostgresStorage::connect(&url).unwrap();
+        prop_assert_eq!(dump(&db), dump(&model));
+    }
+}
+
+fn reconnecting(url: &str) -> impl Fn() -> Box<dyn Storage> + '_ {
+    move || Box::new(PostgresStorage::connect(url).unwrap())
+}
+
+#[test]
+fn postgres_peer_records_persist_and_match_the_model() {
+    peer_records_persist_and_match_the_model(&reconnecting(&fresh_database()));
+}
+
+#[test]
+fn postgres_settings_persist_and_match_the_model() {
+    settings_persist_and_match_the_model(&reconnecting(&fresh_database()));
+}

@@ -1,0 +1,366 @@
+//! The storage conformance harness: random batches of writes applied to a backend and to the
+//! in-memory model ([`MemStorage`]) must give the same outcomes and the same state, seen
+//! through every read of the [`Storage`] trait. Every backend's tests run it: redb in
+//! `agentdb-memory`, PostgreSQL in `agentdb-postgres`.
+
+#![allow(clippy::unwrap_used)]
+
+use std::ops::ControlFlow;
+
+use agentdb_core::{
+    EpisodeId, Hlc, HubId, ModelId, Region, Stamp, TenantId, Timestamp, VersionVector,
+};
+use agentdb_memory::storage::{
+    MemStorage, OpSeq, RowStamps, Storage, StorageError, StoredEpisode, Write,
+};
+use agentdb_security::WrappedTenantKey;
+use proptest::prelude::*;
+use proptest::test_runner::TestCaseError;
+
+fn hub(h: &str) -> HubId {
+    HubId::new(h).unwrap()
+}
+
+fn stamp(ms: u64, h: &str) -> Stamp {
+    Stamp::new(Hlc::new(ms, 0), hub(h))
+}
+
+fn row(n: u8) -> StoredEpisode {
+    StoredEpisode {
+        id: EpisodeId::from_parts(u64::from(n), [n; 10]),
+        created: Timestamp(u64::from(n)),
+        reward: f64::from(n) / 10.0,
+        success: n.is_multiple_of(2),
+        task_hash: [n; 16],
+        model: ModelId::new("m").unwrap(),
+        deleted: None,
+        stamps: RowStamps::all(stamp(u64::from(n), "h1")),
+        sealed_body: vec![n; 8],
+        sealed_vector: vec![n; 4],
+    }
+}
+
+/// A re-embedded version of `row(n)`: same id, another model and vector.
+fn reembedded(n: u8) -> StoredEpisode {
+    StoredEpisode {
+        model: ModelId::new("m2").unwrap(),
+        sealed_vector: vec![n.wrapping_add(100); 4],
+        ..row(n)
+    }
+}
+
+/// Store-wide setting names, some sharing prefixes.
+fn meta_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("s/a"),
+        Just("s/a/x"),
+        Just("s/b"),
+        Just("s"),
+        Just("t")
+    ]
+    .prop_map(String::from)
+}
+
+/// A random write of every kind the engine makes, over a few tenants, ids and origins that
+/// collide often.
+pub fn write() -> impl Strategy<Value = Write> {
+    let tenant =
+        prop_oneof![Just("a"), Just("b"), Just("a-b")].prop_map(|t| TenantId::new(t).unwrap());
+    let origin = prop_oneof![Just("h1"), Just("h2")].prop_map(hub);
+    prop_oneof![
+        5 => (tenant.clone(), 0..16u8, origin.clone()).prop_map(|(tenant, n, origin)| Write::PutEpisode { tenant, row: row(n), origin }),
+        2 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::ReplaceEpisode { tenant, row: reembedded(n) }),
+        2 => (tenant.clone(), 0..20u8, origin.clone()).prop_map(|(tenant, n, origin)| Write::Tombstone {
+            tenant, id: row(n).id, stamp: stamp(99, "h1"), model: ModelId::new("m").unwrap(), origin }),
+        2 => (tenant.clone(), 0..16u8, any::<bool>(), origin.clone(), 0..4u64).prop_map(|(tenant, n, dead, origin, seq)| Write::Merge {
+            tenant,
+            id: row(n).id,
+            row: Some(if dead { row(n).into_tombstone(stamp(120, "h2")) } else { reembedded(n) }),
+            op: if seq == 0 { OpSeq::Next(origin) } else { OpSeq::Exactly(origin, seq) },
+        }),
+        1 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::CollectTombstone { tenant, id: row(n).id }),
+        1 => (tenant.clone(), 1..3u32).prop_map(|(tenant, version)| Write::PutTenantKey {
+            tenant, key: WrappedTenantKey { version, bytes: vec![version as u8; 4] } }),
+        1 => tenant.clone().prop_map(|tenant| Write::PutTenantMeta { tenant, name: "x".into(), value: vec![1] }),
+        1 => tenant.prop_map(|tenant| Write::EraseTenant { tenant }),
+        1 => (0..4u64, 0..3u32).prop_map(|(w, c)| Write::ClockAtLeast { hlc: Hlc::new(w, c) }),
+        1 => (meta_name(), 0..3u8).prop_map(|(name, v)| Write::PutMeta { name, value: vec![v] }),
+        1 => meta_name().prop_map(|name| Write::DeleteMeta { name }),
+    ]
+}
+
+/// Where [`Storage::scan_episodes_after`] is asked to start: from the beginning, at ids that
+/// may be stored, between them, and at the extremes.
+fn afters() -> Vec<Option<EpisodeId>> {
+    let mut out = vec![
+        None,
+        Some(EpisodeId::from_bytes([0; 16])),
+        Some(EpisodeId::from_bytes([0xff; 16])),
+    ];
+    for n in [0, 3, 7, 15, 19] {
+        out.push(Some(row(n).id));
+        // Just above `row(n)`'s id, below `row(n + 1)`'s.
+        out.push(Some(EpisodeId::from_parts(u64::from(n), [0xff; 10])));
+    }
+    out
+}
+
+/// [`MemStorage`] without its own `scan_episodes_after`: what the trait's default gives.
+#[derive(Debug, Default)]
+pub struct DefaultScan(MemStorage);
+
+impl Storage for DefaultScan {
+    fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
+        self.0.apply(writes)
+    }
+    fn episode(&self, t: &TenantId, id: &EpisodeId) -> Result<Option<StoredEpisode>, StorageError> {
+        self.0.episode(t, id)
+    }
+    fn scan_episodes(
+        &self,
+        t: &TenantId,
+        visit: &mut dyn FnMut(StoredEpisode) -> ControlFlow<()>,
+    ) -> Result<(), StorageError> {
+        self.0.scan_episodes(t, visit)
+    }
+    fn changes(
+        &self,
+        t: &TenantId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        self.0.changes(t, after, limit)
+    }
+    fn ops(
+        &self,
+        t: &TenantId,
+        origin: &HubId,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+        self.0.ops(t, origin, after, limit)
+    }
+    fn version_vector(&self, t: &TenantId) -> Result<VersionVector, StorageError> {
+        self.0.version_vector(t)
+    }
+    fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
+        self.0.tenants()
+    }
+    fn tenant_keys(&self, t: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
+        self.0.tenant_keys(t)
+    }
+    fn tenant_meta(&self, t: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.tenant_meta(t, name)
+    }
+    fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+        self.0.meta(name)
+    }
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.0.meta_with_prefix(prefix)
+    }
+}
+
+/// Everything a backend answers about its state, as text to compare with another backend's.
+pub fn dump(s: &dyn Storage) -> Vec<String> {
+    let mut out = vec![
+        format!("tenants {:?}", s.tenants().unwrap()),
+        format!("clock {:?}", s.meta("clock").unwrap()),
+        format!("meta {:?}", s.meta_with_prefix("").unwrap()),
+        format!("meta s/ {:?}", s.meta_with_prefix("s/").unwrap()),
+        format!("meta s/a {:?}", s.meta_with_prefix("s/a").unwrap()),
+    ];
+    for t in ["a", "b", "a-b"] {
+        let t = TenantId::new(t).unwrap();
+        s.scan_episodes(&t, &mut |r| {
+            out.push(format!("{t} {r:?}"));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        for after in afters() {
+            let mut ids = Vec::new();
+            s.scan_episodes_after(&t, after.as_ref(), &mut |r| {
+                ids.push(r.id);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+            out.push(format!("{t} after {after:?}: {ids:?}"));
+            // Stopping early.
+            let mut first = Vec::new();
+            s.scan_episodes_after(&t, after.as_ref(), &mut |r| {
+                first.push(r.id);
+                if first.len() == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            })
+            .unwrap();
+            out.push(format!("{t} first two after {after:?}: {first:?}"));
+        }
+        out.push(format!("{t} keys {:?}", s.tenant_keys(&t).unwrap()));
+        out.push(format!("{t} meta {:?}", s.tenant_meta(&t, "x").unwrap()));
+        out.push(format!(
+            "{t} changes {:?}",
+            s.changes(&t, 0, usize::MAX).unwrap()
+        ));
+        out.push(format!(
+            "{t} changes after 2 {:?}",
+            s.changes(&t, 2, 3).unwrap()
+        ));
+        out.push(format!("{t} vv {:?}", s.version_vector(&t).unwrap()));
+        for h in ["h1", "h2"] {
+            out.push(format!(
+                "{t} ops {h} {:?} / after 1 {:?}",
+                s.ops(&t, &hub(h), 0, usize::MAX).unwrap(),
+                s.ops(&t, &hub(h), 1, 2).unwrap()
+            ));
+        }
+    }
+    out
+}
+
+/// Batches of random writes, as the conformance property takes them.
+pub fn batches() -> impl Strategy<Value = Vec<Vec<Write>>> {
+    proptest::collection::vec(proptest::collection::vec(write(), 1..8), 1..12)
+}
+
+/// Applies `batches` to `backend` and to the model: every outcome and, at the end, the whole
+/// state must agree (the model's default scan too). Returns the model, to compare a reopened
+/// backend with.
+pub fn matches_the_model(
+    backend: &dyn Storage,
+    batches: &[Vec<Write>],
+) -> Result<MemStorage, TestCaseError> {
+    let model = MemStorage::new();
+    let default_scan = DefaultScan::default();
+    for batch in batches {
+        let applied = model.apply(batch).unwrap();
+        prop_assert_eq!(backend.apply(batch).unwrap(), applied.clone());
+        prop_assert_eq!(default_scan.apply(batch).unwrap(), applied);
+    }
+    prop_assert_eq!(dump(backend), dump(&model));
+    prop_assert_eq!(dump(&default_scan), dump(&model));
+    Ok(model)
+}
+
+/// Peer records through a backend: `open` gives the backend (the same store each time, so
+/// that a backend that persists is checked after reopening).
+pub fn peer_records_persist_and_match_the_model(open: &dyn Fn() -> Box<dyn Storage>) {
+    let t = TenantId::new("acme").unwrap();
+    let eu = Region::new("eu").unwrap();
+    let vv = |n| [(hub("a"), n)].into_iter().collect::<VersionVector>();
+    let writes = [
+        Write::KnowPeer {
+            peer: hub("p"),
+            region: eu.clone(),
+        },
+        Write::KnowPeer {
+            peer: hub("p"),
+            region: eu.clone(),
+        },
+        Write::KnowPeer {
+            peer: hub("q"),
+            region: eu.clone(),
+        },
+        Write::JoinPeerAck {
+            tenant: t.clone(),
+            peer: hub("p"),
+            acked: vv(4),
+        },
+        Write::JoinPeerAck {
+            tenant: t.clone(),
+            peer: hub("p"),
+            acked: vv(2),
+        },
+        Write::JoinPeerAck {
+            tenant: t.clone(),
+            peer: hub("q"),
+            acked: vv(1),
+        },
+        Write::ForgetPeer { peer: hub("q") },
+        Write::ForgetPeer { peer: hub("q") },
+    ];
+    let model = MemStorage::new();
+    let expected = model.apply(&writes).unwrap();
+    assert_eq!(
+        expected,
+        [true, false, true, true, false, true, true, false]
+    );
+    assert_eq!(open().apply(&writes).unwrap(), expected);
+    let db = open();
+    for s in [db.as_ref(), &model] {
+        assert_eq!(s.peers().ok(), Some(vec![(hub("p"), eu.clone())]));
+        assert_eq!(s.peer_acks(&t).ok(), Some(vec![(hub("p"), vv(4))]));
+    }
+    // Erasing the tenant keeps them.
+    db.apply(&[Write::EraseTenant { tenant: t.clone() }])
+        .unwrap();
+    assert_eq!(db.peer_acks(&t).ok(), Some(vec![(hub("p"), vv(4))]));
+}
+
+/// Store-wide settings, deletes and prefix scans through a backend (`open` as above).
+pub fn settings_persist_and_match_the_model(open: &dyn Fn() -> Box<dyn Storage>) {
+    let put = |name: &str, value: &[u8]| Write::PutMeta {
+        name: name.into(),
+        value: value.to_vec(),
+    };
+    let delete = |name: &str| Write::DeleteMeta { name: name.into() };
+    let writes = [
+        put("sealed/b", b"2"),
+        put("sealed/a", b"1"),
+        put("sealed", b"bare"),
+        put("sealed0", b"after the slash"),
+        put("sealed/\u{e9}", b"non-ascii"),
+        put("sealed/a/deeper", b"3"),
+        put("clock", b"c"),
+        put("sealed/gone", b"x"),
+        delete("sealed/gone"),
+        delete("sealed/gone"),
+        delete("never-set"),
+        put("sealed/b", b"2 again"),
+    ];
+    let model = MemStorage::new();
+    let expected = model.apply(&writes).unwrap();
+    assert_eq!(
+        expected,
+        [true, true, true, true, true, true, true, true, true, false, false, true]
+    );
+    assert_eq!(open().apply(&writes).unwrap(), expected);
+    let db = open();
+    let entry = |name: &str, value: &[u8]| (name.to_owned(), value.to_vec());
+    for s in [db.as_ref(), &model] {
+        assert_eq!(
+            s.meta_with_prefix("sealed/").ok(),
+            Some(vec![
+                entry("sealed/a", b"1"),
+                entry("sealed/a/deeper", b"3"),
+                entry("sealed/b", b"2 again"),
+                entry("sealed/\u{e9}", b"non-ascii"),
+            ])
+        );
+        assert_eq!(
+            s.meta_with_prefix("sealed/a").ok(),
+            Some(vec![
+                entry("sealed/a", b"1"),
+                entry("sealed/a/deeper", b"3")
+            ])
+        );
+        assert_eq!(s.meta_with_prefix("sealed/gone").ok(), Some(vec![]));
+        assert_eq!(s.meta_with_prefix("zzz").ok(), Some(vec![]));
+        let all = s.meta_with_prefix("").unwrap();
+        let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "clock",
+                "sealed",
+                "sealed/a",
+                "sealed/a/deeper",
+                "sealed/b",
+                "sealed/\u{e9}",
+                "sealed0"
+            ]
+        );
+        assert_eq!(s.meta("sealed/gone").ok(), Some(None));
+    }
+}
