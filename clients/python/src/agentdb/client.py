@@ -43,6 +43,7 @@ from . import _calls
 from ._calls import UNSET, Unset
 from ._core import Core, Settings
 from ._effects import (
+    CloseStream,
     Effect,
     Emit,
     HttpRequest,
@@ -444,6 +445,8 @@ class AgentDBClient:
                     failure = e
                 if isinstance(reply, OpenedStream):
                     opened.append(reply)
+                elif isinstance(effect, CloseStream):
+                    opened.remove(effect.stream)
         finally:
             steps.close()
             for stream in opened:
@@ -473,7 +476,7 @@ class AgentDBClient:
             stream = cast(_Stream, effect.stream.handle)
             if isinstance(effect, ReadStream):
                 return next(stream.chunks, None)
-            stream.response.close()  # CloseStream
+            stream.response.close()  # CloseStream, the one effect left
             return None
         except httpx.HTTPError as e:
             what = effect.request.what if isinstance(effect, (Send, OpenStream)) else _STREAM_WHAT
@@ -733,6 +736,8 @@ class AsyncAgentDBClient:
                     failure = e
                 if isinstance(reply, OpenedStream):
                     opened.append(reply)
+                elif isinstance(effect, CloseStream):
+                    opened.remove(effect.stream)
         finally:
             steps.close()
             for stream in opened:
@@ -763,7 +768,7 @@ class AsyncAgentDBClient:
             stream = cast(_AsyncStream, effect.stream.handle)
             if isinstance(effect, ReadStream):
                 return await anext(stream.chunks, None)
-            await stream.response.aclose()  # CloseStream
+            await stream.response.aclose()  # CloseStream, the one effect left
             return None
         except httpx.HTTPError as e:
             what = effect.request.what if isinstance(effect, (Send, OpenStream)) else _STREAM_WHAT
