@@ -40,3 +40,12 @@ fn redb_settings_persist_and_match_the_model() {
     let dir = tempfile::tempdir().unwrap();
     settings_persist_and_match_the_model(&reopening(&dir));
 }
+
+#[test]
+fn engines_sharing_a_memory_store_follow_each_other() {
+    let shared: std::sync::Arc<dyn Storage> =
+        std::sync::Arc::new(agentdb_memory::MemStorage::new());
+    agentdb_testkit::storage::engines_sharing_a_store_follow_each_other(&|| {
+        std::sync::Arc::clone(&shared)
+    });
+}

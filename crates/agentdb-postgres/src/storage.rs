@@ -246,6 +246,37 @@ async fn record_op(
     Ok(true)
 }
 
+async fn put_tenant_key(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    key: &WrappedTenantKey,
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO tenant_keys (tenant, version, key_data) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant, version) DO UPDATE SET key_data = EXCLUDED.key_data",
+        &[&tenant.as_str(), &i64::from(key.version), &key.bytes],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+async fn put_tenant_meta(
+    tx: &Transaction<'_>,
+    tenant: &TenantId,
+    name: &str,
+    value: &[u8],
+) -> Result<(), StorageError> {
+    tx.execute(
+        "INSERT INTO tenant_meta (tenant, name, value) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant, name) DO UPDATE SET value = EXCLUDED.value",
+        &[&tenant.as_str(), &name, &value],
+    )
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 async fn meta_for_update(
     tx: &Transaction<'_>,
     name: &str,
@@ -356,14 +387,44 @@ async fn apply_one(tx: &Transaction<'_>, w: &Write) -> Result<bool, StorageError
                 _ => false,
             }
         }
-        Write::PutTenantKey { tenant, key } => {
+        Write::CreateTenant {
+            tenant,
+            key,
+            settings,
+        } => {
+            // The tenant's counter row serialises creators: the second waits for the first's
+            // commit and then finds the key.
             tx.execute(
-                "INSERT INTO tenant_keys (tenant, version, key_data) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant, version) DO UPDATE SET key_data = EXCLUDED.key_data",
-                &[&tenant.as_str(), &i64::from(key.version), &key.bytes],
+                "INSERT INTO change_seq (tenant, last_seq) VALUES ($1, 0) \
+                 ON CONFLICT (tenant) DO NOTHING",
+                &[&tenant.as_str()],
             )
             .await
             .map_err(db)?;
+            tx.execute(
+                "SELECT last_seq FROM change_seq WHERE tenant = $1 FOR UPDATE",
+                &[&tenant.as_str()],
+            )
+            .await
+            .map_err(db)?;
+            let exists = tx
+                .query_opt(
+                    "SELECT version FROM tenant_keys WHERE tenant = $1 LIMIT 1",
+                    &[&tenant.as_str()],
+                )
+                .await
+                .map_err(db)?
+                .is_some();
+            if !exists {
+                put_tenant_key(tx, tenant, key).await?;
+                for (name, value) in settings {
+                    put_tenant_meta(tx, tenant, name, value).await?;
+                }
+            }
+            !exists
+        }
+        Write::PutTenantKey { tenant, key } => {
+            put_tenant_key(tx, tenant, key).await?;
             true
         }
         Write::PutTenantMeta {
@@ -371,13 +432,7 @@ async fn apply_one(tx: &Transaction<'_>, w: &Write) -> Result<bool, StorageError
             name,
             value,
         } => {
-            tx.execute(
-                "INSERT INTO tenant_meta (tenant, name, value) VALUES ($1, $2, $3) \
-                 ON CONFLICT (tenant, name) DO UPDATE SET value = EXCLUDED.value",
-                &[&tenant.as_str(), &name.as_str(), value],
-            )
-            .await
-            .map_err(db)?;
+            put_tenant_meta(tx, tenant, name, value).await?;
             true
         }
         Write::PutMeta { name, value } => {
@@ -586,6 +641,19 @@ impl Storage for PostgresStorage {
             "SELECT seq, id FROM changes WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             &[&tenant.as_str(), &seq_to(after)?, &limit_to(limit)],
         )
+    }
+
+    fn change_heads(&self) -> Result<Vec<(TenantId, u64)>, StorageError> {
+        self.rows(
+            "SELECT tenant, last_seq FROM change_seq WHERE last_seq > 0 ORDER BY tenant",
+            &[],
+        )?
+        .iter()
+        .map(|r| {
+            let tenant = TenantId::new(r.get::<_, &str>(0)).map_err(|_| corrupt("tenant id"))?;
+            Ok((tenant, seq_from(r.get(1))?))
+        })
+        .collect()
     }
 
     fn ops(

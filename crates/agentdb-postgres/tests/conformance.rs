@@ -43,3 +43,11 @@ fn postgres_peer_records_persist_and_match_the_model() {
 fn postgres_settings_persist_and_match_the_model() {
     settings_persist_and_match_the_model(&reconnecting(&fresh_database()));
 }
+
+#[test]
+fn engines_sharing_a_database_follow_each_other() {
+    let url = fresh_database();
+    agentdb_testkit::storage::engines_sharing_a_store_follow_each_other(&|| {
+        std::sync::Arc::new(PostgresStorage::connect(&url).unwrap())
+    });
+}

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use agentdb_core::{
     EpisodeId, Hlc, HubId, ModelId, Region, Stamp, TenantId, Timestamp, VersionVector,
@@ -81,6 +82,8 @@ pub fn write() -> impl Strategy<Value = Write> {
         1 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::CollectTombstone { tenant, id: row(n).id }),
         1 => (tenant.clone(), 1..3u32).prop_map(|(tenant, version)| Write::PutTenantKey {
             tenant, key: WrappedTenantKey { version, bytes: vec![version as u8; 4] } }),
+        1 => (tenant.clone(), 1..3u32, 0..3u8).prop_map(|(tenant, version, v)| Write::CreateTenant {
+            tenant, key: WrappedTenantKey { version, bytes: vec![v; 4] }, settings: vec![("x".into(), vec![v])] }),
         1 => tenant.clone().prop_map(|tenant| Write::PutTenantMeta { tenant, name: "x".into(), value: vec![1] }),
         1 => tenant.prop_map(|tenant| Write::EraseTenant { tenant }),
         1 => (0..4u64, 0..3u32).prop_map(|(w, c)| Write::ClockAtLeast { hlc: Hlc::new(w, c) }),
@@ -158,12 +161,16 @@ impl Storage for DefaultScan {
     fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
         self.0.meta_with_prefix(prefix)
     }
+    fn change_heads(&self) -> Result<Vec<(TenantId, u64)>, StorageError> {
+        self.0.change_heads()
+    }
 }
 
 /// Everything a backend answers about its state, as text to compare with another backend's.
 pub fn dump(s: &dyn Storage) -> Vec<String> {
     let mut out = vec![
         format!("tenants {:?}", s.tenants().unwrap()),
+        format!("change heads {:?}", s.change_heads().unwrap()),
         format!("clock {:?}", s.meta("clock").unwrap()),
         format!("meta {:?}", s.meta_with_prefix("").unwrap()),
         format!("meta s/ {:?}", s.meta_with_prefix("s/").unwrap()),
@@ -363,4 +370,86 @@ pub fn settings_persist_and_match_the_model(open: &dyn Fn() -> Box<dyn Storage>)
         );
         assert_eq!(s.meta("sealed/gone").ok(), Some(None));
     }
+}
+
+/// Two engines (hubs `hub-a` and `hub-b`, one master key) over one shared store, each
+/// following the other's writes with [`MemoryEngine::follow_storage`]: creation, stores,
+/// deletes, a tenant both create at once, key rotation and erasure all reach the other's
+/// index. `open` gives a connection to the shared store.
+pub fn engines_sharing_a_store_follow_each_other(open: &dyn Fn() -> Arc<dyn Storage>) {
+    use agentdb_memory::{EngineConfig, MemoryEngine, Query};
+    use agentdb_security::MasterKey;
+
+    let engine = |hub: &str| {
+        MemoryEngine::builder(open(), MasterKey::from_bytes([7; 32]))
+            .config(EngineConfig {
+                origin: Some(HubId::new(hub).unwrap()),
+                ..EngineConfig::default()
+            })
+            .open()
+            .unwrap()
+    };
+    let a = engine("hub-a");
+    let b = engine("hub-b");
+    let acme = TenantId::new("acme").unwrap();
+    let found = |e: &MemoryEngine, text: &str| -> Vec<EpisodeId> {
+        e.query(&acme, &Query::text(text, 10))
+            .map(|m| m.into_iter().map(|m| m.episode.id).collect())
+            .unwrap_or_default()
+    };
+    let episode = |task: &str| agentdb_core::NewEpisode::new(task, "in", "out", 0.9);
+
+    // A creates the tenant and stores; B knows nothing until it follows.
+    let invoice = a.store(&acme, episode("summarise invoice")).unwrap().id;
+    assert!(found(&b, "summarise invoice").is_empty());
+    assert_eq!(b.follow_storage().unwrap(), 1);
+    assert_eq!(found(&b, "summarise invoice"), vec![invoice]);
+    assert_eq!(
+        b.get(&acme, &invoice).unwrap().unwrap().task,
+        "summarise invoice"
+    );
+    // Nothing new: nothing changes.
+    assert_eq!(b.follow_storage().unwrap(), 0);
+
+    // B writes with the key A created; A follows.
+    let triage = b.store(&acme, episode("triage bug report")).unwrap().id;
+    a.follow_storage().unwrap();
+    assert_eq!(found(&a, "triage bug report").first(), Some(&triage));
+    assert_eq!(a.stats(&acme).unwrap().episodes, 2);
+
+    // A delete on one reaches the other's index.
+    assert!(b.delete(&acme, &invoice).unwrap());
+    a.follow_storage().unwrap();
+    assert!(!found(&a, "summarise invoice").contains(&invoice));
+    assert_eq!(a.stats(&acme).unwrap().episodes, 1);
+
+    // Both create a tenant before either follows: one key wins and both use it.
+    let globex = TenantId::new("globex").unwrap();
+    let from_a = a.store(&globex, episode("plan sprint")).unwrap().id;
+    let from_b = b.store(&globex, episode("plan sprint review")).unwrap().id;
+    a.follow_storage().unwrap();
+    b.follow_storage().unwrap();
+    for e in [&a, &b] {
+        for id in [from_a, from_b] {
+            assert!(e.get(&globex, &id).unwrap().is_some());
+        }
+        assert_eq!(e.stats(&globex).unwrap().episodes, 2);
+    }
+
+    // A new key version on A: B loads it when it meets a row sealed with it.
+    a.rotate_tenant_key(&acme).unwrap();
+    let after_rotation = a.store(&acme, episode("rotate credentials")).unwrap().id;
+    b.follow_storage().unwrap();
+    assert_eq!(
+        found(&b, "rotate credentials").first(),
+        Some(&after_rotation)
+    );
+
+    // Erased on A: B drops the tenant.
+    a.erase_tenant(&acme).unwrap();
+    b.follow_storage().unwrap();
+    assert!(found(&b, "triage bug report").is_empty());
+    assert!(b.get(&acme, &triage).unwrap().is_none());
+    assert!(!b.tenants().contains(&acme));
+    assert!(b.tenants().contains(&globex));
 }

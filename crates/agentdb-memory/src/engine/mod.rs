@@ -22,6 +22,7 @@
 
 mod body;
 mod commit;
+mod follow;
 mod indexer;
 mod keys;
 mod read;
@@ -173,8 +174,17 @@ impl MemoryEngine {
             }
             None => Hlc::default(),
         };
+        // Where each tenant's change log stands before its rows are read: a shared store's
+        // followers start there (a backend without change heads is not shared).
+        let heads: HashMap<TenantId, u64> = b
+            .storage
+            .change_heads()
+            .map(|h| h.into_iter().collect())
+            .unwrap_or_default();
         for id in b.storage.tenants()? {
             let state = load_tenant(&*b.storage, &keyring, &b.config, &id, &mut last_stamp)?;
+            let head = heads.get(&id).copied().unwrap_or(0);
+            state.followed.store(head, Ordering::Release);
             tenants.insert(id, Arc::new(state));
         }
         let hub = b.config.origin.clone().unwrap_or_else(local_hub);
@@ -276,19 +286,33 @@ impl MemoryEngine {
             .read()
             .generate(tenant)
             .map_err(|e| StoreError::Crypto(e.to_string()))?;
-        self.commit.submit(vec![
-            Write::PutTenantKey {
-                tenant: tenant.clone(),
-                key: wrapped,
-            },
-            Write::PutTenantMeta {
-                tenant: tenant.clone(),
-                name: MODEL_META.into(),
-                value: encode_model(model, dims),
-            },
-        ])?;
-        let index = VectorIndex::new(model.clone(), dims, self.config.index.clone());
-        let state = Arc::new(TenantState::new(tenant.clone(), vec![key], index));
+        let created = self.commit.submit(vec![Write::CreateTenant {
+            tenant: tenant.clone(),
+            key: wrapped,
+            settings: vec![(MODEL_META.into(), encode_model(model, dims))],
+        }])?;
+        let state = if created.first().copied().unwrap_or(false) {
+            let index = VectorIndex::new(model.clone(), dims, self.config.index.clone());
+            Arc::new(TenantState::new(tenant.clone(), vec![key], index))
+        } else {
+            // Another writer of a shared store created the tenant first: use its key.
+            let mut last_stamp = Hlc::default();
+            let state = load_tenant(
+                &*self.storage,
+                &self.keyring.read(),
+                &self.config,
+                tenant,
+                &mut last_stamp,
+            )
+            .map_err(|e| StoreError::Crypto(e.to_string()))?;
+            // Stamps too far ahead are refused when they arrive as ops; here they only seed
+            // the clock.
+            let _ = self
+                .hlc
+                .lock()
+                .observe(last_stamp, self.clock.now().unix_ms());
+            Arc::new(state)
+        };
         self.tenants
             .write()
             .insert(tenant.clone(), Arc::clone(&state));
@@ -312,7 +336,7 @@ impl MemoryEngine {
     }
 }
 
-fn load_tenant(
+pub(super) fn load_tenant(
     storage: &dyn Storage,
     keyring: &Keyring,
     config: &EngineConfig,

@@ -634,7 +634,7 @@ impl MemoryEngine {
 
     /// Brings the tenant's index in line with a row just written; `vector` is the row's vector
     /// when the caller has it in the clear.
-    fn index_row(
+    pub(super) fn index_row(
         &self,
         state: &TenantState,
         row: &StoredEpisode,

@@ -36,6 +36,9 @@ pub(crate) struct TenantState {
     /// About how many tombstones the tenant holds (never 0 while one exists), so that
     /// collection can skip tenants without any.
     pub tombstones: AtomicU64,
+    /// The tenant's change log is reflected in the index up to this sequence number (see
+    /// `MemoryEngine::follow_storage`).
+    pub followed: AtomicU64,
 }
 
 impl TenantState {
@@ -52,6 +55,7 @@ impl TenantState {
             queued: AtomicBool::new(false),
             merge: Mutex::new(()),
             tombstones: AtomicU64::new(0),
+            followed: AtomicU64::new(0),
         }
     }
 

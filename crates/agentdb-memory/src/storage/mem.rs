@@ -136,6 +136,26 @@ impl Storage for MemStorage {
                         false
                     }
                 }
+                Write::CreateTenant {
+                    tenant,
+                    key,
+                    settings,
+                } => {
+                    let exists = t
+                        .keys
+                        .range((tenant.clone(), 0)..=(tenant.clone(), u32::MAX))
+                        .next()
+                        .is_some();
+                    if !exists {
+                        t.keys
+                            .insert((tenant.clone(), key.version), key.bytes.clone());
+                        for (name, value) in settings {
+                            t.tenant_meta
+                                .insert((tenant.clone(), name.clone()), value.clone());
+                        }
+                    }
+                    !exists
+                }
                 Write::PutTenantKey { tenant, key } => {
                     t.keys
                         .insert((tenant.clone(), key.version), key.bytes.clone());
@@ -276,6 +296,19 @@ impl Storage for MemStorage {
             .take(limit)
             .map(|((_, seq), id)| (*seq, *id))
             .collect())
+    }
+
+    fn change_heads(&self) -> Result<Vec<(TenantId, u64)>, StorageError> {
+        let tables = self.tables.read();
+        let mut out: Vec<(TenantId, u64)> = Vec::new();
+        // Keys sort by tenant, then seq: the last of each run is the head.
+        for (tenant, seq) in tables.changes.keys() {
+            match out.last_mut() {
+                Some((t, head)) if t == tenant => *head = *seq,
+                _ => out.push((tenant.clone(), *seq)),
+            }
+        }
+        Ok(out)
     }
 
     fn ops(

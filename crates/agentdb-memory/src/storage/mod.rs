@@ -190,6 +190,17 @@ pub enum Write {
         /// The episode.
         id: EpisodeId,
     },
+    /// Creates a tenant: stores its first key and its settings, unless the tenant already
+    /// has a key (in a store several hubs share, another one may have created it first; the
+    /// engine then loads that one). The outcome says whether it was created.
+    CreateTenant {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its first key.
+        key: WrappedTenantKey,
+        /// Per-tenant settings stored with it, as `(name, value)`.
+        settings: Vec<(String, Vec<u8>)>,
+    },
     /// Stores a tenant key version (overwriting the same version).
     PutTenantKey {
         /// The owner.
@@ -310,6 +321,15 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         after: u64,
         limit: usize,
     ) -> Result<Vec<(u64, EpisodeId)>, StorageError>;
+
+    /// Every tenant with at least one entry in its change log, and the sequence number of its
+    /// last change, in tenant order. An engine sharing the store with other writers follows
+    /// these to learn what they changed. A backend that cannot list them fails.
+    fn change_heads(&self) -> Result<Vec<(TenantId, u64)>, StorageError> {
+        Err(StorageError::Backend(
+            "this storage cannot list its change heads".into(),
+        ))
+    }
 
     /// The episodes of ops `(origin, after+1 ..)` in the tenant's op log, in sequence order, at
     /// most `limit`.

@@ -286,6 +286,27 @@ impl Storage for RedbStorage {
                             _ => false,
                         }
                     }
+                    Write::CreateTenant {
+                        tenant,
+                        key,
+                        settings,
+                    } => {
+                        let exists = keys
+                            .range(key_range(tenant))
+                            .map_err(backend)?
+                            .next()
+                            .is_some();
+                        if !exists {
+                            keys.insert((tenant.as_str(), key.version), key.bytes.as_slice())
+                                .map_err(backend)?;
+                            for (name, value) in settings {
+                                tmeta
+                                    .insert(meta_key(tenant, name), value.as_slice())
+                                    .map_err(backend)?;
+                            }
+                        }
+                        !exists
+                    }
                     Write::PutTenantKey { tenant, key } => {
                         keys.insert((tenant.as_str(), key.version), key.bytes.as_slice())
                             .map_err(backend)?;
@@ -463,6 +484,21 @@ impl Storage for RedbStorage {
                 k.value().1,
                 EpisodeId::from_uuid(uuid::Uuid::from_u128(v.value())),
             ));
+        }
+        Ok(out)
+    }
+
+    fn change_heads(&self) -> Result<Vec<(TenantId, u64)>, StorageError> {
+        let tx = self.db.begin_read().map_err(backend)?;
+        let table = tx.open_table(CHANGES).map_err(backend)?;
+        let mut out: Vec<(TenantId, u64)> = Vec::new();
+        for item in table.iter().map_err(backend)? {
+            let (k, _) = item.map_err(backend)?;
+            let (tenant, seq) = k.value();
+            match out.last_mut() {
+                Some((t, head)) if t.as_str() == tenant => *head = seq,
+                _ => out.push((TenantId::new(tenant).map_err(backend)?, seq)),
+            }
         }
         Ok(out)
     }
