@@ -35,4 +35,4 @@ export RUFF_CACHE_DIR="$root/target/ruff/python-client"
 (cd "$work" && "$venv/bin/mypy" --config-file "$here/pyproject.toml" --strict \
   --cache-dir "$root/target/mypy/python-client" -p agentdb)
 cd "$here"
-AGENTDB_BIN="$agentdb_bin" "$venv/bin/pytest"
+AGENTDB_BIN="$agentdb_bin" "$venv/bin/pytest" --basetemp "$work/pytest"
