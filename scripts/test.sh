@@ -53,6 +53,10 @@ for dir in clients/typescript examples/lambda examples/express-saas examples/clo
 done
 (cd clients/typescript && npm run pack-test)
 
+# The Python client: its wheel built and installed into a venv, `mypy --strict` on the
+# installed package, and its tests against real hubs (clients/python/scripts/test.sh).
+clients/python/scripts/test.sh
+
 # The MCP server (`agentdb mcp`), driven by the Python MCP SDK's client over stdio and
 # streamable HTTP against a real hub; the client's environment is pinned package by package.
 mcp_venv="$PWD/target/venvs/mcp"

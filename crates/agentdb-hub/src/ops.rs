@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentdb_memory::{
-    Change as EngineChange, Query, QueryError, QueryInput as EngineInput, ReplicaError, StoreError,
+    index::IndexError, Change as EngineChange, Query, QueryError, QueryInput as EngineInput,
+    ReplicaError, StoreError,
 };
 use agentdb_proto::{
     Change, ChangeItem, ErrorCode, ListResponse, MatchesResponse, PageResponse, QueryInput,
@@ -215,7 +216,11 @@ fn store_error(e: &StoreError) -> WireError {
     let code = match e {
         StoreError::Invalid(agentdb_core::EpisodeError::TooLarge { .. })
         | StoreError::BatchTooLarge { .. } => ErrorCode::TooLarge,
-        StoreError::Invalid(_) | StoreError::EmbedderMismatch { .. } => ErrorCode::InvalidRequest,
+        StoreError::Invalid(_)
+        | StoreError::EmbedderMismatch { .. }
+        | StoreError::Index(IndexError::Dimensions { .. } | IndexError::ModelMismatch { .. }) => {
+            ErrorCode::InvalidRequest
+        }
         _ => ErrorCode::Internal,
     };
     error(code, e.to_string())
@@ -226,7 +231,10 @@ fn query_error(e: &QueryError) -> WireError {
         QueryError::BadK { .. }
         | QueryError::BadFilter(_)
         | QueryError::InvalidVector(_)
-        | QueryError::EmbedderMismatch { .. } => ErrorCode::InvalidRequest,
+        | QueryError::EmbedderMismatch { .. }
+        | QueryError::Index(IndexError::Dimensions { .. } | IndexError::ModelMismatch { .. }) => {
+            ErrorCode::InvalidRequest
+        }
         _ => ErrorCode::Internal,
     };
     error(code, e.to_string())
