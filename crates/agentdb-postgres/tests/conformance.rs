@@ -12,8 +12,7 @@ use agentdb_testkit::storage::{
 };
 use proptest::prelude::*;
 
-mod common;
-use common::fresh_database;
+use agentdb_testkit::postgres::fresh_database;
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]

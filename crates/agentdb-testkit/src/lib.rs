@@ -8,6 +8,7 @@
 pub mod disk;
 pub mod fedsim;
 pub mod https;
+pub mod postgres;
 pub mod storage;
 
 use std::path::{Path, PathBuf};
@@ -53,6 +54,8 @@ pub const AMBIENT_ENV: &[&str] = &[
     "EU_HUB",
     "US_HUB",
     "AP_HUB",
+    "AGENTDB_STORAGE",
+    "AGENTDB_TENANT",
 ];
 
 /// The `agentdb hub` flags that put every listener (QUIC, admin HTTP, HTTPS) on a free

@@ -22,6 +22,7 @@ use agentdb_core::{HubId, TenantId};
 use agentdb_hub::{HubConfig, HubLimits, TokenKey};
 use agentdb_memory::{
     embedder_from_env_or_dir, open_data_dir_with_embedder, EngineConfig, MemoryEngine,
+    MASTER_KEY_FILE,
 };
 use agentdb_security::ca::{
     CertificateAuthority, HostName, Subject, CA_CERT_FILE, DEFAULT_CA_VALIDITY,
@@ -51,6 +52,30 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:8444";
 pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 /// The hub's name unless told otherwise.
 pub const DEFAULT_HUB_ID: &str = "hub-1";
+/// Environment variable choosing the hub's storage (see `--storage`).
+pub const STORAGE_ENV: &str = "AGENTDB_STORAGE";
+
+/// Where a hub keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum StorageChoice {
+    /// One redb file in the data directory.
+    Redb,
+    /// A PostgreSQL database other hubs may share.
+    Postgres(String),
+}
+
+impl StorageChoice {
+    fn parse(value: &str) -> anyhow::Result<Self> {
+        let value = value.trim();
+        if value == "redb" {
+            return Ok(Self::Redb);
+        }
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            return Ok(Self::Postgres(value.to_owned()));
+        }
+        bail!("storage must be `redb` or a postgres:// URL")
+    }
+}
 /// Environment variable that turns mutual TLS off (`false`/`0`) or on (`true`/`1`).
 pub const ENABLE_MTLS_ENV: &str = "ENABLE_MTLS";
 
@@ -93,6 +118,11 @@ pub struct HubArgs {
     /// listener's client-certificate rule [default: 127.0.0.1:8443].
     #[arg(long, value_name = "ADDR")]
     https: Option<SocketAddr>,
+    /// Where the hub keeps its data: `redb` (one file in the data directory, the default) or
+    /// a PostgreSQL URL (postgres://user@host:port/db) that several hubs of a region can share
+    /// (docs/postgres.md). Also AGENTDB_STORAGE or the `storage` key.
+    #[arg(long, value_name = "URL", env = STORAGE_ENV, hide_env_values = true)]
+    storage: Option<String>,
     /// This hub's name [default: hub-1].
     #[arg(long, value_name = "ID")]
     hub_id: Option<HubId>,
@@ -114,6 +144,7 @@ pub struct HubArgs {
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     hub_id: Option<HubId>,
+    storage: Option<String>,
     model_dir: Option<PathBuf>,
     data: Option<PathBuf>,
     quic: Option<SocketAddr>,
@@ -204,6 +235,7 @@ struct TlsPaths {
 struct Settings {
     hub_id: HubId,
     data: PathBuf,
+    storage: StorageChoice,
     quic: SocketAddr,
     http: SocketAddr,
     https: SocketAddr,
@@ -235,17 +267,17 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
 
     let embedder = embedder_from_env_or_dir(model_dir.as_deref())?;
     tracing::info!(embedder = %embedder.model(), dimensions = embedder.dimensions(), "embedder ready");
-    let engine = Arc::new(
-        open_data_dir_with_embedder(
-            &settings.data,
-            EngineConfig {
-                origin: Some(settings.hub_id.clone()),
-                ..EngineConfig::default()
-            },
-            embedder,
-        )
-        .with_context(|| format!("cannot open data directory {}", settings.data.display()))?,
-    );
+    let engine_config = EngineConfig {
+        origin: Some(settings.hub_id.clone()),
+        ..EngineConfig::default()
+    };
+    let engine = Arc::new(match &settings.storage {
+        StorageChoice::Redb => open_data_dir_with_embedder(&settings.data, engine_config, embedder)
+            .with_context(|| format!("cannot open data directory {}", settings.data.display()))?,
+        StorageChoice::Postgres(url) => {
+            open_postgres(url, &settings.data, engine_config, embedder)?
+        }
+    });
     let (tls, dev) = match &settings.tls {
         Some(paths) => (paths.read()?, None),
         None => {
@@ -282,6 +314,37 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
     runtime.block_on(serve(config, engine, &settings, dev.map(|(dir, _)| dir)))
 }
 
+/// Opens the engine over a PostgreSQL database (its index rebuilt from the sealed rows), with
+/// the master key from AGENTDB_MASTER_KEY or `data/master.key`: every hub sharing the database
+/// must hold the same master key, and a hub with another one is refused.
+fn open_postgres(
+    url: &str,
+    data: &Path,
+    config: EngineConfig,
+    embedder: Arc<dyn agentdb_memory::Embedder>,
+) -> anyhow::Result<MemoryEngine> {
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot create data directory {}", data.display()))?;
+    let master = agentdb_security::MasterKey::from_env_or_file(&data.join(MASTER_KEY_FILE))
+        .context("cannot read the master key")?;
+    let started = std::time::Instant::now();
+    let storage = agentdb_postgres::PostgresStorage::connect(url)
+        .context("cannot open the PostgreSQL storage")?;
+    let target = storage.target().to_owned();
+    let engine = MemoryEngine::builder(Arc::new(storage), master)
+        .embedder(embedder)
+        .config(config)
+        .open()
+        .with_context(|| format!("cannot open the store in {target}"))?;
+    tracing::info!(
+        database = %target,
+        episodes = engine.episode_count(),
+        index_ms = started.elapsed().as_millis() as u64,
+        "storage: PostgreSQL; indexes rebuilt from the database"
+    );
+    Ok(engine)
+}
+
 async fn serve(
     config: HubConfig,
     engine: Arc<MemoryEngine>,
@@ -291,6 +354,13 @@ async fn serve(
     let handle = agentdb_hub::start(config, Arc::clone(&engine))
         .await
         .context("cannot start the hub")?;
+    // Other hubs write to a shared database: follow them.
+    let follower = matches!(settings.storage, StorageChoice::Postgres(_)).then(|| {
+        agentdb_hub::follow_shared_storage(
+            Arc::clone(&engine),
+            agentdb_hub::DEFAULT_FOLLOW_INTERVAL,
+        )
+    });
     let quic = handle.quic_addr();
     if let Some(dir) = dev {
         let hub_flag = if quic.to_string() == DEFAULT_QUIC {
@@ -341,6 +411,9 @@ async fn serve(
         connected_agents = handle.connected_agents(),
         "shutting down: draining connections"
     );
+    if let Some(follower) = follower {
+        follower.abort();
+    }
     handle.shutdown().await;
     tracing::info!("hub stopped");
     Ok(())
@@ -415,6 +488,7 @@ pub fn check_config(text: &str) -> anyhow::Result<()> {
         quic: None,
         http: None,
         https: None,
+        storage: None,
         hub_id: None,
         model_dir: None,
         insecure_dev_bind: false,
@@ -439,6 +513,10 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         .clone()
         .or_else(|| file.data.map(in_file))
         .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA));
+    let storage = match args.storage.as_deref().or(file.storage.as_deref()) {
+        Some(value) => StorageChoice::parse(value)?,
+        None => StorageChoice::Redb,
+    };
     let quic = match args.quic.or(file.quic) {
         Some(a) => a,
         None => parse(DEFAULT_QUIC)?,
@@ -521,6 +599,7 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
     Ok(Settings {
         hub_id,
         data,
+        storage,
         quic,
         http,
         https,

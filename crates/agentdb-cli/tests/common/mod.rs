@@ -2,6 +2,8 @@
 
 //! A hub child process, shared by the tests that run `agentdb hub`.
 
+pub mod pki;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;

@@ -1,6 +1,9 @@
-//! The test server, and a fresh database on it for each test.
+//! The PostgreSQL test server (`scripts/postgres.sh` starts one; `scripts/test.sh` does it
+//! for the whole suite), a fresh database on it for each test, and its client tools.
 
-#![allow(dead_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
+
+use std::path::PathBuf;
 
 /// The variable naming the test server (`postgres://user@host:port/db`).
 pub const SERVER_ENV: &str = "AGENTDB_TEST_POSTGRES";
@@ -37,4 +40,15 @@ pub fn fresh_database() -> String {
     });
     let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
     format!("{base}/{name}")
+}
+
+/// The variable naming the directory of the test server's client tools (`pg_dump`, `psql`).
+pub const BIN_ENV: &str = "AGENTDB_TEST_POSTGRES_BIN";
+
+/// A client tool of the test server (`pg_dump`, `psql`), from [`BIN_ENV`].
+pub fn tool(name: &str) -> PathBuf {
+    let dir = std::env::var(BIN_ENV).unwrap_or_else(|_| {
+        panic!("{BIN_ENV} is not set: `scripts/postgres.sh bin` prints the directory")
+    });
+    PathBuf::from(dir).join(name)
 }

@@ -1,0 +1,292 @@
+//! Hubs over one PostgreSQL database, through the real binary: three hubs serve the same
+//! tenants (what one acknowledges, the others find), a hub killed mid-write loses nothing it
+//! acknowledged and the others keep serving, a fresh hub joins and serves everything, and no
+//! episode content reaches the database in the clear. The server is the suite's
+//! (`AGENTDB_TEST_POSTGRES`); each test has a database of its own.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use agentdb_testkit::postgres::{fresh_database, tool};
+use common::pki::Pki;
+use common::{agentdb, Hub};
+
+/// How long a write may take to show on another hub before a test fails (the latency itself
+/// is measured by `agentdb-bench postgres`).
+const VISIBLE: Duration = Duration::from_secs(15);
+/// How often a condition is polled.
+const POLL: Duration = Duration::from_millis(100);
+/// The master key every hub of the group shares (base64 of 32 bytes).
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+/// A group of hubs over one database, with one PKI.
+struct Group {
+    pki: Pki,
+    dir: PathBuf,
+    url: String,
+}
+
+impl Group {
+    fn new(dir: &Path, hubs: &[&str]) -> Group {
+        let pki_dir = dir.join("pki");
+        std::fs::create_dir_all(&pki_dir).unwrap();
+        Group {
+            pki: Pki::new(pki_dir, hubs, &["acme", "globex"]),
+            dir: dir.to_owned(),
+            url: fresh_database(),
+        }
+    }
+
+    /// Starts hub `name` over the group's database, with a data directory of its own.
+    fn start(&self, name: &str) -> Hub {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let config = dir.join("hub.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "hub_id = {name:?}\ndata = \"data\"\nstorage = {:?}\nquic = \"127.0.0.1:0\"\n\
+                 http = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\n{}",
+                self.url,
+                self.pki.hub_sections(name)
+            ),
+        )
+        .unwrap();
+        let mut cmd = agentdb();
+        cmd.args(["hub", "--config", config.to_str().unwrap()])
+            .env("AGENTDB_MASTER_KEY", MASTER_KEY);
+        Hub::spawn(cmd, &dir.join("hub.log")).expect("the hub starts")
+    }
+
+    /// Polls `hub` until `check` holds for the ids a query of `tenant` returns.
+    fn wait_ids(
+        &self,
+        hub: &Hub,
+        tenant: &str,
+        what: &str,
+        check: impl Fn(&BTreeSet<String>) -> bool,
+    ) {
+        let deadline = Instant::now() + VISIBLE;
+        loop {
+            let ids = self.pki.ids(hub, tenant);
+            if check(&ids) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hub {} never {what}: has {ids:?}; log: {}",
+                hub.field("hub"),
+                hub.log_text()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+#[test]
+fn three_hubs_over_one_database_serve_the_same_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::new(dir.path(), &["hub-a", "hub-b", "hub-c"]);
+    let hubs: Vec<Hub> = ["hub-a", "hub-b", "hub-c"]
+        .iter()
+        .map(|h| group.start(h))
+        .collect();
+    let (a, b, c) = (&hubs[0], &hubs[1], &hubs[2]);
+
+    let from_a = group
+        .pki
+        .store(a, "acme", "summarise invoice", "Total: 300 EUR");
+    for hub in [b, c] {
+        group.wait_ids(hub, "acme", "found the episode stored on hub-a", |ids| {
+            ids.contains(&from_a)
+        });
+    }
+    let from_b = group
+        .pki
+        .store(b, "acme", "summarise invoice again", "Total: 12 EUR");
+    group.wait_ids(c, "acme", "found the episode stored on hub-b", |ids| {
+        ids.contains(&from_b)
+    });
+    // The other tenant sees none of it, on any hub.
+    for hub in [a, b, c] {
+        assert!(group.pki.ids(hub, "globex").is_empty());
+    }
+
+    // An update on one hub and a delete on another reach the third.
+    group
+        .pki
+        .agent(b, "update", "acme", &["--id", &from_a, "--reward", "0.15"]);
+    let deadline = Instant::now() + VISIBLE;
+    while group.pki.reward(c, "acme", &from_a) != Some(0.15) {
+        assert!(Instant::now() < deadline, "the update never reached hub-c");
+        std::thread::sleep(POLL);
+    }
+    group.pki.agent(c, "delete", "acme", &["--id", &from_b]);
+    group.wait_ids(a, "acme", "dropped the episode deleted on hub-c", |ids| {
+        !ids.contains(&from_b)
+    });
+}
+
+#[test]
+fn a_hub_killed_mid_write_loses_nothing_acknowledged_and_a_fresh_hub_serves_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::new(dir.path(), &["hub-a", "hub-b", "hub-d"]);
+    let a = group.start("hub-a");
+    let b = group.start("hub-b");
+    let marker = marker();
+
+    // Writers on hub-b, one process each, while hub-b is killed.
+    let writers: Vec<std::process::Child> = (0..12)
+        .map(|n| {
+            let mut args: Vec<String> = vec![
+                "agent".into(),
+                "store".into(),
+                "--hub".into(),
+                b.quic.clone(),
+            ];
+            args.extend(group.pki.creds("acme"));
+            for (flag, value) in [
+                ("--tenant", "acme".to_owned()),
+                ("--task", format!("summarise invoice {n}")),
+                ("--input", format!("{marker} input {n}")),
+                ("--output", format!("{marker} output {n}")),
+                ("--reward", "0.9".to_owned()),
+            ] {
+                args.push(flag.into());
+                args.push(value);
+            }
+            args.push("--json".into());
+            agentdb()
+                .args(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut b = b;
+    b.child.kill().unwrap();
+    b.child.wait().unwrap();
+    let acknowledged: Vec<String> = writers
+        .into_iter()
+        .filter_map(|w| {
+            let out = w.wait_with_output().unwrap();
+            out.status.success().then(|| {
+                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                assert_eq!(v["spooled"], false);
+                v["id"].as_str().unwrap().to_owned()
+            })
+        })
+        .collect();
+
+    assert!(
+        !acknowledged.is_empty(),
+        "no store finished before hub-b was killed; log: {}",
+        b.log_text()
+    );
+
+    // Hub-a has every acknowledged episode and keeps serving.
+    group.wait_ids(&a, "acme", "found every acknowledged episode", |ids| {
+        acknowledged.iter().all(|id| ids.contains(id))
+    });
+    let after = group
+        .pki
+        .store(&a, "acme", "summarise invoice after the crash", &marker);
+
+    // A hub that never ran before joins and serves all of it at once (its index is built from
+    // the database before it listens).
+    let d = group.start("hub-d");
+    let ids = group.pki.ids(&d, "acme");
+    for id in acknowledged.iter().chain([&after]) {
+        assert!(ids.contains(id), "hub-d lacks {id}");
+    }
+
+    // No episode content in the database: not in a dump (bytea is written as hex there), not in
+    // the server's files.
+    let dump = std::process::Command::new(tool("pg_dump"))
+        .args(["--data-only", &group.url])
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let text = String::from_utf8_lossy(&dump.stdout);
+    assert!(
+        text.contains("COPY public.episodes"),
+        "the dump has the episodes"
+    );
+    assert_no_marker(&text, &marker);
+    if let Ok(data) = std::env::var("AGENTDB_TEST_POSTGRES_DATA") {
+        // This database's files and the write-ahead log.
+        let oid = std::process::Command::new(tool("psql"))
+            .args([
+                &group.url,
+                "-Atc",
+                "SELECT oid FROM pg_database WHERE datname = current_database()",
+            ])
+            .output()
+            .unwrap();
+        let oid = String::from_utf8(oid.stdout).unwrap();
+        let data = Path::new(&data);
+        let mut files = agentdb_testkit::disk::files(&data.join("base").join(oid.trim()));
+        files.extend(agentdb_testkit::disk::files(&data.join("pg_wal")));
+        for file in files {
+            let bytes = std::fs::read(&file).unwrap();
+            assert!(
+                find_marker(&bytes, &marker).is_none(),
+                "{} holds the marker in clear",
+                file.display()
+            );
+        }
+    }
+}
+
+/// A marker of 24 letters (digits would match timestamps and pids in the server's files).
+fn marker() -> String {
+    let mut n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        ^ u128::from(std::process::id()) << 64;
+    (0..24)
+        .map(|_| {
+            let c = char::from(b'a' + (n % 26) as u8);
+            n /= 26;
+            c
+        })
+        .collect()
+}
+
+/// The first 8-byte window of `marker` found in `bytes`, if any.
+fn find_marker(bytes: &[u8], marker: &str) -> Option<String> {
+    marker
+        .as_bytes()
+        .windows(8)
+        .find(|w| memchr::memmem::find(bytes, w).is_some())
+        .map(|w| String::from_utf8_lossy(w).into_owned())
+}
+
+/// Asserts that `dump` holds no 8-byte window of `marker`, as text or as hex.
+fn assert_no_marker(dump: &str, marker: &str) {
+    assert_eq!(
+        find_marker(dump.as_bytes(), marker),
+        None,
+        "the dump holds the marker"
+    );
+    for w in marker.as_bytes().windows(8) {
+        let hex: String = w.iter().map(|b| format!("{b:02x}")).collect();
+        assert!(
+            !dump.contains(&hex),
+            "the dump holds {:?} as hex",
+            String::from_utf8_lossy(w)
+        );
+    }
+}
