@@ -7,6 +7,7 @@
 //! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
 //! cargo run --release -p agentdb-bench -- gateway [--quick] [--json]  # QUIC vs the HTTPS gateway
 //! cargo run --release -p agentdb-bench -- crash --trials 100          # kill -9 a hub process, check it
+//! cargo run --release -p agentdb-bench -- postgres --url postgres://…  # PostgreSQL beside redb
 //! cargo run --release -p agentdb-bench -- soak --agents 100 --minutes 10
 //! ```
 
@@ -18,6 +19,7 @@ mod data;
 mod federation;
 mod gateway;
 mod peers;
+mod postgres;
 mod scale;
 mod seed;
 mod soak;
@@ -69,6 +71,21 @@ enum Command {
         /// phase's clients [default: 2000, or 200 with --quick].
         #[arg(long)]
         ops: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// PostgreSQL beside redb: acknowledged writes per second and query latency on each; query
+    /// throughput with 1, 2 and 3 hubs over one database; how long a write takes to reach
+    /// another hub's index; the index rebuild time for a million episodes (docs/postgres.md).
+    Postgres {
+        /// The server (its `postgres` database; each phase creates a database of its own):
+        /// `scripts/postgres.sh start DIR` prints one.
+        #[arg(long, value_name = "URL")]
+        url: String,
+        /// Small sizes, one run.
+        #[arg(long)]
+        quick: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -257,6 +274,14 @@ fn main() -> anyhow::Result<()> {
             let rows = runtime()?.block_on(federation::run(sizes, &pb))?;
             pb.finish_and_clear();
             federation::print(&rows, sizes, quick, json, &machine(), &load)?;
+        }
+        Command::Postgres { url, quick, json } => {
+            let sizes = if quick {
+                postgres::Sizes::QUICK
+            } else {
+                postgres::Sizes::FULL
+            };
+            postgres::run(&url, sizes, json, &machine())?;
         }
         Command::Gateway { quick, ops, json } => {
             let mut sizes = if quick {

@@ -87,40 +87,10 @@ fn free_ports(n: usize) -> (Vec<u16>, Vec<u16>) {
 
 /// What the federation tests add to the shared PKI helper.
 trait PkiExt {
-    fn from_example_readme(base: &Path) -> Pki;
     fn wait_for(&self, hub: &Hub, tenant: &str, want: &[&String]);
 }
 
 impl PkiExt for Pki {
-    /// Runs the `agentdb` commands of the example README's first `sh` block in `base`.
-    fn from_example_readme(base: &Path) -> Pki {
-        let readme = std::fs::read_to_string(Path::new(EXAMPLE).join("README.md")).unwrap();
-        let block = readme
-            .split("```sh\n")
-            .nth(1)
-            .and_then(|rest| rest.split("```").next())
-            .expect("an sh block in the README");
-        let mut ran = 0;
-        for line in block.lines().filter(|l| l.starts_with("agentdb ")) {
-            let args: Vec<String> = line
-                .split_whitespace()
-                .skip(1)
-                .map(|w| w.trim_matches('\'').to_owned())
-                .collect();
-            let out = agentdb().args(&args).current_dir(base).output().unwrap();
-            assert!(
-                out.status.success(),
-                "README command {line:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            ran += 1;
-        }
-        assert!(ran >= 7, "the README's PKI block has {ran} commands");
-        Pki {
-            dir: base.join("pki"),
-        }
-    }
-
     /// Polls `hub` until a query for `tenant` returns every id of `want`.
     fn wait_for(&self, hub: &Hub, tenant: &str, want: &[&String]) {
         let deadline = Instant::now() + CONVERGE;
@@ -213,7 +183,7 @@ impl Example {
     fn start() -> Example {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
-        let pki = Pki::from_example_readme(&dir);
+        let pki = Pki::from_readme(&Path::new(EXAMPLE).join("README.md"), &dir);
         let mut last_error = String::new();
         for _ in 0..START_ATTEMPTS {
             let (quic, http) = free_ports(EXAMPLE_HUBS.len());

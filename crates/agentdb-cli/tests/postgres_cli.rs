@@ -44,6 +44,11 @@ impl Group {
 
     /// Starts hub `name` over the group's database, with a data directory of its own.
     fn start(&self, name: &str) -> Hub {
+        self.start_with(name, "")
+    }
+
+    /// [`Self::start`] with `extra` lines in the hub's config.
+    fn start_with(&self, name: &str, extra: &str) -> Hub {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let config = dir.join("hub.toml");
@@ -51,7 +56,7 @@ impl Group {
             &config,
             format!(
                 "hub_id = {name:?}\ndata = \"data\"\nstorage = {:?}\nquic = \"127.0.0.1:0\"\n\
-                 http = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\n{}",
+                 http = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n{extra}\n{}",
                 self.url,
                 self.pki.hub_sections(name)
             ),
@@ -137,60 +142,63 @@ fn a_hub_killed_mid_write_loses_nothing_acknowledged_and_a_fresh_hub_serves_ever
     let dir = tempfile::tempdir().unwrap();
     let group = Group::new(dir.path(), &["hub-a", "hub-b", "hub-d"]);
     let a = group.start("hub-a");
-    let b = group.start("hub-b");
+    let mut b = group.start("hub-b");
     let marker = marker();
 
-    // Writers on hub-b, one process each, while hub-b is killed.
-    let writers: Vec<std::process::Child> = (0..12)
-        .map(|n| {
-            let mut args: Vec<String> = vec![
-                "agent".into(),
-                "store".into(),
-                "--hub".into(),
-                b.quic.clone(),
-            ];
-            args.extend(group.pki.creds("acme"));
-            for (flag, value) in [
-                ("--tenant", "acme".to_owned()),
-                ("--task", format!("summarise invoice {n}")),
-                ("--input", format!("{marker} input {n}")),
-                ("--output", format!("{marker} output {n}")),
-                ("--reward", "0.9".to_owned()),
-            ] {
-                args.push(flag.into());
-                args.push(value);
-            }
-            args.push("--json".into());
-            agentdb()
-                .args(&args)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    std::thread::sleep(Duration::from_millis(300));
-    let mut b = b;
-    b.child.kill().unwrap();
-    b.child.wait().unwrap();
-    let acknowledged: Vec<String> = writers
-        .into_iter()
-        .filter_map(|w| {
-            let out = w.wait_with_output().unwrap();
-            out.status.success().then(|| {
-                let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-                assert_eq!(v["spooled"], false);
-                v["id"].as_str().unwrap().to_owned()
-            })
-        })
-        .collect();
-
-    assert!(
-        !acknowledged.is_empty(),
-        "no store finished before hub-b was killed; log: {}",
-        b.log_text()
-    );
-
+    // Writers on hub-b, each storing one episode after another in its own processes, until
+    // hub-b is killed: once a few stores are acknowledged, while others are under way.
+    let acknowledged = std::sync::Mutex::new(Vec::<String>::new());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let quic = b.quic.clone();
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let (group, quic, marker, acknowledged, stop) =
+                (&group, &quic, &marker, &acknowledged, &stop);
+            scope.spawn(move || {
+                for n in 0..200 {
+                    if stop.load(std::sync::atomic::Ordering::Acquire) {
+                        return;
+                    }
+                    let mut args: Vec<String> =
+                        vec!["agent".into(), "store".into(), "--hub".into(), quic.clone()];
+                    args.extend(group.pki.creds("acme"));
+                    for (flag, value) in [
+                        ("--tenant", "acme".to_owned()),
+                        ("--task", format!("summarise invoice {w}-{n}")),
+                        ("--input", format!("{marker} input {w}-{n}")),
+                        ("--output", format!("{marker} output {w}-{n}")),
+                        ("--reward", "0.9".to_owned()),
+                    ] {
+                        args.push(flag.into());
+                        args.push(value);
+                    }
+                    args.push("--json".into());
+                    let out = agentdb().args(&args).output().unwrap();
+                    if out.status.success() {
+                        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+                        assert_eq!(v["spooled"], false);
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push(v["id"].as_str().unwrap().to_owned());
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + VISIBLE;
+        while acknowledged.lock().unwrap().len() < 3 {
+            assert!(
+                Instant::now() < deadline,
+                "no store was acknowledged: {}",
+                b.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        b.child.kill().unwrap();
+        b.child.wait().unwrap();
+        stop.store(true, std::sync::atomic::Ordering::Release);
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
     // Hub-a has every acknowledged episode and keeps serving.
     group.wait_ids(&a, "acme", "found every acknowledged episode", |ids| {
         acknowledged.iter().all(|id| ids.contains(id))
@@ -272,6 +280,96 @@ fn find_marker(bytes: &[u8], marker: &str) -> Option<String> {
         .windows(8)
         .find(|w| memchr::memmem::find(bytes, w).is_some())
         .map(|w| String::from_utf8_lossy(w).into_owned())
+}
+
+#[test]
+fn a_group_over_one_database_federates_with_another_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::new(dir.path(), &["hub-a", "hub-b", "us"]);
+    // The other region: one hub over its own redb file, the root of the hierarchy.
+    let us_dir = dir.path().join("us");
+    std::fs::create_dir_all(&us_dir).unwrap();
+    let us_config = us_dir.join("hub.toml");
+    std::fs::write(
+        &us_config,
+        format!(
+            "hub_id = \"us\"\nregion = \"us\"\ntopology = \"hierarchical\"\ndata = \"data\"\n\
+             quic = \"127.0.0.1:0\"\nhttp = \"127.0.0.1:0\"\nhttps = \"127.0.0.1:0\"\n\
+             sync_interval = \"500ms\"\n\n{}",
+            group.pki.hub_sections("us")
+        ),
+    )
+    .unwrap();
+    let mut cmd = agentdb();
+    cmd.args(["hub", "--config", us_config.to_str().unwrap()]);
+    let us = Hub::spawn(cmd, &us_dir.join("hub.log")).expect("the us hub starts");
+    // The group is region eu; only hub-a links to us.
+    let upstream = format!(
+        "region = \"eu\"\ntopology = \"hierarchical\"\nupstream = {:?}\nsync_interval = \"500ms\"\n",
+        us.quic
+    );
+    let a = group.start_with("hub-a", &upstream);
+    let b = group.start_with("hub-b", "region = \"eu\"\ntopology = \"hierarchical\"\n");
+
+    // Written on hub-b, which has no link: it reaches us through hub-a.
+    let from_b = group
+        .pki
+        .store(&b, "acme", "summarise invoice", "Total: 300 EUR");
+    group.wait_ids(&us, "acme", "received the episode stored on hub-b", |ids| {
+        ids.contains(&from_b)
+    });
+    // Written on us: hub-a receives it over its link, and hub-b serves it from the database.
+    let from_us = group
+        .pki
+        .store(&us, "acme", "summarise invoice in us", "Total: 12 USD");
+    group.wait_ids(&b, "acme", "served the episode stored on us", |ids| {
+        ids.contains(&from_us)
+    });
+    drop(a);
+}
+
+#[test]
+fn the_example_runs_as_written() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/postgres");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::from_readme(&example.join("README.md"), dir.path());
+    let url = fresh_database();
+    let hubs: Vec<Hub> = ["hub-a", "hub-b", "hub-c"]
+        .iter()
+        .map(|name| {
+            // The example's fixed ports, made free ones: nothing here dials another hub.
+            let text = std::fs::read_to_string(example.join(format!("{name}.toml"))).unwrap();
+            let text = text
+                .lines()
+                .map(|l| match l.split_once(" = \"127.0.0.1:") {
+                    Some((key, _)) => format!("{key} = \"127.0.0.1:0\""),
+                    None => l.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            let config = dir.path().join(format!("{name}.toml"));
+            std::fs::write(&config, text).unwrap();
+            let mut cmd = agentdb();
+            cmd.args(["hub", "--config", config.to_str().unwrap()])
+                .env("AGENTDB_STORAGE", &url)
+                .env("AGENTDB_MASTER_KEY", MASTER_KEY);
+            let hub =
+                Hub::spawn(cmd, &dir.path().join(format!("{name}.log"))).expect("the hub starts");
+            assert!(
+                hub.log_text()
+                    .contains("storage: PostgreSQL; indexes rebuilt from the database"),
+                "{}",
+                hub.log_text()
+            );
+            hub
+        })
+        .collect();
+    let id = pki.store(&hubs[0], "acme", "summarise invoice", "Total: 300 EUR");
+    let deadline = Instant::now() + VISIBLE;
+    while !pki.ids(&hubs[2], "acme").contains(&id) {
+        assert!(Instant::now() < deadline, "hub-c never served {id}");
+        std::thread::sleep(POLL);
+    }
 }
 
 /// Asserts that `dump` holds no 8-byte window of `marker`, as text or as hex.

@@ -20,14 +20,18 @@ pub fn server() -> String {
 
 /// A new, empty database on the test server; its URL.
 pub fn fresh_database() -> String {
-    let server = server();
+    fresh_database_on(&server())
+}
+
+/// A new, empty database on the server at `server` (a URL naming any database of it); its URL.
+pub fn fresh_database_on(server: &str) -> String {
     let name = format!("t_{}", uuid::Uuid::new_v4().simple());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     runtime.block_on(async {
-        let (client, connection) = tokio_postgres::connect(&server, tokio_postgres::NoTls)
+        let (client, connection) = tokio_postgres::connect(server, tokio_postgres::NoTls)
             .await
             .unwrap();
         let driver = tokio::spawn(connection);
@@ -38,7 +42,7 @@ pub fn fresh_database() -> String {
         drop(client);
         let _ = driver.await;
     });
-    let base = server.rsplit_once('/').map_or(server.as_str(), |(b, _)| b);
+    let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
     format!("{base}/{name}")
 }
 

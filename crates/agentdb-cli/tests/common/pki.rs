@@ -2,7 +2,7 @@
 //! binary: shared by the tests of several hubs (federation, PostgreSQL).
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
@@ -15,6 +15,45 @@ pub struct Pki {
 }
 
 impl Pki {
+    /// Runs, in `base`, the `agentdb` commands of the first `sh` block of the README at `readme`
+    /// that has any (an example's PKI block); the PKI is in `base/pki`.
+    pub fn from_readme(readme: &Path, base: &Path) -> Pki {
+        let text = std::fs::read_to_string(readme).unwrap();
+        let commands: Vec<&str> = text
+            .split("```sh\n")
+            .skip(1)
+            .filter_map(|rest| rest.split("```").next())
+            .map(|block| {
+                block
+                    .lines()
+                    .filter(|l| l.starts_with("agentdb "))
+                    .collect::<Vec<_>>()
+            })
+            .find(|lines| !lines.is_empty())
+            .expect("an sh block with agentdb commands in the README");
+        for line in &commands {
+            let args: Vec<String> = line
+                .split_whitespace()
+                .skip(1)
+                .map(|w| w.trim_matches('\'').to_owned())
+                .collect();
+            let out = agentdb().args(&args).current_dir(base).output().unwrap();
+            assert!(
+                out.status.success(),
+                "README command {line:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert!(
+            commands.len() >= 5,
+            "the README's PKI block has {} commands",
+            commands.len()
+        );
+        Pki {
+            dir: base.join("pki"),
+        }
+    }
+
     /// A PKI with certificates for `hubs` and tenant-wide ones for `tenants`.
     pub fn new(dir: PathBuf, hubs: &[&str], tenants: &[&str]) -> Pki {
         let d = dir.to_str().unwrap();
