@@ -10,7 +10,7 @@ use agentdb_memory::storage::{
     tombstone_row, OpSeq, Storage, StorageError, StoredEpisode, Write, CLOCK_META,
 };
 use agentdb_security::WrappedTenantKey;
-use tokio_postgres::{Client, NoTls, Row, Transaction};
+use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use crate::schema;
 
@@ -26,7 +26,11 @@ const SCAN_PAGE: i64 = 512;
 #[derive(Debug)]
 pub struct PostgresStorage {
     write: tokio::sync::Mutex<Client>,
+    /// Prepared on the write connection, for its transactions.
+    writes: WriteStatements,
     read: Arc<Client>,
+    /// Prepared on the read connection.
+    reads: ReadStatements,
     /// Where the database is, without a password, for messages.
     target: String,
     runtime: Option<tokio::runtime::Runtime>,
@@ -39,6 +43,85 @@ impl Drop for PostgresStorage {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// The statements of the hot write path, prepared once on the write connection: a new
+/// episode costs one round trip.
+#[derive(Debug)]
+struct WriteStatements {
+    put_new_episode: Statement,
+    upsert_episode: Statement,
+    episode_for_update: Statement,
+    log_change: Statement,
+    next_op: Statement,
+}
+
+impl WriteStatements {
+    async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            // A new episode in one round trip: its row if the id is new, and then (only then)
+            // its change and its op; the answer's row count says whether it was new.
+            put_new_episode: c
+                .prepare(
+                    "WITH e AS (INSERT INTO episodes (tenant, id, row_data) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant, id) DO NOTHING RETURNING id), \
+                     s AS (INSERT INTO change_seq (tenant, last_seq) SELECT $1, 1 FROM e \
+                     ON CONFLICT (tenant) DO UPDATE SET last_seq = change_seq.last_seq + 1 \
+                     RETURNING last_seq), \
+                     c AS (INSERT INTO changes (tenant, seq, id) SELECT $1, last_seq, $2 FROM s), \
+                     v AS (INSERT INTO vv (tenant, origin, seq) SELECT $1, $4, 1 FROM e \
+                     ON CONFLICT (tenant, origin) DO UPDATE SET seq = vv.seq + 1 RETURNING seq) \
+                     INSERT INTO ops (tenant, origin, seq, id) SELECT $1, $4, seq, $2 FROM v",
+                )
+                .await?,
+            upsert_episode: c
+                .prepare(
+                    "INSERT INTO episodes (tenant, id, row_data) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant, id) DO UPDATE SET row_data = EXCLUDED.row_data",
+                )
+                .await?,
+            episode_for_update: c
+                .prepare("SELECT row_data FROM episodes WHERE tenant = $1 AND id = $2 FOR UPDATE")
+                .await?,
+            // The counter row's lock numbers a tenant's changes in commit order across every
+            // writer of the database.
+            log_change: c
+                .prepare(
+                    "WITH s AS (INSERT INTO change_seq (tenant, last_seq) VALUES ($1, 1) \
+                     ON CONFLICT (tenant) DO UPDATE SET last_seq = change_seq.last_seq + 1 \
+                     RETURNING last_seq) \
+                     INSERT INTO changes (tenant, seq, id) SELECT $1, last_seq, $2 FROM s",
+                )
+                .await?,
+            next_op: c
+                .prepare(
+                    "WITH v AS (INSERT INTO vv (tenant, origin, seq) VALUES ($1, $2, 1) \
+                     ON CONFLICT (tenant, origin) DO UPDATE SET seq = vv.seq + 1 RETURNING seq) \
+                     INSERT INTO ops (tenant, origin, seq, id) SELECT $1, $2, seq, $3 FROM v",
+                )
+                .await?,
+        })
+    }
+}
+
+/// The statements of the hot read path, prepared once on the read connection.
+#[derive(Debug)]
+struct ReadStatements {
+    episode: Statement,
+    episodes: Statement,
+}
+
+impl ReadStatements {
+    async fn prepare(c: &Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            episode: c
+                .prepare("SELECT row_data FROM episodes WHERE tenant = $1 AND id = $2")
+                .await?,
+            episodes: c
+                .prepare("SELECT id, row_data FROM episodes WHERE tenant = $1 AND id = ANY($2)")
+                .await?,
+        })
     }
 }
 
@@ -120,9 +203,15 @@ impl PostgresStorage {
             .map_err(|e| open_error(e.to_string()))?
             .map_err(|e| open_error(db(e).to_string()))?;
         wait(schema::migrate(&mut write)).map_err(|e| open_error(e.to_string()))?;
+        let writes =
+            wait(WriteStatements::prepare(&write)).map_err(|e| open_error(db(e).to_string()))?;
+        let reads =
+            wait(ReadStatements::prepare(&read)).map_err(|e| open_error(db(e).to_string()))?;
         Ok(Self {
             write: tokio::sync::Mutex::new(write),
+            writes,
             read: Arc::new(read),
+            reads,
             target,
             runtime: Some(runtime),
         })
@@ -149,12 +238,13 @@ fn describe(config: &tokio_postgres::Config) -> String {
 
 async fn episode_for_update(
     tx: &Transaction<'_>,
+    st: &WriteStatements,
     tenant: &TenantId,
     id: &EpisodeId,
 ) -> Result<Option<StoredEpisode>, StorageError> {
     let row = tx
         .query_opt(
-            "SELECT row_data FROM episodes WHERE tenant = $1 AND id = $2 FOR UPDATE",
+            &st.episode_for_update,
             &[&tenant.as_str(), &&id_bytes(id)[..]],
         )
         .await
@@ -165,12 +255,12 @@ async fn episode_for_update(
 
 async fn put_episode(
     tx: &Transaction<'_>,
+    st: &WriteStatements,
     tenant: &TenantId,
     row: &StoredEpisode,
 ) -> Result<(), StorageError> {
     tx.execute(
-        "INSERT INTO episodes (tenant, id, row_data) VALUES ($1, $2, $3) \
-         ON CONFLICT (tenant, id) DO UPDATE SET row_data = EXCLUDED.row_data",
+        &st.upsert_episode,
         &[&tenant.as_str(), &&id_bytes(&row.id)[..], &row.encode()],
     )
     .await
@@ -178,41 +268,39 @@ async fn put_episode(
     Ok(())
 }
 
-/// Appends `id` to the tenant's change log. The counter row serialises the tenant's changes
-/// across every writer of the database.
+/// Appends `id` to the tenant's change log.
 async fn log_change(
     tx: &Transaction<'_>,
+    st: &WriteStatements,
     tenant: &TenantId,
     id: &EpisodeId,
 ) -> Result<(), StorageError> {
-    let seq: i64 = tx
-        .query_one(
-            "INSERT INTO change_seq (tenant, last_seq) VALUES ($1, 1) \
-             ON CONFLICT (tenant) DO UPDATE SET last_seq = change_seq.last_seq + 1 \
-             RETURNING last_seq",
-            &[&tenant.as_str()],
-        )
+    tx.execute(&st.log_change, &[&tenant.as_str(), &&id_bytes(id)[..]])
         .await
-        .map_err(db)?
-        .get(0);
-    tx.execute(
-        "INSERT INTO changes (tenant, seq, id) VALUES ($1, $2, $3)",
-        &[&tenant.as_str(), &seq, &&id_bytes(id)[..]],
-    )
-    .await
-    .map_err(db)?;
+        .map_err(db)?;
     Ok(())
 }
 
 /// Records `op` for episode `id`; false when it is not the next op of its origin.
 async fn record_op(
     tx: &Transaction<'_>,
+    st: &WriteStatements,
     tenant: &TenantId,
     op: &OpSeq,
     id: &EpisodeId,
 ) -> Result<bool, StorageError> {
     let origin = op.origin().as_str();
-    // The row exists before it is locked, so that two writers of one origin queue on it.
+    if let OpSeq::Next(_) = op {
+        tx.execute(
+            &st.next_op,
+            &[&tenant.as_str(), &origin, &&id_bytes(id)[..]],
+        )
+        .await
+        .map_err(db)?;
+        return Ok(true);
+    }
+    // A replicated op: recorded only when it is the next of its origin. The row exists
+    // before it is locked, so that two writers of one origin queue on it.
     tx.execute(
         "INSERT INTO vv (tenant, origin, seq) VALUES ($1, $2, 0) ON CONFLICT (tenant, origin) DO NOTHING",
         &[&tenant.as_str(), &origin],
@@ -302,37 +390,82 @@ async fn put_meta(tx: &Transaction<'_>, name: &str, value: &[u8]) -> Result<(), 
     Ok(())
 }
 
+/// A [`Write::PutEpisode`]: whether the episode was new.
+async fn put_new_episode(
+    tx: &Transaction<'_>,
+    st: &WriteStatements,
+    tenant: &TenantId,
+    row: &StoredEpisode,
+    origin: &HubId,
+) -> Result<bool, StorageError> {
+    let inserted = tx
+        .execute(
+            &st.put_new_episode,
+            &[
+                &tenant.as_str(),
+                &&id_bytes(&row.id)[..],
+                &row.encode(),
+                &origin.as_str(),
+            ],
+        )
+        .await
+        .map_err(db)?;
+    Ok(inserted == 1)
+}
+
+/// Applies `writes` in one transaction. A run of new episodes (the common batch: a group
+/// commit of many writers' stores) is sent pipelined: the server runs the statements one after
+/// another, in order, without waiting for a round trip between them.
+async fn apply_all(
+    tx: &Transaction<'_>,
+    st: &WriteStatements,
+    writes: &[Write],
+) -> Result<Vec<bool>, StorageError> {
+    let mut out = Vec::with_capacity(writes.len());
+    let mut rest = writes;
+    while let Some(first) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|w| matches!(w, Write::PutEpisode { .. }))
+            .count();
+        if run == 0 {
+            out.push(apply_one(tx, st, first).await?);
+            rest = &rest[1..];
+            continue;
+        }
+        let puts = rest[..run].iter().filter_map(|w| match w {
+            Write::PutEpisode {
+                tenant,
+                row,
+                origin,
+            } => Some(put_new_episode(tx, st, tenant, row, origin)),
+            _ => None,
+        });
+        out.extend(futures_util::future::try_join_all(puts).await?);
+        rest = &rest[run..];
+    }
+    Ok(out)
+}
+
 /// One write of an [`Storage::apply`], inside its transaction; the outcome as the trait
 /// defines it for the variant.
-async fn apply_one(tx: &Transaction<'_>, w: &Write) -> Result<bool, StorageError> {
+async fn apply_one(
+    tx: &Transaction<'_>,
+    st: &WriteStatements,
+    w: &Write,
+) -> Result<bool, StorageError> {
     Ok(match w {
         Write::PutEpisode {
             tenant,
             row,
             origin,
-        } => {
-            let inserted = tx
-                .execute(
-                    "INSERT INTO episodes (tenant, id, row_data) VALUES ($1, $2, $3) \
-                     ON CONFLICT (tenant, id) DO NOTHING",
-                    &[&tenant.as_str(), &&id_bytes(&row.id)[..], &row.encode()],
-                )
-                .await
-                .map_err(db)?
-                == 1;
-            if inserted {
-                log_change(tx, tenant, &row.id).await?;
-                record_op(tx, tenant, &OpSeq::Next(origin.clone()), &row.id).await?
-            } else {
-                false
-            }
-        }
+        } => put_new_episode(tx, st, tenant, row, origin).await?,
         Write::ReplaceEpisode { tenant, row } => {
-            let live = episode_for_update(tx, tenant, &row.id)
+            let live = episode_for_update(tx, st, tenant, &row.id)
                 .await?
                 .is_some_and(|e| e.deleted.is_none());
             if live {
-                put_episode(tx, tenant, row).await?;
+                put_episode(tx, st, tenant, row).await?;
             }
             live
         }
@@ -343,12 +476,12 @@ async fn apply_one(tx: &Transaction<'_>, w: &Write) -> Result<bool, StorageError
             model,
             origin,
         } => {
-            let existing = episode_for_update(tx, tenant, id).await?;
+            let existing = episode_for_update(tx, st, tenant, id).await?;
             match tombstone_row(existing.as_ref(), *id, stamp, model) {
                 Some(tomb) => {
-                    put_episode(tx, tenant, &tomb).await?;
-                    log_change(tx, tenant, id).await?;
-                    record_op(tx, tenant, &OpSeq::Next(origin.clone()), id).await?
+                    put_episode(tx, st, tenant, &tomb).await?;
+                    log_change(tx, st, tenant, id).await?;
+                    record_op(tx, st, tenant, &OpSeq::Next(origin.clone()), id).await?
                 }
                 None => false,
             }
@@ -359,21 +492,21 @@ async fn apply_one(tx: &Transaction<'_>, w: &Write) -> Result<bool, StorageError
             row,
             op,
         } => {
-            if !record_op(tx, tenant, op, id).await? {
+            if !record_op(tx, st, tenant, op, id).await? {
                 false
             } else {
                 if let Some(row) = row {
-                    let existing = episode_for_update(tx, tenant, id).await?;
+                    let existing = episode_for_update(tx, st, tenant, id).await?;
                     if !merge_keeps(existing.as_ref(), row) {
-                        put_episode(tx, tenant, row).await?;
-                        log_change(tx, tenant, id).await?;
+                        put_episode(tx, st, tenant, row).await?;
+                        log_change(tx, st, tenant, id).await?;
                     }
                 }
                 true
             }
         }
         Write::CollectTombstone { tenant, id } => {
-            let existing = episode_for_update(tx, tenant, id).await?;
+            let existing = episode_for_update(tx, st, tenant, id).await?;
             match existing {
                 Some(row) if row.deleted.is_some() => {
                     tx.execute(
@@ -591,10 +724,7 @@ impl Storage for PostgresStorage {
         wait(async {
             let mut client = self.write.lock().await;
             let tx = client.transaction().await.map_err(db)?;
-            let mut out = Vec::with_capacity(writes.len());
-            for w in writes {
-                out.push(apply_one(&tx, w).await?);
-            }
+            let out = apply_all(&tx, &self.writes, writes).await?;
             tx.commit().await.map_err(db)?;
             Ok(out)
         })
@@ -605,13 +735,33 @@ impl Storage for PostgresStorage {
         tenant: &TenantId,
         id: &EpisodeId,
     ) -> Result<Option<StoredEpisode>, StorageError> {
-        let rows = self.rows(
-            "SELECT row_data FROM episodes WHERE tenant = $1 AND id = $2",
-            &[&tenant.as_str(), &&id_bytes(id)[..]],
-        )?;
-        rows.first()
-            .map(|r| StoredEpisode::decode(r.get::<_, &[u8]>(0)).map_err(StorageError::from))
+        let row = wait(
+            self.read
+                .query_opt(&self.reads.episode, &[&tenant.as_str(), &&id_bytes(id)[..]]),
+        )
+        .map_err(db)?;
+        row.map(|r| StoredEpisode::decode(r.get::<_, &[u8]>(0)).map_err(StorageError::from))
             .transpose()
+    }
+
+    fn episodes(
+        &self,
+        tenant: &TenantId,
+        ids: &[EpisodeId],
+    ) -> Result<Vec<Option<StoredEpisode>>, StorageError> {
+        let bytes: Vec<[u8; 16]> = ids.iter().map(id_bytes).collect();
+        let keys: Vec<&[u8]> = bytes.iter().map(|b| &b[..]).collect();
+        let rows = wait(
+            self.read
+                .query(&self.reads.episodes, &[&tenant.as_str(), &keys]),
+        )
+        .map_err(db)?;
+        let mut found = std::collections::HashMap::with_capacity(rows.len());
+        for r in &rows {
+            let row = StoredEpisode::decode(r.get::<_, &[u8]>(1))?;
+            found.insert(id_from(r.get::<_, &[u8]>(0))?, row);
+        }
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
     }
 
     fn scan_episodes(

@@ -164,6 +164,13 @@ impl Storage for DefaultScan {
     fn change_heads(&self) -> Result<Vec<(TenantId, u64)>, StorageError> {
         self.0.change_heads()
     }
+    fn episodes(
+        &self,
+        t: &TenantId,
+        ids: &[EpisodeId],
+    ) -> Result<Vec<Option<StoredEpisode>>, StorageError> {
+        self.0.episodes(t, ids)
+    }
 }
 
 /// Everything a backend answers about its state, as text to compare with another backend's.
@@ -204,6 +211,9 @@ pub fn dump(s: &dyn Storage) -> Vec<String> {
             .unwrap();
             out.push(format!("{t} first two after {after:?}: {first:?}"));
         }
+        // Rows read at once: stored ids, missing ones and a repeat, in the order asked.
+        let ids: Vec<EpisodeId> = [3, 0, 17, 3, 9].into_iter().map(|n| row(n).id).collect();
+        out.push(format!("{t} rows {:?}", s.episodes(&t, &ids).unwrap()));
         out.push(format!("{t} keys {:?}", s.tenant_keys(&t).unwrap()));
         out.push(format!("{t} meta {:?}", s.tenant_meta(&t, "x").unwrap()));
         out.push(format!(

@@ -67,10 +67,15 @@ impl MemoryEngine {
             state
                 .index
                 .search(&embedding.model, &embedding.vector, query.k, &query.filter)?;
+        let ids: Vec<EpisodeId> = hits.iter().map(|h| h.id).collect();
+        let rows = self
+            .storage
+            .episodes(&state.id, &ids)
+            .map_err(ReadError::from)?;
         let mut out = Vec::with_capacity(hits.len());
-        for hit in hits {
+        for (hit, row) in hits.iter().zip(rows) {
             // A hit deleted since the search is skipped, not an error.
-            if let Some(episode) = self.read(&state, &hit.id)? {
+            if let Some(episode) = open_live(&state, row)? {
                 out.push(Match {
                     episode,
                     score: hit.score,
@@ -144,13 +149,7 @@ impl MemoryEngine {
         state: &TenantState,
         id: &EpisodeId,
     ) -> Result<Option<Episode>, ReadError> {
-        match self.storage.episode(&state.id, id)? {
-            Some(row) if row.deleted.is_none() => {
-                let key = state.key_for(&row)?;
-                Ok(Some(body::open_episode(&key, &row)?))
-            }
-            _ => Ok(None),
-        }
+        open_live(state, self.storage.episode(&state.id, id)?)
     }
 
     /// One live episode of `tenant`.
@@ -322,5 +321,19 @@ impl MemoryEngine {
             embedding_model: Some(state.model().clone()),
             key_version: state.current_key().map_or(0, |k| k.version()),
         })
+    }
+}
+
+/// The episode of a live row, opened; `None` for no row or a tombstone.
+fn open_live(
+    state: &TenantState,
+    row: Option<StoredEpisode>,
+) -> Result<Option<Episode>, ReadError> {
+    match row {
+        Some(row) if row.deleted.is_none() => {
+            let key = state.key_for(&row)?;
+            Ok(Some(body::open_episode(&key, &row)?))
+        }
+        _ => Ok(None),
     }
 }

@@ -286,6 +286,17 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         id: &EpisodeId,
     ) -> Result<Option<StoredEpisode>, StorageError>;
 
+    /// The rows of `ids` (live or tombstone), in the order asked; `None` for an id the tenant
+    /// has no row for. The default reads them one by one; a backend with round trips should
+    /// read them at once.
+    fn episodes(
+        &self,
+        tenant: &TenantId,
+        ids: &[EpisodeId],
+    ) -> Result<Vec<Option<StoredEpisode>>, StorageError> {
+        ids.iter().map(|id| self.episode(tenant, id)).collect()
+    }
+
     /// Visits a tenant's episode rows in id (creation) order until `visit` breaks.
     fn scan_episodes(
         &self,
