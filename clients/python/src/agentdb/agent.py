@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import httpx
 
@@ -138,7 +138,37 @@ def _spawned(core: Core, tenant_id: str, memory_sync: bool) -> Steps[tuple[str |
         raise
 
 
-class EphemeralAgent:
+ClientT = TypeVar("ClientT", AgentDBClient, AsyncAgentDBClient)
+
+
+class _Agent(Generic[ClientT]):
+    """What the twins share: the agent's state, its client bound to its lifetime, and the
+    lifetime's properties."""
+
+    client: ClientT
+
+    def __init__(
+        self, client: ClientT, agent_id: str, tenant_id: str, life: _Lifetime, memories: tuple[Episode, ...]
+    ) -> None:
+        self.client = client
+        self.agent_id = agent_id
+        self.tenant_id = tenant_id
+        self.memories = memories
+        self._life = life
+        client._core.guard = life.guard
+
+    @property
+    def remaining_lifetime(self) -> float:
+        """Seconds the agent has left (0 once it is gone)."""
+        return self._life.remaining
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the agent still takes work."""
+        return self._life.alive
+
+
+class EphemeralAgent(_Agent[AgentDBClient]):
     """A short-lived agent of one tenant. Make one with ``spawn``; use it with ``with``.
 
     Attributes:
@@ -147,16 +177,6 @@ class EphemeralAgent:
         client: its ``AgentDBClient``, for everything else; it refuses work once the agent is gone.
         memories: what spawn pulled: up to 100 of the tenant's episodes, newest first.
     """
-
-    def __init__(
-        self, client: AgentDBClient, agent_id: str, tenant_id: str, life: _Lifetime, memories: tuple[Episode, ...]
-    ) -> None:
-        self.client = client
-        self.agent_id = agent_id
-        self.tenant_id = tenant_id
-        self.memories = memories
-        self._life = life
-        client._core.guard = life.guard
 
     @classmethod
     def spawn(
@@ -222,16 +242,6 @@ class EphemeralAgent:
             client.close()
             raise
         return cls(client, agent or plan.agent_id, tenant_id, _Lifetime(clock, started + lifetime), memories)
-
-    @property
-    def remaining_lifetime(self) -> float:
-        """Seconds the agent has left (0 once it is gone)."""
-        return self._life.remaining
-
-    @property
-    def is_alive(self) -> bool:
-        """Whether the agent still takes work."""
-        return self._life.alive
 
     def query_memories(
         self,
@@ -333,25 +343,10 @@ class EphemeralAgent:
         self._life.guard()
 
 
-class AsyncEphemeralAgent:
+class AsyncEphemeralAgent(_Agent[AsyncAgentDBClient]):
     """``EphemeralAgent``'s async twin: the same attributes and methods, awaited; ``client`` is an
     ``AsyncAgentDBClient``. ``spawn`` is awaited, or used directly with ``async with``.
     """
-
-    def __init__(
-        self,
-        client: AsyncAgentDBClient,
-        agent_id: str,
-        tenant_id: str,
-        life: _Lifetime,
-        memories: tuple[Episode, ...],
-    ) -> None:
-        self.client = client
-        self.agent_id = agent_id
-        self.tenant_id = tenant_id
-        self.memories = memories
-        self._life = life
-        client._core.guard = life.guard
 
     @classmethod
     def spawn(
@@ -414,16 +409,6 @@ class AsyncEphemeralAgent:
             return cls(client, agent or plan.agent_id, tenant_id, _Lifetime(clock, started + lifetime), memories)
 
         return AgentSpawn(spawning)
-
-    @property
-    def remaining_lifetime(self) -> float:
-        """Seconds the agent has left (0 once it is gone)."""
-        return self._life.remaining
-
-    @property
-    def is_alive(self) -> bool:
-        """Whether the agent still takes work."""
-        return self._life.alive
 
     async def query_memories(
         self,
