@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use agentdb_core::{Hlc, TenantId};
+use agentdb_core::TenantId;
 
 use super::tenant::TenantState;
-use super::{load_tenant, MemoryEngine};
+use super::MemoryEngine;
 use crate::error::{ReplicaError, StoreError};
 use crate::storage::StoredEpisode;
 
@@ -73,19 +73,7 @@ impl MemoryEngine {
         if self.tenant(tenant).is_some() || self.storage.tenant_keys(tenant)?.is_empty() {
             return Ok(false);
         }
-        let mut last_stamp = Hlc::default();
-        let state = load_tenant(
-            &*self.storage,
-            &self.keyring.read(),
-            &self.config,
-            tenant,
-            &mut last_stamp,
-        )
-        .map_err(|e| StoreError::Crypto(e.to_string()))?;
-        let _ = self
-            .hlc
-            .lock()
-            .observe(last_stamp, self.clock.now().unix_ms());
+        let state = self.load_stored_tenant(tenant)?;
         state.followed.store(head, Ordering::Release);
         let state = Arc::new(state);
         self.indexer.notify(&state);

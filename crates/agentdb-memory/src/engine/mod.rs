@@ -296,26 +296,32 @@ impl MemoryEngine {
             Arc::new(TenantState::new(tenant.clone(), vec![key], index))
         } else {
             // Another writer of a shared store created the tenant first: use its key.
-            let mut last_stamp = Hlc::default();
-            let state = load_tenant(
-                &*self.storage,
-                &self.keyring.read(),
-                &self.config,
-                tenant,
-                &mut last_stamp,
-            )
-            .map_err(|e| StoreError::Crypto(e.to_string()))?;
-            // Stamps too far ahead are refused when they arrive as ops; here they only seed
-            // the clock.
-            let _ = self
-                .hlc
-                .lock()
-                .observe(last_stamp, self.clock.now().unix_ms());
-            Arc::new(state)
+            Arc::new(self.load_stored_tenant(tenant)?)
         };
         self.tenants
             .write()
             .insert(tenant.clone(), Arc::clone(&state));
+        Ok(state)
+    }
+
+    /// Loads `tenant` as the store holds it (another writer of a shared store made it), and
+    /// lets the clock observe its stamps.
+    fn load_stored_tenant(&self, tenant: &TenantId) -> Result<TenantState, StoreError> {
+        let mut last_stamp = Hlc::default();
+        let state = load_tenant(
+            &*self.storage,
+            &self.keyring.read(),
+            &self.config,
+            tenant,
+            &mut last_stamp,
+        )
+        .map_err(|e| StoreError::Crypto(e.to_string()))?;
+        // Stamps too far ahead are refused when they arrive as ops; here they only seed the
+        // clock.
+        let _ = self
+            .hlc
+            .lock()
+            .observe(last_stamp, self.clock.now().unix_ms());
         Ok(state)
     }
 
@@ -336,7 +342,7 @@ impl MemoryEngine {
     }
 }
 
-pub(super) fn load_tenant(
+fn load_tenant(
     storage: &dyn Storage,
     keyring: &Keyring,
     config: &EngineConfig,
