@@ -88,8 +88,13 @@ CREATE TABLE peer_acks (
 #[non_exhaustive]
 pub enum MigrationError {
     /// The database failed.
-    #[error("cannot migrate the schema: {0}")]
-    Database(#[from] tokio_postgres::Error),
+    #[error("cannot migrate the schema: {message}")]
+    Database {
+        /// The server's SQLSTATE, when the server answered.
+        code: Option<String>,
+        /// What went wrong, in one line.
+        message: String,
+    },
     /// The database was written by a newer build.
     #[error(
         "the database has schema version {found}; this build knows versions up to {SCHEMA_VERSION}"
@@ -98,6 +103,34 @@ pub enum MigrationError {
         /// The version found.
         found: i32,
     },
+}
+
+impl From<tokio_postgres::Error> for MigrationError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(d) => MigrationError::Database {
+                code: Some(d.code().code().to_owned()),
+                message: format!("{}: {}", d.code().code(), d.message()),
+            },
+            None => MigrationError::Database {
+                code: None,
+                message: e.to_string(),
+            },
+        }
+    }
+}
+
+impl MigrationError {
+    /// Whether another hub creating the same objects at the same moment caused it (PostgreSQL
+    /// can refuse the second of two concurrent `CREATE TABLE IF NOT EXISTS`): trying again
+    /// then finds them made.
+    pub fn is_concurrent_creation(&self) -> bool {
+        matches!(
+            self,
+            MigrationError::Database { code: Some(c), .. }
+                if c == "23505" || c == "42P07" || c == "42710"
+        )
+    }
 }
 
 /// Applies every migration the database lacks, each in its own transaction. Hubs starting at

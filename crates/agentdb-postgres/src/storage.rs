@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::ops::ControlFlow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use agentdb_core::{EpisodeId, HubId, Region, TenantId, VersionVector};
 use agentdb_memory::storage::{
@@ -13,6 +14,9 @@ use agentdb_security::WrappedTenantKey;
 use tokio_postgres::{Client, NoTls, Row, Statement, Transaction};
 
 use crate::schema;
+
+/// How often a hub tries the migrations again when another hub was making the same objects.
+const MIGRATE_ATTEMPTS: u32 = 10;
 
 /// How many rows one query of a scan reads.
 const SCAN_PAGE: i64 = 512;
@@ -202,7 +206,19 @@ impl PostgresStorage {
         let read = wait(connect(config))
             .map_err(|e| open_error(e.to_string()))?
             .map_err(|e| open_error(db(e).to_string()))?;
-        wait(schema::migrate(&mut write)).map_err(|e| open_error(e.to_string()))?;
+        let mut attempt = 0;
+        loop {
+            match wait(schema::migrate(&mut write)) {
+                Ok(_) => break,
+                // Hubs starting together over a new database: the one that lost the race
+                // finds the schema made when it tries again.
+                Err(e) if e.is_concurrent_creation() && attempt < MIGRATE_ATTEMPTS => {
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_millis(50 * u64::from(attempt)));
+                }
+                Err(e) => return Err(open_error(e.to_string())),
+            }
+        }
         let writes =
             wait(WriteStatements::prepare(&write)).map_err(|e| open_error(db(e).to_string()))?;
         let reads =

@@ -50,3 +50,20 @@ fn engines_sharing_a_database_follow_each_other() {
         std::sync::Arc::new(PostgresStorage::connect(&url).unwrap())
     });
 }
+
+#[test]
+fn hubs_connecting_at_once_to_a_new_database_all_start() {
+    let url = fresh_database();
+    let opened: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| PostgresStorage::connect(&url).map(drop)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for result in opened {
+        result.unwrap();
+    }
+    // The schema is there once and works.
+    let db = PostgresStorage::connect(&url).unwrap();
+    assert_eq!(db.tenants().unwrap(), vec![]);
+}
