@@ -11,8 +11,11 @@
 //! Every [`Storage::apply`](agentdb_memory::storage::Storage::apply) is one transaction:
 //! when it returns, PostgreSQL has committed it.
 
+mod codec;
 mod schema;
+mod statements;
 mod storage;
+mod write;
 
 pub use schema::{MigrationError, SCHEMA_VERSION};
 pub use storage::PostgresStorage;
