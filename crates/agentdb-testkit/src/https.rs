@@ -296,6 +296,12 @@ impl HttpsConnection {
         let request = request
             .body(Full::new(Bytes::copy_from_slice(body.unwrap_or_default())))
             .map_err(|e| format!("request: {e}"))?;
+        // The connection takes the next request only once it has finished with the last
+        // answer; asking before that fails as canceled.
+        tokio::time::timeout(STEP, self.sender.ready())
+            .await
+            .map_err(|_| "the connection was not ready in time".to_owned())?
+            .map_err(|e| format!("HTTP: {e}"))?;
         let response = tokio::time::timeout(STEP, self.sender.send_request(request))
             .await
             .map_err(|_| "no answer in time".to_owned())?
