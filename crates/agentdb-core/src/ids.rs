@@ -217,6 +217,12 @@ uuid_id!(
     "episode id"
 );
 uuid_id!(
+    /// An erasure order (federation-wide erasure of a tenant or of a subject's episodes).
+    /// UUIDv7, minted by the hub that issues the order.
+    ErasureId,
+    "erasure id"
+);
+uuid_id!(
     /// One run of an agent (one spawn-to-destroy lifetime).
     SessionId,
     "session id"
@@ -243,6 +249,13 @@ impl EpisodeId {
         let mut ms = [0u8; 8];
         ms[2..].copy_from_slice(&b[..6]);
         u64::from_be_bytes(ms)
+    }
+}
+
+impl ErasureId {
+    /// Builds a UUIDv7 from a Unix time in milliseconds and 10 random bytes.
+    pub fn from_parts(unix_ms: u64, random: [u8; 10]) -> Self {
+        Self(EpisodeId::from_parts(unix_ms, random).as_uuid())
     }
 }
 

@@ -5,6 +5,7 @@
 //! timestamps and randomness in, which keeps every rule here deterministic and testable.
 
 mod episode;
+mod erasure;
 mod filter;
 mod hlc;
 mod ids;
@@ -20,9 +21,14 @@ pub use episode::{
     metadata_from_text, metadata_to_text, validate_vector, Embedding, Episode, EpisodeError,
     NewEpisode, DEFAULT_SUCCESS_THRESHOLD,
 };
+pub use erasure::{
+    ControlRecord, DestroyedKey, Erasure, ErasureReceipt, ErasureScope, ReceiptBody,
+};
 pub use filter::{EpisodeFacts, Filter, FilterError, MetadataMatch, Outcome};
 pub use hlc::{ClockSkew, Hlc, HlcClock, Stamp, DEFAULT_MAX_SKEW_MS};
-pub use ids::{AgentId, EpisodeId, HubId, IdError, ModelId, Region, SessionId, TenantId};
+pub use ids::{
+    AgentId, EpisodeId, ErasureId, HubId, IdError, ModelId, Region, SessionId, TenantId,
+};
 pub use limits::Limits;
 pub use op::{AppliedOps, Op};
 pub use replica::{EpisodeContent, EpisodeUpdate, LiveEpisode, Lww, ReplicaState, TieBreak};

@@ -20,13 +20,20 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
 
-use agentdb_core::{AppliedOps, HubId, Op, Region, Residency, TenantId, VersionVector};
+use agentdb_core::{
+    AppliedOps, ControlRecord, HubId, Op, Region, Residency, TenantId, VersionVector,
+};
 
-use super::message::{Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
+use super::message::{
+    Ack, Control, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors,
+};
 use crate::PROTOCOL_VERSION;
 
 /// About the most bytes of version vectors in one `Vectors` message (a frame holds 8 MiB).
 const VECTORS_BYTES: usize = 1 << 20;
+
+/// About the most bytes of records in one `Control` message.
+const CONTROL_BYTES: usize = 1 << 20;
 
 /// What the replication protocol needs from a hub's store. Every method is synchronous; the
 /// hub's driver runs them off the async executor.
@@ -58,6 +65,18 @@ pub trait ReplicaStore {
         ops: &[Op],
         now_ms: u64,
     ) -> Result<AppliedOps, StoreFailure>;
+
+    /// The control records (erasure orders, receipts) the store holds.
+    fn control_records(&self) -> Vec<ControlRecord> {
+        Vec::new()
+    }
+
+    /// Takes in control records received from a peer (records already held are ignored), and
+    /// acts on them (an erasure order is applied before this returns).
+    fn receive_control(&self, records: Vec<ControlRecord>) -> Result<(), StoreFailure> {
+        let _ = records;
+        Ok(())
+    }
 }
 
 /// A store failure, as one line.
@@ -148,6 +167,10 @@ pub struct LinkStats {
     pub last_sync_ms: Option<u64>,
     /// The last refusal or store failure, as one line.
     pub last_error: Option<String>,
+    /// Control records sent.
+    pub control_sent: u64,
+    /// Control records received.
+    pub control_received: u64,
 }
 
 /// One side of a hub-to-hub link. See the module docs.
@@ -177,6 +200,10 @@ pub struct LinkSession {
     look_at_all: bool,
     /// The tenant of the last page sent (pages rotate over tenants).
     last_sent: Option<TenantId>,
+    /// Names of the control records the peer holds (it sent them, or they were sent to it).
+    control_known: BTreeSet<String>,
+    /// Whether the store may hold control records the peer lacks.
+    control_changed: bool,
     stats: LinkStats,
 }
 
@@ -214,6 +241,8 @@ impl LinkSession {
             candidates: BTreeSet::new(),
             look_at_all: true,
             last_sent: None,
+            control_known: BTreeSet::new(),
+            control_changed: false,
             stats: LinkStats::default(),
         }
     }
@@ -296,6 +325,8 @@ impl LinkSession {
             }
         }
         self.peer = Some(hello);
+        // Control records first: the peer applies an erasure before any op that follows it.
+        self.queue_control(store);
         self.queue_vectors(store, now_ms);
         Ok(())
     }
@@ -319,6 +350,14 @@ impl LinkSession {
                 }
             }
             FedMessage::Ops(page) => self.receive(page, store, now_ms),
+            FedMessage::Control(control) => {
+                self.stats.control_received += control.records.len() as u64;
+                self.control_known
+                    .extend(control.records.iter().map(ControlRecord::name));
+                if let Err(e) = store.receive_control(control.records) {
+                    self.stats.last_error = Some(format!("control records: {e}"));
+                }
+            }
             FedMessage::Ack(ack) => {
                 self.settle(&ack.tenant)?;
                 self.stats.last_sync_ms = Some(now_ms);
@@ -469,6 +508,40 @@ impl LinkSession {
         self.next_vectors_ms = now_ms + self.config.sync_interval_ms;
     }
 
+    /// Queues the control records the peer may hold and does not hold yet.
+    fn queue_control(&mut self, store: &dyn ReplicaStore) {
+        self.control_changed = false;
+        let mut records = Vec::new();
+        let mut bytes = 0;
+        for record in store.control_records() {
+            let name = record.name();
+            if !self.shares(record.tenant()) || self.control_known.contains(&name) {
+                continue;
+            }
+            let size = postcard::to_stdvec(&record).map_or(0, |b| b.len());
+            if !records.is_empty() && bytes + size > CONTROL_BYTES {
+                self.stats.control_sent += records.len() as u64;
+                self.outbox.push_back(FedMessage::Control(Control {
+                    records: std::mem::take(&mut records),
+                }));
+                bytes = 0;
+            }
+            bytes += size;
+            self.control_known.insert(name);
+            records.push(record);
+        }
+        if !records.is_empty() {
+            self.stats.control_sent += records.len() as u64;
+            self.outbox
+                .push_back(FedMessage::Control(Control { records }));
+        }
+    }
+
+    /// Tells the session that the store has new control records.
+    pub fn notify_control(&mut self) {
+        self.control_changed = true;
+    }
+
     /// Tells the session that `tenant` changed in the store (new local or relayed ops).
     pub fn notify(&mut self, tenant: &TenantId) {
         self.candidates.insert(tenant.clone());
@@ -484,6 +557,9 @@ impl LinkSession {
     /// [`Self::notify`]) or learned about are looked at, and every tenant at each anti-entropy
     /// tick, so a send decision does not cost a read per tenant of the store.
     pub fn poll_transmit(&mut self, store: &dyn ReplicaStore, now_ms: u64) -> Option<FedMessage> {
+        if self.control_changed && self.peer.is_some() {
+            self.queue_control(store);
+        }
         if let Some(msg) = self.outbox.pop_front() {
             return Some(msg);
         }
@@ -922,5 +998,105 @@ mod tests {
             s.handle(ack, &Sink::default(), 0),
             Err(LinkError::UnexpectedAck(t))
         );
+    }
+
+    /// A store holding control records (and no ops), recording what it receives.
+    #[derive(Default)]
+    struct Records {
+        held: std::cell::RefCell<Vec<ControlRecord>>,
+        received: std::cell::RefCell<Vec<ControlRecord>>,
+    }
+
+    impl ReplicaStore for Records {
+        fn tenants(&self) -> Vec<TenantId> {
+            Vec::new()
+        }
+        fn version_vector(&self, _: &TenantId) -> VersionVector {
+            VersionVector::new()
+        }
+        fn ops_since(
+            &self,
+            _: &TenantId,
+            _: &VersionVector,
+            _: usize,
+            _: usize,
+        ) -> Result<Vec<Op>, StoreFailure> {
+            Ok(Vec::new())
+        }
+        fn apply_ops(&self, _: &TenantId, _: &[Op], _: u64) -> Result<AppliedOps, StoreFailure> {
+            unreachable!("no ops are exchanged")
+        }
+        fn control_records(&self) -> Vec<ControlRecord> {
+            self.held.borrow().clone()
+        }
+        fn receive_control(&self, records: Vec<ControlRecord>) -> Result<(), StoreFailure> {
+            self.received.borrow_mut().extend(records);
+            Ok(())
+        }
+    }
+
+    fn erasure(tenant: &str, ms: u64) -> ControlRecord {
+        ControlRecord::Erasure(agentdb_core::Erasure {
+            id: agentdb_core::ErasureId::from_parts(ms, [2; 10]),
+            tenant: TenantId::new(tenant).unwrap_or_else(|_| unreachable!()),
+            scope: agentdb_core::ErasureScope::Tenant,
+            issued_by: hub("a"),
+            stamp: agentdb_core::Stamp::new(agentdb_core::Hlc::new(ms, 0), hub("a")),
+        })
+    }
+
+    #[test]
+    fn control_records_go_first_once_and_only_where_the_tenant_may_be() {
+        let store = Records::default();
+        store.held.borrow_mut().push(erasure("acme", 1));
+        store.held.borrow_mut().push(erasure("local-only", 2));
+        let mut residency = Residency::everywhere();
+        residency.restrict(
+            TenantId::new("local-only").unwrap_or_else(|_| unreachable!()),
+            vec![Region::new("eu").unwrap_or_else(|_| unreachable!())],
+        );
+        let mut s = LinkSession::new(
+            hub("a"),
+            Region::new("eu").unwrap_or_else(|_| unreachable!()),
+            hub("b"),
+            None,
+            residency,
+            LinkConfig::default(),
+        );
+        assert!(matches!(
+            s.poll_transmit(&store, 0),
+            Some(FedMessage::Hello(_))
+        ));
+        // The peer is in `us`: the `local-only` tenant's order is not for it.
+        s.handle(hello("b", PROTOCOL_VERSION), &store, 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        match s.poll_transmit(&store, 0) {
+            Some(FedMessage::Control(c)) => assert_eq!(c.records, vec![erasure("acme", 1)]),
+            other => panic!("expected the control records first, got {other:?}"),
+        }
+        assert!(matches!(
+            s.poll_transmit(&store, 0),
+            Some(FedMessage::Vectors(_))
+        ));
+        // Nothing is sent twice; a new record is sent when the store says so.
+        s.notify_control();
+        assert_eq!(s.poll_transmit(&store, 0), None);
+        store.held.borrow_mut().push(erasure("acme", 3));
+        s.notify_control();
+        match s.poll_transmit(&store, 0) {
+            Some(FedMessage::Control(c)) => assert_eq!(c.records, vec![erasure("acme", 3)]),
+            other => panic!("expected the new record, got {other:?}"),
+        }
+        // A record the peer sent is handed to the store and never sent back to it.
+        let from_peer = erasure("acme", 4);
+        let msg = FedMessage::Control(Control {
+            records: vec![from_peer.clone()],
+        });
+        s.handle(msg, &store, 0).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(*store.received.borrow(), vec![from_peer.clone()]);
+        store.held.borrow_mut().push(from_peer);
+        s.notify_control();
+        assert_eq!(s.poll_transmit(&store, 0), None);
+        assert_eq!((s.stats().control_sent, s.stats().control_received), (2, 1));
     }
 }

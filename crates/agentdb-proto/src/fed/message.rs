@@ -7,11 +7,12 @@
 //! | 203  | `FedMessage::Ops`       | [`OpsPage`]      |
 //! | 204  | `FedMessage::Ack`       | [`Ack`]          |
 //! | 205  | `FedMessage::Refused`   | [`Refused`]      |
+//! | 206  | `FedMessage::Control`   | [`Control`]      |
 //!
 //! Frames are the agent protocol's frames (`frame.rs`); a link carries a sequence of them on
 //! one bi-stream each way.
 
-use agentdb_core::{HubId, Op, Region, TenantId, VersionVector};
+use agentdb_core::{ControlRecord, HubId, Op, Region, TenantId, VersionVector};
 use serde::{Deserialize, Serialize};
 
 use crate::frame::{encode_frame, Frame};
@@ -29,6 +30,8 @@ pub mod fed_kind {
     pub const ACK: u16 = 204;
     /// `FedMessage::Refused`.
     pub const REFUSED: u16 = 205;
+    /// `FedMessage::Control`.
+    pub const CONTROL: u16 = 206;
 }
 
 /// The first message each side sends.
@@ -97,6 +100,15 @@ pub struct Refused {
     pub vv: VersionVector,
 }
 
+/// Control records (erasure orders, receipts) the receiver may not hold yet. Each side sends
+/// the records the other may hold after its Hello, before its first `Vectors` (so a hub that
+/// was away applies an erasure before the ops that follow it), and new ones as they appear.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Control {
+    /// The records.
+    pub records: Vec<ControlRecord>,
+}
+
 /// A hub-to-hub message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum FedMessage {
@@ -110,6 +122,8 @@ pub enum FedMessage {
     Ack(Ack),
     /// A page was refused.
     Refused(Refused),
+    /// Control records.
+    Control(Control),
 }
 
 impl FedMessage {
@@ -121,6 +135,7 @@ impl FedMessage {
             FedMessage::Ops(_) => fed_kind::OPS,
             FedMessage::Ack(_) => fed_kind::ACK,
             FedMessage::Refused(_) => fed_kind::REFUSED,
+            FedMessage::Control(_) => fed_kind::CONTROL,
         }
     }
 
@@ -133,6 +148,7 @@ impl FedMessage {
             FedMessage::Ops(m) => encode_frame(kind, m),
             FedMessage::Ack(m) => encode_frame(kind, m),
             FedMessage::Refused(m) => encode_frame(kind, m),
+            FedMessage::Control(m) => encode_frame(kind, m),
         }
     }
 
@@ -146,6 +162,7 @@ impl FedMessage {
             fed_kind::OPS => FedMessage::Ops(decode_body(body)?),
             fed_kind::ACK => FedMessage::Ack(decode_body(body)?),
             fed_kind::REFUSED => FedMessage::Refused(decode_body(body)?),
+            fed_kind::CONTROL => FedMessage::Control(decode_body(body)?),
             kind => return Err(DecodeError::UnknownMessage { kind }),
         })
     }

@@ -25,7 +25,9 @@ mod message;
 
 pub use collect::collectable_through;
 pub use link::{LinkConfig, LinkError, LinkSession, LinkStats, ReplicaStore, StoreFailure};
-pub use message::{fed_kind, Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
+pub use message::{
+    fed_kind, Ack, Control, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors,
+};
 
 /// The ALPN protocol id of hub-to-hub links.
 pub const FED_ALPN: &[u8] = b"agentdb-fed/1";
