@@ -9,6 +9,8 @@
 //! - [`token`]: short-lived JWTs (EdDSA by default, HS256 for compatibility).
 //! - [`revocation`]: the list of revoked token ids.
 //! - [`policy`]: the single function that decides whether an identity may act on a tenant.
+//! - [`signing`]: a hub signs bytes with its certificate key (audit checkpoints, receipts);
+//!   anyone with the certificate and its CA checks them.
 //! - [`apikey`]: tenant API keys (`adb_<id>_<secret>`) and their keyed hashes.
 //! - [`StoreSecret`]: a store's own secret, wrapped by the master key, for keys that must
 //!   survive master-key rotation.
@@ -22,6 +24,7 @@ mod keyring;
 mod master_key;
 pub mod policy;
 pub mod revocation;
+pub mod signing;
 mod store_secret;
 pub mod tls;
 pub mod token;
