@@ -238,3 +238,25 @@ impl From<SealError> for ReplicaError {
         ReplicaError::Store(StoreError::from(e))
     }
 }
+
+/// Why applying or reading erasure orders failed. An order whose application failed is not
+/// recorded; applying it again is safe.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErasureError {
+    /// Rows or keys could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// Writing survivors or tombstones failed.
+    #[error(transparent)]
+    Replica(#[from] ReplicaError),
+    /// A new key for the tenant could not be made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The order could not be kept.
+    #[error(transparent)]
+    Settings(#[from] crate::engine::SettingsError),
+    /// A kept order does not decode.
+    #[error("{0}")]
+    Corrupt(String),
+}

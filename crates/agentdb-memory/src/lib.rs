@@ -30,15 +30,16 @@ pub use embedder::{
 };
 pub use engine::{
     mint_episode_id, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EpisodeList,
-    EraseReport, Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES,
-    REINDEX_BATCH,
+    EraseReport, ErasureOutcome, Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K,
+    MAX_PAGE_BYTES, REINDEX_BATCH,
 };
 pub use engine::{
     SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
     SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 pub use error::{
-    KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError, StoreError,
+    ErasureError, KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError,
+    StoreError,
 };
 pub use index::{Filter, FilterError, MetadataMatch, Outcome, VectorIndex};
 pub use storage::{MemStorage, RedbStorage, Storage};

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use agentdb_core::{
-    AgentId, ClockSkew, EpisodeId, EpisodeUpdate, HubId, Limits, LiveEpisode, NewEpisode, Op,
-    ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
+    AgentId, ClockSkew, EpisodeId, EpisodeUpdate, Erasure, ErasureId, ErasureScope, HubId, Limits,
+    LiveEpisode, NewEpisode, Op, ReplicaState, Stamp, TenantId, Timestamp, VersionVector,
 };
 use agentdb_memory::storage::{StorageError, StoredEpisode, Write};
 use agentdb_memory::{
@@ -50,6 +50,7 @@ fn config(name: &str) -> EngineConfig {
 struct Hub {
     db: MemoryEngine,
     clock: Arc<ManualClock>,
+    storage: Arc<dyn Storage>,
 }
 
 impl Hub {
@@ -61,22 +62,24 @@ impl Hub {
     /// [`Hub::mem`] with a given configuration.
     fn mem_with(config: EngineConfig) -> Self {
         let clock = Arc::new(ManualClock::new(Timestamp(T0)));
+        let storage: Arc<dyn Storage> = Arc::new(MemStorage::new());
         let db = open(
-            Arc::new(MemStorage::new()),
+            Arc::clone(&storage),
             &MasterKey::generate().unwrap(),
             &clock,
             config,
         )
         .unwrap();
-        Self { db, clock }
+        Self { db, clock, storage }
     }
 
     /// A hub on redb in `dir`.
     fn redb(name: &str, dir: &Path, key: &MasterKey, clock: &Arc<ManualClock>) -> Self {
-        let storage = Arc::new(RedbStorage::open(&dir.join(DB_FILE)).unwrap());
+        let storage: Arc<dyn Storage> = Arc::new(RedbStorage::open(&dir.join(DB_FILE)).unwrap());
         Self {
-            db: open(storage, key, clock, config(name)).unwrap(),
+            db: open(Arc::clone(&storage), key, clock, config(name)).unwrap(),
             clock: Arc::clone(clock),
+            storage,
         }
     }
 
@@ -1118,6 +1121,9 @@ impl Storage for FailingStorage {
     fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
         self.inner.meta(name)
     }
+    fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, StorageError> {
+        self.inner.meta_with_prefix(prefix)
+    }
 }
 
 #[test]
@@ -1138,6 +1144,7 @@ fn a_page_that_storage_fails_to_write_leaves_nothing_and_applies_whole_on_retry(
         Hub {
             db: db.unwrap(),
             clock: Arc::clone(&clock),
+            storage: Arc::clone(&storage) as Arc<dyn Storage>,
         }
     };
     let b = reopen();
@@ -1280,33 +1287,26 @@ fn an_episode_grown_past_the_size_limit_by_an_update_still_replicates() {
     assert_eq!(b.vv(&t), a.vv(&t));
 }
 
-/// A hub does not pass on ops it erased: a hub that lacks them gets them, content and all,
-/// from one that still holds them, and only then the erasing hub's later ops.
+/// A hub passes on the ops it erased without their content: a hub that lacks them advances
+/// past them, and the erasing hub's later ops follow.
 #[test]
-fn erased_ops_are_not_passed_on_without_their_content() {
-    let (a, b, c) = (Hub::mem("a"), Hub::mem("b"), Hub::mem("c"));
+fn erased_ops_are_passed_on_without_their_content() {
+    let (a, c) = (Hub::mem("a"), Hub::mem("c"));
     let t = tenant("acme");
     let first = a.store(&t, NewEpisode::new("before the erase", "in", "out", 0.5));
-    assert_eq!(pull(&a, &b, &t), 1);
     a.db.erase_tenant(&t).unwrap();
     let second = a.store(&t, NewEpisode::new("after the erase", "in", "out", 0.5));
     assert_eq!(a.vv(&t), vv(&[("a", 2)]));
 
-    // c lacks (a, 1), which a erased: a gives it nothing of origin a.
     let from_a = a.db.ops_since(&t, &c.vv(&t), PAGE, PAGE_BYTES).unwrap();
-    assert!(from_a.is_empty(), "{:?}", seqs(&from_a));
-    // b still holds (a, 1); then a gives (a, 2).
-    assert_eq!(pull(&b, &c, &t), 1);
-    assert_eq!(pull(&a, &c, &t), 1);
-    assert_eq!(pull(&a, &b, &t), 1);
-    for hub in [&b, &c] {
-        assert_eq!(hub.vv(&t), vv(&[("a", 2)]));
-        assert!(hub.db.get(&t, &first).unwrap().is_some());
-        assert!(hub.db.get(&t, &second).unwrap().is_some());
-    }
-    assert!(a.db.get(&t, &first).unwrap().is_none());
+    assert_eq!(seqs(&from_a), vec![(hub("a"), 1), (hub("a"), 2)]);
+    assert!(from_a[0].state.is_none(), "an erased op carried a state");
+    assert_eq!(pull(&a, &c, &t), 2);
+    assert_eq!(c.vv(&t), vv(&[("a", 2)]));
+    assert!(c.db.get(&t, &first).unwrap().is_none());
+    assert!(c.db.get(&t, &second).unwrap().is_some());
 
-    // The marker survives a restart of the erasing hub's store.
+    // The same after a restart of the erasing hub's store.
     let dir = tempfile::tempdir().unwrap();
     let (key, clock) = (
         MasterKey::generate().unwrap(),
@@ -1324,11 +1324,148 @@ fn erased_ops_are_not_passed_on_without_their_content() {
     let to_c =
         d.db.ops_since(&t, &VersionVector::new(), PAGE, PAGE_BYTES)
             .unwrap();
-    assert!(to_c.is_empty(), "{:?}", seqs(&to_c));
-    let to_later =
-        d.db.ops_since(&t, &vv(&[("d", 1)]), PAGE, PAGE_BYTES)
-            .unwrap();
-    assert_eq!(seqs(&to_later), vec![(hub("d"), 2)]);
+    assert_eq!(seqs(&to_c), vec![(hub("d"), 1), (hub("d"), 2)]);
+    assert!(to_c[0].state.is_none() && to_c[1].state.is_some());
+}
+
+fn order(issuer: &Hub, t: &TenantId, scope: ErasureScope) -> Erasure {
+    Erasure {
+        id: ErasureId::from_parts(issuer.now_ms(), [7; 10]),
+        tenant: t.clone(),
+        scope,
+        issued_by: issuer.db.hub_id().clone(),
+        stamp: issuer.db.erasure_stamp(),
+    }
+}
+
+/// Ids of the live episodes a hub holds of `t`.
+fn held(h: &Hub, t: &TenantId) -> Vec<EpisodeId> {
+    let mut ids: Vec<EpisodeId> =
+        h.db.list(t, None, 1000)
+            .unwrap()
+            .episodes
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+    ids.sort();
+    ids
+}
+
+/// An erasure order applied on two hubs: what it covers is gone from both and does not come
+/// back through a concurrent update on the hub that learned of it late; what was written after
+/// the order stays on both, even on the hub that held it when it learned of the order.
+#[test]
+fn an_erasure_order_converges_and_nothing_it_erased_comes_back() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let erased: Vec<EpisodeId> = (0..3)
+        .map(|i| a.store(&t, NewEpisode::new(format!("secret {i}"), "in", "out", 0.5)))
+        .collect();
+    assert_eq!(pull(&a, &b, &t), 3);
+    let keys_before = a.storage.tenant_keys(&t).unwrap();
+
+    a.clock.advance(10);
+    let o = order(&a, &t, ErasureScope::Tenant);
+    let outcome = a.db.apply_erasure(&o).unwrap();
+    assert_eq!(outcome.episodes, 3);
+    assert_eq!(outcome.through, vv(&[("a", 3)]));
+    let fingerprints: Vec<String> = keys_before.iter().map(|k| k.fingerprint()).collect();
+    assert_eq!(
+        outcome
+            .destroyed_keys
+            .iter()
+            .map(|k| k.fingerprint.clone())
+            .collect::<Vec<_>>(),
+        fingerprints
+    );
+    assert!(held(&a, &t).is_empty());
+    assert_eq!(a.db.erasures(&t).unwrap(), vec![o.clone()]);
+
+    // b has not heard of the order: it updates an erased episode and writes a new one later.
+    b.clock.advance(20);
+    assert!(b.update(
+        &t,
+        &erased[0],
+        EpisodeUpdate {
+            reward: Some(0.99),
+            ..EpisodeUpdate::default()
+        }
+    ));
+    let later = b.store(&t, NewEpisode::new("written later", "in", "out", 0.7));
+    pull(&b, &a, &t);
+    assert_eq!(held(&a, &t), vec![later], "an erased episode came back");
+    for id in &erased {
+        assert!(a.db.get(&t, id).unwrap().is_none());
+    }
+
+    // b learns of the order: the same episodes remain, under a new key.
+    let at_b = b.db.apply_erasure(&o).unwrap();
+    assert_eq!(at_b.episodes, 3);
+    assert_eq!(held(&b, &t), vec![later]);
+    assert_eq!(b.db.get(&t, &later).unwrap().unwrap().reward, 0.7);
+    assert_eq!(b.find(&t, "written later", Filter::default()), vec![later]);
+    pull(&b, &a, &t);
+    pull(&a, &b, &t);
+    assert_eq!(a.vv(&t), b.vv(&t));
+    assert_eq!(held(&a, &t), held(&b, &t));
+    // Applying the order again erases nothing more.
+    assert_eq!(b.db.apply_erasure(&o).unwrap().episodes, 0);
+    assert_eq!(held(&b, &t), vec![later]);
+    // No key of the erased tenant survives anywhere it was.
+    for k in a.storage.tenant_keys(&t).unwrap() {
+        assert!(!fingerprints.contains(&k.fingerprint()));
+    }
+}
+
+/// A subject erasure removes the episodes whose metadata names the subject, on every hub,
+/// and keeps the others and the tenant's key.
+#[test]
+fn a_subject_erasure_removes_only_the_subjects_episodes() {
+    let (a, b) = (Hub::mem("a"), Hub::mem("b"));
+    let t = tenant("acme");
+    let of = |user: &str, i: u32| {
+        NewEpisode::new(format!("task {user} {i}"), "in", "out", 0.5)
+            .with_metadata(serde_json::json!({ "user_id": user }))
+    };
+    let u1: Vec<EpisodeId> = (0..2).map(|i| a.store(&t, of("u1", i))).collect();
+    let u2: Vec<EpisodeId> = (0..2).map(|i| a.store(&t, of("u2", i))).collect();
+    assert_eq!(pull(&a, &b, &t), 4);
+    let keys = a.storage.tenant_keys(&t).unwrap();
+
+    a.clock.advance(10);
+    let o = order(
+        &a,
+        &t,
+        ErasureScope::Subject(agentdb_memory::MetadataMatch::new(
+            "user_id",
+            &serde_json::json!("u1"),
+        )),
+    );
+    let outcome = a.db.apply_erasure(&o).unwrap();
+    assert_eq!(outcome.episodes, 2);
+    assert!(outcome.destroyed_keys.is_empty());
+    let mut expected = u2.clone();
+    expected.sort();
+    assert_eq!(held(&a, &t), expected);
+    assert_eq!(a.storage.tenant_keys(&t).unwrap(), keys);
+
+    // A concurrent update at b of the subject's episode is not taken back.
+    b.clock.advance(20);
+    assert!(b.update(
+        &t,
+        &u1[0],
+        EpisodeUpdate {
+            reward: Some(0.9),
+            ..EpisodeUpdate::default()
+        }
+    ));
+    pull(&b, &a, &t);
+    assert_eq!(held(&a, &t), expected);
+    assert_eq!(b.db.apply_erasure(&o).unwrap().episodes, 2);
+    pull(&a, &b, &t);
+    pull(&b, &a, &t);
+    assert_eq!(held(&b, &t), expected);
+    assert_eq!(a.vv(&t), b.vv(&t));
 }
 
 fn with_metadata(m: serde_json::Value) -> EpisodeUpdate {

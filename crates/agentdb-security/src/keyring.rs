@@ -69,6 +69,15 @@ pub struct WrappedTenantKey {
     pub bytes: Vec<u8>,
 }
 
+impl WrappedTenantKey {
+    /// SHA-256 of the wrapped key, lower-case hex: names this key version (in an erasure
+    /// receipt, say) without revealing anything that opens it.
+    pub fn fingerprint(&self) -> String {
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &self.bytes);
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl fmt::Debug for WrappedTenantKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -8,9 +8,9 @@ use agentdb_core::TenantId;
 use agentdb_security::{Keyring, MasterKey};
 
 use crate::error::{KeyError, ReadError};
-use crate::storage::Write;
+use crate::storage::{StoredEpisode, Write};
 
-use super::tenant::ERASED_META;
+use super::tenant::TenantState;
 use super::types::EraseReport;
 use super::{MemoryEngine, KEY_CHECK_META};
 
@@ -19,15 +19,26 @@ impl MemoryEngine {
     /// durable transaction; its index is dropped. Other tenants are untouched. The tenant's op
     /// log and version vector stay (episode ids and sequence numbers, no content): the ops
     /// this hub accepts afterwards are numbered after the erased ones, and links do not send
-    /// the erased ops back. Nor does this hub pass the erased ops on (it has no content for
-    /// them): a hub that lacks them gets them, and the later ops of their origins, from
-    /// another hub that holds them.
+    /// the erased ops back. A hub that lacks them gets them from here without a state (as if
+    /// their tombstones had been collected): it advances past them and deletes any copy it
+    /// holds. This erases one hub; [`Self::apply_erasure`] applies an order every hub of a
+    /// federation applies, and that keeps erased episodes from coming back.
     ///
     /// Storage engines do not overwrite freed pages, so ciphertext (and the wrapped key) may
     /// linger in free space until reused. The wrapped key is only useful together with the
     /// master key; rotating the master key afterwards ([`Self::rewrap_master_key`]) makes any
     /// such remnant permanently unreadable.
     pub fn erase_tenant(&self, tenant: &TenantId) -> Result<EraseReport, ReadError> {
+        self.erase_tenant_with(tenant, &mut |_, _| Ok(()))
+    }
+
+    /// [`Self::erase_tenant`], showing each row to `visit` (with the tenant's keys, before
+    /// they are destroyed, and no write able to land in between).
+    pub(super) fn erase_tenant_with(
+        &self,
+        tenant: &TenantId,
+        visit: &mut dyn FnMut(&TenantState, StoredEpisode) -> Result<(), ReadError>,
+    ) -> Result<EraseReport, ReadError> {
         let _creating = self.creating.lock();
         loop {
             let state = self.tenant(tenant);
@@ -37,23 +48,23 @@ impl MemoryEngine {
                 continue;
             }
             let mut episodes = 0u64;
-            self.storage.scan_episodes(tenant, &mut |_| {
+            let mut failure = None;
+            self.storage.scan_episodes(tenant, &mut |row| {
                 episodes += 1;
+                if let Some(state) = &state {
+                    if let Err(e) = visit(state, row) {
+                        failure = Some(e);
+                        return ControlFlow::Break(());
+                    }
+                }
                 ControlFlow::Continue(())
             })?;
-            let held = self.storage.version_vector(tenant)?;
-            let held = postcard::to_stdvec(&held)
-                .map_err(|e| ReadError::Corrupt(format!("version vector: {e}")))?;
-            let flags = self.commit.submit(vec![
-                Write::EraseTenant {
-                    tenant: tenant.clone(),
-                },
-                Write::PutTenantMeta {
-                    tenant: tenant.clone(),
-                    name: ERASED_META.into(),
-                    value: held,
-                },
-            ])?;
+            if let Some(e) = failure {
+                return Err(e);
+            }
+            let flags = self.commit.submit(vec![Write::EraseTenant {
+                tenant: tenant.clone(),
+            }])?;
             if let Some(mut gate) = gate {
                 *gate = true;
             }

@@ -22,6 +22,7 @@
 
 mod body;
 mod commit;
+mod erasure;
 mod follow;
 mod indexer;
 mod keys;
@@ -33,6 +34,7 @@ mod tenant;
 mod types;
 mod write;
 
+pub use erasure::ErasureOutcome;
 pub use settings::{
     SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
     SEALED_SETTING_PREFIX, STORE_SECRET_META,

@@ -19,7 +19,7 @@ use agentdb_core::{
 };
 
 use super::body::{self, Body};
-use super::tenant::{TenantState, ERASED_META};
+use super::tenant::TenantState;
 use super::{embedding_text, normalize_task, MemoryEngine};
 use crate::error::{ReadError, ReplicaError, StoreError};
 use crate::index::EpisodeFacts;
@@ -214,21 +214,11 @@ impl MemoryEngine {
             return Ok(Vec::new());
         };
         let vv = self.storage.version_vector(tenant)?;
-        let erased: VersionVector = match self.storage.tenant_meta(tenant, ERASED_META)? {
-            Some(bytes) => {
-                postcard::from_bytes(&bytes).map_err(|e| ReadError::Corrupt(e.to_string()))?
-            }
-            None => VersionVector::new(),
-        };
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        // An op whose episode has no row here (its tombstone was collected, or it was erased)
+        // goes without a state: the peer advances past it and deletes a copy it still holds.
         for (origin, from, to) in vv.missing_from(known) {
-            if from < erased.get(origin) {
-                // The peer lacks an op erased here: it must get it, and this origin's later
-                // ops, from a hub that holds it (an op without its state would tell it the
-                // episode was collected).
-                continue;
-            }
             let room = limit.saturating_sub(out.len());
             let want = usize::try_from(to - from).unwrap_or(usize::MAX).min(room);
             for (seq, id) in self.storage.ops(tenant, origin, from, want)? {
@@ -272,6 +262,8 @@ impl MemoryEngine {
                 self.validate_live(op.episode, live)?;
             }
         }
+        // Erasure orders: an op carrying an episode one of them erased stores nothing.
+        let orders = self.orders_for(tenant)?;
         if self.tenant(tenant).is_none() {
             // Nothing held here (or only the op log of an erased tenant): a tenant is created
             // only when one of the ops applies.
@@ -318,7 +310,11 @@ impl MemoryEngine {
                     continue;
                 }
                 let mut new_row = None;
-                if op.state.is_none() {
+                let erased = match &op.state {
+                    Some(ReplicaState::Live(live)) => Self::erased_by_order(&orders, live),
+                    _ => false,
+                };
+                if op.state.is_none() || erased {
                     // The sender collected the episode's tombstone: the episode was deleted,
                     // and every hub the sender knows to hold the tenant had the delete. A copy
                     // still live here (a hub it did not know of) is deleted too, with a
@@ -342,7 +338,7 @@ impl MemoryEngine {
                         new_row = Some(row);
                     }
                 }
-                if let Some(incoming) = &op.state {
+                if let Some(incoming) = op.state.as_ref().filter(|_| !erased) {
                     let stamp = incoming.max_stamp().hlc;
                     if let Err(skew) = self.hlc.lock().observe(stamp, now_ms) {
                         // This origin's later ops now lie beyond a gap and are skipped;
@@ -484,7 +480,7 @@ impl MemoryEngine {
     /// The row holding `new`, given the episode's current row, and the vector it sealed when
     /// it sealed one. A row whose content is unchanged keeps its sealed vector (and the key
     /// version it was sealed with).
-    fn state_row(
+    pub(super) fn state_row(
         &self,
         state: &TenantState,
         current: Option<&StoredEpisode>,
@@ -675,7 +671,7 @@ fn latest_stamp(stamps: &RowStamps) -> Stamp {
 }
 
 /// The replicated state a row holds; the vector is opened only when asked for.
-fn row_state(
+pub(super) fn row_state(
     state: &TenantState,
     row: &StoredEpisode,
     with_vector: bool,

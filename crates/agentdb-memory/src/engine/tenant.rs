@@ -15,10 +15,6 @@ use crate::storage::StoredEpisode;
 /// Name of the per-tenant setting that records the embedding model and dimension.
 pub(crate) const MODEL_META: &str = "embedding_model";
 
-/// Name of the per-tenant setting that records, after an erase, the version vector the hub
-/// held when it erased the tenant (postcard): the ops it covers have no content here any more.
-pub(crate) const ERASED_META: &str = "erased_through";
-
 /// A tenant's loaded state.
 #[derive(Debug)]
 pub(crate) struct TenantState {
