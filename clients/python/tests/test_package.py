@@ -29,5 +29,9 @@ def test_public_names_resolve() -> None:
         assert getattr(agentdb, name) is not None, name
     assert issubclass(agentdb.TokenExpiredError, agentdb.AuthenticationError)
     assert issubclass(agentdb.TenantMismatchError, agentdb.ForbiddenError)
+    assert issubclass(agentdb.QuotaExceededError, agentdb.ForbiddenError)
+    quota = agentdb.errors.error_for(403, "quota_exceeded", "episodes quota of tenant t exceeded")
+    assert type(quota) is agentdb.QuotaExceededError and quota.status == 403
+    assert agentdb.errors.status_for("quota_exceeded") == 403
     assert issubclass(agentdb.TLSError, agentdb.TransportError)
     assert issubclass(agentdb.RequestTimeoutError, agentdb.TransportError)

@@ -1,7 +1,7 @@
 /**
  * Typed errors. Every error the hub answers carries a stable `code` (`unauthenticated`,
  * `token_expired`, `forbidden`, `tenant_mismatch`, `invalid_request`, `not_found`, `too_large`,
- * `overloaded`, `unavailable`, `internal`, …) and the HTTP `status`; the message is for people.
+ * `overloaded`, `unavailable`, `quota_exceeded`, `internal`, …) and the HTTP `status`; the message is for people.
  * Errors made by the client itself (timeout, connection, an expired agent) have status 0.
  */
 
@@ -33,6 +33,11 @@ export class AgentDBError extends Error {
 export class AuthenticationError extends AgentDBError {}
 /** 403: the scope does not allow it (`forbidden`), or certificate and token disagree (`tenant_mismatch`). */
 export class PermissionError extends AgentDBError {}
+/**
+ * 403 `quota_exceeded`: the write would pass one of the tenant's quotas (episodes, stored bytes,
+ * writes per second); nothing was written. Not retried.
+ */
+export class QuotaExceededError extends PermissionError {}
 /** 404: no such episode for this tenant (another tenant's id answers the same). */
 export class NotFoundError extends AgentDBError {}
 /** 400 or 422: the request is malformed or breaks a rule; nothing was written. */
@@ -82,6 +87,7 @@ export function errorFor(
     case 401:
       return new AuthenticationError(message, options);
     case 403:
+      if (code === "quota_exceeded") return new QuotaExceededError(message, options);
       return new PermissionError(message, options);
     case 404:
       return new NotFoundError(message, options);

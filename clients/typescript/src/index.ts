@@ -6,6 +6,7 @@ export {
   AgentDBError,
   AuthenticationError,
   PermissionError,
+  QuotaExceededError,
   NotFoundError,
   InvalidRequestError,
   PayloadTooLargeError,

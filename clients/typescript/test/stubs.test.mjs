@@ -9,6 +9,8 @@ import {
   ConnectionError,
   AuthenticationError,
   InternalError,
+  PermissionError,
+  QuotaExceededError,
   SSEParser,
   parseRetryAfter,
 } from "../dist/index.js";
@@ -51,6 +53,20 @@ test("Retry-After is bounded; retries run out into a typed error", async () => {
   assert.equal(m, 1);
   assert.equal(parseRetryAfter("2"), 2000);
   assert.ok(Math.abs(parseRetryAfter(new Date(Date.now() + 5000).toUTCString()) - 5000) < 1500);
+});
+
+test("quota_exceeded is a PermissionError of its own, not retried", async () => {
+  let n = 0;
+  const c = new AgentDBClient({ endpoint: "https://hub.test", fetch: async () => (n++, err(403, "quota_exceeded")) });
+  await assert.rejects(
+    c.health(),
+    (e) => e instanceof QuotaExceededError && e instanceof PermissionError && e.code === "quota_exceeded" && e.status === 403,
+  );
+  assert.equal(n, 1);
+  let m = 0;
+  const f = new AgentDBClient({ endpoint: "https://hub.test", fetch: async () => (m++, err(403, "forbidden")) });
+  await assert.rejects(f.health(), (e) => e instanceof PermissionError && !(e instanceof QuotaExceededError));
+  assert.equal(m, 1);
 });
 
 test("network errors are retried with backoff, then ConnectionError", async () => {

@@ -131,7 +131,8 @@ impl AgentError {
 /// region, or the token lacks the write scope), `invalid_request` (a rule, e.g. a vector of
 /// another model than the tenant's) and `too_large`. Every other code is about the moment or
 /// the session (`overloaded`, `unavailable`, `internal`, `token_expired`, `unauthenticated`,
-/// …): the episodes are sent again later.
+/// …): the episodes are sent again later. So is `quota_exceeded`: a tenant's quota frees up
+/// when episodes are deleted, the rate passes or the quota is raised.
 pub fn is_permanent(code: ErrorCode) -> bool {
     matches!(
         code,

@@ -127,6 +127,8 @@ pub mod kind {
 /// | 10     | `unavailable`     | the hub cannot serve the request now (e.g. shutting down) |
 /// | 11     | `internal`        | a fault on the hub                                        |
 /// | 12     | `not_found`       | the id does not exist for this tenant                     |
+/// | 13     | `quota_exceeded`  | the write would pass one of the tenant's quotas; nothing  |
+/// |        |                   | was written                                               |
 ///
 /// A number this side does not know (sent by a newer peer) decodes as [`ErrorCode::Internal`]:
 /// the caller cannot act on a code it does not know, and `internal` already means "fail, with
@@ -158,6 +160,9 @@ pub enum ErrorCode {
     Internal,
     /// The id does not exist for this tenant.
     NotFound,
+    /// The write would pass one of the tenant's quotas (episodes, stored bytes, writes per
+    /// second); nothing was written.
+    QuotaExceeded,
 }
 
 impl ErrorCode {
@@ -175,6 +180,7 @@ impl ErrorCode {
         ErrorCode::Unavailable,
         ErrorCode::Internal,
         ErrorCode::NotFound,
+        ErrorCode::QuotaExceeded,
     ];
 
     /// The stable snake_case name, e.g. `token_expired`.
@@ -192,6 +198,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::Internal => "internal",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -210,6 +217,7 @@ impl ErrorCode {
             ErrorCode::Unavailable => 10,
             ErrorCode::Internal => 11,
             ErrorCode::NotFound => 12,
+            ErrorCode::QuotaExceeded => 13,
         }
     }
 
@@ -227,6 +235,7 @@ impl ErrorCode {
             9 => ErrorCode::AgentExpired,
             10 => ErrorCode::Unavailable,
             12 => ErrorCode::NotFound,
+            13 => ErrorCode::QuotaExceeded,
             _ => ErrorCode::Internal,
         }
     }
@@ -1009,7 +1018,8 @@ mod tests {
                 "agent_expired",
                 "unavailable",
                 "internal",
-                "not_found"
+                "not_found",
+                "quota_exceeded"
             ]
         );
         for (i, c) in ErrorCode::ALL.iter().enumerate() {

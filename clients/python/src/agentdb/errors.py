@@ -9,7 +9,8 @@ Every error the hub answers is ``{"error": {"code", "message"}}`` with an HTTP s
         ...
 
 Classes that share a status share a parent: ``TokenExpiredError`` is an
-``AuthenticationError`` (401) and ``TenantMismatchError`` a ``ForbiddenError`` (403).
+``AuthenticationError`` (401), ``TenantMismatchError`` and ``QuotaExceededError`` are
+``ForbiddenError`` s (403).
 Errors the client makes itself (no answer, an expired agent) have status 0.
 """
 
@@ -25,6 +26,7 @@ __all__ = [
     "InvalidResponseError",
     "NotFoundError",
     "OverloadedError",
+    "QuotaExceededError",
     "RequestTimeoutError",
     "TLSError",
     "TenantMismatchError",
@@ -102,6 +104,11 @@ class TenantMismatchError(ForbiddenError):
     """403 ``tenant_mismatch``: the token (or key) and the client certificate name different tenants."""
 
 
+class QuotaExceededError(ForbiddenError):
+    """403 ``quota_exceeded``: the write would pass one of the tenant's quotas (episodes, stored
+    bytes, writes per second); nothing was written. Not retried."""
+
+
 class NotFoundError(AgentDBError):
     """404 ``not_found``: no such episode for this tenant (another tenant's id answers the same)."""
 
@@ -166,6 +173,7 @@ _BY_CODE: dict[str, tuple[type[AgentDBError], int]] = {
     "token_expired": (TokenExpiredError, 401),
     "forbidden": (ForbiddenError, 403),
     "tenant_mismatch": (TenantMismatchError, 403),
+    "quota_exceeded": (QuotaExceededError, 403),
     "not_found": (NotFoundError, 404),
     "too_large": (TooLargeError, 413),
     "overloaded": (OverloadedError, 429),

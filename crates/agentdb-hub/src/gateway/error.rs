@@ -10,11 +10,16 @@
 //! | `agent_expired`   | 401    |                                                  |
 //! | `forbidden`       | 403    | the token's scope does not allow it              |
 //! | `tenant_mismatch` | 403    | token and certificate name different tenants     |
+//! | `quota_exceeded`  | 403    | a tenant quota; not retried (see below)          |
 //! | `not_found`       | 404    | no such id for this tenant (another tenant's too) |
 //! | `too_large`       | 413    | the body is over the hub's frame limit           |
 //! | `overloaded`      | 429    | with `Retry-After`                               |
 //! | `unavailable`     | 503    | with `Retry-After`                               |
 //! | `internal`        | 500    |                                                  |
+//!
+//! `quota_exceeded` is 403, not 429: clients retry 429 on their own, and most quota refusals
+//! (episodes, stored bytes) stay true until someone deletes episodes or raises the quota, so a
+//! retry could only fail again. The message names the quota, its limit and the current value.
 
 use agentdb_proto::{ErrorCode, WireError};
 use axum::http::{header, HeaderValue, StatusCode};
@@ -75,7 +80,9 @@ fn status(code: ErrorCode) -> StatusCode {
         ErrorCode::Unauthenticated | ErrorCode::TokenExpired | ErrorCode::AgentExpired => {
             StatusCode::UNAUTHORIZED
         }
-        ErrorCode::Forbidden | ErrorCode::TenantMismatch => StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden | ErrorCode::TenantMismatch | ErrorCode::QuotaExceeded => {
+            StatusCode::FORBIDDEN
+        }
         ErrorCode::NotFound => StatusCode::NOT_FOUND,
         ErrorCode::InvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorCode::UnknownMessage => StatusCode::BAD_REQUEST,
@@ -97,7 +104,8 @@ pub(crate) struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {
     /// A stable code (`unauthenticated`, `token_expired`, `forbidden`, `tenant_mismatch`,
-    /// `invalid_request`, `too_large`, `overloaded`, `unavailable`, `not_found`, `internal`, …).
+    /// `invalid_request`, `too_large`, `overloaded`, `unavailable`, `not_found`,
+    /// `quota_exceeded`, `internal`, …).
     pub code: &'static str,
     /// One line for a human; not to be parsed.
     pub message: String,
@@ -152,6 +160,9 @@ mod tests {
         let r = ApiError::new(ErrorCode::Overloaded, "busy").into_response();
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+        let r = ApiError::new(ErrorCode::QuotaExceeded, "full").into_response();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert!(r.headers().get(header::RETRY_AFTER).is_none());
         let r = ApiError::new(ErrorCode::TokenExpired, "old").into_response();
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
