@@ -17,6 +17,16 @@
 //! does not have. A key grants at most the
 //! scopes of the token that made it.
 //!
+//! `GET /v1/tenants/{tenant}/quota` (admin scope for that tenant, or the operator scope) → the
+//! tenant's quota (`quota`: what it is held to; `configured`; `override`) and `usage`
+//! (`episodes`, `bytes`); `PUT` of the same path (operator scope: a tenant does not set its own
+//! quota) with `{"max_episodes": n, "max_bytes": n, "max_writes_per_sec": n}` (each optional;
+//! absent or `null` leaves the configured limit, `{}` drops the override) sets the run-time
+//! override, kept across restarts, and answers as `GET`.
+//! `GET /v1/metrics/tenants` (operator scope) → per-tenant Prometheus text
+//! (`agentdb_tenant_episodes`, `agentdb_tenant_stored_bytes`,
+//! `agentdb_tenant_quota_refusals_total`), at most `max_metric_tenants` tenants by name.
+//!
 //! `/health` and `/metrics` name no tenant and need no token. The routes that reveal tenants
 //! verify their token exactly as the QUIC Hello does (`auth`: signature, expiry, audience,
 //! revocation) and ask `policy` whether it may see what it asks for. This listener is plain
@@ -34,6 +44,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
+
+use crate::config::TenantQuota;
 use axum::{Json, Router};
 use serde_json::json;
 
@@ -49,6 +61,8 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/v1/tenants/{tenant}/stats", get(tenant_stats))
         .route("/v1/tenants/{tenant}/keys", get(list_keys).post(create_key))
         .route("/v1/tenants/{tenant}/keys/{id}", delete(revoke_key))
+        .route("/v1/tenants/{tenant}/quota", get(quota).put(set_quota))
+        .route("/v1/metrics/tenants", get(tenant_metrics))
         .with_state(state)
 }
 
@@ -305,6 +319,138 @@ async fn revoke_key(
         }
     })
     .await
+}
+
+/// Checks a tenant path segment and that the caller administers that tenant or the hub.
+fn tenant_or_operator(
+    state: &HubState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    tenant: String,
+) -> Result<TenantId, Box<Response>> {
+    let Ok(tenant) = TenantId::new(tenant) else {
+        return Err(Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid tenant id",
+        )));
+    };
+    let allowed = |identity: &VerifiedIdentity| {
+        policy::authorize(identity, Operation::Admin, &tenant)
+            .or_else(|e| policy::authorize_operator(identity).map_err(|_| e))
+    };
+    match refusal(state, peer, headers, allowed) {
+        Some(refusal) => Err(Box::new(refusal)),
+        None => Ok(tenant),
+    }
+}
+
+async fn quota(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let tenant = match tenant_or_operator(&state, peer, &headers, tenant) {
+        Ok(t) => t,
+        Err(refusal) => return *refusal,
+    };
+    blocking(StatusCode::OK, move || {
+        state
+            .quotas
+            .report(&state.engine, &tenant)
+            .map_err(|e| auth::error(agentdb_proto::ErrorCode::Internal, e))
+    })
+    .await
+}
+
+async fn set_quota(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
+        return refusal;
+    }
+    let Ok(tenant) = TenantId::new(tenant) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid tenant id",
+        );
+    };
+    let quota: TenantQuota = match serde_json::from_slice(&body) {
+        Ok(q) => q,
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("malformed quota: {e}"),
+            )
+        }
+    };
+    if quota.max_writes_per_sec == Some(0) {
+        return failure(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            "max_writes_per_sec must be at least 1 (to stop new episodes, set max_episodes)",
+        );
+    }
+    blocking(StatusCode::OK, move || {
+        let internal = |e: String| auth::error(agentdb_proto::ErrorCode::Internal, e);
+        state
+            .quotas
+            .set_override(&state.engine, &tenant, quota)
+            .map_err(internal)?;
+        state
+            .quotas
+            .report(&state.engine, &tenant)
+            .map_err(internal)
+    })
+    .await
+}
+
+/// Per-tenant metrics: hub-wide state that names tenants, so for operators only.
+async fn tenant_metrics(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
+        return refusal;
+    }
+    let st = Arc::clone(&state);
+    let text = tokio::task::spawn_blocking(move || {
+        let mut usage = Vec::new();
+        for (tenant, counted) in st.quotas.all_usage(&st.engine) {
+            usage.push((tenant, counted?));
+        }
+        let usage: Vec<_> = usage
+            .into_iter()
+            .map(|(t, u)| (t, u.episodes, u.bytes))
+            .collect();
+        st.tenant_metrics.set_usage(&usage);
+        Ok::<_, String>(st.tenant_metrics.encode())
+    })
+    .await;
+    match text {
+        Ok(Ok(text)) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(Err(e)) => failure(StatusCode::INTERNAL_SERVER_ERROR, "internal", e),
+        Err(_) => failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "tenant metrics failed",
+        ),
+    }
 }
 
 /// Authenticates a tenant-revealing request and asks `policy` (through `allowed`) whether its

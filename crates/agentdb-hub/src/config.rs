@@ -1,9 +1,10 @@
 //! The hub's settings: a plain struct; the binary fills it from flags, environment and TOML.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use agentdb_core::HubId;
+use agentdb_core::{HubId, TenantId};
 use agentdb_security::tls::TlsMaterial;
 
 /// How the hub checks tokens.
@@ -39,6 +40,12 @@ pub struct HubLimits {
     pub auth_timeout: Duration,
     /// Idle time after which QUIC closes a silent connection. Default 60 s.
     pub idle_timeout: Duration,
+    /// What each tenant may hold and write (episodes, stored bytes, writes per second).
+    /// Default: unlimited.
+    pub quotas: Quotas,
+    /// Most tenants named by a label of the per-tenant metrics (`GET /v1/metrics/tenants`);
+    /// the others are summed under `tenant="_other"`. Default 100.
+    pub max_metric_tenants: usize,
 }
 
 impl Default for HubLimits {
@@ -50,7 +57,67 @@ impl Default for HubLimits {
             max_frame_len: agentdb_proto::MAX_FRAME_LEN,
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            quotas: Quotas::default(),
+            max_metric_tenants: 100,
         }
+    }
+}
+
+/// The quotas of one tenant; `None` is no limit (or, in an override, "as below").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuota {
+    /// Most live episodes the tenant may hold.
+    #[serde(default)]
+    pub max_episodes: Option<u64>,
+    /// Most bytes of episode content the tenant may store: task, input, output, critique,
+    /// tags and metadata (compact JSON) of its live episodes, as the per-episode size limit
+    /// counts them; not the embedding, and not the size on disk.
+    #[serde(default)]
+    pub max_bytes: Option<u64>,
+    /// Most episodes written (stored, updated or deleted) per second, with a burst of as many.
+    #[serde(default)]
+    pub max_writes_per_sec: Option<u32>,
+}
+
+impl TenantQuota {
+    /// No limit at all.
+    pub const UNLIMITED: TenantQuota = TenantQuota {
+        max_episodes: None,
+        max_bytes: None,
+        max_writes_per_sec: None,
+    };
+
+    /// Each limit of `self`, or `below`'s where `self` sets none.
+    pub fn over(self, below: TenantQuota) -> TenantQuota {
+        TenantQuota {
+            max_episodes: self.max_episodes.or(below.max_episodes),
+            max_bytes: self.max_bytes.or(below.max_bytes),
+            max_writes_per_sec: self.max_writes_per_sec.or(below.max_writes_per_sec),
+        }
+    }
+
+    /// Whether no limit is set.
+    pub fn is_unlimited(&self) -> bool {
+        *self == Self::UNLIMITED
+    }
+}
+
+/// Quotas of every tenant: a default, and per-tenant values over it (limit by limit).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Quotas {
+    /// What every tenant gets.
+    pub default: TenantQuota,
+    /// A tenant's own limits; those it leaves unset are the default's.
+    pub per_tenant: BTreeMap<TenantId, TenantQuota>,
+}
+
+impl Quotas {
+    /// The quota `tenant` is held to.
+    pub fn for_tenant(&self, tenant: &TenantId) -> TenantQuota {
+        self.per_tenant
+            .get(tenant)
+            .map_or(self.default, |q| q.over(self.default))
     }
 }
 

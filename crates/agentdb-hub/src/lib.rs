@@ -8,7 +8,8 @@
 //!                                    │ Store/Query/Pull/Stats ─► ops::execute ─► policy::authorize ─► MemoryEngine
 //! client ──HTTPS──► gateway::serve ─► gateway::router (/v1/episodes, /v1/query, /v1/changes, /v1/token, …)
 //!                                    │ Bearer ─► auth::verify (the same function) ─► ops::execute ─► policy ─► MemoryEngine
-//! admin ──HTTP──► admin::router (/health, /metrics; with tokens: /v1/federation, /v1/tenants/{t}/stats|keys)
+//! admin ──HTTP──► admin::router (/health, /metrics; with tokens: /v1/federation, /v1/metrics/tenants,
+//!                                 /v1/tenants/{t}/stats|keys|quota)
 //! ```
 //!
 //! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
@@ -23,6 +24,7 @@ mod follow;
 mod gateway;
 mod metrics;
 mod ops;
+mod quota;
 mod state;
 
 use std::net::SocketAddr;
@@ -34,7 +36,7 @@ use agentdb_security::token::{TokenKeys, TokenVerifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{HubConfig, HubLimits, TokenKey};
+pub use config::{HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
 pub use follow::{follow_shared_storage, DEFAULT_FOLLOW_INTERVAL};
 pub use gateway::openapi;
@@ -54,6 +56,9 @@ pub enum StartError {
     /// The hub's own credentials (its signing key, its revoked tokens) cannot be loaded.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The quota overrides kept in the hub's data cannot be loaded.
+    #[error("quotas: {0}")]
+    Quotas(String),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -213,6 +218,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
 
     let state = Arc::new(HubState::new(config, engine, tokens, credentials));
     state.load_revocations().map_err(StartError::Credentials)?;
+    state.quotas.load(&state.engine).map_err(StartError::Quotas)?;
     let https_tls = gateway::serve::tls_config(&state)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 

@@ -15,6 +15,7 @@ use agentdb_security::policy::{self, Operation, VerifiedIdentity};
 
 use crate::auth::{error, policy_error};
 use crate::metrics::{KindLabels, RequestLabels};
+use crate::quota::AdmitError;
 use crate::state::HubState;
 
 /// Most changes one pull returns.
@@ -90,9 +91,15 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
                 // The agent is the authenticated one, whatever the episode says.
                 e.agent = Some(identity.claims.sub.clone());
             }
+            // Checked and reserved before the write; released if it fails.
+            let ticket = state
+                .quotas
+                .admit_store(engine, tenant, &episodes, Instant::now())
+                .map_err(|e| admit_error(state, tenant, e))?;
             let stored = engine
                 .store_batch(tenant, episodes)
                 .map_err(|e| store_error(&e))?;
+            ticket.settle_store(&stored);
             let new = stored.iter().filter(|s| s.inserted).count() as u64;
             state.metrics.episodes_stored.inc_by(new);
             Ok(Response::Stored(StoredResponse {
@@ -171,19 +178,29 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
         }
         Request::Update(u) => {
             policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
+            let ticket = state
+                .quotas
+                .admit_update(engine, tenant, &u.id, &u.update, Instant::now())
+                .map_err(|e| admit_error(state, tenant, e))?;
             let found = engine
                 .update(tenant, &u.id, &u.update)
                 .map_err(|e| match e {
                     ReplicaError::Store(e) => store_error(&e),
                     e => error(ErrorCode::Internal, e.to_string()),
                 })?;
+            ticket.settle(found);
             Ok(Response::Done { found })
         }
         Request::Delete(d) => {
             policy::authorize(identity, Operation::Store, tenant).map_err(|e| policy_error(&e))?;
+            let ticket = state
+                .quotas
+                .admit_delete(engine, tenant, &d.id, Instant::now())
+                .map_err(|e| admit_error(state, tenant, e))?;
             let found = engine
                 .delete(tenant, &d.id)
                 .map_err(|e| error(ErrorCode::Internal, e.to_string()))?;
+            ticket.settle_delete(found);
             Ok(Response::Done { found })
         }
         Request::Get(g) => {
@@ -209,6 +226,17 @@ fn run(state: &HubState, identity: &VerifiedIdentity, req: Request) -> Result<Re
                 "session requests are handled by the session",
             ))
         }
+    }
+}
+
+/// A write a quota refused (`quota_exceeded`, counted per tenant), or could not check.
+fn admit_error(state: &HubState, tenant: &agentdb_core::TenantId, e: AdmitError) -> WireError {
+    match e {
+        AdmitError::Refused(refusal) => {
+            state.tenant_metrics.refused(tenant, refusal.quota());
+            refusal.to_error(tenant)
+        }
+        AdmitError::Count(message) => error(ErrorCode::Internal, message),
     }
 }
 

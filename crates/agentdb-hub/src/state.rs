@@ -16,7 +16,8 @@ use tokio::task::JoinHandle;
 use crate::config::HubConfig;
 use crate::credentials::Credentials;
 use crate::federation::Federation;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, TenantMetrics};
+use crate::quota::QuotaBook;
 
 /// Seconds since the Unix epoch.
 pub(crate) fn unix_secs() -> u64 {
@@ -45,6 +46,10 @@ pub(crate) struct HubState {
     /// The tenant of every change to the engine's episodes, for event streams.
     pub changes: broadcast::Sender<TenantId>,
     pub metrics: Metrics,
+    /// Per-tenant metrics, for operators only.
+    pub tenant_metrics: TenantMetrics,
+    /// Quotas and what each tenant holds.
+    pub quotas: QuotaBook,
     pub started: Instant,
     pub federation: Arc<Federation>,
     agents_total: AtomicUsize,
@@ -64,6 +69,8 @@ impl HubState {
         engine.add_change_listener(Arc::new(move |tenant: &TenantId| {
             let _ = notify.send(tenant.clone());
         }));
+        let tenant_metrics = TenantMetrics::new(config.limits.max_metric_tenants);
+        let quotas = QuotaBook::new(config.limits.quotas.clone());
         Self {
             federation: Arc::new(Federation::new(config.federation.clone())),
             config,
@@ -73,6 +80,8 @@ impl HubState {
             revoked: RevocationList::new(),
             changes,
             metrics: Metrics::new(),
+            tenant_metrics,
+            quotas,
             started: Instant::now(),
             agents_total: AtomicUsize::new(0),
             agents: Mutex::new(HashMap::new()),

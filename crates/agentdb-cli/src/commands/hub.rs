@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::{HubId, TenantId};
-use agentdb_hub::{HubConfig, HubLimits, TokenKey};
+use agentdb_hub::{HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
 use agentdb_memory::{
     embedder_from_env_or_dir, open_data_dir_with_embedder, EngineConfig, MemoryEngine,
     MASTER_KEY_FILE,
@@ -154,6 +154,7 @@ pub struct FileConfig {
     tls: Option<TlsSection>,
     token: Option<TokenSection>,
     limits: Option<LimitsSection>,
+    quotas: Option<QuotasSection>,
     // Federation (see `federation::FederationKeys`).
     region: Option<agentdb_core::Region>,
     topology: Option<agentdb_hub::Topology>,
@@ -192,6 +193,18 @@ struct LimitsSection {
     max_frame_len: Option<usize>,
     auth_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
+    max_metric_tenants: Option<usize>,
+}
+
+/// `[quotas]`: every tenant's limits, and `[quotas.tenants.<tenant>]` a tenant's own (see
+/// [`agentdb_hub::Quotas`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuotasSection {
+    max_episodes: Option<u64>,
+    max_bytes: Option<u64>,
+    max_writes_per_sec: Option<u32>,
+    tenants: Option<std::collections::BTreeMap<TenantId, TenantQuota>>,
 }
 
 /// The environment variables the hub reads.
@@ -607,7 +620,10 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         tls,
         token,
         audience,
-        limits: limits(file.limits.unwrap_or_default())?,
+        limits: HubLimits {
+            quotas: quotas(file.quotas.unwrap_or_default())?,
+            ..limits(file.limits.unwrap_or_default())?
+        },
         federation,
     })
 }
@@ -638,7 +654,36 @@ fn limits(section: LimitsSection) -> anyhow::Result<HubLimits> {
     if let Some(v) = section.idle_timeout_secs {
         limits.idle_timeout = Duration::from_secs(positive("idle_timeout_secs", v)?);
     }
+    if let Some(v) = section.max_metric_tenants {
+        limits.max_metric_tenants = v;
+    }
     Ok(limits)
+}
+
+fn quotas(section: QuotasSection) -> anyhow::Result<Quotas> {
+    let rate = |name: &str, q: &TenantQuota| -> anyhow::Result<()> {
+        if q.max_writes_per_sec == Some(0) {
+            bail!(
+                "config: {name}max_writes_per_sec must be at least 1 (to stop new episodes, set \
+                 max_episodes = 0)"
+            );
+        }
+        Ok(())
+    };
+    let default = TenantQuota {
+        max_episodes: section.max_episodes,
+        max_bytes: section.max_bytes,
+        max_writes_per_sec: section.max_writes_per_sec,
+    };
+    rate("quotas.", &default)?;
+    let per_tenant = section.tenants.unwrap_or_default();
+    for (tenant, q) in &per_tenant {
+        rate(&format!("quotas.tenants.{tenant}."), q)?;
+    }
+    Ok(Quotas {
+        default,
+        per_tenant,
+    })
 }
 
 /// `true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`, any case.
@@ -965,6 +1010,40 @@ mod tests {
         assert_eq!(s.limits.auth_timeout, Duration::from_secs(2));
         let f = file("[limits]\nmax_agents = 0\n");
         assert!(resolve(&args(&[]), &Env::default(), f, Path::new("")).is_err());
+    }
+
+    #[test]
+    fn quotas_are_read_with_tenant_overrides() {
+        let s = resolve(&args(&[]), &Env::default(), file(""), Path::new("")).unwrap();
+        assert_eq!(s.limits.quotas, Quotas::default());
+        let f = file(
+            "[limits]\nmax_metric_tenants = 5\n\
+             [quotas]\nmax_episodes = 100\nmax_writes_per_sec = 10\n\
+             [quotas.tenants.acme]\nmax_episodes = 3\nmax_bytes = 4096\n",
+        );
+        let s = resolve(&args(&[]), &Env::default(), f, Path::new("")).unwrap();
+        assert_eq!(s.limits.max_metric_tenants, 5);
+        let acme = TenantId::new("acme").unwrap();
+        assert_eq!(
+            s.limits.quotas.for_tenant(&acme),
+            TenantQuota {
+                max_episodes: Some(3),
+                max_bytes: Some(4096),
+                max_writes_per_sec: Some(10),
+            }
+        );
+        let other = TenantId::new("other").unwrap();
+        assert_eq!(s.limits.quotas.for_tenant(&other).max_episodes, Some(100));
+        let f = file("[quotas.tenants.acme]\nmax_writes_per_sec = 0\n");
+        let err = resolve(&args(&[]), &Env::default(), f, Path::new(""))
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("quotas.tenants.acme.max_writes_per_sec"),
+            "{err}"
+        );
+        assert!(parse_config("[quotas]\nmax_episode = 3\n").is_err());
     }
 
     #[test]
