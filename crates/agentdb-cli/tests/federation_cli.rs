@@ -559,3 +559,225 @@ fn updates_and_deletes_made_on_one_hub_reach_the_others() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `agentdb tenant erase-status --tenant T --http ADDR --json` with a token minted from the
+/// deployment's signing key.
+fn erase_status(hub: &Hub, pki: &Pki, tenant: &str) -> Value {
+    let out = run_ok(&[
+        "tenant",
+        "erase-status",
+        "--tenant",
+        tenant,
+        "--http",
+        &hub.http,
+        "--signing-key",
+        &pki.path("signing.key"),
+        "--json",
+    ]);
+    serde_json::from_slice(&out.stdout).expect("JSON on stdout")
+}
+
+/// Polls `hub` until the tenant's only erasure has a verified receipt from each of `hubs`.
+fn wait_receipts(hub: &Hub, pki: &Pki, tenant: &str, hubs: &[&str]) -> Value {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let status = erase_status(hub, pki, tenant);
+        let confirmed: BTreeSet<String> = status["erasures"][0]["receipts"]
+            .as_array()
+            .map(|rs| {
+                rs.iter()
+                    .filter(|r| r["verified"] == true)
+                    .map(|r| r["hub"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if confirmed == set(hubs) {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "hub {}: receipts of {hubs:?} not all seen after {CONVERGE:?}: {status}; log: {}",
+            hub.field("hub"),
+            hub.log_text()
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Every file under `dir` that holds `marker`.
+fn files_with(dir: &Path, marker: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if memchr::memmem::find(&std::fs::read(&path).unwrap(), marker.as_bytes())
+                .is_some()
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+/// An erasure issued on eu reaches every hub of the example federation — us too, which was
+/// away and, alone, updated an erased episode meanwhile: each hub signs a receipt the others
+/// verify, the erased episodes are gone everywhere and do not come back, a later write stays,
+/// and no hub's files hold the erased text.
+#[test]
+fn an_erasure_reaches_every_hub_with_signed_receipts_and_nothing_comes_back() {
+    let Example {
+        _tmp,
+        dir,
+        pki,
+        global,
+        eu,
+        us,
+    } = Example::start();
+    let marker = "ErasedInvoiceTextMarkerQz";
+    let erased: Vec<String> = (0..3)
+        .map(|i| {
+            pki.store(
+                &eu,
+                "acme",
+                "summarise invoice",
+                &format!("{marker} total {i}"),
+            )
+        })
+        .collect();
+    let erased_refs: Vec<&String> = erased.iter().collect();
+    pki.wait_for(&us, "acme", &erased_refs);
+    us.kill();
+
+    // Erase on eu, with a token that has the erase scope (minted from the signing key).
+    let out = run_ok(&[
+        "tenant",
+        "erase",
+        "--tenant",
+        "acme",
+        "--http",
+        &eu.http,
+        "--signing-key",
+        &pki.path("signing.key"),
+        "--json",
+    ]);
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["receipt"]["hub"], "eu", "{answer}");
+    assert_eq!(answer["receipt"]["episodes"], 3, "{answer}");
+    assert!(
+        !answer["receipt"]["destroyed_keys"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{answer}"
+    );
+    wait_receipts(&global, &pki, "acme", &["eu", "global"]);
+    assert!(pki.ids(&eu, "acme").is_empty());
+    assert!(pki.ids(&global, "acme").is_empty());
+
+    // us, alone (no upstream), updates an erased episode it still holds.
+    let alone = std::fs::read_to_string(dir.join("us.toml"))
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("upstream"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(dir.join("us-alone.toml"), alone).unwrap();
+    let us_alone = Hub::try_start(
+        &["--config", dir.join("us-alone.toml").to_str().unwrap()],
+        &dir.join("us-alone.log"),
+    )
+    .unwrap();
+    assert!(pki.ids(&us_alone, "acme").contains(&erased[0]));
+    pki.agent(
+        &us_alone,
+        "update",
+        "acme",
+        &["--id", &erased[0], "--reward", "0.1"],
+    );
+    us_alone.kill();
+
+    // Back in the federation, us applies the erasure and signs its receipt; its update of an
+    // erased episode does not bring it back anywhere, and a new write replicates as usual.
+    let us = Example::start_hub(&dir, "us").unwrap();
+    let status = wait_receipts(&eu, &pki, "acme", &["eu", "global", "us"]);
+    let receipts = status["erasures"][0]["receipts"].as_array().unwrap();
+    let at_us = receipts.iter().find(|r| r["hub"] == "us").unwrap();
+    assert_eq!(at_us["episodes"], 3, "{status}");
+    assert!(!at_us["destroyed_keys"].as_array().unwrap().is_empty());
+    assert_eq!(status["erasures"][0]["issued_by"], "eu");
+    assert_eq!(status["erasures"][0]["scope"], "tenant");
+    assert_eq!(
+        status["erasures"][0]["pending"],
+        serde_json::json!([]),
+        "{status}"
+    );
+    let later = pki.store(&us, "acme", "summarise invoice", "Total: 42 EUR");
+    for hub in [&eu, &global, &us] {
+        pki.wait_for(hub, "acme", &[&later]);
+        assert_eq!(pki.ids(hub, "acme"), set(&[later.as_str()]));
+    }
+    // The text form names each hub's receipt.
+    let text = run_ok(&[
+        "tenant",
+        "erase-status",
+        "--tenant",
+        "acme",
+        "--http",
+        &us.http,
+        "--signing-key",
+        &pki.path("signing.key"),
+    ]);
+    let text = String::from_utf8(text.stdout).unwrap();
+    assert!(
+        text.contains("issued by eu: 3 confirmed, 0 pending"),
+        "{text}"
+    );
+    for hub in ["eu", "global", "us"] {
+        assert!(text.contains(&format!("  {hub}  verified  ")), "{text}");
+    }
+
+    // A token of the tenant's administrator without the erase scope is refused, and so is
+    // one with the erase scope for another tenant; nothing is erased.
+    for (tenant, scope) in [("acme", "admin"), ("other", "admin,erase")] {
+        let token = run_ok(&[
+            "token",
+            "issue",
+            "--signing-key",
+            &pki.path("signing.key"),
+            "--tenant",
+            tenant,
+            "--agent",
+            "operator",
+            "--scope",
+            scope,
+        ]);
+        let token = String::from_utf8(token.stdout).unwrap();
+        let refused = agentdb()
+            .args([
+                "tenant",
+                "erase",
+                "--tenant",
+                "acme",
+                "--http",
+                &eu.http,
+                "--token",
+                token.trim(),
+            ])
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        let why = String::from_utf8_lossy(&refused.stderr);
+        assert!(why.contains("forbidden") || why.contains("403"), "{why}");
+    }
+    assert_eq!(pki.ids(&eu, "acme"), set(&[later.as_str()]));
+
+    for hub in [global, eu, us] {
+        hub.kill();
+    }
+    let leaked = files_with(&dir.join("data"), marker);
+    assert!(leaked.is_empty(), "erased text found in {leaked:?}");
+}

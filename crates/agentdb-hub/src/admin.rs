@@ -63,10 +63,11 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/v1/tenants/{tenant}/keys/{id}", delete(revoke_key))
         .route("/v1/tenants/{tenant}/quota", get(quota).put(set_quota))
         .route("/v1/metrics/tenants", get(tenant_metrics))
+        .merge(crate::admin_erasure::routes())
         .with_state(state)
 }
 
-fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+pub(crate) fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({ "error": code, "message": message.into() })),
@@ -184,6 +185,18 @@ fn tenant_admin(
     headers: &HeaderMap,
     tenant: String,
 ) -> Result<(TenantId, VerifiedIdentity), Box<Response>> {
+    tenant_caller(state, peer, headers, tenant, Operation::Admin)
+}
+
+/// Checks a tenant path segment and that the caller may do `operation` on that tenant; on
+/// success the caller's identity.
+pub(crate) fn tenant_caller(
+    state: &HubState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    tenant: String,
+    operation: Operation,
+) -> Result<(TenantId, VerifiedIdentity), Box<Response>> {
     let Ok(tenant) = TenantId::new(tenant) else {
         return Err(Box::new(failure(
             StatusCode::BAD_REQUEST,
@@ -193,7 +206,7 @@ fn tenant_admin(
     };
     let mut verified = None;
     let allowed = |identity: &VerifiedIdentity| {
-        policy::authorize(identity, Operation::Admin, &tenant)?;
+        policy::authorize(identity, operation, &tenant)?;
         verified = Some(identity.clone());
         Ok(())
     };
@@ -211,7 +224,7 @@ fn tenant_admin(
 }
 
 /// Runs `f` on the blocking pool and answers with its JSON, or its error.
-async fn blocking<T: serde::Serialize + Send + 'static>(
+pub(crate) async fn blocking<T: serde::Serialize + Send + 'static>(
     status: StatusCode,
     f: impl FnOnce() -> Result<T, WireError> + Send + 'static,
 ) -> Response {

@@ -15,10 +15,12 @@
 //! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
 
 mod admin;
+mod admin_erasure;
 mod auth;
 pub mod config;
 mod connection;
 pub mod credentials;
+mod erasure;
 pub mod federation;
 mod follow;
 mod gateway;
@@ -59,6 +61,12 @@ pub enum StartError {
     /// The quota overrides kept in the hub's data cannot be loaded.
     #[error("quotas: {0}")]
     Quotas(String),
+    /// The hub's certificate key cannot sign (receipts are signed with it).
+    #[error("the hub's certificate key: {0}")]
+    Signer(String),
+    /// An erasure order held here could not be applied.
+    #[error("erasure: {0}")]
+    Erasure(String),
     /// A socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -216,9 +224,18 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     };
     let https_addr = https_listener.as_ref().and_then(|l| l.local_addr().ok());
 
-    let state = Arc::new(HubState::new(config, engine, tokens, credentials));
+    let signer = agentdb_security::signing::HubSigner::from_pem(
+        &String::from_utf8_lossy(&config.tls.cert_pem),
+        &String::from_utf8_lossy(&config.tls.key_pem),
+    )
+    .map_err(|e| StartError::Signer(e.to_string()))?;
+    let state = Arc::new(HubState::new(config, engine, tokens, credentials, signer));
     state.load_revocations().map_err(StartError::Credentials)?;
-    state.quotas.load(&state.engine).map_err(StartError::Quotas)?;
+    state
+        .quotas
+        .load(&state.engine)
+        .map_err(StartError::Quotas)?;
+    erasure::catch_up(&state).map_err(StartError::Erasure)?;
     let https_tls = gateway::serve::tls_config(&state)?;
     let (shutdown, shutdown_rx) = watch::channel(false);
 

@@ -8,6 +8,7 @@ use std::time::Instant;
 use agentdb_core::TenantId;
 use agentdb_memory::{MemoryEngine, SystemClock};
 use agentdb_security::revocation::RevocationList;
+use agentdb_security::signing::HubSigner;
 use agentdb_security::token::TokenKeys;
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -52,6 +53,8 @@ pub(crate) struct HubState {
     pub quotas: QuotaBook,
     pub started: Instant,
     pub federation: Arc<Federation>,
+    /// The key of the hub's certificate: signs erasure receipts.
+    pub signer: HubSigner,
     agents_total: AtomicUsize,
     agents: Mutex<HashMap<TenantId, usize>>,
     inflight: Mutex<HashMap<TenantId, usize>>,
@@ -63,6 +66,7 @@ impl HubState {
         engine: Arc<MemoryEngine>,
         tokens: TokenKeys,
         credentials: Credentials,
+        signer: HubSigner,
     ) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_QUEUE);
         let notify = changes.clone();
@@ -72,6 +76,7 @@ impl HubState {
         let tenant_metrics = TenantMetrics::new(config.limits.max_metric_tenants);
         let quotas = QuotaBook::new(config.limits.quotas.clone());
         Self {
+            signer,
             federation: Arc::new(Federation::new(config.federation.clone())),
             config,
             engine,

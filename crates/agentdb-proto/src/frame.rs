@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn layout_is_as_documented() {
         let bytes = encode_frame(7, &(1u8, 2u8));
-        assert_eq!(bytes, [0, 0, 0, 6, 0, 7, 0, 2, 1, 2]);
+        assert_eq!(bytes, [0, 0, 0, 6, 0, 7, 0, 3, 1, 2]);
         let mut d = FrameDecoder::new(MAX_FRAME_LEN);
         d.push(&bytes);
         let f = d.next_frame().unwrap().unwrap();

@@ -10,6 +10,7 @@ pub mod local;
 pub mod mcp;
 pub mod reindex;
 pub mod tenant;
+pub mod tenant_erase;
 pub mod token;
 
 /// The tokio runtime of the commands that talk over the network (`hub`, `agent`, `demo`).

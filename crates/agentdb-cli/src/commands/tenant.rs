@@ -37,6 +37,11 @@ pub enum TenantCommand {
     /// short-lived tokens).
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Erase the tenant (or one subject's episodes) on every hub of the federation, with a
+    /// signed receipt from each.
+    Erase(super::tenant_erase::EraseArgs),
+    /// Show the tenant's erasures and which hubs have confirmed them.
+    EraseStatus(super::tenant_erase::StatusArgs),
 }
 
 /// `agentdb tenant key …`.
@@ -53,13 +58,13 @@ pub enum KeyCommand {
 
 /// The tenant, and how to reach the hub's admin HTTP as its administrator.
 #[derive(Debug, Args)]
-struct AdminArgs {
+pub(super) struct AdminArgs {
     /// The tenant.
     #[arg(long, value_name = "T")]
-    tenant: TenantId,
+    pub tenant: TenantId,
     /// The hub's admin HTTP address (host:port).
     #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
-    http: String,
+    pub http: String,
     /// A token of the tenant with the admin scope (to create a key, also every scope the key
     /// grants).
     #[arg(
@@ -81,7 +86,7 @@ struct AdminArgs {
     audience: String,
     /// Print the hub's answer as JSON.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 /// Arguments of `agentdb tenant key create`.
@@ -148,7 +153,7 @@ struct Listed {
 
 impl AdminArgs {
     /// The Bearer token: given, or minted for the tenant with the admin scope and `scopes`.
-    fn token(&self, scopes: &[Scope]) -> anyhow::Result<String> {
+    pub(super) fn token(&self, scopes: &[Scope]) -> anyhow::Result<String> {
         if let Some(token) = self.token.as_deref().filter(|t| !t.trim().is_empty()) {
             return Ok(token.trim().to_owned());
         }
@@ -185,6 +190,8 @@ pub fn run(command: TenantCommand) -> anyhow::Result<()> {
         TenantCommand::Key(KeyCommand::Create(args)) => create(args),
         TenantCommand::Key(KeyCommand::List(args)) => list(args),
         TenantCommand::Key(KeyCommand::Revoke(args)) => revoke(args),
+        TenantCommand::Erase(args) => super::tenant_erase::erase(args),
+        TenantCommand::EraseStatus(args) => super::tenant_erase::status(args),
     }
 }
 

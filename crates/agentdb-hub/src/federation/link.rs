@@ -436,6 +436,9 @@ fn link_thread(
         for tenant in entry.take_changed() {
             session.notify(&tenant);
         }
+        if entry.take_control() {
+            session.notify_control();
+        }
         loop {
             let frame = match pending.take() {
                 Some(frame) => frame,

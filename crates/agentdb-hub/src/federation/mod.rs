@@ -97,6 +97,8 @@ pub(crate) struct LinkEntry {
     wake: Mutex<Option<mpsc::Sender<Event>>>,
     /// Tenants changed since the link thread last looked.
     changed: Mutex<BTreeSet<TenantId>>,
+    /// Whether the store has control records the link thread has not looked at.
+    control: AtomicBool,
     /// Why the running link must close, when it must.
     close: Mutex<Option<String>>,
 }
@@ -111,6 +113,17 @@ impl LinkEntry {
         if first {
             self.wake_up();
         }
+    }
+
+    /// Records that the store has new control records and wakes the link thread.
+    fn notify_control(&self) {
+        self.control.store(true, Ordering::Release);
+        self.wake_up();
+    }
+
+    /// Whether the store has new control records since the last call.
+    pub fn take_control(&self) -> bool {
+        self.control.swap(false, Ordering::AcqRel)
     }
 
     /// Queues a wake-up unless the queue is full (the thread then has events to take, and
@@ -192,6 +205,7 @@ impl Federation {
             }),
             wake: Mutex::new(None),
             changed: Mutex::new(BTreeSet::new()),
+            control: AtomicBool::new(false),
             close: Mutex::new(None),
         });
         self.links.lock().push(Arc::clone(&entry));
@@ -228,6 +242,13 @@ impl Federation {
     pub fn notify(&self, tenant: &TenantId) {
         for link in self.links.lock().iter() {
             link.notify(tenant);
+        }
+    }
+
+    /// Tells every link that the store has new control records (erasure orders, receipts).
+    pub fn notify_control(&self) {
+        for link in self.links.lock().iter() {
+            link.notify_control();
         }
     }
 

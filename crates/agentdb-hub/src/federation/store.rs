@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentdb_core::{AppliedOps, Op, TenantId, VersionVector};
+use agentdb_core::{AppliedOps, ControlRecord, Op, TenantId, VersionVector};
 use agentdb_proto::fed::{ReplicaStore, StoreFailure};
 
 use crate::state::{unix_ms, HubState};
@@ -58,5 +58,17 @@ impl ReplicaStore for EngineStore {
                 .observe(lag_ms as f64 / 1000.0);
         }
         Ok(out)
+    }
+
+    fn control_records(&self) -> Vec<ControlRecord> {
+        // A failed read sends nothing now; the records go on the next notice or link.
+        crate::erasure::records(&self.state).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the control records");
+            Vec::new()
+        })
+    }
+
+    fn receive_control(&self, records: Vec<ControlRecord>) -> Result<(), StoreFailure> {
+        crate::erasure::receive(&self.state, records).map_err(StoreFailure)
     }
 }
