@@ -46,6 +46,9 @@ enum Command {
     Mcp(Box<commands::mcp::McpArgs>),
     /// Print the OpenAPI document of the hub's HTTPS gateway (docs/http.md).
     Openapi,
+    /// Check a hub's audit log, or export a tenant's records from it.
+    #[command(subcommand)]
+    Audit(commands::audit::AuditCommand),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
         Command::Tenant(cmd) => commands::tenant::run(cmd),
         Command::Mcp(args) => commands::mcp::run(*args),
         Command::Openapi => commands::print_openapi(),
+        Command::Audit(cmd) => commands::audit::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

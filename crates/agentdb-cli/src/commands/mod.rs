@@ -1,6 +1,7 @@
 //! One module per top-level subcommand.
 
 pub mod agent;
+pub mod audit;
 pub mod ca;
 pub mod cert;
 pub mod demo;
