@@ -172,6 +172,9 @@ impl AuditLog {
     /// removed while the hub was down), which would otherwise be overwritten. With a
     /// `signer`, checkpoints and `HEAD` are signed; without one they are written unsigned
     /// (and `agentdb audit verify` with a certificate reports them).
+    ///
+    /// One `AuditLog` writes a directory at a time: two logs open on one directory would
+    /// interleave their chains.
     pub fn open(
         dir: impl AsRef<Path>,
         hub: HubId,

@@ -3,9 +3,11 @@
 //! Each round takes what is queued (up to [`BATCH_BYTES`] of lines), appends it to the
 //! current segment with one write, and, when `sync_interval` has passed since the first
 //! unsynced write or someone waits (flush, checkpoint, close), syncs the segment and replaces
-//! `HEAD`. Checkpoints fall due by the injected clock; a new segment starts after a write
-//! that takes the current one past its limit; retention runs after each checkpoint, so the
-//! segment being written to is never empty when older ones are removed.
+//! `HEAD`. Checkpoints fall due by the injected clock. Retention is decided at each scheduled
+//! checkpoint: a `log_retention` record naming the last seq to go is appended before the
+//! checkpoint, and the old segments are removed once both are durable (so the segment being
+//! written to is never empty when older ones go). A new segment starts after a durable write
+//! that takes the current one past its limit.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
@@ -409,6 +411,8 @@ impl Writer {
         }
         if let Err(e) = self.file.sync_data() {
             self.fail(format!("cannot sync {}: {e}", self.path.display()));
+            // Try again after another interval, not at once.
+            self.unsynced_since = Some(Instant::now());
             return;
         }
         self.synced = self.written.clone();

@@ -442,3 +442,38 @@ fn an_empty_directory_is_not_a_log() {
     let report = check(&fixture);
     assert_eq!(errors(&report), [(ProblemKind::Empty, None, None)]);
 }
+
+#[test]
+fn a_log_longer_than_the_window_is_checked_in_one_pass() {
+    let fixture = Fixture::new();
+    standard_log(&fixture, 3 * agentdb_audit::WINDOW as u64);
+    let segment = only_segment(&fixture.dir());
+    let lines = read_lines(&segment);
+    let report = check(&fixture);
+    assert!(report.problems.is_empty(), "{:#?}", report.problems);
+
+    // A change early (settled long before the end), a swap and a removal later.
+    let a = plain_line(&lines, 100);
+    let b = plain_line(&lines, 5_000);
+    let c = plain_line(&lines, 9_000);
+    let mut tampered = lines.clone();
+    replace(
+        &mut tampered[a],
+        b"\"agent\":\"agent-",
+        b"\"agent\":\"agenT-",
+    );
+    tampered.swap(b, b + 1);
+    tampered.remove(c);
+    write_lines(&segment, &tampered);
+    let report = check(&fixture);
+    assert_eq!(
+        errors(&report),
+        [
+            (ProblemKind::Changed, Some(a as u64), Some(a as u64 + 1)),
+            (ProblemKind::Reordered, Some(b as u64), Some(b as u64 + 2)),
+            (ProblemKind::Removed, Some(c as u64), Some(c as u64 + 1)),
+        ],
+        "{:#?}",
+        report.problems
+    );
+}

@@ -108,7 +108,11 @@ impl Fixture {
 
 /// The `i`th test event: a store for tenant `acme` (even) or `globex` (odd).
 pub fn event(i: u64) -> AuditEvent {
-    let tenant = if i.is_multiple_of(2) { "acme" } else { "globex" };
+    let tenant = if i.is_multiple_of(2) {
+        "acme"
+    } else {
+        "globex"
+    };
     AuditEvent::new(Operation::Store, Outcome::Ok)
         .tenant(TenantId::new(tenant).unwrap())
         .agent(format!("agent-{i}"))
