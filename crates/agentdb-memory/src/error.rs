@@ -141,6 +141,35 @@ pub enum KeyError {
     /// Storage failed.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// A record could not be opened or sealed again.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// The tenant has no such key version.
+    #[error("tenant {tenant} has no key version {version}")]
+    UnknownVersion {
+        /// The tenant.
+        tenant: TenantId,
+        /// The version asked for.
+        version: u32,
+    },
+    /// The version is the tenant's current one, which seals new records.
+    #[error("key version {version} is tenant {tenant}'s current key")]
+    CurrentVersion {
+        /// The tenant.
+        tenant: TenantId,
+        /// The version.
+        version: u32,
+    },
+    /// Records are still sealed with the version: re-seal them first.
+    #[error("{records} records of tenant {tenant} are still sealed with key version {version}")]
+    VersionInUse {
+        /// The tenant.
+        tenant: TenantId,
+        /// The version.
+        version: u32,
+        /// How many records use it.
+        records: u64,
+    },
 }
 
 /// Why re-embedding a tenant's episodes stopped. Batches committed before the failure stay

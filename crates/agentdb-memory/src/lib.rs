@@ -1,7 +1,8 @@
 //! The memory engine of Federated AgentDB: encrypted, tenant-isolated episodes with vector
 //! search.
 //!
-//! - [`MemoryEngine`]: store, query, get, delete, stats, erase, key rotation.
+//! - [`MemoryEngine`]: store, query, get, delete, stats, erase, key rotation, re-sealing
+//!   under a new key version and destroying old ones.
 //! - [`storage`]: the [`Storage`] trait with [`RedbStorage`] (embedded default) and
 //!   [`MemStorage`].
 //! - [`index`]: the per-tenant [`VectorIndex`] (exact scan + usearch HNSW).
@@ -30,8 +31,8 @@ pub use embedder::{
 };
 pub use engine::{
     mint_episode_id, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EpisodeList,
-    EraseReport, ErasureOutcome, Match, MemoryEngine, Query, QueryInput, Stored, MAX_BATCH, MAX_K,
-    MAX_PAGE_BYTES, REINDEX_BATCH,
+    EraseReport, ErasureOutcome, KeyVersion, Match, MemoryEngine, Query, QueryInput,
+    ResealProgress, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH, RESEAL_BATCH,
 };
 pub use engine::{
     SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,

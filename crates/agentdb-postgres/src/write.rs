@@ -3,8 +3,8 @@
 
 use agentdb_core::{EpisodeId, HubId, TenantId};
 use agentdb_memory::storage::{
-    encode_region, joined_acked, merge_keeps, raised_clock, tombstone_row, OpSeq, StorageError,
-    StoredEpisode, Write, CLOCK_META,
+    encode_region, joined_acked, merge_keeps, raised_clock, reseal_replaces, tombstone_row, OpSeq,
+    StorageError, StoredEpisode, Write, CLOCK_META,
 };
 use agentdb_security::WrappedTenantKey;
 use tokio_postgres::Transaction;
@@ -245,6 +245,14 @@ async fn apply_one(
             }
             live
         }
+        Write::ResealEpisode { tenant, row } => {
+            let existing = episode_for_update(tx, st, tenant, &row.id).await?;
+            let replaces = reseal_replaces(existing.as_ref(), row);
+            if replaces {
+                put_episode(tx, st, tenant, row).await?;
+            }
+            replaces
+        }
         Write::Tombstone {
             tenant,
             id,
@@ -335,6 +343,18 @@ async fn apply_one(
         Write::PutTenantKey { tenant, key } => {
             put_tenant_key(tx, tenant, key).await?;
             true
+        }
+        Write::DeleteTenantKey { tenant, version } => {
+            // Never the newest version: that one seals new records.
+            let deleted = tx
+                .execute(
+                    "DELETE FROM tenant_keys WHERE tenant = $1 AND version = $2 \
+                     AND version < (SELECT max(version) FROM tenant_keys WHERE tenant = $1)",
+                    &[&tenant.as_str(), &i64::from(*version)],
+                )
+                .await
+                .map_err(db)?;
+            deleted == 1
         }
         Write::PutTenantMeta {
             tenant,

@@ -50,6 +50,20 @@ fn reembedded(n: u8) -> StoredEpisode {
     }
 }
 
+/// `row(n)` re-sealed: same id and stamps, other sealed bytes; with `changed`, as if an
+/// update had landed since it was read (another stamp).
+fn resealed(n: u8, changed: bool) -> StoredEpisode {
+    let mut out = StoredEpisode {
+        sealed_body: vec![n.wrapping_add(50); 8],
+        sealed_vector: vec![n.wrapping_add(50); 4],
+        ..row(n)
+    };
+    if changed {
+        out.stamps.reward = stamp(150, "h2");
+    }
+    out
+}
+
 /// Store-wide setting names, some sharing prefixes.
 fn meta_name() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -79,7 +93,9 @@ pub fn write() -> impl Strategy<Value = Write> {
             row: Some(if dead { row(n).into_tombstone(stamp(120, "h2")) } else { reembedded(n) }),
             op: if seq == 0 { OpSeq::Next(origin) } else { OpSeq::Exactly(origin, seq) },
         }),
+        2 => (tenant.clone(), 0..16u8, any::<bool>()).prop_map(|(tenant, n, changed)| Write::ResealEpisode { tenant, row: resealed(n, changed) }),
         1 => (tenant.clone(), 0..16u8).prop_map(|(tenant, n)| Write::CollectTombstone { tenant, id: row(n).id }),
+        1 => (tenant.clone(), 0..4u32).prop_map(|(tenant, version)| Write::DeleteTenantKey { tenant, version }),
         1 => (tenant.clone(), 1..3u32).prop_map(|(tenant, version)| Write::PutTenantKey {
             tenant, key: WrappedTenantKey { version, bytes: vec![version as u8; 4] } }),
         1 => (tenant.clone(), 1..3u32, 0..3u8).prop_map(|(tenant, version, v)| Write::CreateTenant {
@@ -380,6 +396,94 @@ pub fn settings_persist_and_match_the_model(open: &dyn Fn() -> Box<dyn Storage>)
         );
         assert_eq!(s.meta("sealed/gone").ok(), Some(None));
     }
+}
+
+/// Key versions deleted and rows re-sealed through a backend (`open` as above): a deleted
+/// version is gone after reopening, the newest is never deleted, and a re-sealed row keeps its
+/// place in the change log and the op log.
+pub fn key_destruction_and_reseal_persist(open: &dyn Fn() -> Box<dyn Storage>) {
+    let t = TenantId::new("acme").unwrap();
+    let key = |version: u32| WrappedTenantKey {
+        version,
+        bytes: vec![version as u8; 8],
+    };
+    let delete = |version| Write::DeleteTenantKey {
+        tenant: t.clone(),
+        version,
+    };
+    let reseal = |row| Write::ResealEpisode {
+        tenant: t.clone(),
+        row,
+    };
+    let writes = [
+        Write::PutTenantKey {
+            tenant: t.clone(),
+            key: key(1),
+        },
+        Write::PutTenantKey {
+            tenant: t.clone(),
+            key: key(2),
+        },
+        Write::PutTenantKey {
+            tenant: t.clone(),
+            key: key(3),
+        },
+        Write::PutEpisode {
+            tenant: t.clone(),
+            row: row(1),
+            origin: hub("h1"),
+        },
+        Write::PutEpisode {
+            tenant: t.clone(),
+            row: row(2),
+            origin: hub("h1"),
+        },
+        Write::Tombstone {
+            tenant: t.clone(),
+            id: row(2).id,
+            stamp: stamp(99, "h1"),
+            model: ModelId::new("m").unwrap(),
+            origin: hub("h1"),
+        },
+        delete(2),
+        delete(2),
+        // The newest version seals new records: never deleted.
+        delete(3),
+        delete(9),
+        reseal(resealed(1, false)),
+        // Changed since it was read, deleted, or never stored: left alone.
+        reseal(resealed(1, true)),
+        reseal(resealed(2, false)),
+        reseal(resealed(3, false)),
+    ];
+    let model = MemStorage::new();
+    let expected = model.apply(&writes).unwrap();
+    assert_eq!(
+        expected,
+        [
+            true, true, true, true, true, true, true, false, false, false, true, false, false,
+            false
+        ]
+    );
+    assert_eq!(open().apply(&writes).unwrap(), expected);
+    let db = open();
+    for s in [db.as_ref(), &model] {
+        assert_eq!(s.tenant_keys(&t).unwrap(), vec![key(1), key(3)]);
+        assert_eq!(s.episode(&t, &row(1).id).unwrap(), Some(resealed(1, false)));
+        let changes: Vec<EpisodeId> = s
+            .changes(&t, 0, usize::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        assert_eq!(changes, vec![row(1).id, row(2).id, row(2).id]);
+        assert_eq!(s.version_vector(&t).unwrap().get(&hub("h1")), 3);
+    }
+    // The last version left is the newest: it stays.
+    assert_eq!(db.apply(&[delete(1)]).unwrap(), vec![true]);
+    assert_eq!(db.apply(&[delete(3)]).unwrap(), vec![false]);
+    drop(db);
+    assert_eq!(open().tenant_keys(&t).unwrap(), vec![key(3)]);
 }
 
 /// Two engines (hubs `hub-a` and `hub-b`, one master key) over one shared store, each

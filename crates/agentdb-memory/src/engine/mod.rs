@@ -29,12 +29,14 @@ mod keys;
 mod read;
 mod reindex;
 mod replicate;
+mod reseal;
 mod settings;
 mod tenant;
 mod types;
 mod write;
 
 pub use erasure::ErasureOutcome;
+pub use reseal::{KeyVersion, ResealProgress, RESEAL_BATCH};
 pub use settings::{
     SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
     SEALED_SETTING_PREFIX, STORE_SECRET_META,

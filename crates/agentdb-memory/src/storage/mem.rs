@@ -9,8 +9,8 @@ use agentdb_security::WrappedTenantKey;
 use parking_lot::RwLock;
 
 use super::{
-    merge_keeps, peers, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode,
-    Write, CLOCK_META,
+    merge_keeps, peers, raised_clock, reseal_replaces, tombstone_row, OpSeq, Storage, StorageError,
+    StoredEpisode, Write, CLOCK_META,
 };
 
 #[derive(Debug, Default)]
@@ -91,6 +91,15 @@ impl Storage for MemStorage {
                         _ => false,
                     }
                 }
+                Write::ResealEpisode { tenant, row } => {
+                    match t.episodes.get_mut(&(tenant.clone(), row.id)) {
+                        Some(old) if reseal_replaces(Some(old), row) => {
+                            *old = row.clone();
+                            true
+                        }
+                        _ => false,
+                    }
+                }
                 Write::Tombstone {
                     tenant,
                     id,
@@ -160,6 +169,19 @@ impl Storage for MemStorage {
                     t.keys
                         .insert((tenant.clone(), key.version), key.bytes.clone());
                     true
+                }
+                Write::DeleteTenantKey { tenant, version } => {
+                    let newest = t
+                        .keys
+                        .range((tenant.clone(), 0)..=(tenant.clone(), u32::MAX))
+                        .next_back()
+                        .map(|((_, v), _)| *v);
+                    match newest {
+                        Some(newest) if newest != *version => {
+                            t.keys.remove(&(tenant.clone(), *version)).is_some()
+                        }
+                        _ => false,
+                    }
                 }
                 Write::PutTenantMeta {
                     tenant,

@@ -1,6 +1,6 @@
 //! Where episodes and keys live: a small trait with an embedded redb backend and an in-memory
 //! backend. Other backends (PostgreSQL, in its own crate) apply the same rules through the
-//! public helpers here: [`tombstone_row`], [`merge_keeps`], [`raised_clock`],
+//! public helpers here: [`tombstone_row`], [`merge_keeps`], [`reseal_replaces`], [`raised_clock`],
 //! [`OpSeq::seq_after`] and the peer-record codecs.
 //!
 //! The engine encrypts before anything reaches a backend; a backend sees only what may be stored
@@ -121,6 +121,17 @@ pub fn merge_keeps(existing: Option<&StoredEpisode>, row: &StoredEpisode) -> boo
     existing.is_some_and(|e| e.deleted.is_some() && row.deleted.is_none())
 }
 
+/// Whether a [`Write::ResealEpisode`] of `row` replaces `existing`: only a live row with the
+/// same stamps (nothing changed it since it was read).
+pub fn reseal_replaces(existing: Option<&StoredEpisode>, row: &StoredEpisode) -> bool {
+    existing.is_some_and(|e| {
+        e.deleted.is_none()
+            && row.deleted.is_none()
+            && e.stamps == row.stamps
+            && e.model == row.model
+    })
+}
+
 /// The clock setting a [`Write::ClockAtLeast`] of `hlc` writes over `current`, or `None` when
 /// `current` is already at least `hlc`.
 pub fn raised_clock(current: Option<&[u8]>, hlc: Hlc) -> Option<Vec<u8>> {
@@ -150,6 +161,17 @@ pub enum Write {
         /// The owner.
         tenant: TenantId,
         /// The new row.
+        row: StoredEpisode,
+    },
+    /// Overwrites a live episode's row with `row` (same id) only if the stored row carries
+    /// the same merge stamps as `row`, so that no update or merge that landed since the row
+    /// was read is lost; re-sealing under a newer key version does this. The outcome says
+    /// whether the row was replaced. Nothing is appended to the change log or the op log: the
+    /// episode did not change, only the key its sealed parts are sealed with.
+    ResealEpisode {
+        /// The owner.
+        tenant: TenantId,
+        /// The row as read, with its sealed parts re-sealed.
         row: StoredEpisode,
     },
     /// Replaces a live episode with a tombstone, or records a tombstone for an id not seen
@@ -207,6 +229,15 @@ pub enum Write {
         tenant: TenantId,
         /// The wrapped key.
         key: WrappedTenantKey,
+    },
+    /// Deletes a tenant key version, unless it is the tenant's newest (the one new records
+    /// are sealed with): the outcome says whether a key was deleted. The caller makes sure no
+    /// record is sealed with it any more.
+    DeleteTenantKey {
+        /// The owner.
+        tenant: TenantId,
+        /// The key version.
+        version: u32,
     },
     /// Stores a named per-tenant setting.
     PutTenantMeta {

@@ -30,8 +30,8 @@ use agentdb_security::WrappedTenantKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    merge_keeps, peers, raised_clock, tombstone_row, OpSeq, Storage, StorageError, StoredEpisode,
-    Write, CLOCK_META,
+    merge_keeps, peers, raised_clock, reseal_replaces, tombstone_row, OpSeq, Storage, StorageError,
+    StoredEpisode, Write, CLOCK_META,
 };
 
 const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
@@ -232,6 +232,17 @@ impl Storage for RedbStorage {
                         }
                         live
                     }
+                    Write::ResealEpisode { tenant, row } => {
+                        let key = episode_key(tenant, &row.id);
+                        let existing = decode_row(episodes.get(key).map_err(backend)?)?;
+                        let replaces = reseal_replaces(existing.as_ref(), row);
+                        if replaces {
+                            episodes
+                                .insert(key, row.encode().as_slice())
+                                .map_err(backend)?;
+                        }
+                        replaces
+                    }
                     Write::Tombstone {
                         tenant,
                         id,
@@ -311,6 +322,22 @@ impl Storage for RedbStorage {
                         keys.insert((tenant.as_str(), key.version), key.bytes.as_slice())
                             .map_err(backend)?;
                         true
+                    }
+                    Write::DeleteTenantKey { tenant, version } => {
+                        let newest = keys
+                            .range(key_range(tenant))
+                            .map_err(backend)?
+                            .next_back()
+                            .transpose()
+                            .map_err(backend)?
+                            .map(|(k, _)| k.value().1);
+                        match newest {
+                            Some(newest) if newest != *version => keys
+                                .remove((tenant.as_str(), *version))
+                                .map_err(backend)?
+                                .is_some(),
+                            _ => false,
+                        }
                     }
                     Write::PutTenantMeta {
                         tenant,
