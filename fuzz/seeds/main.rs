@@ -202,6 +202,7 @@ fn write_all() {
         created: Timestamp(1_700_000_000_000),
         origin: Some(hub.clone()),
         embedding_model: model.clone(),
+        expires_at: None,
     };
     let responses = [
         (
@@ -295,6 +296,7 @@ fn write_all() {
             latency_ms: 400,
             created: Timestamp(1_700_000_000_000),
             origin: Some(hub.clone()),
+            expires_at: None,
             embedding: Some(Embedding {
                 model: model.clone(),
                 vector: vec![0.5, -0.25, 0.0, 1.0],

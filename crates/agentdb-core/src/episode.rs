@@ -46,6 +46,10 @@ pub struct NewEpisode {
     pub latency_ms: u64,
     /// A caller-supplied embedding; when absent the store embeds the text itself.
     pub embedding: Option<Embedding>,
+    /// When the episode expires: from then on it is not returned, and stores delete it (as a
+    /// delete that replicates). Part of the immutable content. `None` keeps it until deleted
+    /// (or until its tenant's retention, if any, removes it).
+    pub expires_at: Option<Timestamp>,
 }
 
 impl NewEpisode {
@@ -70,6 +74,7 @@ impl NewEpisode {
             tokens_used: 0,
             latency_ms: 0,
             embedding: None,
+            expires_at: None,
         }
     }
 
@@ -100,6 +105,12 @@ impl NewEpisode {
     /// Sets the metadata.
     pub fn with_metadata(mut self, metadata: serde_json::Value) -> Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// Sets when the episode expires (see [`Self::expires_at`]).
+    pub fn with_expires_at(mut self, expires_at: Timestamp) -> Self {
+        self.expires_at = Some(expires_at);
         self
     }
 
@@ -253,6 +264,15 @@ pub struct Episode {
     pub origin: Option<HubId>,
     /// The model of the stored embedding.
     pub embedding_model: ModelId,
+    /// When it expires, if it does (see [`NewEpisode::expires_at`]).
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Episode {
+    /// Whether the episode has expired at `now` (its expiry is at or before `now`).
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 /// Why an episode was refused.

@@ -179,6 +179,7 @@ mod tests {
             created: crate::Timestamp(created.hlc.wall_ms),
             origin: None,
             embedding: None,
+            expires_at: None,
         };
         LiveEpisode::new(created, content, 0.5, None, Vec::new())
     }

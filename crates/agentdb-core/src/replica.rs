@@ -101,6 +101,8 @@ pub struct EpisodeContent {
     /// The embedding, so that receivers need not embed again (absent when the sender's model
     /// is not wanted).
     pub embedding: Option<Embedding>,
+    /// When the episode expires, if it does: every hub deletes it then (protocol version 3).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A live episode: content plus its registers.

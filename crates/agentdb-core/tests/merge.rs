@@ -78,6 +78,7 @@ fn content_of(s: &Stamp) -> EpisodeContent {
         created: s.hlc.wall(),
         origin: Some(s.hub.clone()),
         embedding: None,
+        expires_at: None,
     }
 }
 

@@ -76,6 +76,7 @@ pub const ALPN: &[u8] = b"agentdb/1";
 /// The protocol version written in every frame header and in [`Hello`]. Version 2: `Update`
 /// and the federation's `Ops` carry episode metadata as a register, and `Query` filters carry
 /// tags and metadata conditions (postcard layouts that version 1 cannot read). Version 3: hubs
-/// exchange `Control` records (erasure orders and their receipts), and the error code
-/// `quota_exceeded` exists.
+/// exchange `Control` records (erasure orders and their receipts), the error code
+/// `quota_exceeded` exists, and episodes carry an expiry (`expires_at` in `WireNewEpisode`,
+/// `WireEpisode` and the replicated `EpisodeContent`).
 pub const PROTOCOL_VERSION: u16 = 3;

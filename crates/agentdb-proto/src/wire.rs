@@ -44,6 +44,8 @@ pub struct WireNewEpisode {
     pub latency_ms: u64,
     /// A caller-supplied embedding.
     pub embedding: Option<Embedding>,
+    /// When the episode expires, if it does (protocol version 3).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// An [`Episode`] on the wire: metadata as JSON text.
@@ -83,6 +85,8 @@ pub struct WireEpisode {
     pub origin: Option<HubId>,
     /// The model of the stored embedding.
     pub embedding_model: ModelId,
+    /// When it expires, if it does (protocol version 3).
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Parses metadata from the wire; the empty string is `null`.
@@ -114,6 +118,7 @@ impl From<NewEpisode> for WireNewEpisode {
             tokens_used: e.tokens_used,
             latency_ms: e.latency_ms,
             embedding: e.embedding,
+            expires_at: e.expires_at,
         }
     }
 }
@@ -137,6 +142,7 @@ impl TryFrom<WireNewEpisode> for NewEpisode {
             tokens_used: w.tokens_used,
             latency_ms: w.latency_ms,
             embedding: w.embedding,
+            expires_at: w.expires_at,
         })
     }
 }
@@ -167,6 +173,7 @@ impl From<Episode> for WireEpisode {
             created: e.created,
             origin: e.origin,
             embedding_model: e.embedding_model,
+            expires_at: e.expires_at,
         }
     }
 }
@@ -194,6 +201,7 @@ impl TryFrom<WireEpisode> for Episode {
             created: w.created,
             origin: w.origin,
             embedding_model: w.embedding_model,
+            expires_at: w.expires_at,
         })
     }
 }
@@ -222,6 +230,7 @@ mod tests {
             created: Timestamp(1_700_000_000_001),
             origin: Some(HubId::new("hub-1").unwrap()),
             embedding_model: ModelId::new("agentdb-lexical-v1").unwrap(),
+            expires_at: Some(Timestamp(1_700_000_060_000)),
         }
     }
 
@@ -253,6 +262,7 @@ mod tests {
         let e = NewEpisode::new("t", "i", "o", 0.5)
             .with_id(EpisodeId::from_parts(5, [1; 10]))
             .with_metadata(json!({"a": 1}))
+            .with_expires_at(Timestamp(60_000))
             .with_embedding(Embedding {
                 model: ModelId::new("m").unwrap(),
                 vector: vec![0.25, -1.0],

@@ -41,6 +41,7 @@ fn episode(n: u8, metadata: serde_json::Value) -> Episode {
         created: Timestamp(1_700_000_000_999),
         origin: Some(HubId::new("hub-eu-1").unwrap()),
         embedding_model: model(),
+        expires_at: Some(Timestamp(1_700_000_060_000)),
     }
 }
 

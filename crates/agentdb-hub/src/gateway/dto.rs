@@ -53,12 +53,33 @@ pub(crate) struct EpisodeIn {
     /// the episode.
     #[serde(default)]
     pub embedding: Option<VectorIn>,
+    /// Seconds from now until the episode expires (at least 1): from then on it is not
+    /// returned, and every hub deletes it. Give this or `expires_at_ms`, not both.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub ttl_secs: Option<u64>,
+    /// When the episode expires, in milliseconds since the Unix epoch (a time already past
+    /// stores an episode that is deleted at once). Give this or `ttl_secs`, not both.
+    #[serde(default)]
+    pub expires_at_ms: Option<u64>,
 }
 
 impl EpisodeIn {
-    /// The episode for the store request; `id` is the one to use (given or minted).
-    pub fn into_new(self, id: EpisodeId) -> NewEpisode {
-        NewEpisode {
+    /// The episode for the store request; `id` is the one to use (given or minted), `now` the
+    /// time a `ttl_secs` counts from. Refuses a `ttl_secs` of 0 and a body that gives both
+    /// `ttl_secs` and `expires_at_ms`.
+    pub fn into_new(self, id: EpisodeId, now: Timestamp) -> Result<NewEpisode, String> {
+        let expires_at = match (self.ttl_secs, self.expires_at_ms) {
+            (Some(_), Some(_)) => {
+                return Err("give ttl_secs or expires_at_ms, not both".into());
+            }
+            (Some(0), None) => return Err("ttl_secs must be at least 1".into()),
+            (Some(ttl), None) => Some(Timestamp(
+                now.unix_ms().saturating_add(ttl.saturating_mul(1000)),
+            )),
+            (None, at) => at.map(Timestamp),
+        };
+        Ok(NewEpisode {
             id: Some(id),
             agent: None,
             session: self.session,
@@ -72,7 +93,8 @@ impl EpisodeIn {
             tokens_used: self.tokens_used,
             latency_ms: self.latency_ms,
             embedding: self.embedding.map(VectorIn::into_embedding),
-        }
+            expires_at,
+        })
     }
 }
 
@@ -172,6 +194,9 @@ pub(crate) struct EpisodeOut {
     /// The model its vector was made with.
     #[schema(value_type = String)]
     pub embedding_model: ModelId,
+    /// When it expires, in milliseconds since the Unix epoch; `null` when it does not (its
+    /// tenant's retention may still remove it).
+    pub expires_at_ms: Option<u64>,
 }
 
 impl EpisodeOut {
@@ -201,6 +226,7 @@ impl EpisodeOut {
             created_ms: w.created.unix_ms(),
             origin: w.origin,
             embedding_model: w.embedding_model,
+            expires_at_ms: w.expires_at.map(Timestamp::unix_ms),
         }
     }
 }

@@ -70,9 +70,10 @@ pub(crate) async fn store(
         .into_iter()
         .map(|e| {
             let id = e.id.unwrap_or_else(|| agentdb_memory::mint_episode_id(now));
-            e.into_new(id)
+            e.into_new(id, now)
+                .map_err(|message| ApiError::new(ErrorCode::InvalidRequest, message))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let request = Request::Store(StoreRequest::from_episodes(episodes));
     match call(&state, &caller, request).await? {
         Response::Stored(stored) => {

@@ -105,5 +105,6 @@ pub(crate) fn open_episode(key: &TenantKey, row: &StoredEpisode) -> Result<Episo
         created: row.created,
         origin: body.origin,
         embedding_model: row.model.clone(),
+        expires_at: row.expires_at,
     })
 }

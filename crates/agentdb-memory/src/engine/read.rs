@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 
 use agentdb_core::{
     validate_vector, Embedding, Episode, EpisodeId, Filter, TaskCount, TenantId, TenantStats,
+    Timestamp,
 };
 
 use crate::error::{QueryError, ReadError};
@@ -32,6 +33,10 @@ impl MemoryEngine {
     /// pass, doubling the search until `k` have passed or the tenant has no more candidates.
     /// `k` results thus come back whenever `k` matching episodes exist; a very selective
     /// content filter may open most of the tenant's episodes to find them.
+    ///
+    /// Episodes past their `expires_at` are never returned, even before the expiry sweep
+    /// deletes them; the search widens past them so that they do not take the place of
+    /// matches.
     pub fn query(&self, tenant: &TenantId, query: &Query) -> Result<Vec<Match>, QueryError> {
         if query.k == 0 || query.k > MAX_K {
             return Err(QueryError::BadK {
@@ -63,26 +68,39 @@ impl MemoryEngine {
         if query.filter.needs_content() {
             return self.search_content(&state, &embedding, query.k, &query.filter);
         }
-        let hits =
-            state
-                .index
-                .search(&embedding.model, &embedding.vector, query.k, &query.filter)?;
-        let ids: Vec<EpisodeId> = hits.iter().map(|h| h.id).collect();
-        let rows = self
-            .storage
-            .episodes(&state.id, &ids)
-            .map_err(ReadError::from)?;
-        let mut out = Vec::with_capacity(hits.len());
-        for (hit, row) in hits.iter().zip(rows) {
-            // A hit deleted since the search is skipped, not an error.
-            if let Some(episode) = open_live(&state, row)? {
-                out.push(Match {
-                    episode,
-                    score: hit.score,
-                });
+        let now = self.clock.now();
+        let mut fetch = query.k;
+        loop {
+            let hits =
+                state
+                    .index
+                    .search(&embedding.model, &embedding.vector, fetch, &query.filter)?;
+            let ids: Vec<EpisodeId> = hits.iter().map(|h| h.id).collect();
+            let rows = self
+                .storage
+                .episodes(&state.id, &ids)
+                .map_err(ReadError::from)?;
+            let mut out = Vec::with_capacity(hits.len());
+            let mut expired = 0;
+            for (hit, row) in hits.iter().zip(rows) {
+                expired += usize::from(row.as_ref().is_some_and(|r| r.is_expired(now)));
+                // A hit deleted since the search is skipped, not an error.
+                if let Some(episode) = open_live(&state, row, now)? {
+                    out.push(Match {
+                        episode,
+                        score: hit.score,
+                    });
+                }
             }
+            // Expired episodes not swept yet took some places: search again for as many more
+            // (until the index has no more to give).
+            let all = state.index.live_len().max(query.k);
+            if out.len() >= query.k || expired == 0 || hits.len() < fetch || fetch >= all {
+                out.truncate(query.k);
+                return Ok(out);
+            }
+            fetch = fetch.saturating_add(expired).min(all);
         }
-        Ok(out)
     }
 
     /// A search whose filter has content conditions: over-fetch, open, keep what passes, and
@@ -149,10 +167,14 @@ impl MemoryEngine {
         state: &TenantState,
         id: &EpisodeId,
     ) -> Result<Option<Episode>, ReadError> {
-        open_live(state, self.storage.episode(&state.id, id)?)
+        open_live(
+            state,
+            self.storage.episode(&state.id, id)?,
+            self.clock.now(),
+        )
     }
 
-    /// One live episode of `tenant`.
+    /// One live episode of `tenant` (not one past its `expires_at`).
     pub fn get(&self, tenant: &TenantId, id: &EpisodeId) -> Result<Option<Episode>, ReadError> {
         match self.tenant(tenant) {
             Some(state) => self.read(&state, id),
@@ -168,7 +190,8 @@ impl MemoryEngine {
     /// episode that stays live during the walk comes back exactly once; one stored or deleted
     /// meanwhile may or may not. `next` is `Some` (the id of the page's last episode) whenever
     /// a live episode follows the page. Deleted episodes are skipped unopened, never returned
-    /// as gaps: a page is empty only when nothing follows.
+    /// as gaps: a page is empty only when nothing follows. Episodes past their `expires_at`
+    /// are skipped like deleted ones.
     ///
     /// A page holds at most `limit` episodes (clamped to 1..=[`MAX_BATCH`]) and at most
     /// [`MAX_PAGE_BYTES`] of sealed episode content, but always at least one episode. Each
@@ -187,12 +210,13 @@ impl MemoryEngine {
             });
         };
         let limit = limit.clamp(1, MAX_BATCH);
+        let now = self.clock.now();
         let mut rows: Vec<StoredEpisode> = Vec::new();
         let mut bytes = 0usize;
         let mut more = false;
         self.storage
             .scan_episodes_after(tenant, after.as_ref(), &mut |row| {
-                if row.deleted.is_some() {
+                if row.deleted.is_some() || row.is_expired(now) {
                     return ControlFlow::Continue(());
                 }
                 let size = row.sealed_body.len();
@@ -324,13 +348,15 @@ impl MemoryEngine {
     }
 }
 
-/// The episode of a live row, opened; `None` for no row or a tombstone.
+/// The episode of a live row, opened; `None` for no row, a tombstone or an episode expired at
+/// `now`.
 fn open_live(
     state: &TenantState,
     row: Option<StoredEpisode>,
+    now: Timestamp,
 ) -> Result<Option<Episode>, ReadError> {
     match row {
-        Some(row) if row.deleted.is_none() => {
+        Some(row) if row.deleted.is_none() && !row.is_expired(now) => {
             let key = state.key_for(&row)?;
             Ok(Some(body::open_episode(&key, &row)?))
         }

@@ -546,6 +546,7 @@ impl MemoryEngine {
             },
             sealed_body: body::seal_body(&key, &id, &body)?,
             sealed_vector,
+            expires_at: c.expires_at,
         };
         Ok((row, vector))
     }
@@ -610,6 +611,7 @@ impl MemoryEngine {
             tokens_used: c.tokens_used,
             latency_ms: c.latency_ms,
             embedding: None,
+            expires_at: c.expires_at,
         };
         // Every field is held to this hub's limits, as the origin held it to its own; the
         // episode's total size is not: the origin counted it before embedding, and updates
@@ -704,6 +706,7 @@ pub(super) fn row_state(
             created: row.created,
             origin: body.origin,
             embedding,
+            expires_at: row.expires_at,
         },
         reward: Lww::new(row.stamps.reward.clone(), row.reward),
         critique: Lww::new(row.stamps.critique.clone(), body.critique),

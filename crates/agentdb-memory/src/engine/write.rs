@@ -176,15 +176,28 @@ impl MemoryEngine {
             stamps: RowStamps::all(stamp.clone()),
             sealed_body: body::seal_body(key, &id, &body)?,
             sealed_vector: body::seal_vector(key, &id, &v.vector)?,
+            expires_at: e.expires_at,
         })
     }
 
     /// Deletes an episode, leaving a tombstone so that a later copy of it (a retried write, a
     /// replica) cannot bring it back. Returns whether it was live.
     pub fn delete(&self, tenant: &TenantId, id: &EpisodeId) -> Result<bool, ReadError> {
+        let was_live = self.delete_episodes(tenant, std::slice::from_ref(id))?;
+        Ok(was_live.first().copied().unwrap_or(false))
+    }
+
+    /// Deletes episodes of `tenant` in one commit, each as [`Self::delete`] does (a tombstone
+    /// and an op of this store, so the deletes replicate). Returns, per id, whether it was
+    /// live.
+    pub(super) fn delete_episodes(
+        &self,
+        tenant: &TenantId,
+        ids: &[EpisodeId],
+    ) -> Result<Vec<bool>, ReadError> {
         loop {
             let Some(state) = self.tenant(tenant) else {
-                return Ok(false);
+                return Ok(vec![false; ids.len()]);
             };
             let gate = state.erased.read();
             if *gate {
@@ -193,24 +206,31 @@ impl MemoryEngine {
                 continue;
             }
             let _merge = state.merge.lock();
-            let was_live = self
+            let was_live: Vec<bool> = self
                 .storage
-                .episode(tenant, id)?
-                .is_some_and(|row| row.deleted.is_none());
+                .episodes(tenant, ids)?
+                .into_iter()
+                .map(|row| row.is_some_and(|row| row.deleted.is_none()))
+                .collect();
             let stamp = self.next_stamp();
-            let flags = self.commit.submit(vec![
-                Write::Tombstone {
+            let mut writes: Vec<Write> = ids
+                .iter()
+                .map(|id| Write::Tombstone {
                     tenant: tenant.clone(),
                     id: *id,
                     stamp: stamp.clone(),
                     model: state.model().clone(),
                     origin: self.hub.clone(),
-                },
-                Write::ClockAtLeast { hlc: stamp.hlc },
-            ])?;
-            state.index.remove(id);
-            if flags.first().copied().unwrap_or(false) {
-                state.tombstones.fetch_add(1, Ordering::Relaxed);
+                })
+                .collect();
+            writes.push(Write::ClockAtLeast { hlc: stamp.hlc });
+            let flags = self.commit.submit(writes)?;
+            for id in ids {
+                state.index.remove(id);
+            }
+            let tombstoned = flags.iter().take(ids.len()).filter(|f| **f).count() as u64;
+            if tombstoned > 0 {
+                state.tombstones.fetch_add(tombstoned, Ordering::Relaxed);
                 self.changed(tenant);
             }
             return Ok(was_live);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 const ROW_FORMAT_V1: u8 = 1;
 const ROW_FORMAT_V2: u8 = 2;
 const ROW_FORMAT_V3: u8 = 3;
+const ROW_FORMAT_V4: u8 = 4;
 
 /// The merge stamps of a row's content and registers (see `agentdb_core::replica`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,6 +73,16 @@ pub struct StoredEpisode {
     /// The sealed embedding vector.
     #[serde(with = "serde_bytes")]
     pub sealed_vector: Vec<u8>,
+    /// When the episode expires, if it does (format 4; older rows have no expiry). In the
+    /// clear, like `created`, so that the expiry sweep finds expired rows without opening them.
+    pub expires_at: Option<Timestamp>,
+}
+
+impl StoredEpisode {
+    /// Whether the row is an episode that has expired at `now` (a tombstone never is).
+    pub fn is_expired(&self, now: Timestamp) -> bool {
+        self.deleted.is_none() && self.expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 /// A row that cannot be decoded.
@@ -82,7 +93,7 @@ pub struct RowError;
 impl StoredEpisode {
     /// The row's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ROW_FORMAT_V3];
+        let mut out = vec![ROW_FORMAT_V4];
         // Serialising plain fields into a Vec cannot fail.
         out.extend(postcard::to_stdvec(self).unwrap_or_default());
         out
@@ -91,7 +102,10 @@ impl StoredEpisode {
     /// Parses [`Self::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Self, RowError> {
         match bytes.split_first() {
-            Some((&ROW_FORMAT_V3, rest)) => postcard::from_bytes(rest).map_err(|_| RowError),
+            Some((&ROW_FORMAT_V4, rest)) => postcard::from_bytes(rest).map_err(|_| RowError),
+            Some((&ROW_FORMAT_V3, rest)) => postcard::from_bytes::<RowV3>(rest)
+                .map(RowV3::upgrade)
+                .map_err(|_| RowError),
             Some((&ROW_FORMAT_V2, rest)) => postcard::from_bytes::<RowV2>(rest)
                 .map(RowV2::upgrade)
                 .map_err(|_| RowError),
@@ -115,6 +129,7 @@ impl StoredEpisode {
             stamps: RowStamps::all(stamp),
             sealed_body: Vec::new(),
             sealed_vector: Vec::new(),
+            expires_at: None,
         }
     }
 
@@ -125,6 +140,41 @@ impl StoredEpisode {
             sealed_body: Vec::new(),
             sealed_vector: Vec::new(),
             ..self
+        }
+    }
+}
+
+/// Rows written before episodes could expire: format 4 without `expires_at`.
+#[derive(Serialize, Deserialize)]
+struct RowV3 {
+    id: EpisodeId,
+    created: Timestamp,
+    reward: f64,
+    success: bool,
+    task_hash: [u8; 16],
+    model: ModelId,
+    deleted: Option<Stamp>,
+    stamps: RowStamps,
+    #[serde(with = "serde_bytes")]
+    sealed_body: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    sealed_vector: Vec<u8>,
+}
+
+impl RowV3 {
+    fn upgrade(self) -> StoredEpisode {
+        StoredEpisode {
+            id: self.id,
+            created: self.created,
+            reward: self.reward,
+            success: self.success,
+            task_hash: self.task_hash,
+            model: self.model,
+            deleted: self.deleted,
+            stamps: self.stamps,
+            sealed_body: self.sealed_body,
+            sealed_vector: self.sealed_vector,
+            expires_at: None,
         }
     }
 }
@@ -175,6 +225,7 @@ impl RowV2 {
             },
             sealed_body: self.sealed_body,
             sealed_vector: self.sealed_vector,
+            expires_at: None,
         }
     }
 }
@@ -210,6 +261,7 @@ impl RowV1 {
             stamps: RowStamps::all(stamp(self.created)),
             sealed_body: self.sealed_body,
             sealed_vector: self.sealed_vector,
+            expires_at: None,
         }
     }
 }
@@ -245,12 +297,14 @@ mod tests {
             stamps: RowStamps::all(Stamp::new(Hlc::new(5, 0), local_hub())),
             sealed_body: vec![1, 2, 3],
             sealed_vector: vec![4],
+            expires_at: Some(Timestamp(9)),
         };
         assert_eq!(StoredEpisode::decode(&row.encode()).unwrap(), row);
         assert_eq!(StoredEpisode::decode(&[]), Err(RowError));
         assert_eq!(StoredEpisode::decode(&[9, 1, 2]), Err(RowError));
         assert_eq!(StoredEpisode::decode(&[2, 0xff]), Err(RowError));
         assert_eq!(StoredEpisode::decode(&[3, 0xff]), Err(RowError));
+        assert_eq!(StoredEpisode::decode(&[4, 0xff]), Err(RowError));
     }
 
     /// A format-2 row as the encoder before format 3 wrote it (`0x02 | postcard(row)`; `RowV2`
@@ -299,7 +353,43 @@ mod tests {
         );
         assert_eq!(row.sealed_body, vec![1, 2, 3]);
         assert_eq!(row.sealed_vector, vec![4]);
-        assert_eq!(row.encode()[0], ROW_FORMAT_V3);
+        assert_eq!(row.expires_at, None);
+        assert_eq!(row.encode()[0], ROW_FORMAT_V4);
+        assert_eq!(StoredEpisode::decode(&row.encode()).unwrap(), row);
+    }
+
+    /// A format-3 row as the encoder before format 4 wrote it (`0x03 | postcard(row)`; `RowV3`
+    /// is the former `StoredEpisode` field for field, and the bytes are kept here as they
+    /// were): it reads with no expiry, and is written back as format 4.
+    #[test]
+    fn format_3_rows_still_decode() {
+        let stamp = Stamp::new(Hlc::new(5, 1), HubId::new("hub-a").unwrap());
+        let v3 = RowV3 {
+            id: EpisodeId::from_parts(5, [1; 10]),
+            created: Timestamp(5),
+            reward: 0.5,
+            success: false,
+            task_hash: [7; 16],
+            model: ModelId::new("m").unwrap(),
+            deleted: None,
+            stamps: RowStamps::all(stamp.clone()),
+            sealed_body: vec![1, 2, 3],
+            sealed_vector: vec![4],
+        };
+        let mut bytes = vec![ROW_FORMAT_V3];
+        bytes.extend(postcard::to_stdvec(&v3).unwrap());
+        let fixed: &[u8] = &[
+            3, 16, 0, 0, 0, 0, 0, 5, 113, 1, 129, 1, 1, 1, 1, 1, 1, 1, 5, 0, 0, 0, 0, 0, 0, 224,
+            63, 0, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 1, 109, 0, 5, 1, 5, 104, 117,
+            98, 45, 97, 5, 1, 5, 104, 117, 98, 45, 97, 5, 1, 5, 104, 117, 98, 45, 97, 5, 1, 5, 104,
+            117, 98, 45, 97, 5, 1, 5, 104, 117, 98, 45, 97, 3, 1, 2, 3, 1, 4,
+        ];
+        assert_eq!(bytes, fixed);
+        let row = StoredEpisode::decode(fixed).unwrap();
+        assert_eq!(row.stamps, RowStamps::all(stamp));
+        assert_eq!(row.expires_at, None);
+        assert_eq!(row.sealed_body, vec![1, 2, 3]);
+        assert_eq!(row.encode()[0], ROW_FORMAT_V4);
         assert_eq!(StoredEpisode::decode(&row.encode()).unwrap(), row);
     }
 }

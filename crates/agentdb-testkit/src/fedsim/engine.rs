@@ -118,6 +118,7 @@ fn new_episode(
         tokens_used: content.tokens_used,
         latency_ms: content.latency_ms,
         embedding: content.embedding.clone(),
+        expires_at: content.expires_at,
     }
 }
 
@@ -140,6 +141,7 @@ fn live_state(row: &StoredEpisode, e: Episode) -> ReplicaState {
             created: e.created,
             origin: e.origin,
             embedding: None,
+            expires_at: e.expires_at,
         },
         reward: Lww::new(s.reward.clone(), e.reward),
         critique: Lww::new(s.critique.clone(), e.critique),

@@ -1209,6 +1209,7 @@ impl<S: SimStore> Sim<S> {
                 latency_ms: n % 300,
                 created: Timestamp(physical),
                 origin: Some(self.hubs[h].id.clone()),
+                expires_at: None,
                 embedding: n.is_multiple_of(3).then(|| Embedding {
                     model,
                     vector: (0..dims as u64)
