@@ -33,6 +33,10 @@ enum Command {
     /// Manage a tenant's API keys through a hub's admin HTTP.
     #[command(subcommand)]
     Tenant(commands::tenant::TenantCommand),
+    /// Revoke a token, an agent, an API key or a certificate on a running hub and its
+    /// federation.
+    #[command(subcommand)]
+    Revoke(commands::revoke::RevokeCommand),
     /// Manage the deployment's certificate authority.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
@@ -106,6 +110,7 @@ fn main() -> ExitCode {
         Command::Mcp(args) => commands::mcp::run(*args),
         Command::Openapi => commands::print_openapi(),
         Command::Audit(cmd) => commands::audit::run(cmd),
+        Command::Revoke(cmd) => commands::revoke::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,8 +9,9 @@
 //! order, and an op that arrives later carrying an erased episode (from a hub that had not
 //! applied the order yet, or an update made on it concurrently) is dropped, never merged back.
 //!
-//! Orders and receipts travel between hubs as [`ControlRecord`]s: a grow-only set every hub
-//! keeps and passes on, so a hub that was offline during an erasure applies it when it returns.
+//! Orders and receipts travel between hubs as control records (`crate::ControlRecord`): a
+//! grow-only set every hub keeps and passes on, so a hub that was offline during an erasure
+//! applies it when it returns.
 
 use serde::{Deserialize, Serialize};
 
@@ -121,38 +122,6 @@ pub struct ErasureReceipt {
     pub signature: Vec<u8>,
 }
 
-/// What hubs pass on to each other besides ops: erasure orders and their receipts.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum ControlRecord {
-    /// An erasure order.
-    Erasure(Erasure),
-    /// A hub's receipt for an order.
-    Receipt(ErasureReceipt),
-}
-
-impl ControlRecord {
-    /// The record's tenant (records travel only to hubs whose region may hold it).
-    pub fn tenant(&self) -> &TenantId {
-        match self {
-            ControlRecord::Erasure(e) => &e.tenant,
-            ControlRecord::Receipt(r) => &r.body.tenant,
-        }
-    }
-
-    /// A name unique to the record: two records with one name are the same record.
-    pub fn name(&self) -> String {
-        match self {
-            ControlRecord::Erasure(e) => format!("erasure/{}/{}", e.tenant, e.id),
-            ControlRecord::Receipt(r) => {
-                format!(
-                    "receipt/{}/{}/{}",
-                    r.body.tenant, r.body.erasure, r.body.hub
-                )
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -214,27 +183,5 @@ mod tests {
         assert!(!user.covers(&episode(stamp(50, "a"), r#"{"user_id":"u-2"}"#)));
         assert!(!user.covers(&episode(stamp(50, "a"), "")));
         assert!(!user.covers(&episode(stamp(150, "a"), r#"{"user_id":"u-1"}"#)));
-    }
-
-    #[test]
-    fn records_are_named_by_what_they_are_about() {
-        let e = order(ErasureScope::Tenant);
-        let name = ControlRecord::Erasure(e.clone()).name();
-        assert_eq!(name, format!("erasure/acme/{}", e.id));
-        let receipt = ControlRecord::Receipt(ErasureReceipt {
-            body: ReceiptBody {
-                erasure: e.id,
-                tenant: e.tenant.clone(),
-                hub: HubId::new("b").unwrap_or_else(|_| unreachable!()),
-                through: VersionVector::new(),
-                erased_ms: 5,
-                episodes: 3,
-                destroyed_keys: Vec::new(),
-            },
-            certificate_der: Vec::new(),
-            signature: Vec::new(),
-        });
-        assert_eq!(receipt.name(), format!("receipt/acme/{}/b", e.id));
-        assert_eq!(receipt.tenant(), &e.tenant);
     }
 }

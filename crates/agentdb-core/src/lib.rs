@@ -4,6 +4,7 @@
 //! This crate is pure: it never opens a socket, spawns a task or reads the clock. Callers pass
 //! timestamps and randomness in, which keeps every rule here deterministic and testable.
 
+mod control;
 mod episode;
 mod erasure;
 mod filter;
@@ -13,17 +14,17 @@ mod limits;
 mod op;
 mod replica;
 mod residency;
+mod revocation;
 mod stats;
 mod timestamp;
 mod version_vector;
 
+pub use control::ControlRecord;
 pub use episode::{
     metadata_from_text, metadata_to_text, validate_vector, Embedding, Episode, EpisodeError,
     NewEpisode, DEFAULT_SUCCESS_THRESHOLD,
 };
-pub use erasure::{
-    ControlRecord, DestroyedKey, Erasure, ErasureReceipt, ErasureScope, ReceiptBody,
-};
+pub use erasure::{DestroyedKey, Erasure, ErasureReceipt, ErasureScope, ReceiptBody};
 pub use filter::{EpisodeFacts, Filter, FilterError, MetadataMatch, Outcome};
 pub use hlc::{ClockSkew, Hlc, HlcClock, Stamp, DEFAULT_MAX_SKEW_MS};
 pub use ids::{
@@ -33,6 +34,7 @@ pub use limits::Limits;
 pub use op::{AppliedOps, Op};
 pub use replica::{EpisodeContent, EpisodeUpdate, LiveEpisode, Lww, ReplicaState, TieBreak};
 pub use residency::Residency;
+pub use revocation::{Revocation, Revoked};
 pub use stats::{TaskCount, TenantStats};
 pub use timestamp::Timestamp;
 pub use version_vector::{Causality, VersionVector};

@@ -64,6 +64,7 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/v1/tenants/{tenant}/quota", get(quota).put(set_quota))
         .route("/v1/metrics/tenants", get(tenant_metrics))
         .merge(crate::admin_erasure::routes())
+        .merge(crate::admin_revocations::routes())
         .with_state(state)
 }
 
@@ -468,7 +469,7 @@ async fn tenant_metrics(
 
 /// Authenticates a tenant-revealing request and asks `policy` (through `allowed`) whether its
 /// identity may see the answer: `Some` is the response to send instead.
-fn refusal(
+pub(crate) fn refusal(
     state: &HubState,
     peer: SocketAddr,
     headers: &HeaderMap,

@@ -11,6 +11,7 @@ use crate::state::{unix_secs, HubState};
 
 /// The identity the certificate of a QUIC connection proves, if the peer presented one.
 pub(crate) fn certificate_identity(
+    state: &HubState,
     conn: &quinn::Connection,
 ) -> Result<Option<PeerIdentity>, WireError> {
     let Some(any) = conn.peer_identity() else {
@@ -19,16 +20,25 @@ pub(crate) fn certificate_identity(
     let Ok(chain) = any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>() else {
         return Ok(None);
     };
-    chain_identity(Some(&chain))
+    chain_identity(state, Some(&chain))
 }
 
-/// The identity the leaf of a verified client certificate chain proves (QUIC and HTTPS).
+/// The identity the leaf of a verified client certificate chain proves (QUIC and HTTPS,
+/// agents and hubs alike); a revoked certificate is refused here.
 pub(crate) fn chain_identity(
+    state: &HubState,
     chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
 ) -> Result<Option<PeerIdentity>, WireError> {
     let Some(leaf) = chain.and_then(|c| c.first()) else {
         return Ok(None);
     };
+    let serial = agentdb_security::identity::certificate_serial(leaf).map_err(|e| {
+        error(
+            ErrorCode::Unauthenticated,
+            format!("client certificate: {e}"),
+        )
+    })?;
+    state.revocations.check_certificate(&serial)?;
     PeerIdentity::from_der(leaf).map(Some).map_err(|e| {
         error(
             ErrorCode::Unauthenticated,
@@ -117,7 +127,7 @@ pub(crate) fn still_valid(state: &HubState, identity: &VerifiedIdentity) -> Resu
     if state.revoked.is_revoked(&claims.jti, now) {
         return Err(error(ErrorCode::Unauthenticated, "token has been revoked"));
     }
-    Ok(())
+    state.revocations.check_claims(claims)
 }
 
 /// Counts a refused credential in the metrics, by code.
@@ -156,6 +166,7 @@ fn identity(
     if state.revoked.is_revoked(&claims.jti, now) {
         return Err(error(ErrorCode::Unauthenticated, "token has been revoked"));
     }
+    state.revocations.check_claims(&claims)?;
     let identity = VerifiedIdentity {
         certificate: certificate.cloned(),
         claims,

@@ -48,7 +48,7 @@ pub(crate) async fn serve(
         return;
     }
     state.metrics.connections_total.inc();
-    let certificate = match auth::certificate_identity(&conn) {
+    let certificate = match auth::certificate_identity(&state, &conn) {
         Ok(c) => c,
         Err(e) => {
             auth::count_failure(&state, &e);

@@ -125,42 +125,32 @@ pub(crate) fn records(state: &HubState) -> Result<Vec<ControlRecord>, String> {
     Ok(out)
 }
 
-/// Takes in records a peer sent: applies each order not applied here yet (and signs its
-/// receipt), keeps each receipt not held yet, and passes what was new on to the other links.
-pub(crate) fn receive(state: &HubState, records: Vec<ControlRecord>) -> Result<(), String> {
-    let held: BTreeSet<String> = records_held(state)?;
-    let mut new = false;
-    let mut failure = None;
-    for record in records {
-        let name = record.name();
-        // An order is done here once this hub's receipt for it is held.
-        let done_name = match &record {
-            ControlRecord::Erasure(order) => own_receipt_name(state, order),
-            ControlRecord::Receipt(_) => name.clone(),
-        };
-        if held.contains(&done_name) {
-            continue;
-        }
-        let done = match &record {
-            ControlRecord::Erasure(order) => {
-                let residency = &state.federation.config;
-                if !residency.residency.allows(&order.tenant, &residency.region) {
-                    // Not for this region (a misconfigured peer): nothing is held here.
-                    continue;
-                }
-                apply(state, order).map(drop)
+/// Takes in an order or receipt a peer sent, unless `held` (the names of the control records
+/// this hub keeps) shows it is done here: an order is applied (and its receipt signed), a
+/// receipt kept. Returns whether anything new is kept.
+pub(crate) fn receive(
+    state: &HubState,
+    held: &BTreeSet<String>,
+    record: &ControlRecord,
+) -> Result<bool, WireError> {
+    match record {
+        ControlRecord::Erasure(order) => {
+            // An order is done here once this hub's receipt for it is held.
+            if held.contains(&own_receipt_name(state, order)) {
+                return Ok(false);
             }
-            ControlRecord::Receipt(_) => keep(state, &record),
-        };
-        match done {
-            Ok(()) => new = true,
-            Err(e) => failure = Some(format!("{name}: {}", e.message)),
+            let fed = &state.federation.config;
+            if !fed.residency.allows(&order.tenant, &fed.region) {
+                // Not for this region (a misconfigured peer): nothing is held here.
+                return Ok(false);
+            }
+            apply(state, order).map(|_| true)
         }
+        ControlRecord::Receipt(_) if !held.contains(&record.name()) => {
+            keep(state, record).map(|()| true)
+        }
+        _ => Ok(false),
     }
-    if new {
-        state.federation.notify_control();
-    }
-    failure.map_or(Ok(()), Err)
 }
 
 /// The name of this hub's receipt for `order`.
@@ -185,17 +175,7 @@ pub(crate) fn catch_up(state: &HubState) -> Result<(), String> {
 }
 
 fn records_held(state: &HubState) -> Result<BTreeSet<String>, String> {
-    let mut names = BTreeSet::new();
-    for prefix in [ORDERS, RECEIPTS] {
-        for (name, _) in state
-            .engine
-            .sealed_settings(prefix)
-            .map_err(|e| e.to_string())?
-        {
-            names.insert(name);
-        }
-    }
-    Ok(names)
+    crate::control::held(state, &[ORDERS, RECEIPTS])
 }
 
 /// One hub's receipt, as the status shows it.

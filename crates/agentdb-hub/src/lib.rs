@@ -16,9 +16,11 @@
 
 mod admin;
 mod admin_erasure;
+mod admin_revocations;
 mod auth;
 pub mod config;
 mod connection;
+mod control;
 pub mod credentials;
 mod erasure;
 pub mod federation;
@@ -27,6 +29,7 @@ mod gateway;
 mod metrics;
 mod ops;
 mod quota;
+mod revocations;
 mod state;
 
 use std::net::SocketAddr;
@@ -231,6 +234,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     .map_err(|e| StartError::Signer(e.to_string()))?;
     let state = Arc::new(HubState::new(config, engine, tokens, credentials, signer));
     state.load_revocations().map_err(StartError::Credentials)?;
+    revocations::load(&state).map_err(StartError::Credentials)?;
     state
         .quotas
         .load(&state.engine)

@@ -44,6 +44,8 @@ pub(crate) struct HubState {
     pub tokens: TokenKeys,
     pub credentials: Credentials,
     pub revoked: RevocationList,
+    /// Operators' revocations of agents and certificates.
+    pub revocations: crate::revocations::Revocations,
     /// The tenant of every change to the engine's episodes, for event streams.
     pub changes: broadcast::Sender<TenantId>,
     pub metrics: Metrics,
@@ -83,6 +85,7 @@ impl HubState {
             tokens,
             credentials,
             revoked: RevocationList::new(),
+            revocations: crate::revocations::Revocations::default(),
             changes,
             metrics: Metrics::new(),
             tenant_metrics,

@@ -363,6 +363,53 @@ fn is_spiffe_uri(uri: &str) -> bool {
         .is_some_and(|scheme| scheme.eq_ignore_ascii_case(SPIFFE_PREFIX))
 }
 
+/// The serial number of a certificate (DER) as revocations name it: lower-case hex of its
+/// bytes, no separators, no leading zero byte.
+pub fn certificate_serial(der: &[u8]) -> Result<String, IdentityError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| IdentityError::NotACertificate {
+            reason: e.to_string(),
+        })?;
+    Ok(normalize_serial(
+        &cert
+            .raw_serial()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    ))
+}
+
+/// A serial number as an operator may type it (`0A:1b:…`, `0x0a1b…`) in the one form
+/// revocations use.
+pub fn normalize_serial(text: &str) -> String {
+    let digits: String = text
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(char::is_ascii_hexdigit)
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    let trimmed = digits.trim_start_matches('0');
+    if trimmed.is_empty() {
+        "0".into()
+    } else {
+        trimmed.into()
+    }
+}
+
+#[cfg(test)]
+mod serial_tests {
+    use super::normalize_serial;
+
+    #[test]
+    fn serials_have_one_form() {
+        assert_eq!(normalize_serial("0A:1b:ff"), "a1bff");
+        assert_eq!(normalize_serial("0x00a1"), "a1");
+        assert_eq!(normalize_serial(" A1 "), "a1");
+        assert_eq!(normalize_serial("00"), "0");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

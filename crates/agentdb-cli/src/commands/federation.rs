@@ -222,7 +222,7 @@ pub enum FederationCommand {
 pub struct OperatorArgs {
     /// The hub's admin HTTP address (host:port).
     #[arg(long, value_name = "ADDR", default_value = super::hub::DEFAULT_HTTP)]
-    http: String,
+    pub(super) http: String,
     /// A token with the operator scope (`agentdb token issue … --scope operator`).
     #[arg(
         long,
@@ -259,7 +259,7 @@ pub struct ForgetPeerArgs {
 
 impl OperatorArgs {
     /// The Bearer token: given, or minted with the signing key.
-    fn token(&self) -> anyhow::Result<String> {
+    pub(super) fn token(&self) -> anyhow::Result<String> {
         use agentdb_security::token::{Scope, TokenRequest};
         if let Some(token) = &self.token {
             return Ok(token.trim().to_owned());

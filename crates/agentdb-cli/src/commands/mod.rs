@@ -10,6 +10,7 @@ pub mod hub;
 pub mod local;
 pub mod mcp;
 pub mod reindex;
+pub mod revoke;
 pub mod tenant;
 pub mod tenant_erase;
 pub mod token;

@@ -159,7 +159,7 @@ async fn dial_once(
         .await
         .map_err(|_| format!("connect to {url}: timed out"))?
         .map_err(|e| format!("connect to {url}: {e}"))?;
-    let peer = match peer_hub(&conn) {
+    let peer = match peer_hub(&state, &conn) {
         Ok(p) => p,
         Err(e) => {
             conn.close(quinn::VarInt::from_u32(CLOSE_REFUSED), e.as_bytes());
@@ -185,8 +185,9 @@ pub(crate) struct CertifiedHub {
 }
 
 /// The hub a connection's peer certificate names, as the policy requires for links.
-fn peer_hub(conn: &quinn::Connection) -> Result<CertifiedHub, String> {
-    let cert: Option<PeerIdentity> = auth::certificate_identity(conn).map_err(|e| e.message)?;
+fn peer_hub(state: &HubState, conn: &quinn::Connection) -> Result<CertifiedHub, String> {
+    let cert: Option<PeerIdentity> =
+        auth::certificate_identity(state, conn).map_err(|e| e.message)?;
     let (hub, region) = policy::check_hub_peer(cert.as_ref()).map_err(|e| e.to_string())?;
     Ok(CertifiedHub {
         hub: hub.clone(),
@@ -201,7 +202,7 @@ pub(crate) async fn serve_inbound(
     conn: quinn::Connection,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let peer = match peer_hub(&conn) {
+    let peer = match peer_hub(&state, &conn) {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "hub link refused");

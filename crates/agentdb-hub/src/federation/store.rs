@@ -62,13 +62,13 @@ impl ReplicaStore for EngineStore {
 
     fn control_records(&self) -> Vec<ControlRecord> {
         // A failed read sends nothing now; the records go on the next notice or link.
-        crate::erasure::records(&self.state).unwrap_or_else(|e| {
+        crate::control::records(&self.state).unwrap_or_else(|e| {
             tracing::warn!(error = %e, "cannot read the control records");
             Vec::new()
         })
     }
 
     fn receive_control(&self, records: Vec<ControlRecord>) -> Result<(), StoreFailure> {
-        crate::erasure::receive(&self.state, records).map_err(StoreFailure)
+        crate::control::receive(&self.state, records).map_err(StoreFailure)
     }
 }

@@ -57,7 +57,7 @@ pub(crate) async fn run(
                 auth::count_handshake_failure(&state);
                 return;
             };
-            let certificate = auth::chain_identity(stream.get_ref().1.peer_certificates());
+            let certificate = auth::chain_identity(&state, stream.get_ref().1.peer_certificates());
             let conn = Connection::new(certificate);
             let service = app.map_request(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(conn.clone());

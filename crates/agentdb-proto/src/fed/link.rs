@@ -515,7 +515,8 @@ impl LinkSession {
         let mut bytes = 0;
         for record in store.control_records() {
             let name = record.name();
-            if !self.shares(record.tenant()) || self.control_known.contains(&name) {
+            let shared = record.tenant().is_none_or(|t| self.shares(t));
+            if !shared || self.control_known.contains(&name) {
                 continue;
             }
             let size = postcard::to_stdvec(&record).map_or(0, |b| b.len());
