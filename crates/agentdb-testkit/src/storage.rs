@@ -38,6 +38,7 @@ fn row(n: u8) -> StoredEpisode {
         stamps: RowStamps::all(stamp(u64::from(n), "h1")),
         sealed_body: vec![n; 8],
         sealed_vector: vec![n; 4],
+        expires_at: None,
     }
 }
 

@@ -23,6 +23,7 @@
 mod body;
 mod commit;
 mod erasure;
+mod expiry;
 mod follow;
 mod indexer;
 mod keys;
