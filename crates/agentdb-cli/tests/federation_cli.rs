@@ -982,3 +982,66 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
     assert!(e.contains("revoked"), "{e}");
     assert_eq!(revocations(&pki, &us).len(), 4);
 }
+
+/// A subject erasure issued on us removes, on every hub, the episodes whose metadata names the
+/// subject, and only those; each hub confirms with a verified receipt.
+#[test]
+fn a_subject_erasure_removes_one_users_episodes_on_every_hub() {
+    let ex = Example::start();
+    let store = |user: &str, n: u32| {
+        let out = ex.pki.agent(
+            &ex.eu,
+            "store",
+            "acme",
+            &[
+                "--task",
+                "summarise invoice",
+                "--output",
+                &format!("Total: {n} EUR"),
+                "--reward",
+                "0.9",
+                "--metadata",
+                &format!(r#"{{"user_id":"{user}"}}"#),
+            ],
+        );
+        out["id"].as_str().unwrap().to_owned()
+    };
+    let u1 = [store("u-1", 1), store("u-1", 2)];
+    let u2 = store("u-2", 3);
+    let all: Vec<&String> = u1.iter().chain([&u2]).collect();
+    ex.pki.wait_for(&ex.us, "acme", &all);
+
+    let out = run_ok(&[
+        "tenant",
+        "erase",
+        "--tenant",
+        "acme",
+        "--subject-key",
+        "user_id",
+        "--subject-value",
+        "u-1",
+        "--http",
+        &ex.us.http,
+        "--signing-key",
+        &ex.pki.path("signing.key"),
+    ]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("hub us erased 2 episodes and destroyed 0 key versions"),
+        "{text}"
+    );
+    let status = wait_receipts(&ex.eu, &ex.pki, "acme", &["eu", "global", "us"]);
+    let order = &status["erasures"][0];
+    assert_eq!(
+        order["scope"],
+        serde_json::json!({"subject": {"key": "user_id", "value": "u-1"}})
+    );
+    for r in order["receipts"].as_array().unwrap() {
+        assert_eq!(r["destroyed_keys"], serde_json::json!([]), "{status}");
+    }
+    for hub in [&ex.eu, &ex.global, &ex.us] {
+        wait_until("only u-2's episode left", || {
+            ex.pki.ids(hub, "acme") == set(&[u2.as_str()])
+        });
+    }
+}

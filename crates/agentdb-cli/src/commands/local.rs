@@ -58,9 +58,21 @@ pub(crate) struct StoreArgs {
     /// An optional critique.
     #[arg(long)]
     pub(crate) critique: Option<String>,
+    /// Metadata: a JSON object (e.g. '{"user_id":"u-1"}').
+    #[arg(long, value_name = "JSON", value_parser = parse_metadata)]
+    pub(crate) metadata: Option<serde_json::Value>,
     /// Print JSON.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+/// A `--metadata` value: a JSON object.
+fn parse_metadata(text: &str) -> Result<serde_json::Value, String> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v @ serde_json::Value::Object(_)) => Ok(v),
+        Ok(_) => Err("metadata must be a JSON object".into()),
+        Err(e) => Err(format!("metadata is not JSON: {e}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -107,7 +119,10 @@ impl StoreArgs {
             self.reward,
         );
         episode.critique = self.critique.clone();
-        episode
+        match &self.metadata {
+            Some(metadata) => episode.with_metadata(metadata.clone()),
+            None => episode,
+        }
     }
 }
 
