@@ -23,6 +23,11 @@
 //! quota) with `{"max_episodes": n, "max_bytes": n, "max_writes_per_sec": n}` (each optional;
 //! absent or `null` leaves the configured limit, `{}` drops the override) sets the run-time
 //! override, kept across restarts, and answers as `GET`.
+//! `GET /v1/tenants/{tenant}/retention` (admin scope for that tenant, or the operator scope)
+//! → how long the tenant keeps its episodes (`retention`: `"30d"` or `"forever"`;
+//! `retention_secs`; `configured`; `runtime`); `PUT` of the same path (operator scope) with
+//! `{"retention": "30d"}` (or `"forever"`) sets the run-time value, kept across restarts and
+//! winning over the configuration, `{"retention": null}` drops it; answers as `GET`.
 //! `GET /v1/metrics/tenants` (operator scope) → per-tenant Prometheus text
 //! (`agentdb_tenant_episodes`, `agentdb_tenant_stored_bytes`,
 //! `agentdb_tenant_quota_refusals_total`), at most `max_metric_tenants` tenants by name.
@@ -62,6 +67,10 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/v1/tenants/{tenant}/keys", get(list_keys).post(create_key))
         .route("/v1/tenants/{tenant}/keys/{id}", delete(revoke_key))
         .route("/v1/tenants/{tenant}/quota", get(quota).put(set_quota))
+        .route(
+            "/v1/tenants/{tenant}/retention",
+            get(retention).put(set_retention),
+        )
         .route("/v1/metrics/tenants", get(tenant_metrics))
         .merge(crate::admin_erasure::routes())
         .merge(crate::admin_revocations::routes())
@@ -422,6 +431,76 @@ async fn set_quota(
             .quotas
             .report(&state.engine, &tenant)
             .map_err(internal)
+    })
+    .await
+}
+
+async fn retention(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let tenant = match tenant_or_operator(&state, peer, &headers, tenant) {
+        Ok(t) => t,
+        Err(refusal) => return *refusal,
+    };
+    blocking(StatusCode::OK, move || {
+        crate::retention::report(&state, &tenant)
+            .map_err(|e| auth::error(agentdb_proto::ErrorCode::Internal, e))
+    })
+    .await
+}
+
+/// The body of `PUT /v1/tenants/{tenant}/retention`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionBody {
+    /// `"30d"`, `"forever"`, or `null` (back to the configuration).
+    #[serde(default)]
+    retention: Option<String>,
+}
+
+async fn set_retention(
+    State(state): State<Arc<HubState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
+        return refusal;
+    }
+    let Ok(tenant) = TenantId::new(tenant) else {
+        return failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid tenant id",
+        );
+    };
+    let body: RetentionBody = match serde_json::from_slice(&body) {
+        Ok(b) => b,
+        Err(e) => {
+            return failure(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                format!("malformed retention: {e}"),
+            )
+        }
+    };
+    let retention = match body
+        .retention
+        .as_deref()
+        .map(crate::retention::parse_retention)
+    {
+        None => None,
+        Some(Ok(r)) => Some(r),
+        Some(Err(e)) => return failure(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", e),
+    };
+    blocking(StatusCode::OK, move || {
+        let internal = |e: String| auth::error(agentdb_proto::ErrorCode::Internal, e);
+        crate::retention::set_runtime(&state.engine, &tenant, retention).map_err(internal)?;
+        crate::retention::report(&state, &tenant).map_err(internal)
     })
     .await
 }

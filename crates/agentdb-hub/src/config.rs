@@ -46,6 +46,10 @@ pub struct HubLimits {
     /// Most tenants named by a label of the per-tenant metrics (`GET /v1/metrics/tenants`);
     /// the others are summed under `tenant="_other"`. Default 100.
     pub max_metric_tenants: usize,
+    /// How long each tenant keeps its episodes, and how often the hub deletes those past it.
+    /// Default: kept until deleted, swept every 60 s (episodes that carry their own expiry are
+    /// deleted then too).
+    pub retention: Retention,
 }
 
 impl Default for HubLimits {
@@ -59,6 +63,7 @@ impl Default for HubLimits {
             idle_timeout: Duration::from_secs(60),
             quotas: Quotas::default(),
             max_metric_tenants: 100,
+            retention: Retention::default(),
         }
     }
 }
@@ -145,4 +150,35 @@ pub struct HubConfig {
     pub limits: HubLimits,
     /// Links to other hubs, region and residency.
     pub federation: crate::federation::FederationConfig,
+}
+
+/// How long tenants keep their episodes: a default and per-tenant values (a run-time value,
+/// `PUT /v1/tenants/{t}/retention`, wins over both). An episode older than its tenant's
+/// retention (by its creation time) is deleted at the next sweep, as a delete that
+/// replicates; `None` keeps episodes until they are deleted or reach their own expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retention {
+    /// Every tenant's retention unless its own says otherwise. Default `None`.
+    pub default: Option<Duration>,
+    /// A tenant's own retention; `None` keeps its episodes whatever the default.
+    pub per_tenant: BTreeMap<TenantId, Option<Duration>>,
+    /// How often the hub looks for expired episodes in every tenant. Default 60 s.
+    pub sweep_interval: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            default: None,
+            per_tenant: BTreeMap::new(),
+            sweep_interval: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retention {
+    /// The retention the configuration gives `tenant`.
+    pub fn for_tenant(&self, tenant: &TenantId) -> Option<Duration> {
+        self.per_tenant.get(tenant).copied().unwrap_or(self.default)
+    }
 }

@@ -9,7 +9,7 @@
 //! client ──HTTPS──► gateway::serve ─► gateway::router (/v1/episodes, /v1/query, /v1/changes, /v1/token, …)
 //!                                    │ Bearer ─► auth::verify (the same function) ─► ops::execute ─► policy ─► MemoryEngine
 //! admin ──HTTP──► admin::router (/health, /metrics; with tokens: /v1/federation, /v1/metrics/tenants,
-//!                                 /v1/tenants/{t}/stats|keys|quota)
+//!                                 /v1/tenants/{t}/stats|keys|quota|retention)
 //! ```
 //!
 //! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
@@ -29,6 +29,7 @@ mod gateway;
 mod metrics;
 mod ops;
 mod quota;
+mod retention;
 mod revocations;
 mod state;
 
@@ -41,10 +42,12 @@ use agentdb_security::token::{TokenKeys, TokenVerifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use config::Retention;
 pub use config::{HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
 pub use follow::{follow_shared_storage, DEFAULT_FOLLOW_INTERVAL};
 pub use gateway::openapi;
+pub use retention::{format_retention, parse_retention, FOREVER};
 
 use state::HubState;
 
@@ -244,6 +247,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
     let (shutdown, shutdown_rx) = watch::channel(false);
 
     federation::start(&state, &endpoint, shutdown_rx.clone())?;
+    retention::start(&state, shutdown_rx.clone());
     let accept = tokio::spawn(accept_loop(
         endpoint.clone(),
         Arc::clone(&state),

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::{HubId, TenantId};
+use agentdb_hub::parse_retention;
 use agentdb_hub::{HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
 use agentdb_memory::{
     embedder_from_env_or_dir, open_data_dir_with_embedder, EngineConfig, MemoryEngine,
@@ -161,8 +162,28 @@ pub struct FileConfig {
     upstream: Option<String>,
     peers: Option<Vec<String>>,
     sync_interval: Option<DurationValue>,
-    tenants: Option<std::collections::BTreeMap<TenantId, TenantSection>>,
+    tenants: Option<std::collections::BTreeMap<TenantId, HubTenantSection>>,
     federation: Option<TuningSection>,
+    retention: Option<RetentionSection>,
+}
+
+/// `[tenants.<tenant>]`: the federation's keys (residency) and the tenant's retention.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HubTenantSection {
+    residency: Option<Vec<agentdb_core::Region>>,
+    /// `"30d"`, `"24h"`, … or `"forever"` (see [`agentdb_hub::Retention`]).
+    retention: Option<String>,
+}
+
+/// `[retention]`: every tenant's retention and how often the hub sweeps.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RetentionSection {
+    /// Every tenant's retention unless its own says otherwise.
+    default: Option<String>,
+    /// How often expired episodes are looked for (`"60s"`, `"100ms"`).
+    sweep_interval: Option<String>,
 }
 
 /// `[tls]`: the deployment CA, the hub's certificate and its key (PEM files).
@@ -592,7 +613,18 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
             upstream: file.upstream,
             peers: file.peers,
             sync_interval: file.sync_interval,
-            tenants: file.tenants,
+            tenants: file.tenants.as_ref().map(|tenants| {
+                tenants
+                    .iter()
+                    .map(|(t, s)| {
+                        let section = TenantSection {
+                            residency: s.residency.clone(),
+                            ..TenantSection::default()
+                        };
+                        (t.clone(), section)
+                    })
+                    .collect()
+            }),
             federation: file.federation,
         },
         &|name| std::env::var(name).ok().filter(|v| !v.trim().is_empty()),
@@ -622,6 +654,7 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         audience,
         limits: HubLimits {
             quotas: quotas(file.quotas.unwrap_or_default())?,
+            retention: retention(file.retention.unwrap_or_default(), file.tenants)?,
             ..limits(file.limits.unwrap_or_default())?
         },
         federation,
@@ -658,6 +691,31 @@ fn limits(section: LimitsSection) -> anyhow::Result<HubLimits> {
         limits.max_metric_tenants = v;
     }
     Ok(limits)
+}
+
+/// `[retention]` and the tenants' `retention` keys.
+fn retention(
+    section: RetentionSection,
+    tenants: Option<std::collections::BTreeMap<TenantId, HubTenantSection>>,
+) -> anyhow::Result<agentdb_hub::Retention> {
+    let parse = |key: &str, text: &str| {
+        parse_retention(text).map_err(|e| anyhow::anyhow!("config: {key}: {e}"))
+    };
+    let mut retention = agentdb_hub::Retention::default();
+    if let Some(text) = &section.default {
+        retention.default = parse("retention.default", text)?;
+    }
+    if let Some(text) = &section.sweep_interval {
+        retention.sweep_interval = parse("retention.sweep_interval", text)?
+            .ok_or_else(|| anyhow::anyhow!("config: retention.sweep_interval cannot be forever"))?;
+    }
+    for (tenant, s) in tenants.unwrap_or_default() {
+        if let Some(text) = &s.retention {
+            let value = parse(&format!("[tenants.{tenant}] retention"), text)?;
+            retention.per_tenant.insert(tenant, value);
+        }
+    }
+    Ok(retention)
 }
 
 fn quotas(section: QuotasSection) -> anyhow::Result<Quotas> {
