@@ -820,6 +820,7 @@ async fn pull(inner: &Inner) -> Result<(), AgentError> {
                     new.agent = e.agent;
                     new.tags = e.tags.clone();
                     new.metadata = e.metadata.clone();
+                    new.expires_at = e.expires_at;
                     // Already cached: take the hub's reward, critique, tags and metadata
                     // (updated since).
                     if let Ok(stored) = inner.local.store(tenant, new) {

@@ -245,7 +245,7 @@ impl Outbox {
             .key
             .open(self.aad(&id.to_bytes()), &sealed)
             .map_err(SpoolFileError::Sealed)?;
-        match postcard::from_bytes::<WireNewEpisode>(&plain) {
+        match decode_spooled(&plain) {
             Ok(e) if e.id == Some(id) => Ok((id, e)),
             _ => Err(SpoolFileError::Content { id }),
         }
@@ -397,6 +397,17 @@ impl Backoff {
     }
 }
 
+/// A spooled episode: `postcard(WireNewEpisode)`. Files spooled before episodes could expire
+/// lack the last field (`expires_at`); read them as having none (postcard writes `None` as one
+/// zero byte at the end).
+fn decode_spooled(plain: &[u8]) -> Result<WireNewEpisode, postcard::Error> {
+    postcard::from_bytes::<WireNewEpisode>(plain).or_else(|e| {
+        let mut older = plain.to_vec();
+        older.push(0);
+        postcard::from_bytes::<WireNewEpisode>(&older).map_err(|_| e)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,6 +437,31 @@ mod tests {
         WireNewEpisode::from(
             &agentdb_core::NewEpisode::new(task, "input", "output", 0.5).with_id(id),
         )
+    }
+
+    /// A file spooled before episodes could expire (the episode without its last field)
+    /// still reads, with no expiry; one with an expiry keeps it.
+    #[test]
+    fn episodes_spooled_before_expiry_existed_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let key = SpoolKey::from_bytes([3; 32]);
+        let (old_id, new_id) = (
+            EpisodeId::from_parts(1_700_000_000_000, [1; 10]),
+            EpisodeId::from_parts(1_700_000_000_001, [2; 10]),
+        );
+        let (outbox, _) = Outbox::open(&spool, &tenant(), &key).unwrap();
+        let mut expiring = episode(new_id, "expiring");
+        expiring.expires_at = Some(agentdb_core::Timestamp(1_700_000_060_000));
+        outbox.add(&[(new_id, expiring.clone())]).unwrap();
+        let mut older = postcard::to_stdvec(&episode(old_id, "older")).unwrap();
+        assert_eq!(older.pop(), Some(0), "`None` is the last byte");
+        let sealed = outbox.key.seal(outbox.aad(&old_id.to_bytes()), &older).unwrap();
+        std::fs::write(outbox.path(&old_id), sealed).unwrap();
+
+        let (again, unreadable) = Outbox::open(&spool, &tenant(), &key).unwrap();
+        assert!(unreadable.is_empty());
+        assert_eq!(again.pending(), vec![episode(old_id, "older"), expiring]);
     }
 
     #[test]

@@ -32,18 +32,32 @@ pub(crate) struct StoreParams {
     /// top-level fields.
     #[serde(default)]
     pub metadata: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Forget the episode this many seconds from now (at least 1): it is then no longer found,
+    /// and deleted everywhere. Omit to keep it.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub ttl_secs: Option<u64>,
 }
 
 impl StoreParams {
-    /// The episode to store.
-    pub fn into_episode(self) -> NewEpisode {
+    /// The episode to store; a `ttl_secs` counts from `now`. Refuses a `ttl_secs` of 0.
+    pub fn into_episode(self, now: Timestamp) -> Result<NewEpisode, String> {
         let mut episode = NewEpisode::new(self.task, self.input, self.output, self.reward);
+        match self.ttl_secs {
+            Some(0) => return Err("ttl_secs must be at least 1".into()),
+            Some(ttl) => {
+                episode.expires_at = Some(Timestamp(
+                    now.unix_ms().saturating_add(ttl.saturating_mul(1000)),
+                ));
+            }
+            None => {}
+        }
         episode.critique = self.critique;
         episode.tags = self.tags;
         if let Some(metadata) = self.metadata {
             episode.metadata = serde_json::Value::Object(metadata);
         }
-        episode
+        Ok(episode)
     }
 }
 

@@ -73,8 +73,14 @@ impl MemoryTools {
     async fn store_episode(&self, Parameters(p): Parameters<StoreParams>) -> CallToolResult {
         answer(
             async {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let episode = p
+                    .into_episode(agentdb_core::Timestamp(now))
+                    .map_err(|m| render::error(ErrorCode::InvalidRequest.as_str(), m))?;
                 let agent = self.agents.get().await.map_err(failed)?;
-                let stored = agent.store(p.into_episode()).await.map_err(failed)?;
+                let stored = agent.store(episode).await.map_err(failed)?;
                 let durability = match stored.durability {
                     Durability::Acknowledged => "acknowledged",
                     _ => "spooled",
