@@ -37,6 +37,9 @@ enum Command {
     /// federation.
     #[command(subcommand)]
     Revoke(commands::revoke::RevokeCommand),
+    /// Hub-wide operations on a running hub (operator token): master-key rewrap.
+    #[command(subcommand)]
+    Admin(commands::admin::AdminCommand),
     /// Manage the deployment's certificate authority.
     #[command(subcommand)]
     Ca(commands::ca::CaCommand),
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => commands::token::run(cmd),
         Command::Federation(cmd) => commands::federation::run(cmd),
         Command::Tenant(cmd) => commands::tenant::run(cmd),
+        Command::Admin(cmd) => commands::admin::run(cmd),
         Command::Mcp(args) => commands::mcp::run(*args),
         Command::Openapi => commands::print_openapi(),
         Command::Audit(cmd) => commands::audit::run(cmd),

@@ -74,6 +74,7 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         .route("/v1/metrics/tenants", get(tenant_metrics))
         .merge(crate::admin_erasure::routes())
         .merge(crate::admin_revocations::routes())
+        .merge(crate::key_ops::routes())
         .with_state(state)
 }
 

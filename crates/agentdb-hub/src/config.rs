@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use agentdb_core::{HubId, TenantId};
@@ -150,6 +151,25 @@ pub struct HubConfig {
     pub limits: HubLimits,
     /// Links to other hubs, region and residency.
     pub federation: crate::federation::FederationConfig,
+    /// Where the engine's master key is kept, so that a master-key rewrap
+    /// (`POST /v1/admin/rewrap-master-key`) can keep the new one there. Default: unknown, and
+    /// the hub refuses to rewrap.
+    pub master_key: MasterKeySource,
+}
+
+/// Where a hub's master key comes from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MasterKeySource {
+    /// Not known to the hub (a hub embedded in another program): rewrapping is refused.
+    #[default]
+    Unknown,
+    /// A key file (base64 text, mode 0600): a rewrap writes the new key beside it as
+    /// `<name>.new`, re-wraps, then renames it over the old file.
+    File(PathBuf),
+    /// The `AGENTDB_MASTER_KEY` environment variable: the hub cannot keep a new key there, so
+    /// a rewrap is refused before anything changes.
+    Environment,
 }
 
 /// How long tenants keep their episodes: a default and per-tenant values (a run-time value,

@@ -26,6 +26,7 @@ mod erasure;
 pub mod federation;
 mod follow;
 mod gateway;
+mod key_ops;
 mod metrics;
 mod ops;
 mod quota;
@@ -43,7 +44,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::Retention;
-pub use config::{HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
+pub use config::{HubConfig, HubLimits, MasterKeySource, Quotas, TenantQuota, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
 pub use follow::{follow_shared_storage, DEFAULT_FOLLOW_INTERVAL};
 pub use gateway::openapi;

@@ -224,6 +224,7 @@ pub fn hub_config(pki: &TestPki) -> HubConfig {
         audience: agentdb_security::token::DEFAULT_AUDIENCE.to_owned(),
         limits: HubLimits::default(),
         federation: FederationConfig::default(),
+        master_key: agentdb_hub::config::MasterKeySource::default(),
     }
 }
 

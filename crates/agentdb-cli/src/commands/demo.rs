@@ -155,6 +155,7 @@ impl DemoHub {
             audience: DEFAULT_AUDIENCE.to_owned(),
             limits: HubLimits::default(),
             federation: agentdb_hub::FederationConfig::default(),
+            master_key: agentdb_hub::MasterKeySource::Unknown,
         };
         let handle = agentdb_hub::start(config, Arc::new(engine))
             .await

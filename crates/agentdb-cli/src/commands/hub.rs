@@ -343,9 +343,20 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
         audience: settings.audience.clone(),
         limits: settings.limits.clone(),
         federation: settings.federation.clone(),
+        master_key: master_key_source(&settings.data),
     };
     let runtime = super::runtime()?;
     runtime.block_on(serve(config, engine, &settings, dev.map(|(dir, _)| dir)))
+}
+
+/// Where the engine's master key came from (the rule of `MasterKey::from_env_or_file`), so
+/// that a rewrap on the running hub keeps the new key there.
+fn master_key_source(data: &Path) -> agentdb_hub::MasterKeySource {
+    if std::env::var(agentdb_security::MASTER_KEY_ENV).is_ok() {
+        agentdb_hub::MasterKeySource::Environment
+    } else {
+        agentdb_hub::MasterKeySource::File(data.join(MASTER_KEY_FILE))
+    }
 }
 
 /// Opens the engine over a PostgreSQL database (its index rebuilt from the sealed rows), with

@@ -1,5 +1,6 @@
 //! One module per top-level subcommand.
 
+pub mod admin;
 pub mod agent;
 pub mod audit;
 pub mod ca;
@@ -13,6 +14,7 @@ pub mod reindex;
 pub mod revoke;
 pub mod tenant;
 pub mod tenant_erase;
+pub mod tenant_keys;
 pub mod token;
 
 /// The tokio runtime of the commands that talk over the network (`hub`, `agent`, `demo`).

@@ -42,6 +42,11 @@ pub enum TenantCommand {
     Erase(super::tenant_erase::EraseArgs),
     /// Show the tenant's erasures and which hubs have confirmed them.
     EraseStatus(super::tenant_erase::StatusArgs),
+    /// Start a new encryption key version: new episodes are sealed with it at once, older
+    /// ones re-sealed in the background, then the older versions destroyed (signed receipts).
+    RotateKey(super::tenant_keys::KeyArgs),
+    /// Show the tenant's key versions in use, the re-seal pass and the destruction receipts.
+    KeyStatus(super::tenant_keys::KeyArgs),
 }
 
 /// `agentdb tenant key …`.
@@ -192,6 +197,8 @@ pub fn run(command: TenantCommand) -> anyhow::Result<()> {
         TenantCommand::Key(KeyCommand::Revoke(args)) => revoke(args),
         TenantCommand::Erase(args) => super::tenant_erase::erase(args),
         TenantCommand::EraseStatus(args) => super::tenant_erase::status(args),
+        TenantCommand::RotateKey(args) => super::tenant_keys::rotate(args),
+        TenantCommand::KeyStatus(args) => super::tenant_keys::status(args),
     }
 }
 
