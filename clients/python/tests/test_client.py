@@ -25,6 +25,19 @@ def test_health_and_openapi_need_no_token(hub: Hub, tenant: Tenant) -> None:
     assert {"/v1/episodes", "/v1/query", "/v1/changes", "/v1/token"} <= set(doc["paths"])
 
 
+def test_an_episode_with_an_expiry_shows_it_and_is_hidden_once_past(client: AgentDBClient) -> None:
+    later = client.store_episode(task="rotate keys", reward=0.8, ttl_secs=3600)
+    episode = client.get_episode(later.id)
+    assert episode.expires_at_ms is not None
+    assert 0 <= episode.created_ms + 3_600_000 - episode.expires_at_ms <= 1_000
+    past = client.store_episode(task="rotate keys", reward=0.8, expires_at_ms=1_000)
+    with pytest.raises(agentdb.NotFoundError):
+        client.get_episode(past.id)
+    with pytest.raises(agentdb.InvalidRequestError):
+        client.store_episode(task="rotate keys", reward=0.8, ttl_secs=60, expires_at_ms=1_000)
+    assert client.get_episode(client.store_episode(task="t", reward=0.5).id).expires_at_ms is None
+
+
 def test_store_get_update_delete(client: AgentDBClient, tenant: Tenant) -> None:
     stored = client.store_episode(
         task="summarise invoice",

@@ -25,6 +25,10 @@ export interface EpisodeIn {
   tokens_used?: number;
   latency_ms?: number;
   embedding?: VectorIn | null;
+  /** Seconds until the episode expires (at least 1): it is then no longer returned, and every hub deletes it. Not with `expires_at_ms`. */
+  ttl_secs?: number | null;
+  /** When the episode expires, in milliseconds since the Unix epoch. Not with `ttl_secs`. */
+  expires_at_ms?: number | null;
 }
 
 /** An episode as the hub holds it. */
@@ -48,6 +52,8 @@ export interface Episode {
   /** The hub that first accepted it. */
   origin?: string | null;
   embedding_model: string;
+  /** When it expires, in milliseconds since the Unix epoch; `null` when it does not. */
+  expires_at_ms?: number | null;
 }
 
 /** `PATCH /v1/episodes/{id}`: absent fields keep their value. */

@@ -69,6 +69,20 @@ test("quota_exceeded is a PermissionError of its own, not retried", async () => 
   assert.equal(m, 1);
 });
 
+test("an episode's expiry goes to the hub as ttl_secs or expires_at_ms", async () => {
+  const bodies = [];
+  const fetch = async (_url, init) => {
+    bodies.push(JSON.parse(init.body));
+    return json(201, { results: [{ id: bodies.at(-1).id ?? "x", inserted: true }] });
+  };
+  const c = new AgentDBClient({ endpoint: "https://hub.test", token: FAKE_JWT, fetch });
+  await c.storeEpisode({ task: "t", reward: 0.5, ttl_secs: 3600 });
+  await c.storeEpisodes([{ task: "u", reward: 0.5, expires_at_ms: 1_700_000_000_000 }]);
+  assert.equal(bodies[0].ttl_secs, 3600);
+  assert.equal(bodies[0].expires_at_ms, undefined);
+  assert.equal(bodies[1].episodes[0].expires_at_ms, 1_700_000_000_000);
+});
+
 test("network errors are retried with backoff, then ConnectionError", async () => {
   let n = 0;
   const flaky = async () => {

@@ -50,6 +50,16 @@ def integer(o: JsonObject, key: str) -> int:
     return v
 
 
+def opt_integer(o: JsonObject, key: str) -> int | None:
+    """An optional (absent or null) integer field."""
+    v = o.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise InvalidResponseError(f"field {key!r} is not an integer")
+    return v
+
+
 def number(o: JsonObject, key: str) -> float:
     """A required number field."""
     v = o.get(key)

@@ -278,11 +278,20 @@ class EphemeralAgent(_Agent[AgentDBClient]):
         critique: str | None = None,
         tags: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        ttl_secs: int | None = None,
     ) -> str:
-        """Stores an episode as this agent; answers its id."""
+        """Stores an episode as this agent; answers its id. With ``ttl_secs`` it expires that many
+        seconds from now."""
         self._check()
         stored = self.client.store_episode(
-            task=task, reward=reward, input=input, output=output, critique=critique, tags=tags, metadata=metadata
+            task=task,
+            reward=reward,
+            input=input,
+            output=output,
+            critique=critique,
+            tags=tags,
+            metadata=metadata,
+            ttl_secs=ttl_secs,
         )
         return stored.id
 
@@ -446,11 +455,20 @@ class AsyncEphemeralAgent(_Agent[AsyncAgentDBClient]):
         critique: str | None = None,
         tags: Sequence[str] = (),
         metadata: Mapping[str, Any] | None = None,
+        ttl_secs: int | None = None,
     ) -> str:
-        """Stores an episode as this agent; answers its id."""
+        """Stores an episode as this agent; answers its id. With ``ttl_secs`` it expires that many
+        seconds from now."""
         await self._check()
         stored = await self.client.store_episode(
-            task=task, reward=reward, input=input, output=output, critique=critique, tags=tags, metadata=metadata
+            task=task,
+            reward=reward,
+            input=input,
+            output=output,
+            critique=critique,
+            tags=tags,
+            metadata=metadata,
+            ttl_secs=ttl_secs,
         )
         return stored.id
 

@@ -258,6 +258,8 @@ class AgentDBClient:
         latency_ms: int = 0,
         embedding: Vector | None = None,
         id: str | None = None,
+        ttl_secs: int | None = None,
+        expires_at_ms: int | None = None,
     ) -> Stored:
         """Stores one episode. Without an ``id`` the client mints a UUIDv7, so a retry cannot store it twice."""
         episode = NewEpisode(
@@ -273,6 +275,8 @@ class AgentDBClient:
             latency_ms=latency_ms,
             embedding=embedding,
             id=id,
+            ttl_secs=ttl_secs,
+            expires_at_ms=expires_at_ms,
         )
         return self._run(self._core.call(_calls.store_one(episode)))
 
@@ -558,6 +562,8 @@ class AsyncAgentDBClient:
         latency_ms: int = 0,
         embedding: Vector | None = None,
         id: str | None = None,
+        ttl_secs: int | None = None,
+        expires_at_ms: int | None = None,
     ) -> Stored:
         """Stores one episode. Without an ``id`` the client mints a UUIDv7, so a retry cannot store it twice."""
         episode = NewEpisode(
@@ -573,6 +579,8 @@ class AsyncAgentDBClient:
             latency_ms=latency_ms,
             embedding=embedding,
             id=id,
+            ttl_secs=ttl_secs,
+            expires_at_ms=expires_at_ms,
         )
         return await self._run(self._core.call(_calls.store_one(episode)))
 

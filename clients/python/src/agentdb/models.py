@@ -74,6 +74,11 @@ class NewEpisode:
     """A vector of the tenant's model; without it the hub embeds ``task`` and ``input``."""
     id: str | None = None
     """A UUID; version 7 keeps ids in time order."""
+    ttl_secs: int | None = None
+    """Seconds until the episode expires (at least 1): it is then no longer returned, and every hub
+    deletes it. Not with ``expires_at_ms``."""
+    expires_at_ms: int | None = None
+    """When the episode expires, in milliseconds since the Unix epoch. Not with ``ttl_secs``."""
 
     def to_json(self, episode_id: str) -> dict[str, Any]:
         """The JSON body form, with ``episode_id`` as the episode's id."""
@@ -92,6 +97,8 @@ class NewEpisode:
             "tokens_used": self.tokens_used or None,
             "latency_ms": self.latency_ms or None,
             "embedding": self.embedding.to_json() if self.embedding is not None else None,
+            "ttl_secs": self.ttl_secs,
+            "expires_at_ms": self.expires_at_ms,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
         return body
@@ -122,6 +129,8 @@ class Episode:
     session: str | None = None
     origin: str | None = None
     """The hub that first accepted it."""
+    expires_at_ms: int | None = None
+    """When it expires, in milliseconds since the Unix epoch; ``None`` when it does not."""
 
     @property
     def created_at(self) -> _dt.datetime:
@@ -152,6 +161,7 @@ class Episode:
             agent=j.opt_string(o, "agent"),
             session=j.opt_string(o, "session"),
             origin=j.opt_string(o, "origin"),
+            expires_at_ms=j.opt_integer(o, "expires_at_ms"),
         )
 
 
