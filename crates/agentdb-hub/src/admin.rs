@@ -73,17 +73,26 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
         )
         .route("/v1/metrics/tenants", get(tenant_metrics))
         .merge(crate::admin_erasure::routes())
-        .merge(crate::admin_revocations::routes())
         .merge(crate::key_ops::routes())
+        .merge(crate::admin_revocations::routes())
+        .merge(crate::admin_audit::routes())
+        // Last: it records every /v1/ route above in the audit log.
+        .route_layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            crate::audit::admin_calls,
+        ))
         .with_state(state)
 }
 
 pub(crate) fn failure(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (
+    let mut response = (
         status,
         Json(json!({ "error": code, "message": message.into() })),
     )
-        .into_response()
+        .into_response();
+    let code = crate::audit::AdminErrorCode(code.to_owned());
+    response.extensions_mut().insert(code);
+    response
 }
 
 async fn health(State(state): State<Arc<HubState>>) -> Response {
@@ -572,10 +581,13 @@ pub(crate) fn refusal(
     };
     match auth::verify_uncertified(state, token.trim()) {
         Err(e) => refused(StatusCode::UNAUTHORIZED, e),
-        Ok(identity) => match allowed(&identity) {
-            Err(e) => refused(StatusCode::FORBIDDEN, policy_error(&e)),
-            Ok(()) => None,
-        },
+        Ok(identity) => {
+            crate::audit::admin_caller(&identity);
+            match allowed(&identity) {
+                Err(e) => refused(StatusCode::FORBIDDEN, policy_error(&e)),
+                Ok(()) => None,
+            }
+        }
     }
 }
 

@@ -77,7 +77,10 @@ async fn erase(
                 "the subject's metadata key must be 1 to 128 bytes",
             )
         }
-        Some(s) => ErasureScope::Subject(MetadataMatch::new(s.key, &s.value)),
+        Some(s) => {
+            crate::audit::admin_operation(agentdb_audit::Operation::SubjectErase);
+            ErasureScope::Subject(MetadataMatch::new(s.key, &s.value))
+        }
     };
     blocking(StatusCode::CREATED, move || {
         let (order, receipt) = crate::erasure::issue(&state, &tenant, scope)?;

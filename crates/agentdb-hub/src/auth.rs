@@ -4,7 +4,7 @@
 use agentdb_proto::{ErrorCode, WireError};
 use agentdb_security::identity::PeerIdentity;
 use agentdb_security::policy::{self, PolicyError, VerifiedIdentity};
-use agentdb_security::token::VerifyError;
+use agentdb_security::token::{Claims, VerifyError};
 
 use crate::metrics::ReasonLabels;
 use crate::state::{unix_secs, HubState};
@@ -24,7 +24,7 @@ pub(crate) fn certificate_identity(
 }
 
 /// The identity the leaf of a verified client certificate chain proves (QUIC and HTTPS,
-/// agents and hubs alike); a revoked certificate is refused here.
+/// agents and hubs alike); a revoked certificate is refused here. A refusal is audited.
 pub(crate) fn chain_identity(
     state: &HubState,
     chain: Option<&[rustls::pki_types::CertificateDer<'static>]>,
@@ -32,6 +32,18 @@ pub(crate) fn chain_identity(
     let Some(leaf) = chain.and_then(|c| c.first()) else {
         return Ok(None);
     };
+    let result = leaf_identity(state, leaf);
+    if let Err(e) = &result {
+        let named = PeerIdentity::from_der(leaf).ok();
+        crate::audit::authentication_refused(state, named.as_ref(), None, e);
+    }
+    result.map(Some)
+}
+
+fn leaf_identity(
+    state: &HubState,
+    leaf: &rustls::pki_types::CertificateDer<'static>,
+) -> Result<PeerIdentity, WireError> {
     let serial = agentdb_security::identity::certificate_serial(leaf).map_err(|e| {
         error(
             ErrorCode::Unauthenticated,
@@ -39,7 +51,7 @@ pub(crate) fn chain_identity(
         )
     })?;
     state.revocations.check_certificate(&serial)?;
-    PeerIdentity::from_der(leaf).map(Some).map_err(|e| {
+    PeerIdentity::from_der(leaf).map_err(|e| {
         error(
             ErrorCode::Unauthenticated,
             format!("client certificate: {e}"),
@@ -47,9 +59,15 @@ pub(crate) fn chain_identity(
     })
 }
 
-/// Counts a failed TLS handshake (no certificate when one is required, another CA, a wrong
-/// ALPN, a stalled client).
-pub(crate) fn count_handshake_failure(state: &HubState) {
+/// Counts and audits a failed TLS handshake on `transport` (`quic`, `https`) from `remote`:
+/// no certificate when one is required, another CA, a wrong ALPN, a stalled client.
+pub(crate) fn count_handshake_failure(
+    state: &HubState,
+    transport: &str,
+    remote: std::net::SocketAddr,
+    why: &str,
+) {
+    crate::audit::handshake_refused(state, transport, remote, why);
     state
         .metrics
         .auth_failures
@@ -85,13 +103,17 @@ pub(crate) fn policy_error(e: &PolicyError) -> WireError {
 }
 
 /// Verifies `token` and checks it against the certificate identity. The QUIC Hello, token
-/// refresh and every HTTPS request use this one function.
+/// refresh and every HTTPS request use this one function. Every call is audited, accepted or
+/// refused.
 pub(crate) fn verify(
     state: &HubState,
     certificate: Option<&PeerIdentity>,
     token: &str,
 ) -> Result<VerifiedIdentity, WireError> {
-    check_transport(state, certificate)?;
+    if let Err(e) = check_transport(state, certificate) {
+        crate::audit::authentication_refused(state, certificate, None, &e);
+        return Err(e);
+    }
     identity(state, certificate, token)
 }
 
@@ -110,8 +132,22 @@ pub(crate) fn check_transport(
 }
 
 /// Whether an identity verified earlier still holds now: its token has not expired and has
-/// not been revoked since. Long-lived answers (event streams) ask before each page.
+/// not been revoked since. Long-lived answers (event streams) ask before each page. A refusal
+/// is audited; an identity still valid is not recorded again.
 pub(crate) fn still_valid(state: &HubState, identity: &VerifiedIdentity) -> Result<(), WireError> {
+    let result = still_holds(state, identity);
+    if let Err(e) = &result {
+        crate::audit::authentication_refused(
+            state,
+            identity.certificate.as_ref(),
+            Some(&identity.claims),
+            e,
+        );
+    }
+    result
+}
+
+fn still_holds(state: &HubState, identity: &VerifiedIdentity) -> Result<(), WireError> {
     let now = unix_secs();
     let claims = &identity.claims;
     if now
@@ -152,25 +188,52 @@ pub(crate) fn verify_uncertified(
     identity(state, None, token)
 }
 
-/// The token checks every transport shares, then the certificate/token agreement.
+/// The token checks every transport shares, then the certificate/token agreement; audited,
+/// accepted or refused.
 fn identity(
     state: &HubState,
     certificate: Option<&PeerIdentity>,
     token: &str,
 ) -> Result<VerifiedIdentity, WireError> {
+    match checked_identity(state, certificate, token) {
+        Ok(identity) => {
+            crate::audit::authenticated(state, &identity);
+            Ok(identity)
+        }
+        Err((e, claims)) => {
+            crate::audit::authentication_refused(state, certificate, claims.as_deref(), &e);
+            Err(e)
+        }
+    }
+}
+
+/// [`identity`]'s checks; a refusal carries the token's claims when the token itself
+/// verified.
+fn checked_identity(
+    state: &HubState,
+    certificate: Option<&PeerIdentity>,
+    token: &str,
+) -> Result<VerifiedIdentity, (WireError, Option<Box<Claims>>)> {
     let now = unix_secs();
     let claims = state
         .tokens
         .verify(token, now)
-        .map_err(|e| verify_error(&e))?;
+        .map_err(|e| (verify_error(&e), None))?;
     if state.revoked.is_revoked(&claims.jti, now) {
-        return Err(error(ErrorCode::Unauthenticated, "token has been revoked"));
+        return Err((
+            error(ErrorCode::Unauthenticated, "token has been revoked"),
+            Some(Box::new(claims)),
+        ));
     }
-    state.revocations.check_claims(&claims)?;
+    if let Err(e) = state.revocations.check_claims(&claims) {
+        return Err((e, Some(Box::new(claims))));
+    }
     let identity = VerifiedIdentity {
         certificate: certificate.cloned(),
         claims,
     };
-    policy::check_identity(&identity).map_err(|e| policy_error(&e))?;
-    Ok(identity)
+    match policy::check_identity(&identity) {
+        Ok(()) => Ok(identity),
+        Err(e) => Err((policy_error(&e), Some(Box::new(identity.claims)))),
+    }
 }

@@ -51,6 +51,10 @@ pub struct HubLimits {
     /// Default: kept until deleted, swept every 60 s (episodes that carry their own expiry are
     /// deleted then too).
     pub retention: Retention,
+    /// The audit log (docs/compliance.md#audit-log): where it is written and how. Default
+    /// `None`: a hub built as a library keeps no audit log unless given one; `agentdb hub`
+    /// keeps one in `<data>/audit` unless told not to.
+    pub audit: Option<AuditSettings>,
 }
 
 impl Default for HubLimits {
@@ -65,6 +69,26 @@ impl Default for HubLimits {
             quotas: Quotas::default(),
             max_metric_tenants: 100,
             retention: Retention::default(),
+            audit: None,
+        }
+    }
+}
+
+/// Where and how a hub keeps its audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditSettings {
+    /// The log's directory (created, mode 0700). One hub writes a directory at a time.
+    pub dir: PathBuf,
+    /// Checkpoint interval, retention, segment size, sync interval and queue.
+    pub log: agentdb_audit::AuditConfig,
+}
+
+impl AuditSettings {
+    /// A log in `dir` with the default settings (a checkpoint every 60 s, kept forever).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            log: agentdb_audit::AuditConfig::default(),
         }
     }
 }

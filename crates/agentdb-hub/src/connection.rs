@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentdb_audit::Operation;
 use agentdb_proto::{
     Close, ErrorCode, Response, ServerSession, SessionConfig, Step, Welcome, WireError,
 };
@@ -31,11 +32,12 @@ pub(crate) async fn serve(
     incoming: quinn::Incoming,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "handshake failed");
-            auth::count_handshake_failure(&state);
+            auth::count_handshake_failure(&state, "quic", remote, &e.to_string());
             return;
         }
     };
@@ -83,7 +85,9 @@ pub(crate) async fn serve(
             _ = tokio::time::sleep(timeout) => {
                 if let Some(close) = session.handle_timeout(unix_ms()) {
                     if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
-                        auth::count_failure(&state, &error(code, close.reason.clone()));
+                        let e = error(code, close.reason.clone());
+                        auth::count_failure(&state, &e);
+                        crate::audit::authentication_refused(&state, certificate.as_ref(), None, &e);
                     }
                     break Some(close);
                 }
@@ -113,7 +117,9 @@ pub(crate) async fn serve(
                         let result = auth::verify(&state, certificate.as_ref(), &hello.token)
                             .and_then(|id| {
                                 let admitted = state.admit(&id.claims.tenant).ok_or_else(|| {
-                                    error(ErrorCode::Overloaded, "the hub is at its agent limit; retry later")
+                                    let e = error(ErrorCode::Overloaded, "the hub is at its agent limit; retry later");
+                                    crate::audit::authentication_refused(&state, id.certificate.as_ref(), Some(&id.claims), &e);
+                                    e
                                 })?;
                                 Ok((id, admitted))
                             });
@@ -153,8 +159,12 @@ pub(crate) async fn serve(
                     }
                     Step::Refresh(refresh) => {
                         let result = match &identity {
-                            Some(current) => refreshed(&state, certificate.as_ref(), current, &refresh.token)
-                                .map(|(id, exp)| { identity = Some(Arc::new(id)); exp }),
+                            Some(current) => {
+                                let result = refreshed(&state, certificate.as_ref(), current, &refresh.token);
+                                let failure = result.as_ref().err();
+                                crate::audit::session(&state, Operation::TokenRefresh, current, failure);
+                                result.map(|(id, exp)| { identity = Some(Arc::new(id)); exp })
+                            }
                             None => Err(error(ErrorCode::Unauthenticated, "not authenticated")),
                         };
                         let frame = session.handle_token_refreshed(unix_ms(), result);
@@ -177,7 +187,9 @@ pub(crate) async fn serve(
                         said_goodbye = close.code.is_none();
                         respond_confirmed(&mut send, &frame).await;
                         if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
-                            auth::count_failure(&state, &error(code, close.reason.clone()));
+                            let e = error(code, close.reason.clone());
+                            auth::count_failure(&state, &e);
+                            crate::audit::authentication_refused(&state, certificate.as_ref(), None, &e);
                         }
                         break Some(close);
                     }
@@ -190,7 +202,11 @@ pub(crate) async fn serve(
     while requests.join_next().await.is_some() {}
     if let (Some(id), true) = (&identity, said_goodbye) {
         // An agent that said goodbye is done: its token is revoked until it expires.
-        let _ = state.revoke(&id.claims.jti, id.claims.exp).await;
+        let revoked = state.revoke(&id.claims.jti, id.claims.exp).await;
+        let failure = revoked
+            .is_err()
+            .then(|| error(ErrorCode::Internal, "revocation failed"));
+        crate::audit::session(&state, Operation::SessionEnd, id, failure.as_ref());
     }
     match close {
         Some(c) => conn.close(

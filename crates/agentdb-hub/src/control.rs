@@ -50,6 +50,7 @@ pub(crate) fn receive(state: &HubState, records: Vec<ControlRecord>) -> Result<(
             ControlRecord::Revocation(_) => Ok(false),
             _ => crate::erasure::receive(state, &held, record),
         };
+        crate::audit::control(state, record, &done);
         match done {
             Ok(n) => new |= n,
             Err(e) => failure = Some(format!("{}: {}", record.name(), e.message)),

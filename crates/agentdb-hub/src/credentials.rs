@@ -277,6 +277,7 @@ pub(crate) fn exchange(
     if let Err(e) = &result {
         auth::count_failure(state, e);
     }
+    crate::audit::exchange(state, certificate, &result);
     result
 }
 

@@ -15,8 +15,10 @@
 //! **Invariant:** a request's tenant is the verified token's tenant; request bodies carry none.
 
 mod admin;
+mod admin_audit;
 mod admin_erasure;
 mod admin_revocations;
+mod audit;
 mod auth;
 pub mod config;
 mod connection;
@@ -43,6 +45,7 @@ use agentdb_security::token::{TokenKeys, TokenVerifier};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use config::AuditSettings;
 pub use config::Retention;
 pub use config::{HubConfig, HubLimits, MasterKeySource, Quotas, TenantQuota, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
@@ -71,6 +74,9 @@ pub enum StartError {
     /// The hub's certificate key cannot sign (receipts are signed with it).
     #[error("the hub's certificate key: {0}")]
     Signer(String),
+    /// The audit log cannot be opened.
+    #[error("{0}")]
+    Audit(#[from] agentdb_audit::OpenError),
     /// An erasure order held here could not be applied.
     #[error("erasure: {0}")]
     Erasure(String),
@@ -154,6 +160,8 @@ impl HubHandle {
             let _ = https.await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        let state = Arc::clone(&self.state);
+        let _ = tokio::task::spawn_blocking(move || state.audit.stopped()).await;
     }
 }
 
@@ -236,7 +244,20 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         &String::from_utf8_lossy(&config.tls.key_pem),
     )
     .map_err(|e| StartError::Signer(e.to_string()))?;
-    let state = Arc::new(HubState::new(config, engine, tokens, credentials, signer));
+    let signer = Arc::new(signer);
+    let audit = match &config.limits.audit {
+        Some(settings) => audit::Audit::open(settings, config.hub_id.clone(), Arc::clone(&signer))?,
+        None => audit::Audit::default(),
+    };
+    audit.started();
+    let state = Arc::new(HubState::new(
+        config,
+        engine,
+        tokens,
+        credentials,
+        signer,
+        audit,
+    ));
     state.load_revocations().map_err(StartError::Credentials)?;
     revocations::load(&state).map_err(StartError::Credentials)?;
     state

@@ -21,7 +21,9 @@ use crate::state::HubState;
 /// Most changes one pull returns.
 const MAX_PULL: usize = 1000;
 
-/// Runs `req` for `identity` and returns the response. Counts it in the metrics.
+/// Runs `req` for `identity` and returns the response. Counts it in the metrics and records
+/// it in the audit log (operation, episode ids, outcome; never content), with a request id
+/// minted here.
 pub(crate) async fn execute(
     state: Arc<HubState>,
     identity: Arc<VerifiedIdentity>,
@@ -29,6 +31,13 @@ pub(crate) async fn execute(
 ) -> Response {
     let kind = req.name();
     let started = Instant::now();
+    let audited = state.audit.is_enabled().then(|| {
+        (
+            crate::audit::request_operation(&req),
+            crate::audit::request_episodes(&req),
+        )
+    });
+    let audit_identity = audited.as_ref().map(|_| Arc::clone(&identity));
     let response = match state.begin_request(&identity.claims.tenant) {
         None => Response::Error(error(
             ErrorCode::Overloaded,
@@ -62,6 +71,17 @@ pub(crate) async fn execute(
         .latency
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
+    if let (Some((operation, requested)), Some(identity)) = (audited, audit_identity) {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        crate::audit::operation(
+            &state,
+            &identity,
+            operation,
+            requested,
+            &response,
+            &request_id,
+        );
+    }
     response
 }
 

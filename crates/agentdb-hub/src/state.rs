@@ -55,8 +55,10 @@ pub(crate) struct HubState {
     pub quotas: QuotaBook,
     pub started: Instant,
     pub federation: Arc<Federation>,
-    /// The key of the hub's certificate: signs erasure receipts.
-    pub signer: HubSigner,
+    /// The key of the hub's certificate: signs erasure receipts and seals the audit log.
+    pub signer: Arc<HubSigner>,
+    /// The audit log (a no-op when the hub keeps none).
+    pub audit: crate::audit::Audit,
     agents_total: AtomicUsize,
     agents: Mutex<HashMap<TenantId, usize>>,
     inflight: Mutex<HashMap<TenantId, usize>>,
@@ -68,7 +70,8 @@ impl HubState {
         engine: Arc<MemoryEngine>,
         tokens: TokenKeys,
         credentials: Credentials,
-        signer: HubSigner,
+        signer: Arc<HubSigner>,
+        audit: crate::audit::Audit,
     ) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_QUEUE);
         let notify = changes.clone();
@@ -79,6 +82,7 @@ impl HubState {
         let quotas = QuotaBook::new(config.limits.quotas.clone());
         Self {
             signer,
+            audit,
             federation: Arc::new(Federation::new(config.federation.clone())),
             config,
             engine,

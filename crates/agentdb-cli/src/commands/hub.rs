@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use agentdb_core::{HubId, TenantId};
 use agentdb_hub::parse_retention;
-use agentdb_hub::{HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
+use agentdb_hub::{AuditSettings, HubConfig, HubLimits, Quotas, TenantQuota, TokenKey};
 use agentdb_memory::{
     embedder_from_env_or_dir, open_data_dir_with_embedder, EngineConfig, MemoryEngine,
     MASTER_KEY_FILE,
@@ -53,6 +53,8 @@ pub const DEFAULT_HTTP: &str = "127.0.0.1:8444";
 pub const DEFAULT_HTTPS: &str = "127.0.0.1:8443";
 /// The hub's name unless told otherwise.
 pub const DEFAULT_HUB_ID: &str = "hub-1";
+/// The audit log's directory inside the data directory, unless `[audit] dir` says otherwise.
+pub const DEFAULT_AUDIT_DIR: &str = "audit";
 /// Environment variable choosing the hub's storage (see `--storage`).
 pub const STORAGE_ENV: &str = "AGENTDB_STORAGE";
 
@@ -156,6 +158,7 @@ pub struct FileConfig {
     token: Option<TokenSection>,
     limits: Option<LimitsSection>,
     quotas: Option<QuotasSection>,
+    audit: Option<AuditSection>,
     // Federation (see `federation::FederationKeys`).
     region: Option<agentdb_core::Region>,
     topology: Option<agentdb_hub::Topology>,
@@ -228,6 +231,20 @@ struct QuotasSection {
     tenants: Option<std::collections::BTreeMap<TenantId, TenantQuota>>,
 }
 
+/// `[audit]`: the audit log (docs/compliance.md#audit-log). On unless `enabled = false`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditSection {
+    /// Default true.
+    enabled: Option<bool>,
+    /// Default `<data>/audit`.
+    dir: Option<PathBuf>,
+    /// How often a signed checkpoint seals the chain. Default 60 s.
+    checkpoint_interval: Option<DurationValue>,
+    /// How long records are kept (`"90d"`), or `"forever"` (the default).
+    retention: Option<String>,
+}
+
 /// The environment variables the hub reads.
 #[derive(Default)]
 struct Env {
@@ -278,6 +295,8 @@ struct Settings {
     token: TokenSource,
     audience: String,
     limits: HubLimits,
+    /// The audit log, unless turned off.
+    audit: Option<AuditSettings>,
     federation: agentdb_hub::FederationConfig,
 }
 
@@ -341,7 +360,10 @@ pub fn run(args: HubArgs) -> anyhow::Result<()> {
         require_client_cert: settings.mtls,
         token_key,
         audience: settings.audience.clone(),
-        limits: settings.limits.clone(),
+        limits: HubLimits {
+            audit: settings.audit.clone(),
+            ..settings.limits.clone()
+        },
         federation: settings.federation.clone(),
         master_key: master_key_source(&settings.data),
     };
@@ -652,8 +674,10 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
             }
         }
     }
+    let audit = audit(file.audit.unwrap_or_default(), &data, &in_file)?;
     Ok(Settings {
         hub_id,
+        audit,
         data,
         storage,
         quic,
@@ -670,6 +694,33 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
         },
         federation,
     })
+}
+
+/// `[audit]`: a log in `dir` (default `<data>/audit`), unless `enabled = false`.
+fn audit(
+    section: AuditSection,
+    data: &Path,
+    in_file: &dyn Fn(PathBuf) -> PathBuf,
+) -> anyhow::Result<Option<AuditSettings>> {
+    if section.enabled == Some(false) {
+        return Ok(None);
+    }
+    let mut settings = AuditSettings::new(
+        section
+            .dir
+            .map_or_else(|| data.join(DEFAULT_AUDIT_DIR), in_file),
+    );
+    if let Some(DurationValue(interval)) = section.checkpoint_interval {
+        if interval.is_zero() {
+            bail!("config: audit.checkpoint_interval must be longer than zero");
+        }
+        settings.log.checkpoint_interval = interval;
+    }
+    if let Some(text) = section.retention {
+        settings.log.retention =
+            parse_retention(&text).map_err(|e| anyhow::anyhow!("config: audit.retention: {e}"))?;
+    }
+    Ok(Some(settings))
 }
 
 fn limits(section: LimitsSection) -> anyhow::Result<HubLimits> {
@@ -1113,6 +1164,39 @@ mod tests {
             "{err}"
         );
         assert!(parse_config("[quotas]\nmax_episode = 3\n").is_err());
+    }
+
+    #[test]
+    fn the_audit_log_is_on_by_default_and_configurable() {
+        let s = resolve(&args(&[]), &Env::default(), file(""), Path::new("")).unwrap();
+        let audit = s.audit.unwrap();
+        assert_eq!(
+            audit.dir,
+            PathBuf::from(DEFAULT_DATA).join(DEFAULT_AUDIT_DIR)
+        );
+        assert_eq!(audit.log.checkpoint_interval, Duration::from_secs(60));
+        assert_eq!(audit.log.retention, None);
+        let f = file(
+            "[audit]\ndir = \"logs/audit\"\ncheckpoint_interval = \"5s\"\nretention = \"90d\"\n",
+        );
+        let s = resolve(&args(&[]), &Env::default(), f, Path::new("/etc/agentdb")).unwrap();
+        let audit = s.audit.unwrap();
+        assert_eq!(audit.dir, PathBuf::from("/etc/agentdb/logs/audit"));
+        assert_eq!(audit.log.checkpoint_interval, Duration::from_secs(5));
+        assert_eq!(
+            audit.log.retention,
+            Some(Duration::from_secs(90 * 24 * 3600))
+        );
+        let f = file("[audit]\nenabled = false\n");
+        let s = resolve(&args(&[]), &Env::default(), f, Path::new("")).unwrap();
+        assert!(s.audit.is_none());
+        for bad in ["retention = \"soon\"", "checkpoint_interval = 0"] {
+            let f = file(&format!("[audit]\n{bad}\n"));
+            let err = resolve(&args(&[]), &Env::default(), f, Path::new(""))
+                .err()
+                .unwrap();
+            assert!(err.to_string().contains("audit."), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use agentdb_audit::Operation;
 use agentdb_core::{HubId, Region};
 use agentdb_proto::fed::{FedMessage, LinkSession, FED_ALPN};
 use agentdb_proto::{FrameDecoder, MAX_FRAME_LEN};
@@ -159,9 +160,10 @@ async fn dial_once(
         .await
         .map_err(|_| format!("connect to {url}: timed out"))?
         .map_err(|e| format!("connect to {url}: {e}"))?;
-    let peer = match peer_hub(&state, &conn) {
+    let peer = match peer_hub(state, &conn) {
         Ok(p) => p,
         Err(e) => {
+            crate::audit::link(state, Operation::FederationLinkRefused, None, Some(&e));
             conn.close(quinn::VarInt::from_u32(CLOSE_REFUSED), e.as_bytes());
             return Err(e);
         }
@@ -206,6 +208,7 @@ pub(crate) async fn serve_inbound(
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(error = %e, "hub link refused");
+            crate::audit::link(&state, Operation::FederationLinkRefused, None, Some(&e));
             conn.close(quinn::VarInt::from_u32(CLOSE_REFUSED), e.as_bytes());
             return;
         }
@@ -266,6 +269,7 @@ async fn run_link(
     }
     state.metrics.fed_links.inc();
     tracing::info!(%peer, "hub link up");
+    crate::audit::link(state, Operation::FederationLinkUp, Some(&peer), None);
 
     // Reader: frames from the peer become events. A full queue holds the reader (and, through
     // QUIC flow control, the peer); the link thread always takes events, so it frees up.
@@ -357,6 +361,8 @@ async fn run_link(
         Err(e) => (CLOSE_PROTOCOL, e.clone()),
     };
     tracing::info!(%peer, reason = %why, "hub link down");
+    let failure = outcome.is_err().then_some(why.as_str());
+    crate::audit::link(state, Operation::FederationLinkDown, Some(&peer), failure);
     {
         let s = &mut entry.snapshot.lock().status;
         s.state = LinkState::Down;

@@ -78,12 +78,22 @@ impl FromRequestParts<Arc<HubState>> for Caller {
     ) -> Result<Self, ApiError> {
         let conn = connection(parts)?;
         let certificate = conn.certificate()?;
-        let token = credential(&parts.headers, "Bearer")?.ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::Unauthenticated,
-                "an Authorization: Bearer <token> header is required",
-            )
-        })?;
+        let token = match credential(&parts.headers, "Bearer") {
+            Ok(Some(token)) => token,
+            Ok(None) => {
+                let e = auth::error(
+                    ErrorCode::Unauthenticated,
+                    "an Authorization: Bearer <token> header is required",
+                );
+                crate::audit::authentication_refused(state, certificate, None, &e);
+                return Err(ApiError::from(e));
+            }
+            Err(e) => {
+                let e = e.into_wire();
+                crate::audit::authentication_refused(state, certificate, None, &e);
+                return Err(ApiError::from(e));
+            }
+        };
         let refused = |e: WireError| {
             auth::count_failure(state, &e);
             ApiError::from(e)

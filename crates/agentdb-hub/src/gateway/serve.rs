@@ -43,7 +43,7 @@ pub(crate) async fn run(
             _ = shutdown.wait_for(|stop| *stop) => break,
             accepted = listener.accept() => accepted,
         };
-        let Ok((tcp, _)) = accepted else {
+        let Ok((tcp, remote)) = accepted else {
             // Out of descriptors or similar: back off a little rather than spin.
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
@@ -53,9 +53,16 @@ pub(crate) async fn run(
         let (builder, watcher) = (builder.clone(), graceful.watcher());
         tokio::spawn(async move {
             let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await;
-            let Ok(Ok(stream)) = handshake else {
-                auth::count_handshake_failure(&state);
-                return;
+            let stream = match handshake {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    auth::count_handshake_failure(&state, "https", remote, &e.to_string());
+                    return;
+                }
+                Err(_) => {
+                    auth::count_handshake_failure(&state, "https", remote, "timed out");
+                    return;
+                }
             };
             let certificate = auth::chain_identity(&state, stream.get_ref().1.peer_certificates());
             let conn = Connection::new(certificate);

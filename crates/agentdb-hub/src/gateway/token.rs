@@ -88,9 +88,18 @@ pub(crate) async fn revoke(
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
     let claims = &caller.0.claims;
-    state
-        .revoke(&claims.jti, claims.exp)
-        .await
-        .map_err(|_| ApiError::new(ErrorCode::Internal, "revocation failed"))?;
-    Ok(StatusCode::NO_CONTENT)
+    let revoked = state.revoke(&claims.jti, claims.exp).await;
+    let failure = revoked
+        .is_err()
+        .then(|| crate::auth::error(ErrorCode::Internal, "revocation failed"));
+    crate::audit::session(
+        &state,
+        agentdb_audit::Operation::Revoke,
+        &caller.0,
+        failure.as_ref(),
+    );
+    match failure {
+        Some(e) => Err(ApiError::from(e)),
+        None => Ok(StatusCode::NO_CONTENT),
+    }
 }
