@@ -6,6 +6,7 @@
 //! cargo run --release -p agentdb-bench -- export --episodes 10000 --queries 1000 --out bench/data/10k
 //! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
 //! cargo run --release -p agentdb-bench -- gateway [--quick] [--json]  # QUIC vs the HTTPS gateway
+//! cargo run --release -p agentdb-bench -- audit [--quick] [--json]    # the audit log's write cost
 //! cargo run --release -p agentdb-bench -- crash --trials 100          # kill -9 a hub process, check it
 //! cargo run --release -p agentdb-bench -- postgres --url postgres://…  # PostgreSQL beside redb
 //! cargo run --release -p agentdb-bench -- soak --agents 100 --minutes 10
@@ -13,6 +14,7 @@
 
 #![allow(clippy::print_stdout)] // A benchmark prints its table.
 
+mod audit;
 mod chart;
 mod crash;
 mod data;
@@ -71,6 +73,17 @@ enum Command {
         /// phase's clients [default: 2000, or 200 with --quick].
         #[arg(long)]
         ops: Option<usize>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The audit log's cost on the write path: the storage measure (16 agents, one episode per
+    /// request, acked after fsync) on a hub without and a hub with the audit log, runs
+    /// interleaved; medians and the ratio.
+    Audit {
+        /// Short runs, 3 of each (the full run: 5 of each, 5 s).
+        #[arg(long)]
+        quick: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -274,6 +287,17 @@ fn main() -> anyhow::Result<()> {
             let rows = runtime()?.block_on(federation::run(sizes, &pb))?;
             pb.finish_and_clear();
             federation::print(&rows, sizes, quick, json, &machine(), &load)?;
+        }
+        Command::Audit { quick, json } => {
+            let sizes = if quick {
+                audit::Sizes::QUICK
+            } else {
+                audit::Sizes::FULL
+            };
+            let pb = progress(audit::steps(sizes));
+            let report = runtime()?.block_on(audit::run(sizes, &pb))?;
+            pb.finish_and_clear();
+            audit::print(&report, quick, json, &machine())?;
         }
         Command::Postgres { url, quick, json } => {
             let sizes = if quick {
