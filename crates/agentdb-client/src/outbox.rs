@@ -456,7 +456,10 @@ mod tests {
         outbox.add(&[(new_id, expiring.clone())]).unwrap();
         let mut older = postcard::to_stdvec(&episode(old_id, "older")).unwrap();
         assert_eq!(older.pop(), Some(0), "`None` is the last byte");
-        let sealed = outbox.key.seal(outbox.aad(&old_id.to_bytes()), &older).unwrap();
+        let sealed = outbox
+            .key
+            .seal(outbox.aad(&old_id.to_bytes()), &older)
+            .unwrap();
         std::fs::write(outbox.path(&old_id), sealed).unwrap();
 
         let (again, unreadable) = Outbox::open(&spool, &tenant(), &key).unwrap();

@@ -627,6 +627,9 @@ impl Request {
 // ---------------------------------------------------------------------------------------------
 
 /// A response from the hub; exactly one per request stream.
+// A response lives only until it is encoded; boxing its episode would cost an allocation and
+// save nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response {
     /// The Hello was accepted.

@@ -652,7 +652,6 @@ fn resolve(args: &HubArgs, env: &Env, file: FileConfig, base: &Path) -> anyhow::
                     .map(|(t, s)| {
                         let section = TenantSection {
                             residency: s.residency.clone(),
-                            ..TenantSection::default()
                         };
                         (t.clone(), section)
                     })
