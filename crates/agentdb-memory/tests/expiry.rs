@@ -191,6 +191,12 @@ fn an_expiry_already_past_at_store_time_is_never_read() {
     assert_eq!(hub.db.get(&t, &id).unwrap(), None);
     assert!(hub.listed(&t).is_empty());
     assert!(hub.find(&t, "summarise invoice 1", 5).is_empty());
+    // Nor updated: an update of it finds nothing, as a read does.
+    let update = agentdb_core::EpisodeUpdate {
+        reward: Some(0.1),
+        ..Default::default()
+    };
+    assert!(!hub.db.update(&t, &id, &update).unwrap());
     assert_eq!(hub.db.expire(&t, hub.now(), None).unwrap(), 1);
     // An unknown tenant has nothing to expire.
     assert_eq!(

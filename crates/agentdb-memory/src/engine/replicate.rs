@@ -170,8 +170,10 @@ impl MemoryEngine {
                 continue;
             }
             let _merge = state.merge.lock();
+            // An episode past its expiry is gone for readers; it is gone for writers too.
+            let now = self.clock.now();
             let row = match self.storage.episode(tenant, id)? {
-                Some(row) if row.deleted.is_none() => row,
+                Some(row) if row.deleted.is_none() && !row.is_expired(now) => row,
                 _ => return Ok(false),
             };
             if update.is_empty() {
