@@ -379,6 +379,14 @@ impl QuotaBook {
         })
     }
 
+    /// Forgets the tenant's stored bytes (after deletes this hub did not serve, such as a
+    /// retention sweep's): they are counted again when next needed.
+    pub fn recount(&self, tenant: &TenantId) {
+        if let Some(account) = self.accounts.lock().get(tenant) {
+            account.state.lock().bytes = None;
+        }
+    }
+
     fn account(&self, tenant: &TenantId) -> Arc<Account> {
         Arc::clone(self.accounts.lock().entry(tenant.clone()).or_default())
     }
@@ -836,5 +844,33 @@ mod tests {
         e.tags = vec!["t1".into(), "t2".into()];
         e.metadata = serde_json::json!({ "k": 1 });
         assert_eq!(new_episode_bytes(&e), 6 + 2 + 4 + r#"{"k":1}"#.len() as u64);
+    }
+
+    #[test]
+    fn a_recount_sees_deletes_the_hub_did_not_serve() {
+        let engine = MemoryEngine::builder(
+            Arc::new(agentdb_memory::MemStorage::new()),
+            agentdb_security::MasterKey::generate().unwrap(),
+        )
+        .open()
+        .unwrap();
+        let tenant = TenantId::new("acme").unwrap();
+        let ids: Vec<_> = ["abcd", "efgh"]
+            .iter()
+            .map(|task| {
+                engine
+                    .store(&tenant, NewEpisode::new(*task, "", "", 0.5))
+                    .unwrap()
+                    .id
+            })
+            .collect();
+        let book = QuotaBook::new(Quotas::default());
+        assert_eq!(book.usage(&engine, &tenant).unwrap().bytes, 8);
+        // A delete made beside the hub's admission (as a retention sweep's): the count is
+        // stale until forgotten.
+        assert!(engine.delete(&tenant, &ids[0]).unwrap());
+        assert_eq!(book.usage(&engine, &tenant).unwrap().bytes, 8);
+        book.recount(&tenant);
+        assert_eq!(book.usage(&engine, &tenant).unwrap().bytes, 4);
     }
 }

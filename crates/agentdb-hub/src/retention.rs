@@ -182,6 +182,7 @@ pub(crate) fn sweep(state: &HubState) -> u64 {
             Ok(n) => {
                 if n > 0 {
                     tracing::info!(%tenant, deleted = n, "expired episodes deleted");
+                    state.quotas.recount(&tenant);
                 }
                 deleted += n;
             }
