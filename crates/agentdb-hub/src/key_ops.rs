@@ -10,7 +10,7 @@
 //!        reseal (batches, under the tenant's merge lock) ─► key_versions
 //!        ─► destroy_key_version for every older version no row uses
 //!        ─► sign KeyDestructionReceipt with the hub's certificate key
-//!        ─► keep it as the sealed setting key-receipt/<t>/<version>
+//!        ─► keep it as the sealed setting key-receipt/<t>/<version>/<fingerprint>
 //!        (again while a row is still on an older version: a write that took the old key
 //!         just before the rotation)
 //! GET  /v1/tenants/{t}/encryption-key           versions, the pass, receipts (checked against
@@ -51,7 +51,7 @@ use crate::config::MasterKeySource;
 use crate::state::{unix_ms, HubState};
 
 /// Prefix of the sealed settings holding key destruction receipts:
-/// `key-receipt/<tenant>/<version>`.
+/// `key-receipt/<tenant>/<version>/<fingerprint>`.
 const RECEIPTS: &str = "key-receipt/";
 
 /// How many times a pass re-seals before it gives up on rows that keep appearing under an
@@ -285,7 +285,7 @@ fn keep_receipt(
     let value = postcard::to_stdvec(&receipt).map_err(|e| format!("encoding a receipt: {e}"))?;
     state
         .engine
-        .put_sealed_setting(&receipt_name(tenant, destroyed.version), &value)
+        .put_sealed_setting(&receipt_name(tenant, destroyed), &value)
         .map_err(|e| {
             format!(
                 "keeping the receipt of key version {}: {e}",
@@ -294,8 +294,13 @@ fn keep_receipt(
         })
 }
 
-fn receipt_name(tenant: &TenantId, version: u32) -> String {
-    format!("{RECEIPTS}{tenant}/{version}")
+/// A receipt's name: the version and the key's fingerprint, so that a tenant erased and
+/// written afresh (its versions numbered from 1 again) keeps the receipts of its earlier keys.
+fn receipt_name(tenant: &TenantId, destroyed: &DestroyedKey) -> String {
+    format!(
+        "{RECEIPTS}{tenant}/{}/{}",
+        destroyed.version, destroyed.fingerprint
+    )
 }
 
 /// A receipt as the status shows it.
