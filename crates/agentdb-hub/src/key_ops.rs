@@ -26,9 +26,10 @@
 //! mends it. A hub whose master key comes from `AGENTDB_MASTER_KEY` refuses to rewrap, since
 //! it could not keep the new key.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::sync::Arc;
 
 use agentdb_core::{DestroyedKey, HubId, TenantId};
 use agentdb_memory::{KeyError, KeyVersion, ResealProgress, RESEAL_BATCH};
@@ -127,50 +128,26 @@ struct PassStatus {
     error: Option<String>,
 }
 
-/// One pass of one hub (a process may run several hubs).
-struct Pass {
-    hub: Weak<HubState>,
-    tenant: TenantId,
-    status: PassStatus,
+/// The background passes of one hub, by tenant, and its master-key rewraps (one at a time:
+/// each writes the pending key file).
+#[derive(Debug, Default)]
+pub(crate) struct KeyPasses {
+    passes: parking_lot::Mutex<HashMap<TenantId, PassStatus>>,
+    rewrap: parking_lot::Mutex<()>,
 }
 
-/// Every hub's passes in this process.
-static PASSES: Mutex<Vec<Pass>> = Mutex::new(Vec::new());
-
-/// One master-key rewrap at a time: each writes the pending key file.
-static REWRAP: Mutex<()> = Mutex::new(());
-
-fn with_passes<T>(f: impl FnOnce(&mut Vec<Pass>) -> T) -> T {
-    let mut passes = PASSES.lock().unwrap_or_else(PoisonError::into_inner);
-    passes.retain(|p| p.hub.strong_count() > 0);
-    f(&mut passes)
+fn pass_status(state: &HubState, tenant: &TenantId) -> Option<PassStatus> {
+    state.key_passes.passes.lock().get(tenant).cloned()
 }
 
-fn pass_status(state: &Arc<HubState>, tenant: &TenantId) -> Option<PassStatus> {
-    let hub = Arc::downgrade(state);
-    with_passes(|passes| {
-        passes
-            .iter()
-            .find(|p| p.hub.ptr_eq(&hub) && p.tenant == *tenant)
-            .map(|p| p.status.clone())
-    })
-}
-
-fn update_pass(state: &Arc<HubState>, tenant: &TenantId, f: impl FnOnce(&mut PassStatus)) {
-    let hub = Arc::downgrade(state);
-    with_passes(|passes| {
-        if let Some(p) = passes
-            .iter_mut()
-            .find(|p| p.hub.ptr_eq(&hub) && p.tenant == *tenant)
-        {
-            f(&mut p.status);
-        }
-    });
+fn update_pass(state: &HubState, tenant: &TenantId, f: impl FnOnce(&mut PassStatus)) {
+    if let Some(status) = state.key_passes.passes.lock().get_mut(tenant) {
+        f(status);
+    }
 }
 
 /// Starts the tenant's background pass unless one is running; whether it started.
 fn start_pass(state: &Arc<HubState>, tenant: &TenantId) -> bool {
-    let hub = Arc::downgrade(state);
     let status = PassStatus {
         state: PassState::Running,
         progress: ResealProgress::default(),
@@ -179,26 +156,16 @@ fn start_pass(state: &Arc<HubState>, tenant: &TenantId) -> bool {
         finished_ms: None,
         error: None,
     };
-    let started = with_passes(|passes| {
-        match passes
-            .iter_mut()
-            .find(|p| p.hub.ptr_eq(&hub) && p.tenant == *tenant)
-        {
-            Some(p) if matches!(p.status.state, PassState::Running) => false,
-            Some(p) => {
-                p.status = status;
-                true
-            }
-            None => {
-                passes.push(Pass {
-                    hub,
-                    tenant: tenant.clone(),
-                    status,
-                });
+    let started = {
+        let mut passes = state.key_passes.passes.lock();
+        match passes.get(tenant) {
+            Some(p) if matches!(p.state, PassState::Running) => false,
+            _ => {
+                passes.insert(tenant.clone(), status);
                 true
             }
         }
-    });
+    };
     if started {
         let state = Arc::clone(state);
         let tenant = tenant.clone();
@@ -511,7 +478,7 @@ async fn rewrap(
 /// over `path`. Returns the new key's check (see [`master_key_check`]).
 fn rewrap_into(state: &HubState, path: &Path) -> Result<String, WireError> {
     let internal = |e: String| error(ErrorCode::Internal, e);
-    let _one = REWRAP.lock().unwrap_or_else(PoisonError::into_inner);
+    let _one = state.key_passes.rewrap.lock();
     let new = MasterKey::generate().map_err(|e| internal(e.to_string()))?;
     let name = path
         .file_name()

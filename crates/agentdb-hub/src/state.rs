@@ -46,6 +46,8 @@ pub(crate) struct HubState {
     pub revoked: RevocationList,
     /// Operators' revocations of agents and certificates.
     pub revocations: crate::revocations::Revocations,
+    /// Key re-seal passes and master-key rewraps under way.
+    pub key_passes: crate::key_ops::KeyPasses,
     /// The tenant of every change to the engine's episodes, for event streams.
     pub changes: broadcast::Sender<TenantId>,
     pub metrics: Metrics,
@@ -90,6 +92,7 @@ impl HubState {
             credentials,
             revoked: RevocationList::new(),
             revocations: crate::revocations::Revocations::default(),
+            key_passes: crate::key_ops::KeyPasses::default(),
             changes,
             metrics: Metrics::new(),
             tenant_metrics,
