@@ -197,6 +197,49 @@ struct NewKey {
     label: Option<String>,
 }
 
+/// A tenant path segment, or the answer refusing it.
+pub(crate) fn parse_tenant(tenant: String) -> Result<TenantId, Box<Response>> {
+    TenantId::new(tenant).map_err(|_| {
+        Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "invalid tenant id",
+        ))
+    })
+}
+
+/// A JSON request body describing `what` (strict: unknown fields are refused where the type
+/// says so), or the answer refusing it. A blank body is `T::default()` when `blank` gives one.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+    blank: Option<fn() -> T>,
+) -> Result<T, Box<Response>> {
+    if let Some(default) = blank.filter(|_| body.iter().all(u8::is_ascii_whitespace)) {
+        return Ok(default());
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(failure(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("malformed {what}: {e}"),
+        ))
+    })
+}
+
+/// Checks that the caller is the hub's operator, then the tenant path segment.
+pub(crate) fn operator_tenant(
+    state: &HubState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    tenant: String,
+) -> Result<TenantId, Box<Response>> {
+    if let Some(refused) = refusal(state, peer, headers, policy::authorize_operator) {
+        return Err(Box::new(refused));
+    }
+    parse_tenant(tenant)
+}
+
 /// Checks a tenant path segment and that the caller administers that tenant; on success the
 /// caller's identity.
 fn tenant_admin(
@@ -217,13 +260,7 @@ pub(crate) fn tenant_caller(
     tenant: String,
     operation: Operation,
 ) -> Result<(TenantId, VerifiedIdentity), Box<Response>> {
-    let Ok(tenant) = TenantId::new(tenant) else {
-        return Err(Box::new(failure(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "invalid tenant id",
-        )));
-    };
+    let tenant = parse_tenant(tenant)?;
     let mut verified = None;
     let allowed = |identity: &VerifiedIdentity| {
         policy::authorize(identity, operation, &tenant)?;
@@ -278,19 +315,9 @@ async fn create_key(
         Ok(v) => v,
         Err(refusal) => return *refusal,
     };
-    let body: NewKey = if body.iter().all(u8::is_ascii_whitespace) {
-        NewKey::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return failure(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("malformed JSON: {e}"),
-                )
-            }
-        }
+    let body: NewKey = match json_body(&body, "JSON", Some(NewKey::default)) {
+        Ok(b) => b,
+        Err(refusal) => return *refusal,
     };
     let scopes = body.scopes.unwrap_or_else(|| Scope::DEFAULT.to_vec());
     // A key is worth no more than the token that made it.
@@ -355,19 +382,13 @@ async fn revoke_key(
 }
 
 /// Checks a tenant path segment and that the caller administers that tenant or the hub.
-fn tenant_or_operator(
+pub(crate) fn tenant_or_operator(
     state: &HubState,
     peer: SocketAddr,
     headers: &HeaderMap,
     tenant: String,
 ) -> Result<TenantId, Box<Response>> {
-    let Ok(tenant) = TenantId::new(tenant) else {
-        return Err(Box::new(failure(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "invalid tenant id",
-        )));
-    };
+    let tenant = parse_tenant(tenant)?;
     let allowed = |identity: &VerifiedIdentity| {
         policy::authorize(identity, Operation::Admin, &tenant)
             .or_else(|e| policy::authorize_operator(identity).map_err(|_| e))
@@ -404,25 +425,11 @@ async fn set_quota(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
-        return refusal;
-    }
-    let Ok(tenant) = TenantId::new(tenant) else {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "invalid tenant id",
-        );
-    };
-    let quota: TenantQuota = match serde_json::from_slice(&body) {
-        Ok(q) => q,
-        Err(e) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("malformed quota: {e}"),
-            )
-        }
+    let (tenant, quota) = match operator_tenant(&state, peer, &headers, tenant)
+        .and_then(|t| Ok((t, json_body::<TenantQuota>(&body, "quota", None)?)))
+    {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
     };
     if quota.max_writes_per_sec == Some(0) {
         return failure(
@@ -478,25 +485,11 @@ async fn set_retention(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if let Some(refusal) = refusal(&state, peer, &headers, policy::authorize_operator) {
-        return refusal;
-    }
-    let Ok(tenant) = TenantId::new(tenant) else {
-        return failure(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "invalid tenant id",
-        );
-    };
-    let body: RetentionBody = match serde_json::from_slice(&body) {
-        Ok(b) => b,
-        Err(e) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("malformed retention: {e}"),
-            )
-        }
+    let (tenant, body) = match operator_tenant(&state, peer, &headers, tenant)
+        .and_then(|t| Ok((t, json_body::<RetentionBody>(&body, "retention", None)?)))
+    {
+        Ok(v) => v,
+        Err(refusal) => return *refusal,
     };
     let retention = match body
         .retention

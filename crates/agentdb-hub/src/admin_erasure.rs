@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::json;
 
-use crate::admin::{blocking, failure, tenant_caller};
+use crate::admin::{blocking, failure, json_body, tenant_caller};
 use crate::state::HubState;
 
 pub(crate) fn routes() -> Router<Arc<HubState>> {
@@ -54,19 +54,9 @@ async fn erase(
         Ok(v) => v,
         Err(refusal) => return *refusal,
     };
-    let body: EraseBody = if body.iter().all(u8::is_ascii_whitespace) {
-        EraseBody::default()
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(b) => b,
-            Err(e) => {
-                return failure(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    format!("malformed JSON: {e}"),
-                )
-            }
-        }
+    let body: EraseBody = match json_body(&body, "JSON", Some(EraseBody::default)) {
+        Ok(b) => b,
+        Err(refusal) => return *refusal,
     };
     let scope = match body.subject {
         None => ErasureScope::Tenant,

@@ -21,7 +21,7 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use crate::admin::{blocking, failure, refusal};
+use crate::admin::{blocking, failure, json_body, refusal};
 use crate::auth::error;
 use crate::state::{unix_secs, HubState};
 
@@ -52,15 +52,9 @@ async fn revoke(
     if let Some(refused) = refusal(&state, peer, &headers, policy::authorize_operator) {
         return refused;
     }
-    let body: RevokeBody = match serde_json::from_slice(&body) {
+    let body: RevokeBody = match json_body(&body, "revocation", None) {
         Ok(b) => b,
-        Err(e) => {
-            return failure(
-                StatusCode::BAD_REQUEST,
-                "invalid_request",
-                format!("malformed revocation: {e}"),
-            )
-        }
+        Err(refusal) => return *refusal,
     };
     let revoked = match body {
         RevokeBody::Token { jti, expires } if !jti.is_empty() && jti.len() <= 256 => {

@@ -35,7 +35,7 @@ use agentdb_core::{DestroyedKey, HubId, TenantId};
 use agentdb_memory::{KeyError, KeyVersion, ResealProgress, RESEAL_BATCH};
 use agentdb_proto::{ErrorCode, WireError};
 use agentdb_security::identity::PeerIdentity;
-use agentdb_security::policy::{self, Operation};
+use agentdb_security::policy;
 use agentdb_security::signing::{certificate_fingerprint, verify_issued_by, verify_signature};
 use agentdb_security::MasterKey;
 use axum::extract::{ConnectInfo, Path as UrlPath, State};
@@ -46,7 +46,7 @@ use axum::Router;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::admin::{blocking, failure, refusal, tenant_caller};
+use crate::admin::{blocking, failure, refusal, tenant_or_operator};
 use crate::auth::error;
 use crate::config::MasterKeySource;
 use crate::state::{unix_ms, HubState};
@@ -346,36 +346,13 @@ fn status(state: &Arc<HubState>, tenant: &TenantId) -> Result<serde_json::Value,
     }))
 }
 
-/// Checks a tenant path segment and that the caller administers that tenant or the hub.
-fn tenant_admin_or_operator(
-    state: &HubState,
-    peer: SocketAddr,
-    headers: &HeaderMap,
-    tenant: String,
-) -> Result<TenantId, Box<Response>> {
-    match tenant_caller(state, peer, headers, tenant.clone(), Operation::Admin) {
-        Ok((tenant, _)) => Ok(tenant),
-        Err(refused) => match refusal(state, peer, headers, policy::authorize_operator) {
-            // Not an operator either: the tenant admin refusal says why.
-            Some(_) => Err(refused),
-            None => TenantId::new(tenant).map_err(|_| {
-                Box::new(failure(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_request",
-                    "invalid tenant id",
-                ))
-            }),
-        },
-    }
-}
-
 async fn rotate(
     State(state): State<Arc<HubState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     UrlPath(tenant): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let tenant = match tenant_admin_or_operator(&state, peer, &headers, tenant) {
+    let tenant = match tenant_or_operator(&state, peer, &headers, tenant) {
         Ok(t) => t,
         Err(refusal) => return *refusal,
     };
@@ -412,7 +389,7 @@ async fn reseal(
     UrlPath(tenant): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let tenant = match tenant_admin_or_operator(&state, peer, &headers, tenant) {
+    let tenant = match tenant_or_operator(&state, peer, &headers, tenant) {
         Ok(t) => t,
         Err(refusal) => return *refusal,
     };
@@ -433,7 +410,7 @@ async fn key_status(
     UrlPath(tenant): UrlPath<String>,
     headers: HeaderMap,
 ) -> Response {
-    let tenant = match tenant_admin_or_operator(&state, peer, &headers, tenant) {
+    let tenant = match tenant_or_operator(&state, peer, &headers, tenant) {
         Ok(t) => t,
         Err(refusal) => return *refusal,
     };
