@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p agentdb-bench -- run [--quick] [--json]      # the table
+//! cargo run --release -p agentdb-bench -- spawn [--quick] [--json]    # the spawn row alone
 //! cargo run --release -p agentdb-bench -- export --episodes 10000 --queries 1000 --out bench/data/10k
 //! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
 //! cargo run --release -p agentdb-bench -- gateway [--quick] [--json]  # QUIC vs the HTTPS gateway
@@ -25,6 +26,7 @@ mod postgres;
 mod scale;
 mod seed;
 mod soak;
+mod spawn;
 mod stats;
 
 use std::path::PathBuf;
@@ -48,6 +50,25 @@ enum Command {
         /// Small sizes (about a minute on 2 cores).
         #[arg(long)]
         quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The table's spawn row alone: latency one agent at a time, and spawns per second under
+    /// concurrent spawners, into a tenant holding the data set.
+    Spawn {
+        /// The quick run's sizes.
+        #[arg(long)]
+        quick: bool,
+        /// Concurrent spawners of the throughput phase.
+        #[arg(long, default_value_t = spawn::SPAWNERS)]
+        concurrency: usize,
+        /// Seconds of the throughput phase [default: the table's phase].
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Episodes in the agents' tenant [default: the table's data set].
+        #[arg(long)]
+        episodes: Option<usize>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -273,8 +294,59 @@ fn main() -> anyhow::Result<()> {
             }
             println!("lat × = seed latency ÷ our p99; rate × = our rate ÷ seed rate (above 1 beats the seed's figure).");
             for r in &rows {
-                println!("  {}: {}", r.measure, r.note);
+                println!("  {}: {}; {}", r.measure, r.note, r.method.describe());
             }
+        }
+        Command::Spawn {
+            quick,
+            concurrency,
+            seconds,
+            episodes,
+            json,
+        } => {
+            let table = if quick {
+                seed::Sizes::QUICK
+            } else {
+                seed::Sizes::FULL
+            };
+            let mut sizes = spawn::Sizes::of(&table);
+            sizes.concurrency = concurrency;
+            if let Some(s) = seconds {
+                anyhow::ensure!(s.is_finite() && s > 0.0, "--seconds must be positive");
+                sizes.phase = std::time::Duration::from_secs_f64(s);
+            }
+            let episodes = episodes.unwrap_or(table.episodes);
+            let pb = progress((sizes.runs * 2) as u64);
+            let report = runtime()?.block_on(spawn::standalone(sizes, episodes, &pb))?;
+            pb.finish_and_clear();
+            let row = spawn::row(&report);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({
+                        "machine": machine(), "quick": quick, "rows": [row], "spawn": report
+                    }))?
+                );
+                return Ok(());
+            }
+            println!(
+                "agent spawn (medians of {} runs) — {}",
+                sizes.runs,
+                machine()
+            );
+            println!(
+                "light load: p50 {:.3} ms, p99 {:.3} ms ({} spawns one at a time per run; first spawn of the process {:.3} ms)",
+                report.p50_ms, report.p99_ms, report.spawns, report.first_ms
+            );
+            println!(
+                "under load: {:.0} spawns/s with {} spawners for {:.1} s (spawn latency p50 {:.3} ms, p99 {:.3} ms)",
+                report.per_sec,
+                report.concurrency,
+                report.phase_secs,
+                report.load_p50_ms,
+                report.load_p99_ms
+            );
+            println!("tenant of {} episodes", report.episodes);
         }
         Command::Federation { quick, json } => {
             let sizes = if quick {

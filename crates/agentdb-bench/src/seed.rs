@@ -58,9 +58,66 @@ pub struct Row {
     /// Our rate ÷ the seed's rate.
     pub rate_ratio: f64,
     pub note: String,
+    /// How the figures were taken.
+    pub method: Method,
 }
 
-fn row(measure: &str, seed_ms: f64, seed_per_sec: f64, runs: &[Run], note: String) -> Row {
+/// How a row was measured: the load behind each figure and the data it ran against.
+#[derive(Debug, Clone, Serialize)]
+pub struct Method {
+    /// Concurrent clients while the latency percentiles were taken.
+    pub latency_concurrency: usize,
+    /// Concurrent clients while the rate was taken.
+    pub rate_concurrency: usize,
+    /// Episodes in the tenant when the measure started.
+    pub episodes: usize,
+    /// Latency while the rate was taken, when that was a separate, loaded phase.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_p50_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub load_p99_ms: Option<f64>,
+}
+
+impl Method {
+    /// Latency and rate from the same phase, with `concurrency` clients.
+    fn same(concurrency: usize, episodes: usize) -> Self {
+        Self {
+            latency_concurrency: concurrency,
+            rate_concurrency: concurrency,
+            episodes,
+            load_p50_ms: None,
+            load_p99_ms: None,
+        }
+    }
+
+    /// One line for the printed table.
+    pub fn describe(&self) -> String {
+        let mut s = if self.latency_concurrency == self.rate_concurrency {
+            format!(
+                "latency and rate at concurrency {}",
+                self.latency_concurrency
+            )
+        } else {
+            format!(
+                "latency at concurrency {}, rate at concurrency {}",
+                self.latency_concurrency, self.rate_concurrency
+            )
+        };
+        if let (Some(p50), Some(p99)) = (self.load_p50_ms, self.load_p99_ms) {
+            s += &format!(" (latency under that load: p50 {p50:.3} ms, p99 {p99:.3} ms)");
+        }
+        s + &format!("; tenant of {} episodes", self.episodes)
+    }
+}
+
+pub(crate) fn row(
+    measure: &str,
+    seed_ms: f64,
+    seed_per_sec: f64,
+    runs: &[Run],
+    note: String,
+    method: Method,
+) -> Row {
     let (p50, p99, rate) = summarize(runs);
     Row {
         measure: measure.to_owned(),
@@ -73,6 +130,7 @@ fn row(measure: &str, seed_ms: f64, seed_per_sec: f64, runs: &[Run], note: Strin
         latency_ratio: seed_ms / p99,
         rate_ratio: rate / seed_per_sec,
         note,
+        method,
     }
 }
 
@@ -119,48 +177,20 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
     preload(&engine, &tenant, sizes.episodes, &mut rng)?;
     let mut rows = Vec::new();
 
-    // Agent spawn: sequential latency; rate with 32 concurrent spawners.
-    let mut runs = Vec::new();
-    for _ in 0..sizes.runs {
-        pb.set_message("agent spawn");
-        let mut r = Run::new()?;
-        for _ in 0..sizes.spawns {
-            let t0 = Instant::now();
-            let a = agent(&hub, &pki, "spawn").await?;
-            r.hist.record(t0.elapsed().as_nanos() as u64)?;
-            a.destroy().await?;
-        }
-        let started = Instant::now();
-        let mut tasks = Vec::new();
-        for _ in 0..32 {
-            let (hub, pki) = (Arc::clone(&hub), Arc::clone(&pki));
-            let n = sizes.spawns.div_ceil(8);
-            tasks.push(tokio::spawn(async move {
-                let mut agents = Vec::new();
-                for _ in 0..n {
-                    agents.push(agent(&hub, &pki, "spawn").await?);
-                }
-                Ok::<_, anyhow::Error>(agents)
-            }));
-        }
-        let mut spawned = Vec::new();
-        for t in tasks {
-            spawned.extend(t.await??);
-        }
-        r.per_sec = spawned.len() as f64 / started.elapsed().as_secs_f64();
-        for a in spawned {
-            a.destroy().await?;
-        }
-        runs.push(r);
-        pb.inc(1);
-    }
-    rows.push(row(
-        "agent spawn (connect+mTLS+auth+pre-sync)",
-        50.0,
-        1000.0,
-        &runs,
-        "latency: one at a time; rate: 32 concurrent spawners".into(),
-    ));
+    // Agent spawn: latency one at a time; rate under concurrent spawners. The agents are the
+    // tenant's that holds the data, with the default configuration.
+    let spawn_sizes = crate::spawn::Sizes::of(&sizes);
+    let report = crate::spawn::measure(
+        &hub.agent_config(&pki, tenant.as_str()),
+        sizes.episodes,
+        spawn_sizes,
+        |m| {
+            pb.set_message(m.to_owned());
+            pb.inc(1);
+        },
+    )
+    .await?;
+    rows.push(crate::spawn::row(&report));
 
     // Local query: the engine in-process, one thread.
     let mut runs = Vec::new();
@@ -196,6 +226,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
             "{} episodes; embed + search + decrypt; 1 thread",
             sizes.episodes
         ),
+        Method::same(1, sizes.episodes),
     ));
 
     // Hub query at 1 and N concurrent agents.
@@ -244,6 +275,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
             2000.0,
             &runs,
             format!("{} episodes; the hub embeds the text", sizes.episodes),
+            Method::same(agents, sizes.episodes),
         ));
     }
 
@@ -286,6 +318,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         5000.0,
         &runs,
         "one episode per request; fsynced (group commit) before the ack".into(),
+        Method::same(16, 0),
     ));
 
     // Sync: push 100 + pull the delta.
@@ -316,11 +349,12 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         500.0,
         &runs,
         "rate: rounds per second for one agent".into(),
+        Method::same(1, 0),
     ));
     Ok(rows)
 }
 
 /// Number of progress steps of [`run`].
 pub fn steps(sizes: Sizes) -> u64 {
-    (sizes.runs * 6) as u64
+    (sizes.runs * 7) as u64
 }
