@@ -192,7 +192,7 @@ fn an_expiry_already_past_at_store_time_is_never_read() {
     assert!(hub.listed(&t).is_empty());
     assert!(hub.find(&t, "summarise invoice 1", 5).is_empty());
     // Nor updated: an update of it finds nothing, as a read does.
-    let update = agentdb_core::EpisodeUpdate {
+    let update = EpisodeUpdate {
         reward: Some(0.1),
         ..Default::default()
     };
