@@ -1,19 +1,23 @@
-//! Throughput and latency of the all-MiniLM-L6-v2 embedder on this machine.
+//! Speed of every embedder on this machine, on one core.
 //!
 //! ```sh
 //! scripts/fetch-model.sh target/models/all-minilm-l6-v2
-//! cargo run --release -p agentdb-memory --features model --example embed_bench -- \
+//! scripts/fetch-onnx.sh target/models/minilm-onnx-int8
+//! scripts/fetch-static-model.sh target/models/potion-base-8m
+//! cargo run --release -p agentdb-memory --features model,onnx,static-model \
+//!     --example embed_bench -- target/models/potion-base-8m target/models/minilm-onnx-int8 \
 //!     target/models/all-minilm-l6-v2
 //! ```
 //!
-//! (The directory may also come from `AGENTDB_MODEL_DIR`.) For 1 thread and for every
-//! available core it reports: model load time, sentences per second at batch 1 and at batch 32
-//! (with the CPU share the process actually got while batching: on a shared machine it is less
-//! than the thread count × 100 %),
-//! and the latency of a text query through the engine (embed the query + search + decrypt the
-//! hits; what a hub does for an agent before the network round trip) over 2,000 stored episodes.
-//! Each thread count runs in its own child process with `RAYON_NUM_THREADS` set, because candle
-//! sizes its thread pools once per process.
+//! The lexical embedder is always measured; each model directory given adds its model (the
+//! build needs the model's cargo feature). For each it reports: load time, the latency of one
+//! short sentence (batch 1; p50 and p99 over a few seconds) and sentences per second at batch 1
+//! and at batch 32, and the latency of a text query through the engine (embed the query +
+//! search + decrypt the hits; what a hub does for an agent before the network round trip) over
+//! 2,000 stored episodes. Each embedder runs in its own child process, on one thread
+//! (`RAYON_NUM_THREADS=1` for candle; ONNX Runtime runs each inference on one thread, in one of
+//! a session per core, which the load time includes), so the figures are per core and one
+//! model's thread pools do not disturb the next.
 
 #![allow(clippy::print_stdout)] // A benchmark prints its table.
 
@@ -23,7 +27,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentdb_core::{NewEpisode, TenantId};
-use agentdb_memory::{Embedder, MemStorage, MemoryEngine, MiniLmEmbedder, Query, MODEL_DIR_ENV};
+use agentdb_memory::{
+    embedder_from_env_or_dir, Embedder, LexicalEmbedder, MemStorage, MemoryEngine, Query,
+};
 use agentdb_security::MasterKey;
 
 /// Short agent-task sentences (8–20 tokens), the texts the engine embeds.
@@ -55,55 +61,55 @@ fn sentence(i: usize) -> String {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let first = args.next();
-    if first.as_deref() == Some("--child") {
-        let dir = PathBuf::from(args.next().ok_or("--child needs the model directory")?);
-        return child(&dir);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--child") {
+        return child(args.get(1).map(PathBuf::from));
     }
-    let dir = first
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os(MODEL_DIR_ENV).map(PathBuf::from))
-        .ok_or("usage: embed_bench MODEL_DIR (or set AGENTDB_MODEL_DIR)")?;
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    println!("all-minilm-l6-v2 on the CPU, {cores} cores available");
     println!(
-        "{:>7} {:>9} {:>14} {:>14} {:>9} {:>12} {:>12}",
-        "threads",
+        "one core of {} available; short sentences of about 15 tokens",
+        std::thread::available_parallelism().map_or(1, usize::from)
+    );
+    println!(
+        "{:<30} {:>8} {:>10} {:>10} {:>12} {:>13} {:>11} {:>11}",
+        "embedder",
         "load ms",
+        "b1 p50 µs",
+        "b1 p99 µs",
         "batch 1 s/s",
         "batch 32 s/s",
-        "cpu (32)",
-        "query p50 ms",
-        "query p99 ms"
+        "query p50",
+        "query p99"
     );
-    let mut counts = vec![1];
-    if cores > 1 {
-        counts.push(cores);
-    }
-    for threads in counts {
-        let out = Command::new(std::env::current_exe()?)
-            .arg("--child")
-            .arg(&dir)
-            .env("RAYON_NUM_THREADS", threads.to_string())
-            .output()?;
+    let mut runs: Vec<Option<String>> = vec![None];
+    runs.extend(args.into_iter().map(Some));
+    for dir in runs {
+        let mut child = Command::new(std::env::current_exe()?);
+        child.arg("--child").env("RAYON_NUM_THREADS", "1");
+        if let Some(dir) = &dir {
+            child.arg(dir);
+        }
+        let out = child.output()?;
         if !out.status.success() {
             return Err(format!(
-                "benchmark with {threads} threads failed: {}",
+                "benchmark of {} failed: {}",
+                dir.as_deref().unwrap_or("the lexical embedder"),
                 String::from_utf8_lossy(&out.stderr)
             )
             .into());
         }
-        print!("{:>7} {}", threads, String::from_utf8_lossy(&out.stdout));
+        print!("{}", String::from_utf8_lossy(&out.stdout));
     }
+    println!("(query: ms through the engine over 2,000 episodes, k = 5)");
     Ok(())
 }
 
-/// Measures with the thread count the parent set; prints one table row (without the first
-/// column).
-fn child(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+/// Measures one embedder (the lexical one without a directory) on one thread; prints one row.
+fn child(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let model = Arc::new(MiniLmEmbedder::load(dir)?);
+    let model: Arc<dyn Embedder> = match &dir {
+        None => Arc::new(LexicalEmbedder::new()),
+        Some(dir) => embedder_from_env_or_dir(Some(dir))?,
+    };
     let load = started.elapsed();
 
     let texts: Vec<String> = (0..4096).map(sentence).collect();
@@ -112,27 +118,25 @@ fn child(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     model.embed_batch(&refs[..64])?;
 
     let budget = Duration::from_secs(4);
-    let (mut n, started) = (0usize, Instant::now());
+    let mut one = Vec::new();
+    let started = Instant::now();
     while started.elapsed() < budget {
-        model.embed(refs[n % refs.len()])?;
-        n += 1;
+        let t = Instant::now();
+        model.embed(refs[one.len() % refs.len()])?;
+        one.push(t.elapsed());
     }
-    let batch1 = n as f64 / started.elapsed().as_secs_f64();
+    let batch1 = one.len() as f64 / started.elapsed().as_secs_f64();
+    one.sort();
 
-    let (mut n, started, cpu_before) = (0usize, Instant::now(), cpu_seconds());
+    let (mut n, started) = (0usize, Instant::now());
     while started.elapsed() < budget {
         let at = (n * 32) % (refs.len() - 32);
         model.embed_batch(&refs[at..at + 32])?;
         n += 1;
     }
-    let wall = started.elapsed().as_secs_f64();
-    let batch32 = (n * 32) as f64 / wall;
-    // How much CPU the process got: on a shared machine, less than `threads` × 100 %.
-    let cpu_share = cpu_seconds()
-        .zip(cpu_before)
-        .map(|(a, b)| (a - b) / wall * 100.0);
+    let batch32 = (n * 32) as f64 / started.elapsed().as_secs_f64();
 
-    // Engine text queries over 2,000 episodes: embed + exact search + decrypt 5 hits.
+    // Engine text queries over 2,000 episodes: embed + search + decrypt 5 hits.
     let db = MemoryEngine::builder(Arc::new(MemStorage::new()), MasterKey::generate()?)
         .embedder(model.clone())
         .open()?;
@@ -154,7 +158,7 @@ fn child(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         db.store_batch(&tenant, episodes)?;
     }
     let mut latencies = Vec::new();
-    for i in 0..200 {
+    for i in 0..400 {
         let q = Query::text(format!("please {}", sentence(i * 7 + 3)), 5);
         let t = Instant::now();
         let hits = db.query(&tenant, &q)?;
@@ -162,26 +166,19 @@ fn child(dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(hits.len(), 5);
     }
     latencies.sort();
+    let at = |v: &[Duration], q: f64| v[((v.len() - 1) as f64 * q) as usize];
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
-        "{:>9.0} {:>14.0} {:>14.0} {:>9} {:>12.2} {:>12.2}",
+        "{:<30} {:>8.0} {:>10.1} {:>10.1} {:>12.0} {:>13.0} {:>11.3} {:>11.3}",
+        model.model().as_str(),
         ms(load),
+        us(at(&one, 0.5)),
+        us(at(&one, 0.99)),
         batch1,
         batch32,
-        cpu_share.map_or("?".into(), |c| format!("{c:.0}%")),
-        ms(latencies[latencies.len() / 2]),
-        ms(latencies[latencies.len() * 99 / 100])
+        ms(at(&latencies, 0.5)),
+        ms(at(&latencies, 0.99)),
     );
     Ok(())
-}
-
-/// CPU time (user + system) this process has used, from `/proc/self/stat` (Linux; `None`
-/// elsewhere). Assumes the usual 100 clock ticks per second.
-fn cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
-    let rest = stat.rsplit_once(')')?.1;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
 }

@@ -26,9 +26,14 @@ pub use agentdb_core::{AppliedOps, TaskCount, TenantStats};
 pub use clock::{Clock, ManualClock, SystemClock};
 #[cfg(feature = "model")]
 pub use embedder::MiniLmEmbedder;
+#[cfg(feature = "static-model")]
+pub use embedder::StaticEmbedder;
 pub use embedder::{
-    embedder_from_env_or_dir, EmbedError, Embedder, LexicalEmbedder, ModelLoadError, MODEL_DIR_ENV,
+    embedder_from_env_or_dir, EmbedError, Embedder, LexicalEmbedder, ModelKind, ModelLoadError,
+    MODEL_DIR_ENV,
 };
+#[cfg(feature = "onnx")]
+pub use embedder::{OnnxConfig, OnnxEmbedder};
 pub use engine::{
     mint_episode_id, Change, ChangeListener, ChangePage, EngineBuilder, EngineConfig, EpisodeList,
     EraseReport, ErasureOutcome, KeyVersion, Match, MemoryEngine, Query, QueryInput,

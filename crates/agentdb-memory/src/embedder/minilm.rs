@@ -62,19 +62,7 @@ impl MiniLmEmbedder {
     /// Loads the model from `dir`, which must hold `config.json`, `tokenizer.json` and
     /// `model.safetensors` of all-MiniLM-L6-v2.
     pub fn load(dir: &Path) -> Result<Self, ModelLoadError> {
-        if !dir.is_dir() {
-            return Err(ModelLoadError::MissingDir {
-                dir: dir.to_owned(),
-            });
-        }
-        for file in super::MODEL_FILES {
-            if !dir.join(file).is_file() {
-                return Err(ModelLoadError::MissingFile {
-                    dir: dir.to_owned(),
-                    file,
-                });
-            }
-        }
+        super::check_files(dir, &super::MODEL_FILES)?;
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read(&path).map_err(|source| ModelLoadError::Read { path, source })
