@@ -466,7 +466,7 @@ async fn trial(bin: &Path, opts: &Options, t: usize) -> anyhow::Result<Trial> {
     let mut agents = Vec::with_capacity(opts.agents);
     for a in 0..opts.agents {
         let mut config = creds.agent_config(&hub.url(), &tenants[a % tenants.len()])?;
-        config.pull_budget = 0;
+        config.read_cache = 0;
         // No spool (a store the hub does not acknowledge fails) and no background sync: an
         // episode is acknowledged by the store that sent it or not at all.
         config.sync_interval = Duration::from_secs(24 * 3600);

@@ -34,8 +34,8 @@ pub struct Options {
 
 /// Most tasks (a recall and a store) one agent runs before it is destroyed.
 const MAX_TASKS: u64 = 10;
-/// Changes an agent pulls into its cache when spawned.
-const PULL_BUDGET: usize = 100;
+/// Episodes an agent keeps from what it reads.
+const READ_CACHE: usize = 100;
 /// How often the hub's RSS is sampled for the slope.
 const RSS_EVERY: Duration = Duration::from_secs(5);
 
@@ -108,7 +108,7 @@ async fn worker(
     while !shared.stop.load(Ordering::Acquire) {
         let config = match creds.agent_config(&url, &tenant) {
             Ok(mut c) => {
-                c.pull_budget = PULL_BUDGET;
+                c.read_cache = READ_CACHE;
                 c
             }
             Err(e) => {
@@ -239,7 +239,7 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
         hub.pid(),
         crate::machine()
     );
-    println!("each agent: spawn (mTLS, token, pre-sync of up to {PULL_BUDGET} changes), 1–{MAX_TASKS} tasks of (recall k=5, store 1 episode acknowledged), destroy; again until the end");
+    println!("each agent: spawn (mTLS, token, keeps up to {READ_CACHE} episodes it reads), 1–{MAX_TASKS} tasks of (recall k=5, store 1 episode acknowledged), destroy; again until the end");
     if let Some(set) = opts.working_set {
         println!(
             "working set: {set} distinct episodes per agent slot ({} in all), then stores repeat ids",

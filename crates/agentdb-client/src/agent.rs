@@ -1,6 +1,6 @@
 //! The ephemeral agent: spawn, execute, query, store, destroy.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -12,9 +12,8 @@ use agentdb_core::{
 };
 use agentdb_memory::{MemStorage, MemoryEngine, Query};
 use agentdb_proto::{
-    Change, DeleteRequest, ErrorCode, ExchangeRequest, GetRequest, PullRequest, QueryInput,
-    QueryRequest, RefreshRequest, Request, Response, StoreRequest, UpdateRequest, Welcome,
-    WireNewEpisode,
+    DeleteRequest, ErrorCode, ExchangeRequest, GetRequest, QueryInput, QueryRequest,
+    RefreshRequest, Request, Response, StoreRequest, UpdateRequest, Welcome, WireNewEpisode,
 };
 use agentdb_security::apikey::ApiKeySecret;
 use agentdb_security::MasterKey;
@@ -23,6 +22,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::AgentConfig;
 use crate::connection::{HubAddress, HubConnection, Requester};
+use crate::connector::Connector;
 use crate::error::{
     is_permanent, AgentError, ConfigError, LocalCacheError, ProtocolError, Unreachable,
 };
@@ -93,10 +93,16 @@ struct Inner {
     agent: AgentId,
     address: HubAddress,
     server_name: String,
-    tls: Arc<quinn::crypto::rustls::QuicClientConfig>,
+    connector: Connector,
+    /// The QUIC client configuration, shared (with its TLS sessions) through the connector.
+    client: quinn::ClientConfig,
     conn: tokio::sync::Mutex<Option<HubConnection>>,
     welcome: Mutex<Option<Welcome>>,
-    local: MemoryEngine,
+    /// The local cache, created when first needed (see [`local`]).
+    local: Mutex<Option<Arc<MemoryEngine>>>,
+    /// Episodes read from the hub, not yet in the local cache: they go in when the cache must
+    /// answer (see [`fill_local`]), so a read costs nothing more while the hub answers.
+    reads: Mutex<Reads>,
     /// Present when the agent has a spool directory.
     outbox: Option<Outbox>,
     /// Spool files found at spawn that this agent cannot open.
@@ -107,7 +113,6 @@ struct Inner {
     retry: Mutex<Backoff>,
     /// One flush of the spool at a time.
     flushing: tokio::sync::Mutex<()>,
-    cursor: AtomicU64,
     deadline_ms: u64,
     /// Unix seconds when the current token expires, and when it was obtained.
     token_exp: AtomicU64,
@@ -171,8 +176,10 @@ fn now_secs(inner: &Inner) -> u64 {
 
 impl EphemeralAgent {
     /// Spawns an agent: connects to the hub (mutual TLS when a client certificate is
-    /// configured), authenticates, sends what earlier agents of the tenant left in the spool, and
-    /// pulls what the tenant has learned into the local cache.
+    /// configured; a TLS session of an earlier agent of the process with the same identity is
+    /// resumed, see [`Connector`]), authenticates, and sends what earlier agents of the tenant
+    /// left in the spool. Nothing of the tenant's memory is copied: the local cache is created
+    /// when first needed and holds what this agent stores and reads.
     ///
     /// A hub that cannot be reached is not fatal: the agent starts with its local cache and
     /// keeps retrying in the background. A hub that *refuses* the agent (bad token, wrong CA,
@@ -187,11 +194,8 @@ impl EphemeralAgent {
             .client_cert
             .as_ref()
             .map(|(c, k)| (c.as_slice(), k.as_slice()));
-        let tls =
-            agentdb_security::tls::client_config(&config.ca_pem, client_cert, agentdb_proto::ALPN)
-                .map_err(|e| ConfigError::Tls(Arc::new(e)))?;
-        let tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|_| ConfigError::QuicCipherSuite)?;
+        let connector = config.connector.clone().unwrap_or_else(Connector::shared);
+        let client = connector.client_config(&config.ca_pem, client_cert, agentdb_proto::ALPN)?;
         let now_ms = config.clock.now().unix_ms();
         let agent = match &config.agent {
             Some(a) => a.clone(),
@@ -202,14 +206,6 @@ impl EphemeralAgent {
             ))
             .map_err(ConfigError::AgentId)?,
         };
-        let mut local = MemoryEngine::builder(
-            Arc::new(MemStorage::new()),
-            MasterKey::generate().map_err(LocalCacheError::from)?,
-        );
-        if let Some(e) = &config.embedder {
-            local = local.embedder(Arc::clone(e));
-        }
-        let local = local.open().map_err(LocalCacheError::from)?;
         let (outbox, unreadable) = match &config.spool_dir {
             None => (None, Vec::new()),
             Some(dir) => {
@@ -236,16 +232,17 @@ impl EphemeralAgent {
             agent,
             address,
             server_name,
-            tls: Arc::new(tls),
+            connector,
+            client,
             conn: tokio::sync::Mutex::new(None),
             welcome: Mutex::new(None),
-            local,
+            local: Mutex::new(None),
+            reads: Mutex::new(Reads::new(config.read_cache)),
             outbox,
             unreadable,
             dead: Mutex::new(Vec::new()),
             retry: Mutex::new(retry),
             flushing: tokio::sync::Mutex::new(()),
-            cursor: AtomicU64::new(0),
             deadline_ms,
             token_exp: AtomicU64::new(0),
             token_got: AtomicU64::new(0),
@@ -262,14 +259,10 @@ impl EphemeralAgent {
             }
             Err(e) => return Err(e),
         }
-        // Pre-sync. What earlier agents spooled never keeps this one from starting: episodes
-        // the hub refuses for good go to the dead letters, the rest wait for a later sync.
+        // What earlier agents spooled never keeps this one from starting: episodes the hub
+        // refuses for good go to the dead letters, the rest wait for a later sync.
         if let Err(e) = flush_spool(&inner, true).await {
             tracing::debug!(error = %e, "spooled episodes not sent yet");
-        }
-        match pull(&inner).await {
-            Ok(()) | Err(AgentError::HubUnreachable(_)) => {}
-            Err(e) => return Err(e),
         }
         let background = tokio::spawn(background(Arc::clone(&inner)));
         Ok(Self {
@@ -321,8 +314,8 @@ impl EphemeralAgent {
         &self.inner.unreadable
     }
 
-    /// Runs a task: pre-sync (send pending episodes, pull new memory), the task, post-sync
-    /// (send what it stored). Fails with [`AgentError::AgentExpired`] when the agent is no longer
+    /// Runs a task: pre-sync (send spooled episodes), the task, post-sync (send what it
+    /// spooled). Fails with [`AgentError::AgentExpired`] when the agent is no longer
     /// alive.
     pub async fn execute<F, Fut, T>(&self, task: F) -> Result<T, AgentError>
     where
@@ -345,7 +338,8 @@ impl EphemeralAgent {
 
     /// The `k` memories nearest to `text`: the hub's answer merged with this agent's unsynced
     /// episodes, or the local cache alone when the hub is unreachable ([`Recall::source`] says
-    /// which).
+    /// which). The local cache holds what this agent stored and what it read from the hub
+    /// (up to [`AgentConfig::read_cache`] episodes).
     pub async fn query_memories(&self, text: &str, k: usize) -> Result<Recall, AgentError> {
         query(&self.inner, text, k, Filter::default()).await
     }
@@ -411,9 +405,12 @@ impl EphemeralAgent {
         ensure_alive(&self.inner)?;
         match request(&self.inner, &Request::Get(GetRequest { id })).await? {
             Response::Episode(None) => Ok(None),
-            Response::Episode(Some(wire)) => Episode::try_from(wire)
-                .map(Some)
-                .map_err(|e| AgentError::Protocol(ProtocolError::Decode(e))),
+            Response::Episode(Some(wire)) => {
+                let episode = Episode::try_from(wire)
+                    .map_err(|e| AgentError::Protocol(ProtocolError::Decode(e)))?;
+                self.inner.reads.lock().keep([&episode]);
+                Ok(Some(episode))
+            }
             other => Err(AgentError::unexpected("get", &other)),
         }
     }
@@ -432,10 +429,11 @@ impl EphemeralAgent {
             update: update.clone(),
         });
         let found = done("update", request(&self.inner, &req).await?)?;
-        let _ = self
-            .inner
-            .local
-            .update(&self.inner.config.tenant, &id, &update);
+        // A copy read before the update is stale: forget it rather than keep it.
+        self.inner.reads.lock().forget(&id);
+        if let Some(local) = cached(&self.inner) {
+            let _ = local.update(&self.inner.config.tenant, &id, &update);
+        }
         Ok(found)
     }
 
@@ -445,11 +443,14 @@ impl EphemeralAgent {
         ensure_alive(&self.inner)?;
         let req = Request::Delete(DeleteRequest { id });
         let found = done("delete", request(&self.inner, &req).await?)?;
-        let _ = self.inner.local.delete(&self.inner.config.tenant, &id);
+        self.inner.reads.lock().forget(&id);
+        if let Some(local) = cached(&self.inner) {
+            let _ = local.delete(&self.inner.config.tenant, &id);
+        }
         Ok(found)
     }
 
-    /// Sends spooled episodes (now, whatever the retry wait) and pulls new memory.
+    /// Sends spooled episodes now, whatever the retry wait after a failure.
     pub async fn sync(&self) -> Result<(), AgentError> {
         ensure_alive(&self.inner)?;
         sync(&self.inner, true).await
@@ -552,9 +553,10 @@ async fn open_connection(inner: &Inner) -> Result<(HubConnection, Welcome), Agen
         Some(_) => None,
     };
     let conn = HubConnection::open(
+        &inner.connector,
         &inner.address,
         &inner.server_name,
-        Arc::clone(&inner.tls),
+        inner.client.clone(),
         inner.config.connect_timeout,
         inner.config.request_timeout,
     )
@@ -772,7 +774,9 @@ async fn flush_spool(inner: &Inner, force: bool) -> Result<(), AgentError> {
                     episode = %id, %code, %message, path = %dead.path.display(),
                     "the hub refused a spooled episode for good; moved to the dead letters"
                 );
-                let _ = inner.local.delete(&inner.config.tenant, &id);
+                if let Some(local) = cached(inner) {
+                    let _ = local.delete(&inner.config.tenant, &id);
+                }
                 inner.dead.lock().push(dead);
             }
             Err(e) => {
@@ -797,64 +801,106 @@ fn done(request: &'static str, response: Response) -> Result<bool, AgentError> {
     }
 }
 
-async fn pull(inner: &Inner) -> Result<(), AgentError> {
-    let mut budget = inner.config.pull_budget;
-    while budget > 0 {
-        let cursor = inner.cursor.load(Ordering::Acquire);
-        let limit = budget.min(1000) as u32;
-        let page = match request(inner, &Request::Pull(PullRequest { cursor, limit })).await? {
-            Response::Page(p) => p,
-            other => return Err(AgentError::unexpected("pull", &other)),
-        };
-        budget = budget.saturating_sub(page.changes.len().max(1));
-        let tenant = &inner.config.tenant;
-        for item in page.changes {
-            match item.change {
-                Change::Put(wire) => {
-                    let Ok(e) = Episode::try_from(wire) else {
-                        continue;
-                    };
-                    let mut new =
-                        NewEpisode::new(e.task, e.input, e.output, e.reward).with_id(e.id);
-                    new.critique = e.critique.clone();
-                    new.agent = e.agent;
-                    new.tags = e.tags.clone();
-                    new.metadata = e.metadata.clone();
-                    new.expires_at = e.expires_at;
-                    // Already cached: take the hub's reward, critique, tags and metadata
-                    // (updated since).
-                    if let Ok(stored) = inner.local.store(tenant, new) {
-                        if !stored.inserted {
-                            let update = EpisodeUpdate {
-                                reward: Some(e.reward),
-                                critique: Some(e.critique),
-                                tags: Some(e.tags),
-                                // Metadata never set stays as it is (an update sets objects).
-                                metadata_json: e
-                                    .metadata
-                                    .is_object()
-                                    .then(|| agentdb_core::metadata_to_text(&e.metadata)),
-                            };
-                            let _ = inner.local.update(tenant, &e.id, &update);
-                        }
-                    }
-                }
-                Change::Deleted { id } => {
-                    let _ = inner.local.delete(tenant, &id);
-                }
-            }
-        }
-        inner.cursor.store(page.next_cursor, Ordering::Release);
-        if !page.more {
-            break;
-        }
-    }
-    Ok(())
+async fn sync(inner: &Inner, force: bool) -> Result<(), AgentError> {
+    flush_spool(inner, force).await
 }
 
-async fn sync(inner: &Inner, force: bool) -> Result<(), AgentError> {
-    flush_spool(inner, force).await?;
-    pull(inner).await
+/// Episodes the agent read from the hub, newest last, at most `capacity`.
+struct Reads {
+    capacity: usize,
+    episodes: HashMap<EpisodeId, Episode>,
+    order: VecDeque<EpisodeId>,
+}
+
+impl Reads {
+    fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            episodes: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Keeps copies of `episodes` (a newer copy replaces an older one), dropping the oldest
+    /// past the capacity.
+    fn keep<'a>(&mut self, episodes: impl IntoIterator<Item = &'a Episode>) {
+        if self.capacity == 0 {
+            return;
+        }
+        for e in episodes {
+            if self.episodes.insert(e.id, e.clone()).is_none() {
+                self.order.push_back(e.id);
+            }
+        }
+        while self.episodes.len() > self.capacity {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            self.episodes.remove(&old);
+        }
+    }
+
+    fn forget(&mut self, id: &EpisodeId) {
+        if self.episodes.remove(id).is_some() {
+            self.order.retain(|k| k != id);
+        }
+    }
+
+    fn take(&mut self) -> Vec<Episode> {
+        self.order.clear();
+        self.episodes.drain().map(|(_, e)| e).collect()
+    }
+}
+
+/// The local cache, created on first use (an in-memory engine under a key of its own).
+fn local(inner: &Inner) -> Result<Arc<MemoryEngine>, LocalCacheError> {
+    let mut local = inner.local.lock();
+    if let Some(engine) = local.as_ref() {
+        return Ok(Arc::clone(engine));
+    }
+    let mut builder = MemoryEngine::builder(Arc::new(MemStorage::new()), MasterKey::generate()?);
+    if let Some(e) = &inner.config.embedder {
+        builder = builder.embedder(Arc::clone(e));
+    }
+    let engine = Arc::new(builder.open()?);
+    *local = Some(Arc::clone(&engine));
+    Ok(engine)
+}
+
+/// The local cache if it exists.
+fn cached(inner: &Inner) -> Option<Arc<MemoryEngine>> {
+    inner.local.lock().clone()
+}
+
+/// The local cache with every episode read so far in it.
+fn fill_local(inner: &Inner) -> Result<Arc<MemoryEngine>, LocalCacheError> {
+    let local = local(inner)?;
+    let tenant = &inner.config.tenant;
+    for e in inner.reads.lock().take() {
+        let mut new = NewEpisode::new(e.task, e.input, e.output, e.reward).with_id(e.id);
+        new.critique = e.critique.clone();
+        new.agent = e.agent;
+        new.tags = e.tags.clone();
+        new.metadata = e.metadata.clone();
+        // Already cached (this agent stored it): take the hub's reward, critique, tags and
+        // metadata, which may have been updated since.
+        if let Ok(stored) = local.store(tenant, new) {
+            if !stored.inserted {
+                let update = EpisodeUpdate {
+                    reward: Some(e.reward),
+                    critique: Some(e.critique),
+                    tags: Some(e.tags),
+                    // Metadata never set stays as it is (an update sets objects).
+                    metadata_json: e
+                        .metadata
+                        .is_object()
+                        .then(|| agentdb_core::metadata_to_text(&e.metadata)),
+                };
+                let _ = local.update(tenant, &e.id, &update);
+            }
+        }
+    }
+    Ok(local)
 }
 
 /// Gives a new episode its id and the agent's identity; returns the id.
@@ -904,13 +950,13 @@ async fn store_prepared(
     let tenant = &inner.config.tenant;
     let wire: Vec<WireNewEpisode> = episodes.iter().map(WireNewEpisode::from).collect();
     // The local cache validates the episodes; a bad batch goes nowhere.
-    inner
-        .local
+    let local = local(inner)?;
+    local
         .store_batch(tenant, episodes)
         .map_err(LocalCacheError::from)?;
     let forget = || {
         for id in ids {
-            let _ = inner.local.delete(tenant, id);
+            let _ = local.delete(tenant, id);
         }
     };
     match send_store(inner, &wire).await {
@@ -965,9 +1011,11 @@ async fn query(inner: &Inner, text: &str, k: usize, filter: Filter) -> Result<Re
                     );
                 }
             }
+            inner.reads.lock().keep(merged.values().map(|m| &m.episode));
             // Spooled local episodes, scored with the hub's query vector when the models agree.
             let pending = inner.outbox.as_ref().filter(|o| o.len() > 0);
-            if let (Some(pending), true) = (pending, &m.model == inner.local.embedder().model()) {
+            let local = cached(inner).filter(|l| &m.model == l.embedder().model());
+            if let (Some(pending), Some(local)) = (pending, local) {
                 let q = Query::vector(
                     agentdb_core::Embedding {
                         model: m.model.clone(),
@@ -976,7 +1024,7 @@ async fn query(inner: &Inner, text: &str, k: usize, filter: Filter) -> Result<Re
                     k,
                 )
                 .with_filter(filter);
-                if let Ok(local) = inner.local.query(tenant, &q) {
+                if let Ok(local) = local.query(tenant, &q) {
                     for lm in local
                         .into_iter()
                         .filter(|lm| pending.contains(&lm.episode.id))
@@ -1005,8 +1053,7 @@ async fn query(inner: &Inner, text: &str, k: usize, filter: Filter) -> Result<Re
         // is the caller's to see.
         Err(AgentError::HubUnreachable(reason)) => {
             tracing::debug!(%reason, "hub unreachable; answering from the local cache");
-            let local = inner
-                .local
+            let local = fill_local(inner)?
                 .query(tenant, &Query::text(text, k).with_filter(filter))
                 .map_err(LocalCacheError::from)?;
             Ok(Recall {

@@ -8,6 +8,7 @@ use agentdb_core::{AgentId, TenantId};
 use agentdb_memory::{Clock, Embedder, SystemClock};
 use agentdb_security::apikey::ApiKeySecret;
 
+use crate::connector::Connector;
 use crate::credentials::{ExchangeOnly, TokenProvider};
 use crate::spool_key::SpoolKey;
 
@@ -47,8 +48,11 @@ pub struct AgentConfig {
     /// The longest wait between attempts to send spooled episodes after transient failures;
     /// the wait starts at [`Self::reconnect_backoff`] and doubles. Default 60 s.
     pub max_retry_backoff: Duration,
-    /// How many changes the pre-sync pulls at most. Default 5,000.
-    pub pull_budget: usize,
+    /// How many episodes the agent keeps from what it read from the hub (query answers,
+    /// [`crate::EphemeralAgent::get_episode`]) to answer from its local cache while the hub is
+    /// unreachable; the oldest go first. Default 5,000; 0 keeps none. An agent never copies
+    /// the tenant's memory: its local cache holds what it stored and what it read.
+    pub read_cache: usize,
     /// How long a hub request may take. Default 10 s.
     pub request_timeout: Duration,
     /// How long connecting (handshake + authentication) may take. Default 3 s.
@@ -62,6 +66,9 @@ pub struct AgentConfig {
     /// The embedder of the local cache; it should be the hub's model (see
     /// `Welcome::embedder`) so that local and hub scores compare. Default: lexical.
     pub embedder: Option<Arc<dyn Embedder>>,
+    /// The endpoints and TLS sessions the agent shares with others (see [`Connector`]);
+    /// [`Connector::shared`], the process-wide one, when absent.
+    pub connector: Option<Connector>,
 }
 
 impl std::fmt::Debug for AgentConfig {
@@ -99,12 +106,13 @@ impl AgentConfig {
             spool_dir: None,
             spool_key: None,
             max_retry_backoff: Duration::from_secs(60),
-            pull_budget: 5_000,
+            read_cache: 5_000,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),
             reconnect_backoff: Duration::from_secs(2),
             clock: Arc::new(SystemClock),
             embedder: None,
+            connector: None,
         }
     }
 
@@ -170,6 +178,13 @@ impl AgentConfig {
     /// Embeds locally with `embedder` (e.g. the sentence model the hub uses).
     pub fn embedder(mut self, embedder: Arc<dyn Embedder>) -> Self {
         self.embedder = Some(embedder);
+        self
+    }
+
+    /// Connects through `connector` instead of the process-wide one: its agents share
+    /// endpoints and TLS sessions only with each other.
+    pub fn connector(mut self, connector: Connector) -> Self {
+        self.connector = Some(connector);
         self
     }
 

@@ -1,11 +1,11 @@
 //! One QUIC connection to a hub: connect, authenticate, and one bi-stream per request.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_proto::{decode_response, Hello, HubUrl, Request, Response, Welcome, MAX_FRAME_LEN};
 
+use crate::connector::Connector;
 use crate::error::{AgentError, ConfigError, ProtocolError, Unreachable};
 
 /// A parsed `quic://host:port` endpoint.
@@ -40,7 +40,8 @@ impl HubAddress {
 /// An authenticated connection.
 #[derive(Debug)]
 pub(crate) struct HubConnection {
-    endpoint: quinn::Endpoint,
+    /// Kept while the connection lives (the endpoint is shared; see [`Connector`]).
+    _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     timeout: Duration,
 }
@@ -54,37 +55,25 @@ pub(crate) struct Requester {
 }
 
 impl HubConnection {
-    /// Connects and completes the TLS handshake; the connection is not authenticated yet
-    /// (see [`Self::hello`]).
+    /// Connects through `connector` (its endpoint, `client`'s TLS configuration and sessions)
+    /// and completes the TLS handshake; the connection is not authenticated yet (see
+    /// [`Self::hello`]).
     pub async fn open(
+        connector: &Connector,
         address: &HubAddress,
         server_name: &str,
-        tls: Arc<quinn::crypto::rustls::QuicClientConfig>,
+        client: quinn::ClientConfig,
         connect_timeout: Duration,
         timeout: Duration,
     ) -> Result<Self, AgentError> {
         let addr = address.resolve().await?;
-        let bind = if addr.is_ipv6() {
-            SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0))
-        } else {
-            SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
-        };
-        let mut endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| Unreachable::Socket(Arc::new(e)))?;
-        let mut client = quinn::ClientConfig::new(tls);
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(10)));
-        client.transport_config(Arc::new(transport));
-        endpoint.set_default_client_config(client);
-        let connecting = endpoint
-            .connect(addr, server_name)
-            .map_err(|reason| Unreachable::Connect { addr, reason })?;
+        let (endpoint, connecting) = connector.connect(client, addr, server_name)?;
         let conn = tokio::time::timeout(connect_timeout, connecting)
             .await
             .map_err(|_| Unreachable::ConnectTimeout { addr })?
             .map_err(|e| AgentError::from_connection(&e))?;
         Ok(Self {
-            endpoint,
+            _endpoint: endpoint,
             conn,
             timeout,
         })
@@ -115,15 +104,11 @@ impl HubConnection {
         self.conn.close_reason().is_none()
     }
 
-    /// Says goodbye (best effort) and closes. The endpoint finishes draining in the background
-    /// (the hub already knows the agent is gone from the Goodbye).
+    /// Says goodbye (best effort) and closes. The shared endpoint's driver sends the close and
+    /// drains the connection (the hub already knows the agent is gone from the Goodbye).
     pub async fn close(self) {
         let _ = self.requester().request(&Request::Goodbye).await;
         self.conn.close(0u32.into(), b"goodbye");
-        let endpoint = self.endpoint;
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
-        });
     }
 }
 

@@ -19,8 +19,13 @@
 //!
 //! The agent talks to its hub over QUIC with mutual TLS and short-lived tokens it refreshes
 //! before they expire: minted by a [`TokenProvider`], or traded at the hub for a tenant API key
-//! ([`AgentConfig::with_api_key`]). It keeps a local cache (an in-memory engine) and, with a
-//! spool directory, a sealed spool of episodes the hub could not take yet.
+//! ([`AgentConfig::with_api_key`]). The agents of a process share QUIC endpoints and TLS
+//! sessions ([`Connector`]), so a spawn after the first resumes a TLS session instead of a
+//! full handshake. An agent keeps a local cache (an in-memory engine, created when first
+//! needed) of what it stored and what it read from the hub, to answer from while the hub is
+//! unreachable, and, with a spool directory, a sealed spool of episodes the hub could not take
+//! yet. Spawning copies nothing of the tenant's memory: it costs the same for a tenant of ten
+//! episodes or of a million.
 //!
 //! What is durable when a store returns ([`EphemeralAgent::store`]):
 //!
@@ -39,6 +44,7 @@
 mod agent;
 mod config;
 mod connection;
+mod connector;
 pub mod credentials;
 mod error;
 mod outbox;
@@ -46,6 +52,7 @@ mod spool_key;
 
 pub use agent::{Durability, EphemeralAgent, Memory, MemoryHandle, Recall, Source, Stored};
 pub use config::AgentConfig;
+pub use connector::Connector;
 pub use credentials::{SigningKeyTokens, StaticToken, TokenProvider};
 pub use error::{
     is_permanent, AgentError, ConfigError, LocalCacheError, ProtocolError, Unreachable,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_client::{
-    AgentError, Durability, EphemeralAgent, SigningKeyTokens, Source, StaticToken,
+    AgentError, Connector, Durability, EphemeralAgent, SigningKeyTokens, Source, StaticToken,
 };
 use agentdb_core::{NewEpisode, TenantId, Timestamp};
 use agentdb_memory::{ManualClock, SystemClock};
@@ -417,35 +417,96 @@ async fn a_static_token_agent_works_without_refresh() {
 }
 
 #[tokio::test]
-async fn background_sync_pulls_the_tenants_new_memory_into_the_local_cache() {
+async fn what_an_agent_read_from_the_hub_answers_while_the_hub_is_gone() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-    let listener = EphemeralAgent::spawn(
-        hub.agent_config(&pki, "acme")
-            .sync_interval(Duration::from_millis(200)),
-    )
-    .await
-    .unwrap();
     let writer = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
         .await
         .unwrap();
-    let id = writer
+    let read = writer
         .store_episode(episode("learned by a sibling agent", 0.9))
         .await
         .unwrap();
+    let unread = writer
+        .store_episode(episode("never asked for by the reader", 0.9))
+        .await
+        .unwrap();
     writer.destroy().await.unwrap();
-    // Within a few sync intervals the listener has pulled it; with the hub gone, its local
-    // cache still answers.
-    tokio::time::sleep(Duration::from_millis(1_000)).await;
+
+    // Spawning copies nothing of the tenant: the reader's cache starts empty and holds what
+    // the hub answered it.
+    let reader = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    let recall = reader
+        .query_memories("learned by a sibling agent", 1)
+        .await
+        .unwrap();
+    assert_eq!(recall.source, Source::Hub);
+    assert_eq!(recall.memories[0].episode.id, read);
     hub.handle.shutdown().await;
-    let recall = listener
-        .query_memories("learned by a sibling agent", 3)
+    let recall = reader
+        .query_memories("learned by a sibling agent", 5)
         .await
         .unwrap();
     assert_eq!(recall.source, Source::LocalOnly);
-    assert!(recall.memories.iter().any(|m| m.episode.id == id));
-    listener.destroy().await.unwrap();
+    let ids: Vec<_> = recall.memories.iter().map(|m| m.episode.id).collect();
+    assert_eq!(
+        ids,
+        vec![read],
+        "only what was read is cached, not {unread}"
+    );
+    reader.destroy().await.unwrap();
+}
+
+#[tokio::test]
+async fn later_agents_resume_the_tls_session_and_the_hub_still_checks_the_certificate() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+    let connector = Connector::new();
+    let (cert, key) = pki.tenant_cert("acme");
+    let config = || {
+        hub.agent_config(&pki, "acme")
+            .client_cert(cert.clone(), key.clone())
+            .connector(connector.clone())
+    };
+    let first = EphemeralAgent::spawn(config()).await.unwrap();
+    first.store_episode(episode("first", 0.9)).await.unwrap();
+    first.destroy().await.unwrap();
+    assert_eq!(connector.tls_resumptions(), 0, "nothing to resume yet");
+
+    // The second agent resumes the first one's session; the hub knows it by its certificate.
+    let second = EphemeralAgent::spawn(config()).await.unwrap();
+    assert_eq!(connector.tls_resumptions(), 1);
+    second.store_episode(episode("second", 0.9)).await.unwrap();
+    assert_eq!(second.stats().await.unwrap().episodes, 2);
+    second.destroy().await.unwrap();
+
+    // Revoking the certificate refuses a resumed session of it too.
+    let der = agentdb_security::tls::certs("agent certificate", &cert).unwrap();
+    let serial = agentdb_security::identity::certificate_serial(&der[0]).unwrap();
+    let operator = pki.token_with(
+        "ops",
+        "op",
+        60,
+        vec![agentdb_security::token::Scope::Operator],
+    );
+    let (status, body) = hub
+        .http_send(
+            "POST",
+            "/v1/revocations",
+            Some(&operator),
+            Some(&format!(
+                r#"{{"kind": "certificate", "serial": "{serial}"}}"#
+            )),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let err = EphemeralAgent::spawn(config()).await.unwrap_err();
+    assert_eq!(connector.tls_resumptions(), 2);
+    assert!(err.to_string().contains("revoked"), "{err}");
 }
 
 #[tokio::test]

@@ -21,7 +21,7 @@ fn config(pki: &TestPki, hub: &FakeHub) -> AgentConfig {
         Arc::new(StaticToken("scripted".into())),
     )
     .server_name("localhost");
-    config.pull_budget = 0;
+    config.read_cache = 0;
     config
 }
 

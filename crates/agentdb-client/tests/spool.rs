@@ -383,7 +383,7 @@ async fn a_passing_refusal_spools_and_is_retried_with_a_growing_wait_never_dead_
     .spool_key(SpoolKey::from_bytes([4; 32]))
     .sync_interval(Duration::from_secs(3600))
     .clock(clock.clone());
-    config.pull_budget = 0;
+    config.read_cache = 0;
     config.reconnect_backoff = Duration::from_secs(2);
     config.max_retry_backoff = Duration::from_secs(60);
     let agent = EphemeralAgent::spawn(config).await.unwrap();

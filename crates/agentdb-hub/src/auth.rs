@@ -44,19 +44,17 @@ fn leaf_identity(
     state: &HubState,
     leaf: &rustls::pki_types::CertificateDer<'static>,
 ) -> Result<PeerIdentity, WireError> {
-    let serial = agentdb_security::identity::certificate_serial(leaf).map_err(|e| {
+    let refused = |e: agentdb_security::identity::IdentityError| {
         error(
             ErrorCode::Unauthenticated,
             format!("client certificate: {e}"),
         )
-    })?;
+    };
+    let serial = agentdb_security::identity::certificate_serial(leaf).map_err(refused)?;
     state.revocations.check_certificate(&serial)?;
-    PeerIdentity::from_der(leaf).map_err(|e| {
-        error(
-            ErrorCode::Unauthenticated,
-            format!("client certificate: {e}"),
-        )
-    })
+    // A resumed TLS session was not verified again: its certificate may have expired since.
+    agentdb_security::identity::check_validity(leaf, unix_secs()).map_err(refused)?;
+    PeerIdentity::from_der(leaf).map_err(refused)
 }
 
 /// Counts and audits a failed TLS handshake on `transport` (`quic`, `https`) from `remote`:

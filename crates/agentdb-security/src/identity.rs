@@ -136,6 +136,19 @@ pub enum IdentityError {
         /// What the parser reported.
         reason: String,
     },
+    /// The certificate is not valid now: not yet, or no longer.
+    #[error(
+        "the peer certificate is valid from {not_before} to {not_after} (Unix seconds), not at \
+         {now}"
+    )]
+    OutsideValidity {
+        /// Start of the validity period, Unix seconds.
+        not_before: i64,
+        /// End of the validity period, Unix seconds.
+        not_after: i64,
+        /// The time of the check, Unix seconds.
+        now: i64,
+    },
     /// The certificate is a CA certificate, not one issued to a hub or agent.
     #[error("the peer certificate is a CA certificate, not a hub or agent certificate")]
     CaCertificate,
@@ -377,6 +390,28 @@ pub fn certificate_serial(der: &[u8]) -> Result<String, IdentityError> {
             .map(|b| format!("{b:02x}"))
             .collect::<String>(),
     ))
+}
+
+/// Checks that `now` (Unix seconds) lies within the certificate's validity period. The TLS
+/// verifier checks it at a full handshake; a resumed TLS session skips the verifier, so a hub
+/// checks it again for every connection it accepts.
+pub fn check_validity(der: &[u8], now: u64) -> Result<(), IdentityError> {
+    let (_, cert) =
+        x509_parser::parse_x509_certificate(der).map_err(|e| IdentityError::NotACertificate {
+            reason: e.to_string(),
+        })?;
+    let validity = cert.validity();
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    let not_before = validity.not_before.timestamp();
+    let not_after = validity.not_after.timestamp();
+    if now < not_before || now > not_after {
+        return Err(IdentityError::OutsideValidity {
+            not_before,
+            not_after,
+            now,
+        });
+    }
+    Ok(())
 }
 
 /// A serial number as an operator may type it (`0A:1b:…`, `0x0a1b…`) in the one form

@@ -116,6 +116,13 @@ pub fn server_config(
         )
         .map_err(|e| TlsError::Config(e.to_string()))?;
     config.alpn_protocols = alpns.iter().map(|a| a.to_vec()).collect();
+    // Stateless TLS 1.3 session tickets (AES-GCM under keys rotated every few hours), so any
+    // number of clients can resume without the hub keeping per-session state. A resumed session
+    // carries the client certificate of the handshake it resumes; the hub checks that
+    // certificate's revocation and validity again for every connection. No early (0-RTT) data
+    // is accepted.
+    config.ticketer =
+        rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(config)
 }
 

@@ -197,3 +197,34 @@ fn garbage_is_refused() {
         Err(IdentityError::NotACertificate { .. })
     ));
 }
+
+#[test]
+fn validity_is_checked_at_both_ends_of_the_period() {
+    let ca = ca("example.org");
+    let now = OffsetDateTime::now_utc();
+    let issued = ca
+        .issue(
+            &Subject::Tenant {
+                tenant: TenantId::new("acme").expect("valid"),
+            },
+            std::time::Duration::from_secs(3_600),
+            now,
+        )
+        .expect("issue");
+    let from = issued.not_after().unix_timestamp() as u64 - 3_600;
+    let until = issued.not_after().unix_timestamp() as u64;
+    let check = |at| agentdb_security::identity::check_validity(issued.cert_der(), at);
+    assert!(check(now.unix_timestamp() as u64).is_ok());
+    assert!(check(until).is_ok());
+    let expired = check(until + 1).unwrap_err();
+    assert!(
+        matches!(expired, IdentityError::OutsideValidity { .. }),
+        "{expired}"
+    );
+    assert!(expired.to_string().contains("not at"), "{expired}");
+    assert!(check(from.saturating_sub(86_400)).is_err());
+    assert!(matches!(
+        agentdb_security::identity::check_validity(b"not a certificate", 0),
+        Err(IdentityError::NotACertificate { .. })
+    ));
+}

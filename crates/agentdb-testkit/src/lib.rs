@@ -300,6 +300,18 @@ impl TestHub {
         path: &str,
         bearer: Option<&str>,
     ) -> (u16, String) {
+        self.http_send(method, path, bearer, None).await
+    }
+
+    /// A minimal HTTP/1.1 request on the admin port, with a bearer token and a JSON body when
+    /// given: (status, body).
+    pub async fn http_send(
+        &self,
+        method: &str,
+        path: &str,
+        bearer: Option<&str>,
+        json: Option<&str>,
+    ) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(self.handle.http_addr().unwrap())
             .await
@@ -307,8 +319,16 @@ impl TestHub {
         let auth = bearer
             .map(|t| format!("Authorization: Bearer {t}\r\n"))
             .unwrap_or_default();
+        let body = json
+            .map(|j| {
+                format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{j}",
+                    j.len()
+                )
+            })
+            .unwrap_or_else(|| "\r\n".to_owned());
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Connection: close\r\n{body}"
         );
         s.write_all(req.as_bytes()).await.unwrap();
         let mut out = String::new();

@@ -511,8 +511,8 @@ pub(crate) fn agent_config(args: &ConnectArgs, tenant: &TenantId) -> anyhow::Res
         config = config.agent(agent.clone());
     }
     config.connect_timeout = timeout;
-    // An operation through the hub needs no copy of the tenant's memory in the local cache.
-    config.pull_budget = 0;
+    // One operation through the hub: nothing read is kept for later.
+    config.read_cache = 0;
     Ok(config)
 }
 
