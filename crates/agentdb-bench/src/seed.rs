@@ -22,6 +22,8 @@ pub struct Sizes {
     pub syncs: usize,
     pub runs: usize,
     pub agents: usize,
+    /// Concurrent spawners of the spawn row's rate.
+    pub spawners: usize,
 }
 
 impl Sizes {
@@ -32,6 +34,9 @@ impl Sizes {
         syncs: 10,
         runs: 3,
         agents: 100,
+        // A debug build (the smoke run) handshakes slowly: fewer spawners keep every one
+        // inside the hub's authentication timeout.
+        spawners: 16,
     };
     pub const FULL: Sizes = Sizes {
         episodes: 100_000,
@@ -40,6 +45,7 @@ impl Sizes {
         syncs: 50,
         runs: 3,
         agents: 100,
+        spawners: crate::spawn::SPAWNERS,
     };
 }
 
@@ -134,15 +140,41 @@ pub(crate) fn row(
     }
 }
 
-/// An agent of `tenant` on `hub` that pulls nothing at spawn (the measures time requests, not
-/// the pre-sync).
+/// A row whose latency comes from `light` runs (one client) and whose rate comes from `load`
+/// runs (`concurrency` clients), with the latency under that load in its method.
+fn loaded_row(
+    measure: &str,
+    (seed_ms, seed_per_sec): (f64, f64),
+    light: &[Run],
+    load: &[Run],
+    note: String,
+    concurrency: usize,
+    episodes: usize,
+) -> Row {
+    let (load_p50, load_p99, rate) = summarize(load);
+    let method = Method {
+        latency_concurrency: 1,
+        rate_concurrency: concurrency,
+        episodes,
+        load_p50_ms: Some(load_p50),
+        load_p99_ms: Some(load_p99),
+    };
+    Row {
+        per_sec: rate,
+        rate_ratio: rate / seed_per_sec,
+        ..row(measure, seed_ms, seed_per_sec, light, note, method)
+    }
+}
+
+/// An agent of `tenant` on `hub` that keeps no copies of what it reads (the measures time
+/// requests, not the local cache).
 pub(crate) async fn agent(
     hub: &TestHub,
     pki: &TestPki,
     tenant: &str,
 ) -> anyhow::Result<EphemeralAgent> {
     let mut config = hub.agent_config(pki, tenant);
-    config.pull_budget = 0;
+    config.read_cache = 0;
     Ok(EphemeralAgent::spawn(config).await?)
 }
 
@@ -192,41 +224,53 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
     .await?;
     rows.push(crate::spawn::row(&report));
 
-    // Local query: the engine in-process, one thread.
-    let mut runs = Vec::new();
-    for _ in 0..sizes.runs {
-        pb.set_message("local query");
-        let mut r = Run::new()?;
-        let e = Arc::clone(&engine);
-        let t = tenant.clone();
-        let deadline = Instant::now() + sizes.phase;
-        let mut qrng = rng.clone();
-        r = tokio::task::spawn_blocking(move || -> anyhow::Result<Run> {
+    // Local query: the engine in-process; latency on one thread, rate on one thread per core.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let (mut light, mut load) = (Vec::new(), Vec::new());
+    for run in 0..sizes.runs {
+        for (clients, runs) in [(1, &mut light), (threads, &mut load)] {
+            pb.set_message(format!("local query, {clients} threads"));
+            let deadline = Instant::now() + sizes.phase;
             let started = Instant::now();
-            while Instant::now() < deadline {
-                let q = query(&mut qrng);
-                let t0 = Instant::now();
-                let found = e.query(&t, &Query::text(q, 5))?;
-                r.hist.record(t0.elapsed().as_nanos() as u64)?;
-                anyhow::ensure!(found.len() == 5);
+            let mut tasks = Vec::new();
+            for c in 0..clients {
+                let e = Arc::clone(&engine);
+                let t = tenant.clone();
+                let mut qrng = Rng(0x51 + (run * 64 + c) as u64);
+                tasks.push(tokio::task::spawn_blocking(
+                    move || -> anyhow::Result<Run> {
+                        let mut r = Run::new()?;
+                        while Instant::now() < deadline {
+                            let q = query(&mut qrng);
+                            let t0 = Instant::now();
+                            let found = e.query(&t, &Query::text(q, 5))?;
+                            r.hist.record(t0.elapsed().as_nanos() as u64)?;
+                            anyhow::ensure!(found.len() == 5);
+                        }
+                        Ok(r)
+                    },
+                ));
+            }
+            let mut r = Run::new()?;
+            for task in tasks {
+                r.hist.add(&task.await??.hist)?;
             }
             r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
-            Ok(r)
-        })
-        .await??;
-        runs.push(r);
+            runs.push(r);
+        }
         pb.inc(1);
     }
-    rows.push(row(
+    rows.push(loaded_row(
         "local query k=5 (in-process engine)",
-        5.0,
-        10_000.0,
-        &runs,
+        (5.0, 10_000.0),
+        &light,
+        &load,
         format!(
-            "{} episodes; embed + search + decrypt; 1 thread",
+            "{} episodes; embed + search + decrypt; latency on 1 thread, rate on {threads}",
             sizes.episodes
         ),
-        Method::same(1, sizes.episodes),
+        threads,
+        sizes.episodes,
     ));
 
     // Hub query at 1 and N concurrent agents.
@@ -321,37 +365,75 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         Method::same(16, 0),
     ));
 
-    // Sync: push 100 + pull the delta.
-    let mut runs = Vec::new();
+    // Sync: push 100 episodes, acknowledged (an agent pulls nothing: it asks the hub). Latency
+    // from one agent's rounds; rate from SYNCERS agents syncing at once.
+    let (mut light, mut load) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
-        pb.set_message("sync");
+        pb.set_message("sync, one agent");
         let a = agent(&hub, &pki, "sync").await?;
         let mut r = Run::new()?;
         let mut srng = Rng(0x2000 + run as u64);
         let started = Instant::now();
         for round in 0..sizes.syncs {
-            let batch: Vec<NewEpisode> = (0..100)
-                .map(|j| episode(&mut srng, round * 100 + j))
-                .collect();
             let t0 = Instant::now();
-            a.store_batch(batch).await?;
+            a.store_batch(sync_batch(&mut srng, round)).await?;
             a.sync().await?;
             r.hist.record(t0.elapsed().as_nanos() as u64)?;
         }
         r.per_sec = sizes.syncs as f64 / started.elapsed().as_secs_f64();
         a.destroy().await?;
-        runs.push(r);
+        light.push(r);
+
+        pb.set_message(format!("sync, {SYNCERS} agents"));
+        let mut agents = Vec::new();
+        for _ in 0..SYNCERS {
+            agents.push(agent(&hub, &pki, "sync").await?);
+        }
+        let deadline = Instant::now() + sizes.phase;
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (n, a) in agents.into_iter().enumerate() {
+            tasks.push(tokio::spawn(async move {
+                let mut r = Run::new()?;
+                let mut srng = Rng(0x3000 + (run * SYNCERS + n) as u64);
+                let mut round = 0;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    a.store_batch(sync_batch(&mut srng, round)).await?;
+                    a.sync().await?;
+                    r.hist.record(t0.elapsed().as_nanos() as u64)?;
+                    round += 1;
+                }
+                a.destroy().await?;
+                Ok::<_, anyhow::Error>(r)
+            }));
+        }
+        let mut r = Run::new()?;
+        for t in tasks {
+            r.hist.add(&t.await??.hist)?;
+        }
+        r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+        load.push(r);
         pb.inc(1);
     }
-    rows.push(row(
-        "sync (push 100 + pull delta)",
-        100.0,
-        500.0,
-        &runs,
-        "rate: rounds per second for one agent".into(),
-        Method::same(1, 0),
+    rows.push(loaded_row(
+        "sync (push 100, acknowledged)",
+        (100.0, 500.0),
+        &light,
+        &load,
+        format!("100 episodes per round, acknowledged by the hub; rate: rounds per second of {SYNCERS} agents"),
+        SYNCERS,
+        0,
     ));
     Ok(rows)
+}
+
+/// Agents syncing at once in the sync row's rate phase.
+const SYNCERS: usize = 16;
+
+/// The 100 episodes of one sync round.
+fn sync_batch(rng: &mut Rng, round: usize) -> Vec<NewEpisode> {
+    (0..100).map(|j| episode(rng, round * 100 + j)).collect()
 }
 
 /// Number of progress steps of [`run`].

@@ -38,7 +38,7 @@ impl Sizes {
     pub fn of(sizes: &crate::seed::Sizes) -> Self {
         Self {
             spawns: sizes.spawns,
-            concurrency: SPAWNERS,
+            concurrency: sizes.spawners,
             phase: sizes.phase,
             runs: sizes.runs,
         }
@@ -137,7 +137,7 @@ pub async fn measure(
 pub fn row(report: &SpawnReport) -> Row {
     let (seed_ms, seed_per_sec) = (50.0, 1000.0);
     Row {
-        measure: "agent spawn (connect+mTLS+auth+pre-sync)".to_owned(),
+        measure: "agent spawn (connect + mTLS + auth + spool)".to_owned(),
         seed: format!("< {seed_ms} ms at {seed_per_sec}/s"),
         seed_ms,
         seed_per_sec,
