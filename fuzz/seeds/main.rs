@@ -15,7 +15,9 @@ use agentdb_core::{
     Timestamp, VersionVector,
 };
 use agentdb_fuzz::{frame_from, tokens};
-use agentdb_proto::fed::{Ack, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors};
+use agentdb_proto::fed::{
+    Ack, Control, FedHello, FedMessage, OpsPage, RefusalReason, Refused, Vectors,
+};
 use agentdb_proto::{
     decode_request, decode_response, encode_frame, DeleteRequest, ErrorCode, ExchangeRequest,
     FrameDecoder, GetRequest, Hello, ListRequest, ListResponse, PullRequest, QueryInput,
@@ -371,6 +373,12 @@ fn write_all() {
             }),
         ),
         (
+            "control",
+            FedMessage::Control(Control {
+                records: control_records(&tenant, &hub),
+            }),
+        ),
+        (
             "refused",
             FedMessage::Refused(Refused {
                 tenant,
@@ -493,4 +501,72 @@ max_backoff_secs = 30
         "bad-key",
         b"hub_id = \"a\"\n[limits]\nmax_agent = 3\n",
     );
+}
+
+/// An erasure order of each scope, a receipt and a revocation of each kind.
+fn control_records(tenant: &TenantId, hub: &HubId) -> Vec<agentdb_core::ControlRecord> {
+    use agentdb_core::{
+        ControlRecord, DestroyedKey, Erasure, ErasureId, ErasureReceipt, ErasureScope,
+        MetadataMatch, ReceiptBody, Revocation, Revoked,
+    };
+    let stamp = Stamp::new(
+        Hlc {
+            wall_ms: 1_700_000_001_000,
+            counter: 2,
+        },
+        hub.clone(),
+    );
+    let order = |scope, n| Erasure {
+        id: ErasureId::from_parts(1_700_000_001_000, [n; 10]),
+        tenant: tenant.clone(),
+        scope,
+        issued_by: hub.clone(),
+        stamp: stamp.clone(),
+    };
+    let revocation = |revoked| {
+        ControlRecord::Revocation(Revocation {
+            revoked,
+            issued_by: hub.clone(),
+            issued_ms: 1_700_000_001_000,
+        })
+    };
+    vec![
+        ControlRecord::Erasure(order(ErasureScope::Tenant, 1)),
+        ControlRecord::Erasure(order(
+            ErasureScope::Subject(MetadataMatch::new("user_id", &serde_json::json!("u-1"))),
+            2,
+        )),
+        ControlRecord::Receipt(ErasureReceipt {
+            body: ReceiptBody {
+                erasure: ErasureId::from_parts(1_700_000_001_000, [1; 10]),
+                tenant: tenant.clone(),
+                hub: hub.clone(),
+                through: [(hub.clone(), 42)].into_iter().collect(),
+                erased_ms: 1_700_000_002_000,
+                episodes: 3,
+                destroyed_keys: vec![DestroyedKey {
+                    version: 1,
+                    fingerprint: "ab".repeat(32),
+                }],
+            },
+            certificate_der: vec![0x30, 0x82, 0x01, 0x00],
+            signature: vec![0x30, 0x44, 0x02, 0x20],
+        }),
+        revocation(Revoked::Token {
+            jti: "jti-1".into(),
+            expires: 1_700_000_300,
+        }),
+        revocation(Revoked::Agent {
+            tenant: tenant.clone(),
+            agent: agentdb_core::AgentId::new("worker-1").expect("agent"),
+            issued_until: 1_700_000_100,
+        }),
+        revocation(Revoked::ApiKey {
+            tenant: tenant.clone(),
+            id: "0123456789abcdef".into(),
+        }),
+        revocation(Revoked::Certificate {
+            serial: "a1b2c3".into(),
+        }),
+    ]
 }
