@@ -186,8 +186,14 @@ impl Connector {
         } else {
             SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
-        let endpoint =
-            quinn::Endpoint::client(bind).map_err(|e| Unreachable::Socket(Arc::new(e)))?;
+        // The socket's buffers are sized for bursts of handshakes (agentdb_proto::socket).
+        let endpoint = agentdb_proto::socket::quic_socket(bind)
+            .and_then(|socket| {
+                let runtime = quinn::default_runtime()
+                    .ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+                quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            })
+            .map_err(|e| Unreachable::Socket(Arc::new(e)))?;
         let gone = Arc::new(AtomicBool::new(false));
         let flag = SetOnDrop(Arc::clone(&gone));
         runtime.spawn(async move {

@@ -210,8 +210,18 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         transport.max_idle_timeout(Some(idle));
     }
     server.transport_config(Arc::new(transport));
-    let endpoint =
-        quinn::Endpoint::server(server, config.quic_addr).map_err(|source| StartError::Bind {
+    let endpoint = agentdb_proto::socket::quic_socket(config.quic_addr)
+        .and_then(|socket| {
+            let runtime = quinn::default_runtime()
+                .ok_or_else(|| std::io::Error::other("no async runtime found"))?;
+            quinn::Endpoint::new(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                socket,
+                runtime,
+            )
+        })
+        .map_err(|source| StartError::Bind {
             addr: config.quic_addr,
             source,
         })?;

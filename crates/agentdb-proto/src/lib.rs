@@ -53,6 +53,7 @@ pub mod fed;
 mod frame;
 mod message;
 mod session;
+pub mod socket;
 mod url;
 mod wire;
 
