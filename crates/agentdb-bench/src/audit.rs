@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::data::{episode, Rng};
 use crate::seed::agent;
-use crate::stats::{summarize, Run};
+use crate::stats::{merged, summarize, Run};
 
 /// Concurrent writers, as in the seed's storage measure.
 const WRITERS: usize = 16;
@@ -92,12 +92,7 @@ async fn store_run(
             Ok::<_, anyhow::Error>(r)
         }));
     }
-    let mut r = Run::new()?;
-    for t in tasks {
-        r.hist.add(&t.await??.hist)?;
-    }
-    r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
-    Ok(r)
+    merged(tasks, started).await
 }
 
 fn side(runs: &[Run]) -> Side {

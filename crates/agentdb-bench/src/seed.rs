@@ -11,7 +11,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 
 use crate::data::{episode, query, Rng};
-use crate::stats::{summarize, Run};
+use crate::stats::{merged, summarize, Run};
 
 /// Sizes of one benchmark pass.
 #[derive(Debug, Clone, Copy)]
@@ -251,11 +251,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
                     },
                 ));
             }
-            let mut r = Run::new()?;
-            for task in tasks {
-                r.hist.add(&task.await??.hist)?;
-            }
-            r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+            let r = merged(tasks, started).await?;
             runs.push(r);
         }
         pb.inc(1);
@@ -300,11 +296,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
                     Ok::<_, anyhow::Error>(r)
                 }));
             }
-            let mut r = Run::new()?;
-            for t in tasks {
-                r.hist.add(&t.await??.hist)?;
-            }
-            r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+            let r = merged(tasks, started).await?;
             for a in spawned {
                 if let Ok(a) = Arc::try_unwrap(a) {
                     a.destroy().await?;
@@ -348,11 +340,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
                 Ok::<_, anyhow::Error>(r)
             }));
         }
-        let mut r = Run::new()?;
-        for t in tasks {
-            r.hist.add(&t.await??.hist)?;
-        }
-        r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+        let r = merged(tasks, started).await?;
         runs.push(r);
         pb.inc(1);
     }
@@ -408,11 +396,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
                 Ok::<_, anyhow::Error>(r)
             }));
         }
-        let mut r = Run::new()?;
-        for t in tasks {
-            r.hist.add(&t.await??.hist)?;
-        }
-        r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+        let r = merged(tasks, started).await?;
         load.push(r);
         pb.inc(1);
     }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::data::{episode, Rng};
 use crate::seed::agent;
-use crate::stats::{summarize, Run};
+use crate::stats::{merged, summarize, Run};
 
 /// Concurrent agents of the throughput phase.
 pub const AGENTS: usize = 16;
@@ -152,11 +152,7 @@ async fn measure(
                 Ok::<_, anyhow::Error>(r)
             }));
         }
-        let mut r = Run::new()?;
-        for t in tasks {
-            r.hist.add(&t.await??.hist)?;
-        }
-        r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+        let r = merged(tasks, started).await?;
         load.push(r);
         pb.inc(1);
     }

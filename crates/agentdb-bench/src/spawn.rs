@@ -15,7 +15,7 @@ use agentdb_client::{AgentConfig, EphemeralAgent};
 use serde::Serialize;
 
 use crate::seed::{Method, Row};
-use crate::stats::{median, Run};
+use crate::stats::{median, merged, Run};
 
 /// Sizes of the spawn measure.
 #[derive(Debug, Clone, Copy)]
@@ -109,11 +109,7 @@ pub async fn measure(
                 Ok::<_, anyhow::Error>(r)
             }));
         }
-        let mut r = Run::new()?;
-        for t in tasks {
-            r.hist.add(&t.await??.hist)?;
-        }
-        r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+        let r = merged(tasks, started).await?;
         load.push(r);
     }
     let pick =

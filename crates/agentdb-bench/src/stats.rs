@@ -22,6 +22,20 @@ impl Run {
     }
 }
 
+/// Waits for every task of a phase that started at `started`, merges their latencies and sets
+/// the rate: operations ÷ wall time.
+pub async fn merged(
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<Run>>>,
+    started: std::time::Instant,
+) -> anyhow::Result<Run> {
+    let mut r = Run::new()?;
+    for t in tasks {
+        r.hist.add(&t.await??.hist)?;
+    }
+    r.per_sec = r.hist.len() as f64 / started.elapsed().as_secs_f64();
+    Ok(r)
+}
+
 /// The median of `values` (the mean of the middle two for an even count).
 pub fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
