@@ -186,8 +186,8 @@ impl Connector {
         } else {
             SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 0))
         };
-        // The socket's buffers are sized for bursts of handshakes (agentdb_proto::socket).
-        let endpoint = agentdb_proto::socket::quic_socket(bind)
+        // The socket's buffers are sized for bursts of handshakes (agentdb_security::socket).
+        let endpoint = agentdb_security::socket::quic_socket(bind)
             .and_then(|socket| {
                 let runtime = quinn::default_runtime()
                     .ok_or_else(|| std::io::Error::other("no async runtime found"))?;

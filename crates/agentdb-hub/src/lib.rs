@@ -210,7 +210,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         transport.max_idle_timeout(Some(idle));
     }
     server.transport_config(Arc::new(transport));
-    let endpoint = agentdb_proto::socket::quic_socket(config.quic_addr)
+    let endpoint = agentdb_security::socket::quic_socket(config.quic_addr)
         .and_then(|socket| {
             let runtime = quinn::default_runtime()
                 .ok_or_else(|| std::io::Error::other("no async runtime found"))?;

@@ -53,7 +53,6 @@ pub mod fed;
 mod frame;
 mod message;
 mod session;
-pub mod socket;
 mod url;
 mod wire;
 

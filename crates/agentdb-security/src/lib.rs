@@ -25,6 +25,7 @@ mod master_key;
 pub mod policy;
 pub mod revocation;
 pub mod signing;
+pub mod socket;
 mod store_secret;
 pub mod tls;
 pub mod token;

@@ -1,5 +1,5 @@
-//! The UDP sockets QUIC runs on: the hub's and the agents' shared client endpoints open them
-//! here, so both get the same buffers.
+//! The UDP sockets QUIC runs on: the hub's endpoint and the agents' shared client endpoints
+//! open them here, so both get the same buffers.
 //!
 //! The kernel's default receive buffer (about 208 KiB on Linux) overflows when many handshakes
 //! arrive at once — a hub accepting a burst of agents, or a process spawning many agents over
