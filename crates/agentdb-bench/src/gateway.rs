@@ -2,7 +2,7 @@
 //! `EphemeralAgent`s) and the HTTPS/JSON gateway (TLS 1.3 with a client certificate, HTTP/1.1,
 //! bearer token on every request), against one in-process hub and one tenant's data.
 //!
-//! Every simulated client keeps one connection for the whole benchmark: an agent (one QUIC
+//! Every benchmark client is real and keeps one connection for the whole benchmark: an agent (one QUIC
 //! connection, one bi-stream per request) or one keep-alive HTTP/1.1 connection (hyper's
 //! client connection, requests one after another on it). For each transport, each concurrency
 //! (1 client, then 100 clients as 100 tokio tasks) and each operation (store one episode with a
@@ -245,7 +245,7 @@ struct EpisodeAnswer {
     created_ms: u64,
 }
 
-/// One simulated client: an agent, or a gateway connection.
+/// One benchmark client: a real agent, or a real gateway connection.
 enum Client {
     Quic(EphemeralAgent),
     Https(Box<HttpsClient>),

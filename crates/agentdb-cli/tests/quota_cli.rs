@@ -8,15 +8,10 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-
-use agentdb_security::token::Scope;
-use agentdb_testkit::https::{HttpsClient, HttpsResponse};
-use agentdb_testkit::TestPki;
+use agentdb_testkit::https::HttpsResponse;
 use serde_json::{json, Value};
 
-use common::{pki_hub, pki_hub_again, Hub};
+use common::gateway::{Setup, Tenant};
 
 /// The quotas under test: three tenants with one limit each, `acme` with none, and per-tenant
 /// metrics naming at most two tenants.
@@ -34,79 +29,7 @@ max_bytes = 200
 max_writes_per_sec = 1
 ";
 
-struct Setup {
-    pki: TestPki,
-    hub: Hub,
-    dir: tempfile::TempDir,
-}
-
 impl Setup {
-    fn start() -> Setup {
-        let pki = TestPki::new();
-        let dir = tempfile::tempdir().unwrap();
-        let hub = pki_hub(&pki, dir.path(), QUOTAS);
-        Setup { pki, hub, dir }
-    }
-
-    /// Kills the hub and starts it again over the same data.
-    fn restart(&mut self) {
-        let _ = self.hub.child.kill();
-        let _ = self.hub.child.wait();
-        self.hub = pki_hub_again(self.dir.path());
-    }
-
-    /// A gateway client with `tenant`'s certificate, and a token of an agent of it.
-    fn tenant(&self, tenant: &str) -> Tenant {
-        let (cert, key) = self.pki.tenant_cert(tenant);
-        Tenant {
-            client: HttpsClient::new(
-                self.hub.https.parse().unwrap(),
-                &self.pki.ca_pem(),
-                Some((&cert, &key)),
-            ),
-            token: self.pki.token(tenant, "agent-1", 300),
-        }
-    }
-
-    fn admin_token(&self, tenant: &str) -> String {
-        self.pki
-            .token_with(tenant, "operator", 300, vec![Scope::Admin])
-    }
-
-    fn operator_token(&self) -> String {
-        self.pki
-            .token_with("ops", "operator", 300, vec![Scope::Operator])
-    }
-
-    /// One request to the admin HTTP: (status, body).
-    fn admin(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.hub.http).unwrap();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out[9..12].parse().unwrap();
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
     fn quota(&self, tenant: &str) -> Value {
         let (status, body) = self.admin(
             "GET",
@@ -117,11 +40,6 @@ impl Setup {
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).unwrap()
     }
-}
-
-struct Tenant {
-    client: HttpsClient,
-    token: String,
 }
 
 /// A client-chosen episode id.
@@ -195,7 +113,7 @@ fn refused(r: &HttpsResponse, quota: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configured_quotas_refuse_whole_writes_and_store_nothing() {
-    let setup = Setup::start();
+    let setup = Setup::start(QUOTAS);
 
     // Episodes: three pass, the fourth is refused and not stored.
     let small = setup.tenant("small");
@@ -285,7 +203,7 @@ async fn configured_quotas_refuse_whole_writes_and_store_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_time_quota_applies_at_once_and_survives_a_restart() {
-    let mut setup = Setup::start();
+    let mut setup = Setup::start(QUOTAS);
     let acme = setup.tenant("acme");
     let batch: Vec<Value> = (0..4).map(|n| episode(&uid(5, n), 40)).collect();
     assert_eq!(acme.store(&batch).await.status, 201);
@@ -336,7 +254,7 @@ async fn a_run_time_quota_applies_at_once_and_survives_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_metrics_are_for_operators_and_name_few_tenants() {
-    let setup = Setup::start();
+    let setup = Setup::start(QUOTAS);
     for (i, name) in ["t1", "t2", "t3", "t4"].iter().enumerate() {
         let t = setup.tenant(name);
         let eps: Vec<Value> = (0..=i as u32)

@@ -10,16 +10,12 @@
 mod common;
 
 use std::future::Future;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agentdb_security::token::Scope;
-use agentdb_testkit::https::{HttpsClient, HttpsResponse};
-use agentdb_testkit::TestPki;
+use agentdb_testkit::https::HttpsResponse;
 use serde_json::{json, Value};
 
-use common::{pki_hub, pki_hub_again, Hub};
+use common::gateway::{Setup, Tenant};
 
 /// A sweep every 100 ms; every tenant keeps 30 days unless it says otherwise, `keep` forever.
 const CONFIG: &str = "\
@@ -54,78 +50,7 @@ where
     }
 }
 
-struct Setup {
-    pki: TestPki,
-    hub: Hub,
-    dir: tempfile::TempDir,
-}
-
 impl Setup {
-    fn start() -> Setup {
-        let pki = TestPki::new();
-        let dir = tempfile::tempdir().unwrap();
-        let hub = pki_hub(&pki, dir.path(), CONFIG);
-        Setup { pki, hub, dir }
-    }
-
-    /// Kills the hub and starts it again over the same data.
-    fn restart(&mut self) {
-        let _ = self.hub.child.kill();
-        let _ = self.hub.child.wait();
-        self.hub = pki_hub_again(self.dir.path());
-    }
-
-    fn tenant(&self, tenant: &str) -> Tenant {
-        let (cert, key) = self.pki.tenant_cert(tenant);
-        Tenant {
-            client: HttpsClient::new(
-                self.hub.https.parse().unwrap(),
-                &self.pki.ca_pem(),
-                Some((&cert, &key)),
-            ),
-            token: self.pki.token(tenant, "agent-1", 300),
-        }
-    }
-
-    fn admin_token(&self, tenant: &str) -> String {
-        self.pki
-            .token_with(tenant, "operator", 300, vec![Scope::Admin])
-    }
-
-    fn operator_token(&self) -> String {
-        self.pki
-            .token_with("ops", "operator", 300, vec![Scope::Operator])
-    }
-
-    /// One request to the admin HTTP: (status, body).
-    fn admin(
-        &self,
-        method: &str,
-        path: &str,
-        token: Option<&str>,
-        body: Option<&Value>,
-    ) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.hub.http).unwrap();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out[9..12].parse().unwrap();
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
-    }
-
     /// `GET /v1/tenants/{tenant}/retention` with the tenant's admin token.
     fn retention(&self, tenant: &str) -> Value {
         let (status, body) = self.admin(
@@ -148,11 +73,6 @@ impl Setup {
         );
         (status, serde_json::from_str(&body).unwrap_or(Value::Null))
     }
-}
-
-struct Tenant {
-    client: HttpsClient,
-    token: String,
 }
 
 /// A client-chosen episode id.
@@ -203,7 +123,7 @@ impl Tenant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn episodes_stored_with_an_expiry_are_hidden_then_deleted_by_the_hub() {
-    let setup = Setup::start();
+    let setup = Setup::start(CONFIG);
     let acme = setup.tenant("acme");
     let (past, soon, kept) = (uid(1, 1), uid(1, 2), uid(1, 3));
 
@@ -256,7 +176,7 @@ async fn episodes_stored_with_an_expiry_are_hidden_then_deleted_by_the_hub() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_retention_set_at_run_time_deletes_old_episodes_and_survives_a_restart() {
-    let mut setup = Setup::start();
+    let mut setup = Setup::start(CONFIG);
 
     // The configuration: the default for acme, forever for keep.
     let acme_retention = setup.retention("acme");

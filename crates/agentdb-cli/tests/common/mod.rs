@@ -2,6 +2,7 @@
 
 //! A hub child process, shared by the tests that run `agentdb hub`.
 
+pub mod gateway;
 pub mod pki;
 
 use std::path::{Path, PathBuf};
