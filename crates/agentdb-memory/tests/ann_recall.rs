@@ -43,6 +43,18 @@ fn lexical_texts(rng: &mut Rng, n: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Unit vectors around 100 random centres (spread 0.3 of a centre's length per dimension):
+/// data with clear neighbourhoods, like agents' episodes written from a few kinds of task.
+fn clustered(rng: &mut Rng, n: usize, dims: usize) -> Vec<Vec<f32>> {
+    let centres = vectors(&mut Rng(0x5eed), 100, dims);
+    (0..n)
+        .map(|_| {
+            let c = &centres[(rng.next() % 100) as usize];
+            c.iter().map(|x| x + 0.3 * rng.gauss()).collect()
+        })
+        .collect()
+}
+
 fn recall_at_10(n: usize, dims: usize, filter: &Filter) -> f64 {
     recall_with(n, dims, filter, |rng, n| vectors(rng, n, dims))
 }
@@ -53,8 +65,19 @@ fn recall_with(
     filter: &Filter,
     make: impl Fn(&mut Rng, usize) -> Vec<Vec<f32>>,
 ) -> f64 {
+    measure(n, dims, filter, IndexConfig::default(), make).0
+}
+
+/// Recall@10 of 200 queries from the same generator, and the search breadth the index chose.
+fn measure(
+    n: usize,
+    dims: usize,
+    filter: &Filter,
+    config: IndexConfig,
+    make: impl Fn(&mut Rng, usize) -> Vec<Vec<f32>>,
+) -> (f64, usize) {
     let model = ModelId::new("random").unwrap();
-    let index = VectorIndex::new(model.clone(), dims, IndexConfig::default());
+    let index = VectorIndex::new(model.clone(), dims, config);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for (i, v) in make(&mut rng, n).into_iter().enumerate() {
         let meta = EpisodeFacts {
@@ -81,7 +104,7 @@ fn recall_with(
             .filter(|a| exact.iter().any(|e| e.id == a.id))
             .count();
     }
-    found as f64 / total as f64
+    (found as f64 / total as f64, index.expansion_search())
 }
 
 #[test]
@@ -107,6 +130,41 @@ fn recall_holds_with_a_filter_applied_inside_the_search() {
     let r = recall_at_10(10_000, 64, &filter);
     println!("recall@10 (10k x 64, successes only = 30%) = {r:.4}");
     assert!(r >= 0.95, "recall@10 = {r}");
+}
+
+#[test]
+fn the_search_breadth_is_calibrated_to_the_data() {
+    let widest = IndexConfig::default().expansion_search;
+    let (easy, easy_ef) = measure(
+        10_000,
+        64,
+        &Filter::default(),
+        IndexConfig::default(),
+        |rng, n| clustered(rng, n, 64),
+    );
+    let (hard, hard_ef) = measure(
+        10_000,
+        64,
+        &Filter::default(),
+        IndexConfig::default(),
+        |rng, n| vectors(rng, n, 64),
+    );
+    println!("clustered: ef {easy_ef}, recall@10 {easy:.4}; isotropic: ef {hard_ef}, recall@10 {hard:.4}");
+    assert!(easy >= 0.95 && hard >= 0.95, "recall@10 {easy} / {hard}");
+    assert!(
+        easy_ef < hard_ef,
+        "clustered data searched at {easy_ef}, isotropic at {hard_ef}"
+    );
+    assert!(hard_ef <= widest);
+    // Without a target every search walks the configured breadth.
+    let fixed = IndexConfig {
+        recall_target: None,
+        ..IndexConfig::default()
+    };
+    let (_, ef) = measure(2_000, 64, &Filter::default(), fixed, |rng, n| {
+        clustered(rng, n, 64)
+    });
+    assert_eq!(ef, widest);
 }
 
 #[test]

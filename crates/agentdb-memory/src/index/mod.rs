@@ -13,6 +13,13 @@
 //! waiting for the (comparatively slow) graph insertion. Tenants with fewer than
 //! [`IndexConfig::exact_below`] vectors have no graph at all: an exact scan over a thousand
 //! vectors is faster than a graph search and exact by definition.
+//!
+//! How widely a search walks the graph (ef) is calibrated to the tenant's data: as the graph
+//! grows the builder measures the graph's recall@10 against the exact scan on a sample of the
+//! tenant's own vectors and keeps the narrowest walk that reaches
+//! [`IndexConfig::recall_target`] (never wider than [`IndexConfig::expansion_search`]). Data
+//! with clear neighbourhoods (agent episodes written from a few kinds of task) is searched with
+//! a fraction of the walk that hard data (random texts, isotropic noise) needs.
 
 mod exact;
 
@@ -42,7 +49,7 @@ pub enum Quantization {
 }
 
 /// Tuning of a [`VectorIndex`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct IndexConfig {
     /// Below this many vectors a tenant is searched exactly and has no graph. Default 1024.
     pub exact_below: usize,
@@ -50,9 +57,13 @@ pub struct IndexConfig {
     pub connectivity: usize,
     /// HNSW candidate list size while inserting (efConstruction). Default 128.
     pub expansion_add: usize,
-    /// HNSW candidate list size while searching (ef). Default 64; a search for more than
-    /// `expansion_search / 2` results widens it to `2 * k`.
+    /// HNSW candidate list size while searching (ef), the widest a calibrated search uses
+    /// (and the one every search uses when `recall_target` is `None`). Default 160. A search
+    /// for `k` results always walks at least `2 * max(2k, k + 8)` candidates.
     pub expansion_search: usize,
+    /// Recall@10 the calibrated search aims for (see the module docs); `None` searches every
+    /// graph at `expansion_search`. Default 0.97.
+    pub recall_target: Option<f64>,
     /// Searches that may run concurrently inside the graph; more wait for the exact path.
     /// Default 64.
     pub search_threads: usize,
@@ -67,6 +78,7 @@ impl Default for IndexConfig {
             connectivity: 16,
             expansion_add: 128,
             expansion_search: 160,
+            recall_target: Some(0.97),
             search_threads: 64,
             quantization: Quantization::default(),
         }
@@ -126,6 +138,10 @@ pub struct VectorIndex {
     hnsw: RwLock<Option<usearch::Index>>,
     /// Slots `0..indexed` are in the graph.
     indexed: AtomicUsize,
+    /// The search breadth in use (calibrated; `expansion_search` until the first calibration).
+    ef: AtomicUsize,
+    /// The graph size at the last calibration.
+    calibrated_at: AtomicUsize,
     build: Mutex<()>,
 }
 
@@ -146,11 +162,13 @@ impl VectorIndex {
         Self {
             model,
             dims,
-            config,
             slots: RwLock::new(Slots::default()),
             hnsw: RwLock::new(None),
             indexed: AtomicUsize::new(0),
+            ef: AtomicUsize::new(config.expansion_search),
+            calibrated_at: AtomicUsize::new(0),
             build: Mutex::new(()),
+            config,
         }
     }
 
@@ -319,10 +337,26 @@ impl VectorIndex {
         let Some(graph) = guard.as_ref() else {
             return Err(IndexError::Hnsw("graph not built".into()));
         };
+        let ef = self.ef.load(Ordering::Relaxed);
+        self.walk(graph, ef, q, k, indexed, vectors, accept)
+    }
+
+    /// One search of the graph at breadth `ef` (widened for a large `k`).
+    #[allow(clippy::too_many_arguments)]
+    fn walk(
+        &self,
+        graph: &usearch::Index,
+        ef: usize,
+        q: &[f32],
+        k: usize,
+        indexed: usize,
+        vectors: &[f32],
+        accept: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<Scored>, IndexError> {
         // Ask the graph for a few more candidates than needed and re-score them with the exact
         // f32 vectors, which undoes the quantization's ranking noise.
         let candidates = (2 * k).max(k + 8);
-        let ef = self.config.expansion_search.max(2 * candidates);
+        let ef = ef.max(2 * candidates);
         if graph.expansion_search() != ef {
             graph.change_expansion_search(ef);
         }
@@ -342,6 +376,56 @@ impl VectorIndex {
                 }
             })
             .collect())
+    }
+
+    /// The search breadth (ef) searches use now: the calibrated one, or
+    /// [`IndexConfig::expansion_search`] before the first calibration or without a target.
+    pub fn expansion_search(&self) -> usize {
+        self.ef.load(Ordering::Relaxed)
+    }
+
+    /// Measures the graph's recall@10 for `queries` (vectors not in the graph yet: the next
+    /// ones to be added, so queries like the tenant's data that the graph has not been built
+    /// around) at each breadth from narrow to [`IndexConfig::expansion_search`], and returns
+    /// the narrowest that reaches `target`.
+    fn calibrate(&self, target: f64, indexed: usize, queries: &[f32]) -> Result<usize, IndexError> {
+        let widest = self.config.expansion_search;
+        let s = self.slots.read();
+        let live = |slot: usize| s.live[slot];
+        let count = queries.len() / self.dims;
+        let step = (count / CALIBRATION_QUERIES).max(1);
+        let queries: Vec<&[f32]> = queries.chunks_exact(self.dims).step_by(step).collect();
+        // The exact answers first: most of the work, and done without the graph.
+        let exact: Vec<Vec<u64>> = queries
+            .iter()
+            .map(|q| {
+                let mut top = TopK::new(CALIBRATION_K);
+                scan(&s, q, 0..indexed, &live, &mut top);
+                slots(top)
+            })
+            .collect();
+        let total: usize = exact.iter().map(Vec::len).sum();
+        let narrower = CALIBRATION_BREADTHS.iter().filter(|ef| **ef < widest);
+        for &ef in narrower {
+            let mut found = 0;
+            for (q, exact) in queries.iter().zip(&exact) {
+                let approx = {
+                    // Searches share the graph's breadth setting: none runs meanwhile.
+                    let guard = self.hnsw.write();
+                    let graph = guard
+                        .as_ref()
+                        .ok_or_else(|| IndexError::Hnsw("graph missing".into()))?;
+                    self.walk(graph, ef, q, CALIBRATION_K, indexed, &s.vectors, &live)?
+                };
+                let mut top = TopK::new(CALIBRATION_K);
+                approx.into_iter().for_each(|c| top.push(c));
+                found += slots(top).iter().filter(|a| exact.contains(a)).count();
+            }
+            if found as f64 >= target * total as f64 {
+                return Ok(ef);
+            }
+        }
+        Ok(widest)
     }
 
     /// The exact answer: every live vector that passes `filter` is scored. The oracle for tests.
@@ -383,6 +467,7 @@ impl VectorIndex {
             return Ok(0);
         }
         self.ensure_capacity(end)?;
+        self.calibrate_before_adding(start, end, &batch)?;
         let guard = self.hnsw.read();
         let graph = guard
             .as_ref()
@@ -393,6 +478,30 @@ impl VectorIndex {
             self.indexed.store(start + i + 1, Ordering::Release);
         }
         Ok(end - start)
+    }
+
+    /// Calibrates the search breadth on the graph of `start` vectors with `batch` (slots
+    /// `start..end`, about to be added) as queries, when the graph has doubled since the last
+    /// calibration, or grown by a quarter and is about to catch up with the writes.
+    fn calibrate_before_adding(
+        &self,
+        start: usize,
+        end: usize,
+        batch: &[f32],
+    ) -> Result<(), IndexError> {
+        let Some(target) = self.config.recall_target else {
+            return Ok(());
+        };
+        let last = self.calibrated_at.load(Ordering::Relaxed);
+        let grown = start >= 2 * last || (end == self.len() && 4 * start >= 5 * last);
+        if start == 0 || !grown || end - start < CALIBRATION_MIN_QUERIES {
+            return Ok(());
+        }
+        let ef = self.calibrate(target, start, batch)?;
+        self.ef.store(ef, Ordering::Relaxed);
+        self.calibrated_at.store(start, Ordering::Relaxed);
+        tracing::debug!(vectors = start, ef, "search breadth calibrated");
+        Ok(())
     }
 
     fn ensure_capacity(&self, needed: usize) -> Result<(), IndexError> {
@@ -433,6 +542,20 @@ impl VectorIndex {
     pub fn graph_memory(&self) -> usize {
         self.hnsw.read().as_ref().map_or(0, |g| g.memory_usage())
     }
+}
+
+/// Most queries per calibration.
+const CALIBRATION_QUERIES: usize = 128;
+/// Fewest queries worth a calibration.
+const CALIBRATION_MIN_QUERIES: usize = 32;
+/// A calibration measures recall@`CALIBRATION_K`.
+const CALIBRATION_K: usize = 10;
+/// The breadths a calibration tries, narrowest first, before `expansion_search`. 40 is the
+/// narrowest walk of a search for 10 (see [`IndexConfig::expansion_search`]).
+const CALIBRATION_BREADTHS: [usize; 5] = [40, 48, 64, 96, 128];
+
+fn slots(top: TopK) -> Vec<u64> {
+    top.into_sorted().into_iter().map(|c| c.slot).collect()
 }
 
 fn hnsw_err(e: impl std::fmt::Display) -> IndexError {
