@@ -144,10 +144,10 @@ enum Command {
         /// Idle agent connection counts.
         #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
         connections: Vec<usize>,
-        /// Tenants (3 episodes each).
+        /// Tenants (3 episodes each); 0 skips the probe.
         #[arg(long, default_value_t = 10_000)]
         tenants: usize,
-        /// Memories in one tenant.
+        /// Memories in one tenant; 0 skips the probe.
         #[arg(long, default_value_t = 1_000_000)]
         memories: usize,
     },
@@ -436,8 +436,12 @@ fn main() -> anyhow::Result<()> {
             for line in rt.block_on(scale::connections(&connections, &pb))? {
                 say(line);
             }
-            say(scale::tenants(tenants, 3, &pb)?);
-            say(scale::memories(memories, &pb)?);
+            if tenants > 0 {
+                say(scale::tenants(tenants, 3, &pb)?);
+            }
+            if memories > 0 {
+                say(scale::memories(memories, &pb)?);
+            }
             pb.finish_and_clear();
         }
         Command::Export {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
 use agentdb_core::{NewEpisode, TenantId};
-use agentdb_memory::{MemoryEngine, Query};
+use agentdb_memory::{Filter, MemoryEngine, Query};
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -197,6 +197,33 @@ pub(crate) fn preload(
     Ok(())
 }
 
+/// Queries of the local query row's recall.
+const RECALL_QUERIES: usize = 500;
+
+/// Recall@10 of the tenant's index against its exact scan for [`RECALL_QUERIES`] queries of
+/// the benchmark's kind, and the search breadth the index uses.
+fn recall_at_10(
+    engine: &MemoryEngine,
+    tenant: &TenantId,
+    rng: &mut Rng,
+) -> anyhow::Result<(f64, usize)> {
+    let index = engine
+        .index(tenant)
+        .ok_or_else(|| anyhow::anyhow!("the tenant has no index"))?;
+    let (mut found, mut total) = (0, 0);
+    for _ in 0..RECALL_QUERIES {
+        let v = engine.embedder().embed(&query(rng))?;
+        let exact = index.exact_search(index.model(), &v, 10, &Filter::default())?;
+        let approx = index.search(index.model(), &v, 10, &Filter::default())?;
+        total += exact.len();
+        found += approx
+            .iter()
+            .filter(|a| exact.iter().any(|e| e.id == a.id))
+            .count();
+    }
+    Ok((found as f64 / total.max(1) as f64, index.expansion_search()))
+}
+
 /// Runs every measure `sizes.runs` times and returns the table.
 pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
     let pki = Arc::new(TestPki::new());
@@ -256,13 +283,16 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         }
         pb.inc(1);
     }
+    let (recall, ef) = recall_at_10(&engine, &tenant, &mut Rng(0x7ec))?;
     rows.push(loaded_row(
         "local query k=5 (in-process engine)",
         (5.0, 10_000.0),
         &light,
         &load,
         format!(
-            "{} episodes; embed + search + decrypt; latency on 1 thread, rate on {threads}",
+            "{} episodes; embed + search + decrypt; latency on 1 thread, rate on {threads}; \
+             search breadth {ef} (calibrated), recall@10 {recall:.3} against the exact scan \
+             ({RECALL_QUERIES} queries)",
             sizes.episodes
         ),
         threads,
