@@ -236,6 +236,9 @@ enum Command {
         /// Runs (medians reported).
         #[arg(long, default_value_t = 3)]
         runs: usize,
+        /// A fixed search breadth (ef) instead of the one calibrated to the data.
+        #[arg(long)]
+        ef_search: Option<usize>,
     },
 }
 
@@ -508,8 +511,12 @@ fn main() -> anyhow::Result<()> {
                 hub_bin,
             }))?;
         }
-        Command::PeersSelf { dir, runs } => {
-            let r = peers::run_self(&dir, runs)?;
+        Command::PeersSelf {
+            dir,
+            runs,
+            ef_search,
+        } => {
+            let r = peers::run_self(&dir, runs, ef_search)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }

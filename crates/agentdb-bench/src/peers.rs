@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentdb_core::{Embedding, EpisodeId, ModelId, NewEpisode, TenantId};
-use agentdb_memory::{Embedder, LexicalEmbedder, MemoryEngine, Query, RedbStorage, DB_FILE};
+use agentdb_memory::{
+    Embedder, EngineConfig, LexicalEmbedder, MemoryEngine, Query, RedbStorage, DB_FILE,
+};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
@@ -108,8 +110,13 @@ pub fn export(dir: &Path, n: usize, q: usize, k: usize) -> anyhow::Result<()> {
 }
 
 /// Runs this engine on the data set `runs` times (a fresh encrypted redb store each run) and
-/// writes `results-agentdb-rs.json` in the peers' schema.
-pub fn run_self(dir: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
+/// writes `results-agentdb-rs.json` in the peers' schema. `ef_search` fixes the search breadth
+/// (calibrated to the data when `None`).
+pub fn run_self(
+    dir: &Path,
+    runs: usize,
+    ef_search: Option<usize>,
+) -> anyhow::Result<serde_json::Value> {
     let meta: Meta = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
     let vectors = read_f32(&dir.join("vectors.f32"), meta.dims)?;
     let queries = read_f32(&dir.join("queries.f32"), meta.dims)?;
@@ -126,11 +133,18 @@ pub fn run_self(dir: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
     let tenant = TenantId::new("peers")?;
     let (mut inserts, mut p50s, mut p99s, mut qps, mut recalls) =
         (vec![], vec![], vec![], vec![], vec![]);
+    let mut breadths = Vec::new();
     for _ in 0..runs {
         let tmp = tempfile::tempdir()?;
         let storage = Arc::new(RedbStorage::open(&tmp.path().join(DB_FILE))?);
-        let engine =
-            MemoryEngine::builder(storage, agentdb_security::MasterKey::generate()?).open()?;
+        let mut config = EngineConfig::default();
+        if let Some(ef) = ef_search {
+            config.index.expansion_search = ef;
+            config.index.recall_target = None;
+        }
+        let engine = MemoryEngine::builder(storage, agentdb_security::MasterKey::generate()?)
+            .config(config)
+            .open()?;
         let id_of = |i: usize| EpisodeId::from_parts(1_700_000_000_000 + i as u64, [0; 10]);
         let started = Instant::now();
         for chunk in (0..meta.n).collect::<Vec<_>>().chunks(1000) {
@@ -154,6 +168,7 @@ pub fn run_self(dir: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
             engine.store_batch(&tenant, batch)?;
         }
         engine.build_indexes()?;
+        breadths.push(engine.index(&tenant).map_or(0, |i| i.expansion_search()));
         inserts.push(meta.n as f64 / started.elapsed().as_secs_f64());
         let index_of: std::collections::HashMap<EpisodeId, usize> =
             (0..meta.n).map(|i| (id_of(i), i)).collect();
@@ -192,6 +207,10 @@ pub fn run_self(dir: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
         recalls.push(hit as f64 / total as f64);
     }
     let recall = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
+    let breadth = match ef_search {
+        Some(ef) => format!("ef={ef} fixed"),
+        None => format!("ef calibrated to recall@10 0.97: {breadths:?} in the runs"),
+    };
     let result = serde_json::json!({
         "system": "agentdb-rs",
         "version": env!("CARGO_PKG_VERSION"),
@@ -202,7 +221,7 @@ pub fn run_self(dir: &Path, runs: usize) -> anyhow::Result<serde_json::Value> {
         "query_p99_ms": median(&mut p99s),
         "qps": median(&mut qps),
         "recall_at_10": recall,
-        "notes": "encrypted redb store + usearch HNSW (i8, M=16, ef_add=128, ef=160) with f32 re-scoring; insert = durable batches of 1000 + graph build; query returns decrypted episodes",
+        "notes": format!("encrypted redb store + usearch HNSW (i8, M=16, ef_add=128, {breadth}) with f32 re-scoring; insert = durable batches of 1000 + graph build (calibration included); query returns decrypted episodes"),
     });
     std::fs::write(
         dir.join("results-agentdb-rs.json"),
