@@ -15,10 +15,10 @@
 //! vectors is faster than a graph search and exact by definition.
 //!
 //! How widely a search walks the graph (ef) is calibrated to the tenant's data: as the graph
-//! grows the builder measures the graph's recall@10 against the exact scan on a sample of the
-//! tenant's own vectors and keeps the narrowest walk that reaches
-//! [`IndexConfig::recall_target`] (never wider than [`IndexConfig::expansion_search`]). Data
-//! with clear neighbourhoods (agent episodes written from a few kinds of task) is searched with
+//! grows the builder measures the graph's recall@10 against the exact scan, with the vectors it
+//! is about to add as queries (like the tenant's data, but not built into the graph), and keeps
+//! the narrowest walk that reaches [`IndexConfig::recall_target`] (never wider than
+//! [`IndexConfig::expansion_search`]). Data with clear neighbourhoods (agent episodes written from a few kinds of task) is searched with
 //! a fraction of the walk that hard data (random texts, isotropic noise) needs.
 
 mod exact;
@@ -390,17 +390,17 @@ impl VectorIndex {
     /// the narrowest that reaches `target`.
     fn calibrate(&self, target: f64, indexed: usize, queries: &[f32]) -> Result<usize, IndexError> {
         let widest = self.config.expansion_search;
-        let s = self.slots.read();
-        let live = |slot: usize| s.live[slot];
         let count = queries.len() / self.dims;
         let step = (count / CALIBRATION_QUERIES).max(1);
         let queries: Vec<&[f32]> = queries.chunks_exact(self.dims).step_by(step).collect();
-        // The exact answers first: most of the work, and done without the graph.
+        // Every lock is taken per query, so that writes and searches wait for one query's work
+        // at most, never for the whole calibration.
         let exact: Vec<Vec<u64>> = queries
             .iter()
             .map(|q| {
+                let s = self.slots.read();
                 let mut top = TopK::new(CALIBRATION_K);
-                scan(&s, q, 0..indexed, &live, &mut top);
+                scan(&s, q, 0..indexed, &|slot| s.live[slot], &mut top);
                 slots(top)
             })
             .collect();
@@ -410,11 +410,13 @@ impl VectorIndex {
             let mut found = 0;
             for (q, exact) in queries.iter().zip(&exact) {
                 let approx = {
+                    let s = self.slots.read();
                     // Searches share the graph's breadth setting: none runs meanwhile.
                     let guard = self.hnsw.write();
                     let graph = guard
                         .as_ref()
                         .ok_or_else(|| IndexError::Hnsw("graph missing".into()))?;
+                    let live = |slot: usize| s.live[slot];
                     self.walk(graph, ef, q, CALIBRATION_K, indexed, &s.vectors, &live)?
                 };
                 let mut top = TopK::new(CALIBRATION_K);
