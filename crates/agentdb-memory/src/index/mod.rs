@@ -401,7 +401,7 @@ impl VectorIndex {
                 let s = self.slots.read();
                 let mut top = TopK::new(CALIBRATION_K);
                 scan(&s, q, 0..indexed, &|slot| s.live[slot], &mut top);
-                slots(top)
+                ranked(top)
             })
             .collect();
         let total: usize = exact.iter().map(Vec::len).sum();
@@ -421,7 +421,7 @@ impl VectorIndex {
                 };
                 let mut top = TopK::new(CALIBRATION_K);
                 approx.into_iter().for_each(|c| top.push(c));
-                found += slots(top).iter().filter(|a| exact.contains(a)).count();
+                found += ranked(top).iter().filter(|a| exact.contains(a)).count();
             }
             if found as f64 >= target * total as f64 {
                 return Ok(ef);
@@ -556,7 +556,8 @@ const CALIBRATION_K: usize = 10;
 /// narrowest walk of a search for 10 (see [`IndexConfig::expansion_search`]).
 const CALIBRATION_BREADTHS: [usize; 5] = [40, 48, 64, 96, 128];
 
-fn slots(top: TopK) -> Vec<u64> {
+/// The slots of `top`, best first.
+fn ranked(top: TopK) -> Vec<u64> {
     top.into_sorted().into_iter().map(|c| c.slot).collect()
 }
 
