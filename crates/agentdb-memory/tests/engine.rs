@@ -1,4 +1,5 @@
-//! The memory engine through its public API, on the real redb backend in temp dirs.
+//! The memory engine through its public API, on the real redb backend in temp dirs (and the
+//! in-memory store where the two differ in how writes are committed).
 
 #![allow(clippy::unwrap_used)]
 
@@ -9,8 +10,8 @@ use std::sync::Arc;
 
 use agentdb_core::{Embedding, EpisodeError, EpisodeId, ModelId, NewEpisode, TenantId, Timestamp};
 use agentdb_memory::{
-    EngineConfig, Filter, ManualClock, MemoryEngine, OpenError, Outcome, Query, QueryError,
-    RedbStorage, StoreError, DB_FILE,
+    EngineConfig, Filter, ManualClock, MemStorage, MemoryEngine, OpenError, Outcome, Query,
+    QueryError, RedbStorage, StoreError, DB_FILE,
 };
 use agentdb_security::MasterKey;
 
@@ -461,6 +462,33 @@ fn concurrent_writers_share_commits_and_lose_nothing() {
     let db = open(dir.path(), &key).unwrap();
     assert_eq!(db.stats(&tenant("even")).unwrap().episodes, 320);
     assert_eq!(db.stats(&tenant("odd")).unwrap().episodes, 320);
+}
+
+#[test]
+fn concurrent_writers_on_an_in_memory_store_apply_one_at_a_time() {
+    // An in-memory store has no committer thread: writers apply directly. Sixteen of them
+    // racing to store the same ids must still see each id inserted exactly once.
+    let db = Arc::new(
+        MemoryEngine::builder(Arc::new(MemStorage::new()), MasterKey::generate().unwrap())
+            .open()
+            .unwrap(),
+    );
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let db = Arc::clone(&db);
+            std::thread::spawn(move || {
+                (0..40)
+                    .filter(|i| {
+                        let e = NewEpisode::new(format!("e{i}"), "i", "o", 0.8).with_id(id(*i));
+                        db.store(&tenant("shared"), e).unwrap().inserted
+                    })
+                    .count()
+            })
+        })
+        .collect();
+    let inserted: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(inserted, 40);
+    assert_eq!(db.stats(&tenant("shared")).unwrap().episodes, 40);
 }
 
 #[test]

@@ -5,10 +5,16 @@
 //! the whole group — and answers each writer with its own outcome flags. If a group fails, each
 //! request in it is retried alone, so one writer's failure (a full disk, say) is reported to that
 //! writer without deciding the fate of the others by association.
+//!
+//! A store whose apply costs nothing fixed ([`Storage::group_commit_pays`] false: in memory)
+//! has no committer thread: each writer applies its own writes, one writer at a time, which is
+//! what a group of one does, without two thread hand-offs per write.
 
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+
+use parking_lot::Mutex;
 
 use crate::storage::{Storage, StorageError, Write};
 
@@ -24,6 +30,9 @@ struct Pending {
 pub(crate) struct GroupCommit {
     tx: Option<mpsc::Sender<Pending>>,
     thread: Option<JoinHandle<()>>,
+    /// The store, when writers apply directly (no committer thread); the lock keeps applies
+    /// one at a time, in the order writers take it, as the committer would.
+    inline: Option<Mutex<Arc<dyn Storage>>>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -35,6 +44,13 @@ impl std::fmt::Debug for Pending {
 impl GroupCommit {
     /// Starts the committer. At most `max_group` requests share one transaction.
     pub fn start(storage: Arc<dyn Storage>, max_group: usize) -> Self {
+        if !storage.group_commit_pays() {
+            return Self {
+                tx: None,
+                thread: None,
+                inline: Some(Mutex::new(storage)),
+            };
+        }
         let (tx, rx) = mpsc::channel::<Pending>();
         let thread = std::thread::Builder::new()
             .name("agentdb-commit".into())
@@ -43,11 +59,15 @@ impl GroupCommit {
         Self {
             tx: Some(tx),
             thread,
+            inline: None,
         }
     }
 
     /// Applies `writes` atomically and durably, sharing the commit with concurrent callers.
     pub fn submit(&self, writes: Vec<Write>) -> Result<Vec<bool>, StorageError> {
+        if let Some(storage) = &self.inline {
+            return storage.lock().apply(&writes);
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         let stopped = || StorageError::Backend("the store is shutting down".into());
         self.tx

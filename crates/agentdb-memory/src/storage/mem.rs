@@ -64,6 +64,10 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    fn group_commit_pays(&self) -> bool {
+        false
+    }
+
     fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
         // No step below can fail, so applying in place is atomic under the lock.
         let mut t = self.tables.write();

@@ -310,6 +310,14 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// (see each [`Write`] variant for its meaning).
     fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError>;
 
+    /// Whether concurrent writers gain from sharing one [`Storage::apply`] (a group commit): true
+    /// when an apply pays a fixed cost such as an fsync or a round trip. A store that applies in
+    /// memory answers false, and the engine's writers then apply directly, one at a time,
+    /// instead of handing their writes to a committer thread and waiting for it.
+    fn group_commit_pays(&self) -> bool {
+        true
+    }
+
     /// One episode row (live or tombstone).
     fn episode(
         &self,
