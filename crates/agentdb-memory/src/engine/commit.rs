@@ -20,19 +20,23 @@ use crate::storage::{Storage, StorageError, Write};
 
 type Reply = mpsc::SyncSender<Result<Vec<bool>, StorageError>>;
 
-struct Pending {
+pub(crate) struct Pending {
     writes: Vec<Write>,
     reply: Reply,
 }
 
-/// Handle to the committer thread; dropping it lets the thread finish what is queued and stop.
+/// How the engine's writes reach the store.
 #[derive(Debug)]
-pub(crate) struct GroupCommit {
-    tx: Option<mpsc::Sender<Pending>>,
-    thread: Option<JoinHandle<()>>,
-    /// The store, when writers apply directly (no committer thread); the lock keeps applies
-    /// one at a time, in the order writers take it, as the committer would.
-    inline: Option<Mutex<Arc<dyn Storage>>>,
+pub(crate) enum GroupCommit {
+    /// Writers hand their writes to the committer thread; dropping this lets the thread finish
+    /// what is queued and stop.
+    Committer {
+        tx: Option<mpsc::Sender<Pending>>,
+        thread: Option<JoinHandle<()>>,
+    },
+    /// Writers apply directly; the lock keeps applies one at a time, in the order writers take
+    /// it, as the committer would.
+    Direct(Mutex<Arc<dyn Storage>>),
 }
 
 impl std::fmt::Debug for Pending {
@@ -45,33 +49,28 @@ impl GroupCommit {
     /// Starts the committer. At most `max_group` requests share one transaction.
     pub fn start(storage: Arc<dyn Storage>, max_group: usize) -> Self {
         if !storage.group_commit_pays() {
-            return Self {
-                tx: None,
-                thread: None,
-                inline: Some(Mutex::new(storage)),
-            };
+            return Self::Direct(Mutex::new(storage));
         }
         let (tx, rx) = mpsc::channel::<Pending>();
         let thread = std::thread::Builder::new()
             .name("agentdb-commit".into())
             .spawn(move || run(&*storage, &rx, max_group.max(1)))
             .ok();
-        Self {
+        Self::Committer {
             tx: Some(tx),
             thread,
-            inline: None,
         }
     }
 
     /// Applies `writes` atomically and durably, sharing the commit with concurrent callers.
     pub fn submit(&self, writes: Vec<Write>) -> Result<Vec<bool>, StorageError> {
-        if let Some(storage) = &self.inline {
-            return storage.lock().apply(&writes);
-        }
+        let tx = match self {
+            Self::Direct(storage) => return storage.lock().apply(&writes),
+            Self::Committer { tx, .. } => tx,
+        };
         let (reply, answer) = mpsc::sync_channel(1);
         let stopped = || StorageError::Backend("the store is shutting down".into());
-        self.tx
-            .as_ref()
+        tx.as_ref()
             .ok_or_else(stopped)?
             .send(Pending { writes, reply })
             .map_err(|_| stopped())?;
@@ -81,9 +80,11 @@ impl GroupCommit {
 
 impl Drop for GroupCommit {
     fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Self::Committer { tx, thread } = self {
+            drop(tx.take());
+            if let Some(t) = thread.take() {
+                let _ = t.join();
+            }
         }
     }
 }

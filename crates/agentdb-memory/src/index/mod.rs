@@ -308,7 +308,13 @@ impl VectorIndex {
         let mut top = TopK::new(k);
         let mut exact_from = indexed;
         if indexed > 0 && k > 0 {
-            match self.graph_search(&q, k, indexed, &s.vectors, &accept) {
+            let guard = self.hnsw.read();
+            let ef = self.ef.load(Ordering::Relaxed);
+            let found = match guard.as_ref() {
+                Some(graph) => self.walk(graph, ef, &q, k, indexed, &s.vectors, &accept),
+                None => Err(IndexError::Hnsw("graph not built".into())),
+            };
+            match found {
                 // A selective filter can leave the graph walk short of `k` matches even though
                 // they exist; only the exact scan can then promise them.
                 Ok(found) if found.len() < k.min(indexed) => exact_from = 0,
@@ -323,22 +329,6 @@ impl VectorIndex {
         }
         scan(&s, &q, exact_from..len, &accept, &mut top);
         Ok(hits(&s, top))
-    }
-
-    fn graph_search(
-        &self,
-        q: &[f32],
-        k: usize,
-        indexed: usize,
-        vectors: &[f32],
-        accept: &dyn Fn(usize) -> bool,
-    ) -> Result<Vec<Scored>, IndexError> {
-        let guard = self.hnsw.read();
-        let Some(graph) = guard.as_ref() else {
-            return Err(IndexError::Hnsw("graph not built".into()));
-        };
-        let ef = self.ef.load(Ordering::Relaxed);
-        self.walk(graph, ef, q, k, indexed, vectors, accept)
     }
 
     /// One search of the graph at breadth `ef` (widened for a large `k`).
