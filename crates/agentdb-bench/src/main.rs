@@ -23,6 +23,7 @@ mod federation;
 mod gateway;
 mod peers;
 mod postgres;
+mod recall;
 mod scale;
 mod seed;
 mod semantic;

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
 use agentdb_core::{NewEpisode, TenantId};
-use agentdb_memory::{Filter, MemoryEngine, Query};
+use agentdb_memory::{MemoryEngine, Query};
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 use indicatif::ProgressBar;
 use serde::Serialize;
@@ -210,18 +210,11 @@ fn recall_at_10(
     let index = engine
         .index(tenant)
         .ok_or_else(|| anyhow::anyhow!("the tenant has no index"))?;
-    let (mut found, mut total) = (0, 0);
-    for _ in 0..RECALL_QUERIES {
-        let v = engine.embedder().embed(&query(rng))?;
-        let exact = index.exact_search(index.model(), &v, 10, &Filter::default())?;
-        let approx = index.search(index.model(), &v, 10, &Filter::default())?;
-        total += exact.len();
-        found += approx
-            .iter()
-            .filter(|a| exact.iter().any(|e| e.id == a.id))
-            .count();
-    }
-    Ok((found as f64 / total.max(1) as f64, index.expansion_search()))
+    let queries = (0..RECALL_QUERIES)
+        .map(|_| engine.embedder().embed(&query(rng)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let recall = crate::recall::recall(&index, &queries, 10)?;
+    Ok((recall, index.expansion_search()))
 }
 
 /// Runs every measure `sizes.runs` times and returns the table.

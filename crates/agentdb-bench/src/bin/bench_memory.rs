@@ -13,6 +13,8 @@
 
 #[path = "../data.rs"]
 mod data;
+#[path = "../recall.rs"]
+mod recall;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -174,20 +176,10 @@ fn main() -> anyhow::Result<()> {
         he.record(t0.elapsed().as_nanos() as u64)?;
     }
     // Recall@5 (the queries timed above) and recall@10, against the exact scan.
-    let mut recall = [0.0; 2];
-    for (r, k) in recall.iter_mut().zip([5, 10]) {
-        let (mut hit, mut total) = (0usize, 0usize);
-        for v in &vectors {
-            let exact = index.exact_search(&model, v, k, &Filter::default())?;
-            let approx = index.search(&model, v, k, &Filter::default())?;
-            total += exact.len();
-            hit += approx
-                .iter()
-                .filter(|a| exact.iter().any(|e| e.id == a.id))
-                .count();
-        }
-        *r = hit as f64 / total.max(1) as f64;
-    }
+    let recall = [
+        recall::recall(&index, &vectors, 5)?,
+        recall::recall(&index, &vectors, 10)?,
+    ];
     rows.push(Row {
         measure: format!("query k=5 @ {} episodes, 1 thread", args.episodes),
         p50_us: Some(micros(&h, 0.5)),
