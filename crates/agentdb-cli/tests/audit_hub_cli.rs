@@ -80,30 +80,7 @@ impl Setup {
 
     /// `method path` on the admin listener with a bearer token; (status, body text).
     fn admin(&self, method: &str, path: &str, token: Option<&str>) -> (u16, String) {
-        let url = format!("http://{}{path}", self.hub.http);
-        let auth = token.map(|t| format!("Bearer {t}"));
-        let response = match method {
-            "POST" => {
-                let mut req = ureq::post(&url).header("Content-Type", "application/json");
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.config()
-                    .http_status_as_error(false)
-                    .build()
-                    .send(json!({}).to_string())
-            }
-            _ => {
-                let mut req = ureq::get(&url);
-                if let Some(a) = &auth {
-                    req = req.header("Authorization", a);
-                }
-                req.config().http_status_as_error(false).build().call()
-            }
-        };
-        let mut response = response.unwrap();
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
+        self.hub.admin_http(method, path, token, Some("{}"))
     }
 }
 

@@ -627,31 +627,8 @@ async fn a_resumed_change_stream_delivers_every_change_once_in_order() {
 
 /// `POST path` on the admin HTTP with a bearer token and a JSON body.
 fn admin(hub: &Hub, method: &str, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-    let url = format!("http://{}{path}", hub.http);
-    let request = match method {
-        "POST" => ureq::post(&url)
-            .header("Authorization", &format!("Bearer {token}"))
-            .header("Content-Type", "application/json")
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .send(body.unwrap_or(json!({})).to_string()),
-        "DELETE" => ureq::delete(&url)
-            .header("Authorization", &format!("Bearer {token}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call(),
-        _ => ureq::get(&url)
-            .header("Authorization", &format!("Bearer {token}"))
-            .config()
-            .http_status_as_error(false)
-            .build()
-            .call(),
-    };
-    let mut response = request.unwrap();
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap();
+    let body = body.unwrap_or(json!({})).to_string();
+    let (status, text) = hub.admin_http(method, path, Some(token), Some(&body));
     (status, serde_json::from_str(&text).unwrap_or(Value::Null))
 }
 

@@ -2,9 +2,6 @@
 //! gateway (as a tenant) and the admin HTTP (as a tenant admin or the operator): the setup of
 //! the tests of run-time admin settings (quotas, retention).
 
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
-
 use agentdb_security::token::Scope;
 use agentdb_testkit::https::HttpsClient;
 use agentdb_testkit::TestPki;
@@ -65,25 +62,8 @@ impl Setup {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> (u16, String) {
-        let mut s = TcpStream::connect(&self.hub.http).unwrap();
-        let auth = token
-            .map(|t| format!("Authorization: Bearer {t}\r\n"))
-            .unwrap_or_default();
-        let body = body.map(Value::to_string).unwrap_or_default();
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        s.write_all(request.as_bytes()).unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        let status = out[9..12].parse().unwrap();
-        let body = out
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default();
-        (status, body)
+        let body = body.map(Value::to_string);
+        self.hub.admin_http(method, path, token, body.as_deref())
     }
 }
 

@@ -55,6 +55,50 @@ pub struct Hub {
 }
 
 impl Hub {
+    /// `method path` on the hub's admin HTTP listener, with a bearer token and a JSON body
+    /// (sent by POST and PUT, empty when `None`) when given: (status, body text).
+    pub fn admin_http(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> (u16, String) {
+        let url = format!("http://{}{path}", self.http);
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let response = match method {
+            "POST" | "PUT" => {
+                let mut req = if method == "POST" {
+                    ureq::post(&url)
+                } else {
+                    ureq::put(&url)
+                };
+                req = req.header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.config()
+                    .http_status_as_error(false)
+                    .build()
+                    .send(body.unwrap_or_default())
+            }
+            _ => {
+                let mut req = if method == "DELETE" {
+                    ureq::delete(&url)
+                } else {
+                    ureq::get(&url)
+                };
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.config().http_status_as_error(false).build().call()
+            }
+        };
+        let mut response = response.unwrap();
+        let status = response.status().as_u16();
+        (status, response.body_mut().read_to_string().unwrap())
+    }
+
     /// Spawns `cmd` (an `agentdb hub …` command) with stderr to `log` and waits for its
     /// "listening" line; `Err` carries the log when it never comes (a hub that cannot start
     /// exits with one line on stderr).
