@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentdb_core::{
-    AgentId, Episode, EpisodeId, EpisodeUpdate, Filter, NewEpisode, SessionId, TenantStats,
+    AgentId, Episode, EpisodeId, EpisodeUpdate, Filter, Limits, NewEpisode, SessionId, TenantStats,
     Timestamp,
 };
 use agentdb_memory::{MemStorage, MemoryEngine, Query};
@@ -100,9 +100,8 @@ struct Inner {
     welcome: Mutex<Option<Welcome>>,
     /// The local cache, created when first needed (see [`local`]).
     local: Mutex<Option<Arc<MemoryEngine>>>,
-    /// Episodes read from the hub, not yet in the local cache: they go in when the cache must
-    /// answer (see [`fill_local`]), so a read costs nothing more while the hub answers.
-    reads: Mutex<Reads>,
+    /// Episodes stored or read, not yet in the local cache (see [`Held`]).
+    held: Mutex<Held>,
     /// Present when the agent has a spool directory.
     outbox: Option<Outbox>,
     /// Spool files found at spawn that this agent cannot open.
@@ -237,7 +236,7 @@ impl EphemeralAgent {
             conn: tokio::sync::Mutex::new(None),
             welcome: Mutex::new(None),
             local: Mutex::new(None),
-            reads: Mutex::new(Reads::new(config.read_cache)),
+            held: Mutex::new(Held::new(config.read_cache)),
             outbox,
             unreadable,
             dead: Mutex::new(Vec::new()),
@@ -408,7 +407,7 @@ impl EphemeralAgent {
             Response::Episode(Some(wire)) => {
                 let episode = Episode::try_from(wire)
                     .map_err(|e| AgentError::Protocol(ProtocolError::Decode(e)))?;
-                self.inner.reads.lock().keep([&episode]);
+                self.inner.held.lock().read([&episode]);
                 Ok(Some(episode))
             }
             other => Err(AgentError::unexpected("get", &other)),
@@ -429,10 +428,14 @@ impl EphemeralAgent {
             update: update.clone(),
         });
         let found = done("update", request(&self.inner, &req).await?)?;
-        // A copy read before the update is stale: forget it rather than keep it.
-        self.inner.reads.lock().forget(&id);
+        let tenant = &self.inner.config.tenant;
+        // A held copy goes into the local cache, where it takes the update as a cached one does.
+        let held = self.inner.held.lock().forget(&id);
+        if let (Some(e), Ok(local)) = (held, local(&self.inner)) {
+            let _ = local.store(tenant, e);
+        }
         if let Some(local) = cached(&self.inner) {
-            let _ = local.update(&self.inner.config.tenant, &id, &update);
+            let _ = local.update(tenant, &id, &update);
         }
         Ok(found)
     }
@@ -443,7 +446,7 @@ impl EphemeralAgent {
         ensure_alive(&self.inner)?;
         let req = Request::Delete(DeleteRequest { id });
         let found = done("delete", request(&self.inner, &req).await?)?;
-        self.inner.reads.lock().forget(&id);
+        self.inner.held.lock().forget(&id);
         if let Some(local) = cached(&self.inner) {
             let _ = local.delete(&self.inner.config.tenant, &id);
         }
@@ -805,49 +808,68 @@ async fn sync(inner: &Inner, force: bool) -> Result<(), AgentError> {
     flush_spool(inner, force).await
 }
 
-/// Episodes the agent read from the hub, newest last, at most `capacity`.
-struct Reads {
+/// Episodes waiting to go into the local cache, as they are: they go in only when the cache
+/// must answer (see [`fill_local`]), so reading and storing cost nothing more while the hub
+/// answers. Holds every episode the hub acknowledged from this agent, and the newest
+/// `capacity` episodes it read from the hub.
+struct Held {
     capacity: usize,
-    episodes: HashMap<EpisodeId, Episode>,
-    order: VecDeque<EpisodeId>,
+    episodes: HashMap<EpisodeId, NewEpisode>,
+    /// The read episodes, oldest first; acknowledged ones are not in it and stay.
+    reads: VecDeque<EpisodeId>,
 }
 
-impl Reads {
+impl Held {
     fn new(capacity: usize) -> Self {
         Self {
             capacity,
             episodes: HashMap::new(),
-            order: VecDeque::new(),
+            reads: VecDeque::new(),
         }
     }
 
-    /// Keeps copies of `episodes` (a newer copy replaces an older one), dropping the oldest
-    /// past the capacity.
-    fn keep<'a>(&mut self, episodes: impl IntoIterator<Item = &'a Episode>) {
+    /// Keeps copies of episodes read from the hub (a newer copy replaces an older one),
+    /// dropping the oldest read past the capacity.
+    fn read<'a>(&mut self, episodes: impl IntoIterator<Item = &'a Episode>) {
         if self.capacity == 0 {
             return;
         }
         for e in episodes {
-            if self.episodes.insert(e.id, e.clone()).is_none() {
-                self.order.push_back(e.id);
+            let mut new = NewEpisode::new(&e.task, &e.input, &e.output, e.reward).with_id(e.id);
+            new.critique = e.critique.clone();
+            new.agent = e.agent.clone();
+            new.tags = e.tags.clone();
+            new.metadata = e.metadata.clone();
+            if self.episodes.insert(e.id, new).is_none() {
+                self.reads.push_back(e.id);
             }
         }
-        while self.episodes.len() > self.capacity {
-            let Some(old) = self.order.pop_front() else {
+        while self.reads.len() > self.capacity {
+            let Some(old) = self.reads.pop_front() else {
                 break;
             };
             self.episodes.remove(&old);
         }
     }
 
-    fn forget(&mut self, id: &EpisodeId) {
-        if self.episodes.remove(id).is_some() {
-            self.order.retain(|k| k != id);
+    /// Keeps episodes the hub acknowledged (they carry their ids).
+    fn acknowledged(&mut self, episodes: Vec<NewEpisode>) {
+        for e in episodes {
+            if let Some(id) = e.id {
+                self.episodes.insert(id, e);
+            }
         }
     }
 
-    fn take(&mut self) -> Vec<Episode> {
-        self.order.clear();
+    /// Drops the copy of `id`, returning it.
+    fn forget(&mut self, id: &EpisodeId) -> Option<NewEpisode> {
+        let e = self.episodes.remove(id)?;
+        self.reads.retain(|k| k != id);
+        Some(e)
+    }
+
+    fn take(&mut self) -> Vec<NewEpisode> {
+        self.reads.clear();
         self.episodes.drain().map(|(_, e)| e).collect()
     }
 }
@@ -872,31 +894,28 @@ fn cached(inner: &Inner) -> Option<Arc<MemoryEngine>> {
     inner.local.lock().clone()
 }
 
-/// The local cache with every episode read so far in it.
+/// The local cache with every held episode in it (see [`Held`]).
 fn fill_local(inner: &Inner) -> Result<Arc<MemoryEngine>, LocalCacheError> {
     let local = local(inner)?;
     let tenant = &inner.config.tenant;
-    for e in inner.reads.lock().take() {
-        let mut new = NewEpisode::new(e.task, e.input, e.output, e.reward).with_id(e.id);
-        new.critique = e.critique.clone();
-        new.agent = e.agent;
-        new.tags = e.tags.clone();
-        new.metadata = e.metadata.clone();
-        // Already cached (this agent stored it): take the hub's reward, critique, tags and
-        // metadata, which may have been updated since.
-        if let Ok(stored) = local.store(tenant, new) {
+    let held = inner.held.lock().take();
+    for e in held {
+        let Some(id) = e.id else { continue };
+        let update = EpisodeUpdate {
+            reward: Some(e.reward),
+            critique: Some(e.critique.clone()),
+            tags: Some(e.tags.clone()),
+            // Metadata never set stays as it is (an update sets objects).
+            metadata_json: e
+                .metadata
+                .is_object()
+                .then(|| agentdb_core::metadata_to_text(&e.metadata)),
+        };
+        // Already cached (spooled, or stored before): take the newer copy's reward, critique,
+        // tags and metadata, which may have been updated since.
+        if let Ok(stored) = local.store(tenant, e) {
             if !stored.inserted {
-                let update = EpisodeUpdate {
-                    reward: Some(e.reward),
-                    critique: Some(e.critique),
-                    tags: Some(e.tags),
-                    // Metadata never set stays as it is (an update sets objects).
-                    metadata_json: e
-                        .metadata
-                        .is_object()
-                        .then(|| agentdb_core::metadata_to_text(&e.metadata)),
-                };
-                let _ = local.update(tenant, &e.id, &update);
+                let _ = local.update(tenant, &id, &update);
             }
         }
     }
@@ -939,28 +958,23 @@ async fn store_many(
         .collect())
 }
 
-/// Stores episodes that carry their ids: the local cache (which validates them), then one
-/// request to the hub; on a passing failure, the spool. Whatever is not kept leaves the local
-/// cache again.
+/// Stores episodes that carry their ids: one request to the hub; on a passing failure, the
+/// spool and the local cache (where a query finds them until they are delivered). Acknowledged
+/// episodes are held for the local cache (see [`Held`]).
 async fn store_prepared(
     inner: &Inner,
     episodes: Vec<NewEpisode>,
     ids: &[EpisodeId],
 ) -> Result<Durability, AgentError> {
-    let tenant = &inner.config.tenant;
+    // A bad batch goes nowhere.
+    for e in &episodes {
+        e.validate(&Limits::DEFAULT)
+            .map_err(AgentError::InvalidEpisode)?;
+    }
     let wire: Vec<WireNewEpisode> = episodes.iter().map(WireNewEpisode::from).collect();
-    // The local cache validates the episodes; a bad batch goes nowhere.
-    let local = local(inner)?;
-    local
-        .store_batch(tenant, episodes)
-        .map_err(LocalCacheError::from)?;
-    let forget = || {
-        for id in ids {
-            let _ = local.delete(tenant, id);
-        }
-    };
     match send_store(inner, &wire).await {
         Ok(_) => {
+            inner.held.lock().acknowledged(episodes);
             inner.retry.lock().succeeded();
             // The hub takes stores: a good moment for what waits in the spool.
             if let Err(e) = flush_spool(inner, false).await {
@@ -968,19 +982,21 @@ async fn store_prepared(
             }
             Ok(Durability::Acknowledged)
         }
-        Err(StoreFailure::Refused { code, message }) => {
-            forget();
-            Err(AgentError::Rejected { code, message })
-        }
+        Err(StoreFailure::Refused { code, message }) => Err(AgentError::Rejected { code, message }),
         Err(StoreFailure::Failed(e)) => {
             retry_later(inner);
             let Some(outbox) = &inner.outbox else {
-                forget();
                 return Err(e);
             };
+            let local = local(inner)?;
+            local
+                .store_batch(&inner.config.tenant, episodes)
+                .map_err(LocalCacheError::from)?;
             let pairs: Vec<(EpisodeId, WireNewEpisode)> = ids.iter().copied().zip(wire).collect();
             if let Err(spool) = outbox.add(&pairs) {
-                forget();
+                for id in ids {
+                    let _ = local.delete(&inner.config.tenant, id);
+                }
                 return Err(spool.into());
             }
             tracing::info!(episodes = ids.len(), error = %e, "hub did not take the episodes; spooled");
@@ -1011,7 +1027,7 @@ async fn query(inner: &Inner, text: &str, k: usize, filter: Filter) -> Result<Re
                     );
                 }
             }
-            inner.reads.lock().keep(merged.values().map(|m| &m.episode));
+            inner.held.lock().read(merged.values().map(|m| &m.episode));
             // Spooled local episodes, scored with the hub's query vector when the models agree.
             let pending = inner.outbox.as_ref().filter(|o| o.len() > 0);
             let local = cached(inner).filter(|l| &m.model == l.embedder().model());

@@ -8,7 +8,7 @@ use std::time::Duration;
 use agentdb_client::{
     AgentError, Connector, Durability, EphemeralAgent, SigningKeyTokens, Source, StaticToken,
 };
-use agentdb_core::{NewEpisode, TenantId, Timestamp};
+use agentdb_core::{EpisodeUpdate, NewEpisode, TenantId, Timestamp};
 use agentdb_memory::{ManualClock, SystemClock};
 use agentdb_proto::ErrorCode;
 use agentdb_testkit::{hub_config, TestHub, TestPki};
@@ -326,9 +326,13 @@ async fn outbox_survives_a_hub_outage_and_is_delivered_once() {
     assert_eq!(waiting.durability, Durability::Spooled);
     let waiting = waiting.id;
     assert_eq!(agent.pending(), 1);
-    let recall = agent.query_memories("stored while down", 5).await.unwrap();
+    let recall = agent.query_memories("stored while", 5).await.unwrap();
     assert_eq!(recall.source, Source::LocalOnly);
-    assert!(recall.memories.iter().any(|m| m.episode.id == waiting));
+    let ids: Vec<_> = recall.memories.iter().map(|m| m.episode.id).collect();
+    assert!(
+        ids.contains(&waiting) && ids.contains(&acked),
+        "the spooled and the acknowledged episode answer locally: {ids:?}"
+    );
     agent.destroy().await.unwrap();
     let spooled: Vec<_> = std::fs::read_dir(spool.path().join("acme"))
         .unwrap()
@@ -458,6 +462,60 @@ async fn what_an_agent_read_from_the_hub_answers_while_the_hub_is_gone() {
         "only what was read is cached, not {unread}"
     );
     reader.destroy().await.unwrap();
+}
+
+#[tokio::test]
+async fn what_an_agent_stored_and_updated_answers_while_the_hub_is_gone() {
+    let pki = TestPki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
+    let agent = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    let ids = agent
+        .store_batch(vec![
+            episode("rotate the signing keys", 0.2),
+            episode("rotate the log files", 0.4),
+        ])
+        .await
+        .unwrap();
+    let updated = agent
+        .update_episode(
+            ids[0],
+            EpisodeUpdate {
+                reward: Some(0.95),
+                critique: Some(Some("worked after the second try".into())),
+                ..EpisodeUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(updated);
+    assert!(agent.delete_episode(ids[1]).await.unwrap());
+    let kept = agent
+        .store_episode(episode("rotate the tyres", 0.7))
+        .await
+        .unwrap();
+    hub.handle.shutdown().await;
+
+    let recall = agent.query_memories("rotate", 5).await.unwrap();
+    assert_eq!(recall.source, Source::LocalOnly);
+    let mut got: Vec<_> = recall
+        .memories
+        .iter()
+        .map(|m| (m.episode.id, m.episode.reward, m.episode.critique.clone()))
+        .collect();
+    got.sort_by_key(|(id, ..)| *id);
+    let mut want = vec![
+        (ids[0], 0.95, Some("worked after the second try".to_owned())),
+        (kept, 0.7, None),
+    ];
+    want.sort_by_key(|(id, ..)| *id);
+    assert_eq!(
+        got, want,
+        "acknowledged episodes, with the update, without the deleted one"
+    );
+    agent.destroy().await.unwrap();
 }
 
 #[tokio::test]
