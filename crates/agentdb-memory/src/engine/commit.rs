@@ -103,22 +103,140 @@ fn run(storage: &dyn Storage, rx: &mpsc::Receiver<Pending>, max_group: usize) {
 }
 
 fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
-    if group.len() > 1 {
-        let all: Vec<Write> = group
-            .iter()
-            .flat_map(|p| p.writes.iter().cloned())
-            .collect();
-        if let Ok(flags) = storage.apply(&all) {
-            let mut flags = flags.into_iter();
-            for p in group {
-                let mine: Vec<bool> = flags.by_ref().take(p.writes.len()).collect();
-                let _ = p.reply.send(Ok(mine));
-            }
-            return;
+    if group.len() == 1 {
+        for p in group {
+            let _ = p.reply.send(storage.apply(&p.writes));
         }
-        // Fall through: isolate the failure by committing each request alone.
+        return;
     }
+    // The group's writes move into one list (no copies); each request keeps its count.
+    let mut all = Vec::with_capacity(group.iter().map(|p| p.writes.len()).sum());
+    let mut replies = Vec::with_capacity(group.len());
     for p in group {
-        let _ = p.reply.send(storage.apply(&p.writes));
+        replies.push((p.reply, p.writes.len()));
+        all.extend(p.writes);
+    }
+    match storage.apply(&all) {
+        Ok(flags) => {
+            let mut flags = flags.into_iter();
+            for (reply, n) in replies {
+                let _ = reply.send(Ok(flags.by_ref().take(n).collect()));
+            }
+        }
+        // Isolate the failure by committing each request alone.
+        Err(_) => {
+            let mut all = all.into_iter();
+            for (reply, n) in replies {
+                let mine: Vec<Write> = all.by_ref().take(n).collect();
+                let _ = reply.send(storage.apply(&mine));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
+    use agentdb_security::WrappedTenantKey;
+
+    use super::*;
+    use crate::storage::{MemStorage, StoredEpisode};
+
+    /// Refuses any apply holding a meta write named `poison`, as a full disk refuses one
+    /// request's large write.
+    #[derive(Debug, Default)]
+    struct Poisoned(MemStorage);
+
+    impl Storage for Poisoned {
+        fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
+            if writes
+                .iter()
+                .any(|w| matches!(w, Write::PutMeta { name, .. } if name == "poison"))
+            {
+                return Err(StorageError::Backend("No space left on device".into()));
+            }
+            self.0.apply(writes)
+        }
+        fn episode(
+            &self,
+            t: &TenantId,
+            id: &EpisodeId,
+        ) -> Result<Option<StoredEpisode>, StorageError> {
+            self.0.episode(t, id)
+        }
+        fn scan_episodes(
+            &self,
+            t: &TenantId,
+            visit: &mut dyn FnMut(StoredEpisode) -> std::ops::ControlFlow<()>,
+        ) -> Result<(), StorageError> {
+            self.0.scan_episodes(t, visit)
+        }
+        fn changes(
+            &self,
+            t: &TenantId,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+            self.0.changes(t, after, limit)
+        }
+        fn ops(
+            &self,
+            t: &TenantId,
+            origin: &HubId,
+            after: u64,
+            limit: usize,
+        ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
+            self.0.ops(t, origin, after, limit)
+        }
+        fn version_vector(&self, t: &TenantId) -> Result<VersionVector, StorageError> {
+            self.0.version_vector(t)
+        }
+        fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
+            self.0.tenants()
+        }
+        fn tenant_keys(&self, t: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
+            self.0.tenant_keys(t)
+        }
+        fn tenant_meta(&self, t: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+            self.0.tenant_meta(t, name)
+        }
+        fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
+            self.0.meta(name)
+        }
+    }
+
+    fn put(name: &str) -> Write {
+        Write::PutMeta {
+            name: name.into(),
+            value: name.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_failing_request_fails_alone_and_the_rest_of_its_group_commits() {
+        let storage = Poisoned::default();
+        let mut answers = Vec::new();
+        let group = [
+            vec![put("a"), put("b")],
+            vec![put("poison")],
+            vec![put("c")],
+        ]
+        .into_iter()
+        .map(|writes| {
+            let (reply, answer) = mpsc::sync_channel(1);
+            answers.push(answer);
+            Pending { writes, reply }
+        })
+        .collect();
+        commit_group(&storage, group);
+        let answers: Vec<_> = answers.iter().map(|a| a.recv().unwrap()).collect();
+        assert_eq!(answers[0].as_ref().unwrap().len(), 2);
+        assert!(answers[1].is_err());
+        assert_eq!(answers[2].as_ref().unwrap().len(), 1);
+        for (name, kept) in [("a", true), ("b", true), ("poison", false), ("c", true)] {
+            assert_eq!(storage.meta(name).unwrap().is_some(), kept, "{name}");
+        }
     }
 }
