@@ -90,13 +90,19 @@ impl StoredEpisode {
 #[error("stored episode row is corrupt or of an unknown format")]
 pub struct RowError;
 
+/// Room in an encoded row beyond its sealed parts: the format byte, ids, stamps, the model id.
+const ROW_SLACK: usize = 256;
+
 impl StoredEpisode {
     /// The row's bytes.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = vec![ROW_FORMAT_V4];
+        // Sized for the sealed parts up front: one allocation and one pass, not a growing
+        // vector copied again.
+        let mut out =
+            Vec::with_capacity(self.sealed_body.len() + self.sealed_vector.len() + ROW_SLACK);
+        out.push(ROW_FORMAT_V4);
         // Serialising plain fields into a Vec cannot fail.
-        out.extend(postcard::to_stdvec(self).unwrap_or_default());
-        out
+        postcard::to_extend(self, out).unwrap_or_else(|_| vec![ROW_FORMAT_V4])
     }
 
     /// Parses [`Self::encode`]'s output.
