@@ -18,7 +18,10 @@ use parking_lot::Mutex;
 
 use crate::storage::{Storage, StorageError, Write};
 
-type Reply = mpsc::SyncSender<Result<Vec<bool>, StorageError>>;
+/// What a request's writes came to: per write, whether it changed anything.
+type Outcome = Result<Vec<bool>, StorageError>;
+
+type Reply = mpsc::SyncSender<Outcome>;
 
 pub(crate) struct Pending {
     writes: Vec<Write>,
@@ -63,7 +66,7 @@ impl GroupCommit {
     }
 
     /// Applies `writes` atomically and durably, sharing the commit with concurrent callers.
-    pub fn submit(&self, writes: Vec<Write>) -> Result<Vec<bool>, StorageError> {
+    pub fn submit(&self, writes: Vec<Write>) -> Outcome {
         let tx = match self {
             Self::Direct(storage) => return storage.lock().apply(&writes),
             Self::Committer { tx, .. } => tx,
@@ -98,14 +101,15 @@ fn run(storage: &dyn Storage, rx: &mpsc::Receiver<Pending>, max_group: usize) {
                 Err(_) => break,
             }
         }
-        commit_group(storage, group);
+        commit_group(&|writes| storage.apply(writes), group);
     }
 }
 
-fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
+/// Commits a group through `apply` (the store's).
+fn commit_group(apply: &dyn Fn(&[Write]) -> Outcome, group: Vec<Pending>) {
     if group.len() == 1 {
         for p in group {
-            let _ = p.reply.send(storage.apply(&p.writes));
+            let _ = p.reply.send(apply(&p.writes));
         }
         return;
     }
@@ -116,7 +120,7 @@ fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
         replies.push((p.reply, p.writes.len()));
         all.extend(p.writes);
     }
-    match storage.apply(&all) {
+    match apply(&all) {
         Ok(flags) => {
             let mut flags = flags.into_iter();
             for (reply, n) in replies {
@@ -128,7 +132,7 @@ fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
             let mut all = all.into_iter();
             for (reply, n) in replies {
                 let mine: Vec<Write> = all.by_ref().take(n).collect();
-                let _ = reply.send(storage.apply(&mine));
+                let _ = reply.send(apply(&mine));
             }
         }
     }
@@ -138,74 +142,8 @@ fn commit_group(storage: &dyn Storage, group: Vec<Pending>) {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
-    use agentdb_core::{EpisodeId, HubId, TenantId, VersionVector};
-    use agentdb_security::WrappedTenantKey;
-
     use super::*;
-    use crate::storage::{MemStorage, StoredEpisode};
-
-    /// Refuses any apply holding a meta write named `poison`, as a full disk refuses one
-    /// request's large write.
-    #[derive(Debug, Default)]
-    struct Poisoned(MemStorage);
-
-    impl Storage for Poisoned {
-        fn apply(&self, writes: &[Write]) -> Result<Vec<bool>, StorageError> {
-            if writes
-                .iter()
-                .any(|w| matches!(w, Write::PutMeta { name, .. } if name == "poison"))
-            {
-                return Err(StorageError::Backend("No space left on device".into()));
-            }
-            self.0.apply(writes)
-        }
-        fn episode(
-            &self,
-            t: &TenantId,
-            id: &EpisodeId,
-        ) -> Result<Option<StoredEpisode>, StorageError> {
-            self.0.episode(t, id)
-        }
-        fn scan_episodes(
-            &self,
-            t: &TenantId,
-            visit: &mut dyn FnMut(StoredEpisode) -> std::ops::ControlFlow<()>,
-        ) -> Result<(), StorageError> {
-            self.0.scan_episodes(t, visit)
-        }
-        fn changes(
-            &self,
-            t: &TenantId,
-            after: u64,
-            limit: usize,
-        ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
-            self.0.changes(t, after, limit)
-        }
-        fn ops(
-            &self,
-            t: &TenantId,
-            origin: &HubId,
-            after: u64,
-            limit: usize,
-        ) -> Result<Vec<(u64, EpisodeId)>, StorageError> {
-            self.0.ops(t, origin, after, limit)
-        }
-        fn version_vector(&self, t: &TenantId) -> Result<VersionVector, StorageError> {
-            self.0.version_vector(t)
-        }
-        fn tenants(&self) -> Result<Vec<TenantId>, StorageError> {
-            self.0.tenants()
-        }
-        fn tenant_keys(&self, t: &TenantId) -> Result<Vec<WrappedTenantKey>, StorageError> {
-            self.0.tenant_keys(t)
-        }
-        fn tenant_meta(&self, t: &TenantId, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-            self.0.tenant_meta(t, name)
-        }
-        fn meta(&self, name: &str) -> Result<Option<Vec<u8>>, StorageError> {
-            self.0.meta(name)
-        }
-    }
+    use crate::storage::MemStorage;
 
     fn put(name: &str) -> Write {
         Write::PutMeta {
@@ -216,7 +154,18 @@ mod tests {
 
     #[test]
     fn a_failing_request_fails_alone_and_the_rest_of_its_group_commits() {
-        let storage = Poisoned::default();
+        let storage = MemStorage::new();
+        // Refuses any apply holding the write named `poison`, as a full disk refuses one
+        // request's large write.
+        let apply = |writes: &[Write]| {
+            if writes
+                .iter()
+                .any(|w| matches!(w, Write::PutMeta { name, .. } if name == "poison"))
+            {
+                return Err(StorageError::Backend("No space left on device".into()));
+            }
+            storage.apply(writes)
+        };
         let mut answers = Vec::new();
         let group = [
             vec![put("a"), put("b")],
@@ -230,7 +179,7 @@ mod tests {
             Pending { writes, reply }
         })
         .collect();
-        commit_group(&storage, group);
+        commit_group(&apply, group);
         let answers: Vec<_> = answers.iter().map(|a| a.recv().unwrap()).collect();
         assert_eq!(answers[0].as_ref().unwrap().len(), 2);
         assert!(answers[1].is_err());
