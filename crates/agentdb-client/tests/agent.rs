@@ -22,15 +22,20 @@ fn episode(task: &str, reward: f64) -> NewEpisode {
     )
 }
 
-#[tokio::test]
-async fn spawn_store_query_destroy_and_a_new_agent_recalls() {
+/// A hub over a fresh directory (kept while the returned one lives) and an agent of `acme`.
+async fn hub_with_acme_agent() -> (TestPki, tempfile::TempDir, TestHub, EphemeralAgent) {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
     let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-
     let agent = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
         .await
         .unwrap();
+    (pki, dir, hub, agent)
+}
+
+#[tokio::test]
+async fn spawn_store_query_destroy_and_a_new_agent_recalls() {
+    let (pki, _dir, hub, agent) = hub_with_acme_agent().await;
     assert!(agent.is_alive());
     let welcome = agent.welcome().unwrap();
     assert_eq!(welcome.tenant.as_str(), "acme");
@@ -422,12 +427,7 @@ async fn a_static_token_agent_works_without_refresh() {
 
 #[tokio::test]
 async fn what_an_agent_read_from_the_hub_answers_while_the_hub_is_gone() {
-    let pki = TestPki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-    let writer = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
-        .await
-        .unwrap();
+    let (pki, _dir, hub, writer) = hub_with_acme_agent().await;
     let read = writer
         .store_episode(episode("learned by a sibling agent", 0.9))
         .await
@@ -466,12 +466,7 @@ async fn what_an_agent_read_from_the_hub_answers_while_the_hub_is_gone() {
 
 #[tokio::test]
 async fn what_an_agent_stored_and_updated_answers_while_the_hub_is_gone() {
-    let pki = TestPki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-    let agent = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
-        .await
-        .unwrap();
+    let (_pki, _dir, hub, agent) = hub_with_acme_agent().await;
     let ids = agent
         .store_batch(vec![
             episode("rotate the signing keys", 0.2),
@@ -597,12 +592,7 @@ async fn one_agent_can_have_many_requests_in_flight() {
 
 #[tokio::test]
 async fn get_episode_reads_the_tenants_own_episodes_only() {
-    let pki = TestPki::new();
-    let dir = tempfile::tempdir().unwrap();
-    let hub = TestHub::start(hub_config(&pki), dir.path()).await;
-    let acme = EphemeralAgent::spawn(hub.agent_config(&pki, "acme"))
-        .await
-        .unwrap();
+    let (pki, _dir, hub, acme) = hub_with_acme_agent().await;
     let globex = EphemeralAgent::spawn(hub.agent_config(&pki, "globex"))
         .await
         .unwrap();
