@@ -852,11 +852,14 @@ impl Held {
         }
     }
 
-    /// Keeps episodes the hub acknowledged (they carry their ids).
+    /// Keeps episodes the hub acknowledged (they carry their ids); an acknowledged copy is
+    /// never dropped, even one that replaces a read copy.
     fn acknowledged(&mut self, episodes: Vec<NewEpisode>) {
         for e in episodes {
             if let Some(id) = e.id {
-                self.episodes.insert(id, e);
+                if self.episodes.insert(id, e).is_some() {
+                    self.reads.retain(|k| *k != id);
+                }
             }
         }
     }

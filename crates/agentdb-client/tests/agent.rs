@@ -514,6 +514,43 @@ async fn what_an_agent_stored_and_updated_answers_while_the_hub_is_gone() {
 }
 
 #[tokio::test]
+async fn an_episode_read_then_stored_again_is_not_dropped_with_the_oldest_reads() {
+    let (pki, _dir, hub, writer) = hub_with_acme_agent().await;
+    let ids = writer
+        .store_batch(vec![
+            episode("first lesson", 0.6),
+            episode("second lesson", 0.8),
+        ])
+        .await
+        .unwrap();
+    writer.destroy().await.unwrap();
+
+    let mut config = hub.agent_config(&pki, "acme");
+    config.read_cache = 1;
+    let agent = EphemeralAgent::spawn(config).await.unwrap();
+    let first = agent.get_episode(ids[0]).await.unwrap().unwrap();
+    // Stored again under its id: the hub keeps one copy, and this agent now holds it as its own.
+    let again =
+        NewEpisode::new(first.task, first.input, first.output, first.reward).with_id(ids[0]);
+    assert_eq!(agent.store_episode(again).await.unwrap(), ids[0]);
+    // A later read fills the read cache of one.
+    agent.get_episode(ids[1]).await.unwrap().unwrap();
+    hub.handle.shutdown().await;
+
+    let recall = agent.query_memories("lesson", 5).await.unwrap();
+    assert_eq!(recall.source, Source::LocalOnly);
+    let mut got: Vec<_> = recall.memories.iter().map(|m| m.episode.id).collect();
+    got.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the stored copy stays; the read cache holds the later read"
+    );
+    agent.destroy().await.unwrap();
+}
+
+#[tokio::test]
 async fn later_agents_resume_the_tls_session_and_the_hub_still_checks_the_certificate() {
     let pki = TestPki::new();
     let dir = tempfile::tempdir().unwrap();
