@@ -59,7 +59,7 @@ pub struct IndexConfig {
     pub expansion_add: usize,
     /// HNSW candidate list size while searching (ef), the widest a calibrated search uses
     /// (and the one every search uses when `recall_target` is `None`). Default 160. A search
-    /// for `k` results always walks at least `2 * max(2k, k + 8)` candidates.
+    /// for `k` results always walks at least `2 * max(3k, k + 8)` candidates.
     pub expansion_search: usize,
     /// Recall@10 the calibrated search aims for (see the module docs); `None` searches every
     /// graph at `expansion_search`. Default 0.97.
@@ -343,9 +343,11 @@ impl VectorIndex {
         vectors: &[f32],
         accept: &dyn Fn(usize) -> bool,
     ) -> Result<Vec<Scored>, IndexError> {
-        // Ask the graph for a few more candidates than needed and re-score them with the exact
-        // f32 vectors, which undoes the quantization's ranking noise.
-        let candidates = (2 * k).max(k + 8);
+        // Ask the graph for more candidates than needed and re-score them with the exact f32
+        // vectors, which undoes the quantization's ranking noise. With 2k candidates, 0.07 % of
+        // the true top 10 of 100k clustered vectors ranked below the cut in i8 whatever the
+        // breadth (recall@10 0.9993 at ef 64 and at ef 128); with 3k, none did.
+        let candidates = (3 * k).max(k + 8);
         let ef = ef.max(2 * candidates);
         if graph.expansion_search() != ef {
             graph.change_expansion_search(ef);
