@@ -431,8 +431,10 @@ impl EphemeralAgent {
         let tenant = &self.inner.config.tenant;
         // A held copy goes into the local cache, where it takes the update as a cached one does.
         let held = self.inner.held.lock().forget(&id);
-        if let (Some(e), Ok(local)) = (held, local(&self.inner)) {
-            let _ = local.store(tenant, e);
+        if let Some(e) = held {
+            if let Ok(local) = local(&self.inner) {
+                let _ = local.store(tenant, e);
+            }
         }
         if let Some(local) = cached(&self.inner) {
             let _ = local.update(tenant, &id, &update);
