@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! cargo run --release -p agentdb-bench -- run [--quick] [--json]      # the table
+//! cargo run --release -p agentdb-bench -- run --rows storage,sync     # some rows alone
 //! cargo run --release -p agentdb-bench -- spawn [--quick] [--json]    # the spawn row alone
 //! cargo run --release -p agentdb-bench -- export --episodes 10000 --queries 1000 --out bench/data/10k
 //! cargo run --release -p agentdb-bench -- peers-self --dir bench/data/10k
@@ -55,6 +56,9 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// Measure only these rows (comma-separated; all by default).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        rows: Vec<seed::RowKind>,
     },
     /// The table's spawn row alone: latency one agent at a time, and spawns per second under
     /// concurrent spawners, into a tenant holding the data set.
@@ -277,14 +281,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { quick, json } => {
+        Command::Run { quick, json, rows } => {
             let sizes = if quick {
                 seed::Sizes::QUICK
             } else {
                 seed::Sizes::FULL
             };
-            let pb = progress(seed::steps(sizes));
-            let rows = runtime()?.block_on(seed::run(sizes, &pb))?;
+            let kinds = if rows.is_empty() {
+                seed::RowKind::ALL.to_vec()
+            } else {
+                rows
+            };
+            let pb = progress(seed::steps(sizes, &kinds));
+            let rows = runtime()?.block_on(seed::run(sizes, &kinds, &pb))?;
             pb.finish_and_clear();
             if json {
                 println!(

@@ -217,23 +217,100 @@ fn recall_at_10(
     Ok((recall, index.expansion_search()))
 }
 
-/// Runs every measure `sizes.runs` times and returns the table.
-pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
+/// The rows of the table, to measure some alone (`run --rows`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RowKind {
+    Spawn,
+    Local,
+    Hub,
+    Storage,
+    Sync,
+}
+
+impl RowKind {
+    /// Every row, in the table's order.
+    pub const ALL: [RowKind; 5] = [
+        RowKind::Spawn,
+        RowKind::Local,
+        RowKind::Hub,
+        RowKind::Storage,
+        RowKind::Sync,
+    ];
+
+    /// Progress steps the row takes per run.
+    fn steps(self) -> usize {
+        match self {
+            RowKind::Spawn => 2,
+            RowKind::Hub => 2,
+            RowKind::Local | RowKind::Storage | RowKind::Sync => 1,
+        }
+    }
+
+    /// Whether the row runs against the tenant holding the data set.
+    fn needs_data(self) -> bool {
+        matches!(self, RowKind::Spawn | RowKind::Local | RowKind::Hub)
+    }
+}
+
+/// What the rows measure against: one hub, its PKI, and the tenant holding the data set.
+struct Bench<'a> {
+    hub: Arc<TestHub>,
+    pki: Arc<TestPki>,
+    engine: Arc<MemoryEngine>,
+    tenant: TenantId,
+    sizes: Sizes,
+    pb: &'a ProgressBar,
+}
+
+/// Runs each of `kinds` (in the table's order) `sizes.runs` times and returns their rows.
+/// The data set is loaded only when a row needs it. A row measured alone runs on a colder
+/// machine than in the whole table (the rows before it warm the hub's caches).
+pub async fn run(sizes: Sizes, kinds: &[RowKind], pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
     let pki = Arc::new(TestPki::new());
     let dir = tempfile::tempdir()?;
     let hub = Arc::new(TestHub::start(hub_config(&pki), dir.path()).await);
     let engine = Arc::clone(hub.handle.engine());
     let tenant = TenantId::new("bench")?;
-    let mut rng = Rng(0x5eed);
-    pb.set_message("loading episodes");
-    preload(&engine, &tenant, sizes.episodes, &mut rng)?;
+    if kinds.iter().any(|k| k.needs_data()) {
+        pb.set_message("loading episodes");
+        preload(&engine, &tenant, sizes.episodes, &mut Rng(0x5eed))?;
+    }
+    let b = Bench {
+        hub,
+        pki,
+        engine,
+        tenant,
+        sizes,
+        pb,
+    };
     let mut rows = Vec::new();
+    for kind in RowKind::ALL.into_iter().filter(|k| kinds.contains(k)) {
+        rows.extend(match kind {
+            RowKind::Spawn => spawn_row(&b).await?,
+            RowKind::Local => local_row(&b).await?,
+            RowKind::Hub => hub_rows(&b).await?,
+            RowKind::Storage => storage_row(&b).await?,
+            RowKind::Sync => sync_row(&b).await?,
+        });
+    }
+    Ok(rows)
+}
 
-    // Agent spawn: latency one at a time; rate under concurrent spawners. The agents are the
-    // tenant's that holds the data, with the default configuration.
-    let spawn_sizes = crate::spawn::Sizes::of(&sizes);
+/// Agent spawn: latency one at a time; rate under concurrent spawners. The agents are the
+/// tenant's that holds the data, with the default configuration.
+async fn spawn_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let Bench {
+        hub,
+        pki,
+        tenant,
+        sizes,
+        pb,
+        ..
+    } = b;
+    let spawn_sizes = crate::spawn::Sizes::of(sizes);
     let report = crate::spawn::measure(
-        &hub.agent_config(&pki, tenant.as_str()),
+        &hub.agent_config(pki, tenant.as_str()),
         sizes.episodes,
         spawn_sizes,
         |m| {
@@ -243,8 +320,19 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
     )
     .await?;
     rows.push(crate::spawn::row(&report));
+    Ok(rows)
+}
 
-    // Local query: the engine in-process; latency on one thread, rate on one thread per core.
+/// Local query: the engine in-process; latency on one thread, rate on one thread per core.
+async fn local_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let Bench {
+        engine,
+        tenant,
+        sizes,
+        pb,
+        ..
+    } = b;
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let (mut light, mut load) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
@@ -254,7 +342,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
             let started = Instant::now();
             let mut tasks = Vec::new();
             for c in 0..clients {
-                let e = Arc::clone(&engine);
+                let e = Arc::clone(engine);
                 let t = tenant.clone();
                 let mut qrng = Rng(0x51 + (run * 64 + c) as u64);
                 tasks.push(tokio::task::spawn_blocking(
@@ -276,7 +364,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         }
         pb.inc(1);
     }
-    let (recall, ef) = recall_at_10(&engine, &tenant, &mut Rng(0x7ec))?;
+    let (recall, ef) = recall_at_10(engine, tenant, &mut Rng(0x7ec))?;
     rows.push(loaded_row(
         "local query k=5 (in-process engine)",
         (5.0, 10_000.0),
@@ -291,15 +379,26 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         threads,
         sizes.episodes,
     ));
+    Ok(rows)
+}
 
-    // Hub query at 1 and N concurrent agents.
+/// Hub query at 1 and N concurrent agents.
+async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let Bench {
+        hub,
+        pki,
+        sizes,
+        pb,
+        ..
+    } = b;
     for agents in [1, sizes.agents] {
         let mut runs = Vec::new();
         for _ in 0..sizes.runs {
             pb.set_message(format!("hub query, {agents} agents"));
             let mut spawned = Vec::new();
             for _ in 0..agents {
-                spawned.push(Arc::new(agent(&hub, &pki, "bench").await?));
+                spawned.push(Arc::new(agent(hub, pki, "bench").await?));
             }
             let deadline = Instant::now() + sizes.phase;
             let started = Instant::now();
@@ -337,8 +436,19 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
             Method::same(agents, sizes.episodes),
         ));
     }
+    Ok(rows)
+}
 
-    // Episode storage: 16 agents, one episode per request, acknowledged after fsync.
+/// Episode storage: 16 agents, one episode per request, acknowledged after fsync.
+async fn storage_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let Bench {
+        hub,
+        pki,
+        sizes,
+        pb,
+        ..
+    } = b;
     let mut runs = Vec::new();
     for run in 0..sizes.runs {
         pb.set_message("episode storage");
@@ -346,7 +456,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for w in 0..16 {
-            let a = agent(&hub, &pki, "writers").await?;
+            let a = agent(hub, pki, "writers").await?;
             tasks.push(tokio::spawn(async move {
                 let mut r = Run::new()?;
                 let mut wrng = Rng(0x1000 + (run * 16 + w) as u64);
@@ -375,13 +485,24 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         "one episode per request; fsynced (group commit) before the ack".into(),
         Method::same(16, 0),
     ));
+    Ok(rows)
+}
 
-    // Sync: push 100 episodes, acknowledged (an agent pulls nothing: it asks the hub). Latency
-    // from one agent's rounds; rate from SYNCERS agents syncing at once.
+/// Sync: push 100 episodes, acknowledged (an agent pulls nothing: it asks the hub). Latency
+/// from one agent's rounds; rate from SYNCERS agents syncing at once.
+async fn sync_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let Bench {
+        hub,
+        pki,
+        sizes,
+        pb,
+        ..
+    } = b;
     let (mut light, mut load) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
         pb.set_message("sync, one agent");
-        let a = agent(&hub, &pki, "sync").await?;
+        let a = agent(hub, pki, "sync").await?;
         let mut r = Run::new()?;
         let mut srng = Rng(0x2000 + run as u64);
         let started = Instant::now();
@@ -398,7 +519,7 @@ pub async fn run(sizes: Sizes, pb: &ProgressBar) -> anyhow::Result<Vec<Row>> {
         pb.set_message(format!("sync, {SYNCERS} agents"));
         let mut agents = Vec::new();
         for _ in 0..SYNCERS {
-            agents.push(agent(&hub, &pki, "sync").await?);
+            agents.push(agent(hub, pki, "sync").await?);
         }
         let deadline = Instant::now() + sizes.phase;
         let started = Instant::now();
@@ -444,6 +565,6 @@ fn sync_batch(rng: &mut Rng, round: usize) -> Vec<NewEpisode> {
 }
 
 /// Number of progress steps of [`run`].
-pub fn steps(sizes: Sizes) -> u64 {
-    (sizes.runs * 7) as u64
+pub fn steps(sizes: Sizes, kinds: &[RowKind]) -> u64 {
+    (sizes.runs * kinds.iter().map(|k| k.steps()).sum::<usize>()) as u64
 }
