@@ -286,11 +286,11 @@ pub async fn run(sizes: Sizes, kinds: &[RowKind], pb: &ProgressBar) -> anyhow::R
     let mut rows = Vec::new();
     for kind in RowKind::ALL.into_iter().filter(|k| kinds.contains(k)) {
         rows.extend(match kind {
-            RowKind::Spawn => spawn_row(&b).await?,
-            RowKind::Local => local_row(&b).await?,
+            RowKind::Spawn => vec![spawn_row(&b).await?],
+            RowKind::Local => vec![local_row(&b).await?],
             RowKind::Hub => hub_rows(&b).await?,
-            RowKind::Storage => storage_row(&b).await?,
-            RowKind::Sync => sync_row(&b).await?,
+            RowKind::Storage => vec![storage_row(&b).await?],
+            RowKind::Sync => vec![sync_row(&b).await?],
         });
     }
     Ok(rows)
@@ -298,8 +298,7 @@ pub async fn run(sizes: Sizes, kinds: &[RowKind], pb: &ProgressBar) -> anyhow::R
 
 /// Agent spawn: latency one at a time; rate under concurrent spawners. The agents are the
 /// tenant's that holds the data, with the default configuration.
-async fn spawn_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+async fn spawn_row(b: &Bench<'_>) -> anyhow::Result<Row> {
     let Bench {
         hub,
         pki,
@@ -319,13 +318,11 @@ async fn spawn_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
         },
     )
     .await?;
-    rows.push(crate::spawn::row(&report));
-    Ok(rows)
+    Ok(crate::spawn::row(&report))
 }
 
 /// Local query: the engine in-process; latency on one thread, rate on one thread per core.
-async fn local_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+async fn local_row(b: &Bench<'_>) -> anyhow::Result<Row> {
     let Bench {
         engine,
         tenant,
@@ -365,7 +362,7 @@ async fn local_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
         pb.inc(1);
     }
     let (recall, ef) = recall_at_10(engine, tenant, &mut Rng(0x7ec))?;
-    rows.push(loaded_row(
+    Ok(loaded_row(
         "local query k=5 (in-process engine)",
         (5.0, 10_000.0),
         &light,
@@ -378,8 +375,7 @@ async fn local_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
         ),
         threads,
         sizes.episodes,
-    ));
-    Ok(rows)
+    ))
 }
 
 /// Hub query at 1 and N concurrent agents.
@@ -440,8 +436,7 @@ async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
 }
 
 /// Episode storage: 16 agents, one episode per request, acknowledged after fsync.
-async fn storage_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+async fn storage_row(b: &Bench<'_>) -> anyhow::Result<Row> {
     let Bench {
         hub,
         pki,
@@ -477,21 +472,19 @@ async fn storage_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
         runs.push(r);
         pb.inc(1);
     }
-    rows.push(row(
+    Ok(row(
         "episode storage (acked, durable), 16 agents",
         10.0,
         5000.0,
         &runs,
         "one episode per request; fsynced (group commit) before the ack".into(),
         Method::same(16, 0),
-    ));
-    Ok(rows)
+    ))
 }
 
 /// Sync: push 100 episodes, acknowledged (an agent pulls nothing: it asks the hub). Latency
 /// from one agent's rounds; rate from SYNCERS agents syncing at once.
-async fn sync_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
-    let mut rows = Vec::new();
+async fn sync_row(b: &Bench<'_>) -> anyhow::Result<Row> {
     let Bench {
         hub,
         pki,
@@ -544,7 +537,7 @@ async fn sync_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
         load.push(r);
         pb.inc(1);
     }
-    rows.push(loaded_row(
+    Ok(loaded_row(
         "sync (push 100, acknowledged)",
         (100.0, 500.0),
         &light,
@@ -552,8 +545,7 @@ async fn sync_row(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
         format!("100 episodes per round, acknowledged by the hub; rate: rounds per second of {SYNCERS} agents"),
         SYNCERS,
         0,
-    ));
-    Ok(rows)
+    ))
 }
 
 /// Agents syncing at once in the sync row's rate phase.
