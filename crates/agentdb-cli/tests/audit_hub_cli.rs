@@ -236,9 +236,13 @@ async fn every_operation_and_refused_probe_is_audited_and_no_content_is() {
     .await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let https_id = r.json()["results"][0]["id"].as_str().unwrap().to_owned();
+    // Every answer names its request; the audit log records it under that id (below).
+    let store_request = r.header("x-request-id").unwrap().to_owned();
     let path = format!("/v1/episodes/{https_id}");
     let r = call(&mut conn, "GET", &path, &token, None).await;
     assert_eq!(r.status, 200);
+    let get_request = r.header("x-request-id").unwrap().to_owned();
+    assert_ne!(get_request, store_request);
     let query = json!({ "text": format!("triage {MARKER}"), "k": 3 });
     let r = call(&mut conn, "POST", "/v1/query", &token, Some(query)).await;
     assert_eq!(r.status, 200);
@@ -284,6 +288,7 @@ async fn every_operation_and_refused_probe_is_audited_and_no_content_is() {
         .unwrap();
     let r = probe("probe-expired").get("/v1/stats", &expired).await;
     assert_eq!((r.status, r.error_code()), (401, "token_expired".into()));
+    assert!(r.header("x-request-id").is_some_and(|id| !id.is_empty()));
     // Another tenant's certificate.
     let wrong_cert = s.pki.token("acme", "probe-wrong-cert", 300);
     let r = globex.get("/v1/stats", &wrong_cert).await;
@@ -321,8 +326,11 @@ async fn every_operation_and_refused_probe_is_audited_and_no_content_is() {
     assert_eq!(status, 403);
 
     // The admin route: the tenant's admin gets its records, as JSON lines; nothing more.
-    let (status, body) = s.admin("GET", "/v1/audit?tenant=acme", Some(&acme_admin));
-    assert_eq!(status, 200, "{body}");
+    let export = s
+        .hub
+        .admin_call("GET", "/v1/audit?tenant=acme", Some(&acme_admin), None);
+    assert_eq!(export.status, 200, "{}", export.body);
+    let body = export.body;
     let lines: Vec<Value> = body
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -392,6 +400,19 @@ async fn every_operation_and_refused_probe_is_audited_and_no_content_is() {
     ok("query", "https-agent", Some(&https_id));
     ok("update", "https-agent", Some(&https_id));
     ok("delete", "https-agent", Some(&https_id));
+    // An HTTP answer's x-request-id names its one record.
+    let by_request =
+        |id: &str| -> Vec<&Value> { all.iter().filter(|r| r["request_id"] == id).collect() };
+    let stored = by_request(&store_request);
+    assert_eq!(stored.len(), 1, "{stored:?}");
+    assert_eq!(stored[0]["operation"], "store");
+    assert!(names_episode(stored[0], &https_id));
+    let read = by_request(&get_request);
+    assert_eq!(read.len(), 1, "{read:?}");
+    assert_eq!(read[0]["operation"], "get");
+    let exported = by_request(export.request_id.as_deref().unwrap());
+    assert_eq!(exported.len(), 1, "{exported:?}");
+    assert_eq!(exported[0]["detail"], "GET /v1/audit");
     ok("authenticate", "quic-agent", None);
     ok("authenticate", "https-agent", None);
     assert!(!find(&all, "session_end", "ok", |r| agent_is(r, "quic-agent")).is_empty());

@@ -81,6 +81,8 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
             Arc::clone(&state),
             crate::audit::admin_calls,
         ))
+        // Outermost: the audit middleware records the id it mints.
+        .layer(axum::middleware::from_fn(crate::request_id::tag))
         .with_state(state)
 }
 

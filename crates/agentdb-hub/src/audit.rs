@@ -409,6 +409,7 @@ pub(crate) async fn admin_calls(
         return next.run(req).await;
     }
     let method = req.method().clone();
+    let request_id = crate::request_id::of(req.extensions());
     let tenant = path_tenant(&path).or_else(|| query_tenant(req.uri().query()));
     let call = Arc::new(Mutex::new(AdminCall::default()));
     let response = ADMIN_CALL.scope(Arc::clone(&call), next.run(req)).await;
@@ -446,7 +447,9 @@ pub(crate) async fn admin_calls(
     if let Some(t) = tenant {
         event = event.tenant(t);
     }
-    state.audit.record(event.detail(detail));
+    state
+        .audit
+        .record(event.detail(detail).request_id(request_id.as_str()));
     response
 }
 

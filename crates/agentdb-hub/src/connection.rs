@@ -153,7 +153,8 @@ pub(crate) async fn serve(
                         let Some(id) = identity.clone() else { continue };
                         let st = Arc::clone(&state);
                         requests.spawn(async move {
-                            let response = ops::execute(st, id, req).await;
+                            let request_id = crate::request_id::RequestId::new();
+                            let response = ops::execute(st, id, req, &request_id).await;
                             respond_confirmed(&mut send, &response.encode()).await;
                         });
                     }

@@ -32,6 +32,7 @@ mod key_ops;
 mod metrics;
 mod ops;
 mod quota;
+mod request_id;
 mod retention;
 mod revocations;
 mod state;

@@ -16,18 +16,19 @@ use agentdb_security::policy::{self, Operation, VerifiedIdentity};
 use crate::auth::{error, policy_error};
 use crate::metrics::{KindLabels, RequestLabels};
 use crate::quota::AdmitError;
+use crate::request_id::RequestId;
 use crate::state::HubState;
 
 /// Most changes one pull returns.
 const MAX_PULL: usize = 1000;
 
 /// Runs `req` for `identity` and returns the response. Counts it in the metrics and records
-/// it in the audit log (operation, episode ids, outcome; never content), with a request id
-/// minted here.
+/// it in the audit log (operation, episode ids, outcome; never content) under `request_id`.
 pub(crate) async fn execute(
     state: Arc<HubState>,
     identity: Arc<VerifiedIdentity>,
     req: Request,
+    request_id: &RequestId,
 ) -> Response {
     let kind = req.name();
     let started = Instant::now();
@@ -72,14 +73,13 @@ pub(crate) async fn execute(
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
     if let (Some((operation, requested)), Some(identity)) = (audited, audit_identity) {
-        let request_id = uuid::Uuid::new_v4().to_string();
         crate::audit::operation(
             &state,
             &identity,
             operation,
             requested,
             &response,
-            &request_id,
+            request_id.as_str(),
         );
     }
     response

@@ -54,6 +54,15 @@ pub struct Hub {
     pub log: PathBuf,
 }
 
+/// An answer of the admin listener.
+#[derive(Debug)]
+pub struct AdminAnswer {
+    pub status: u16,
+    pub body: String,
+    /// The hub's id of the request (`x-request-id`).
+    pub request_id: Option<String>,
+}
+
 impl Hub {
     /// `method path` on the hub's admin HTTP listener, with a bearer token and a JSON body
     /// (sent by POST and PUT, empty when `None`) when given: (status, body text).
@@ -64,6 +73,18 @@ impl Hub {
         token: Option<&str>,
         body: Option<&str>,
     ) -> (u16, String) {
+        let answer = self.admin_call(method, path, token, body);
+        (answer.status, answer.body)
+    }
+
+    /// Like [`Hub::admin_http`], with the answer's `x-request-id` header.
+    pub fn admin_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&str>,
+    ) -> AdminAnswer {
         let url = format!("http://{}{path}", self.http);
         let auth = token.map(|t| format!("Bearer {t}"));
         let response = match method {
@@ -95,8 +116,15 @@ impl Hub {
             }
         };
         let mut response = response.unwrap();
-        let status = response.status().as_u16();
-        (status, response.body_mut().read_to_string().unwrap())
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_owned());
+        AdminAnswer {
+            status: response.status().as_u16(),
+            body: response.body_mut().read_to_string().unwrap(),
+            request_id,
+        }
     }
 
     /// Spawns `cmd` (an `agentdb hub …` command) with stderr to `log` and waits for its

@@ -161,15 +161,16 @@ impl Streaming {
     /// stream done (with an `error` event saying why) when the token no longer holds.
     async fn next_events(&mut self) {
         loop {
-            if let Err(e) = auth::still_valid(&self.state, &self.caller.0) {
+            if let Err(e) = auth::still_valid(&self.state, &self.caller.identity) {
                 return self.end(e);
             }
             let pull = Request::Pull(PullRequest {
                 cursor: self.cursor,
                 limit: STREAM_PAGE,
             });
-            let identity = Arc::clone(&self.caller.0);
-            match ops::execute(Arc::clone(&self.state), identity, pull).await {
+            let identity = Arc::clone(&self.caller.identity);
+            let request = &self.caller.request;
+            match ops::execute(Arc::clone(&self.state), identity, pull, request).await {
                 Response::Page(page) => {
                     self.cursor = page.next_cursor;
                     for item in page.changes {
@@ -201,10 +202,10 @@ impl Streaming {
 
     /// Waits until this tenant changes or the token expires.
     async fn wait(&mut self) {
-        let tenant = &self.caller.0.claims.tenant;
+        let tenant = &self.caller.identity.claims.tenant;
         let left = self
             .caller
-            .0
+            .identity
             .claims
             .exp
             .saturating_add(agentdb_security::token::MAX_CLOCK_SKEW_SECS)

@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 use crate::auth;
+use crate::request_id::RequestId;
 use crate::state::HubState;
 
 /// A token and the identity it was verified as.
@@ -65,9 +66,12 @@ pub(crate) fn connection(parts: &Parts) -> Result<&Connection, ApiError> {
         .ok_or_else(|| ApiError::new(ErrorCode::Internal, "request without a connection"))
 }
 
-/// A caller whose token (and certificate) passed [`auth::verify`].
+/// A caller whose token (and certificate) passed [`auth::verify`], and the id of its request.
 #[derive(Debug, Clone)]
-pub(crate) struct Caller(pub Arc<VerifiedIdentity>);
+pub(crate) struct Caller {
+    pub identity: Arc<VerifiedIdentity>,
+    pub request: RequestId,
+}
 
 impl FromRequestParts<Arc<HubState>> for Caller {
     type Rejection = ApiError;
@@ -98,13 +102,14 @@ impl FromRequestParts<Arc<HubState>> for Caller {
             auth::count_failure(state, &e);
             ApiError::from(e)
         };
+        let request = crate::request_id::of(&parts.extensions);
         if let Some(identity) = conn.remembered(token) {
             auth::still_valid(state, &identity).map_err(refused)?;
-            return Ok(Caller(identity));
+            return Ok(Caller { identity, request });
         }
         let identity = Arc::new(auth::verify(state, certificate, token).map_err(refused)?);
         *conn.verified.lock() = Some((token.to_owned(), Arc::clone(&identity)));
-        Ok(Caller(identity))
+        Ok(Caller { identity, request })
     }
 }
 

@@ -112,6 +112,7 @@ pub(crate) fn router(state: Arc<HubState>) -> Router {
     let (router, _) = api().split_for_parts();
     router
         .fallback(|| async { ApiError::new(ErrorCode::NotFound, "no such route") })
+        .layer(axum::middleware::from_fn(crate::request_id::tag))
         .with_state(state)
 }
 
@@ -142,7 +143,8 @@ async fn call(
     caller: &Caller,
     request: Request,
 ) -> Result<Response, ApiError> {
-    match ops::execute(Arc::clone(state), Arc::clone(&caller.0), request).await {
+    let identity = Arc::clone(&caller.identity);
+    match ops::execute(Arc::clone(state), identity, request, &caller.request).await {
         Response::Error(e) => Err(ApiError::from(e)),
         response => Ok(response),
     }

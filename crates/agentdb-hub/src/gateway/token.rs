@@ -87,7 +87,7 @@ pub(crate) async fn revoke(
     State(state): State<Arc<HubState>>,
     caller: Caller,
 ) -> Result<StatusCode, ApiError> {
-    let claims = &caller.0.claims;
+    let claims = &caller.identity.claims;
     let revoked = state.revoke(&claims.jti, claims.exp).await;
     let failure = revoked
         .is_err()
@@ -95,7 +95,7 @@ pub(crate) async fn revoke(
     crate::audit::session(
         &state,
         agentdb_audit::Operation::Revoke,
-        &caller.0,
+        &caller.identity,
         failure.as_ref(),
     );
     match failure {
