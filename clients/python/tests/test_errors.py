@@ -37,6 +37,9 @@ def expect(
         call()
     e = raised.value
     assert (type(e), e.code, e.status) == (error, code, status), repr(e)
+    # An answer of the hub names its request (the id its audit log records it under); an
+    # error raised before anything was sent has none.
+    assert (e.request_id is not None and len(e.request_id) == 36) == (status != 0), repr(e)
     assert e.message and "\n" not in e.message and "\n" not in str(e)
     return e
 

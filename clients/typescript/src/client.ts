@@ -448,7 +448,7 @@ export class AgentDBClient {
             throw badAnswer(`${method} ${path}: the answer is not JSON`);
           }
         }
-        err = errorFromBody(status, text, parseRetryAfter(h.get("retry-after")));
+        err = errorFromBody(status, text, h);
         if (status === 404 && opts.deleteRetry && landed) return undefined as T;
         if (status === 401 && auth && token !== undefined && this.refreshable() && refreshedFor !== token) {
           // Expired or revoked under us: one fresh token, then the same request again.
@@ -533,7 +533,8 @@ function isRetryable(e: unknown): boolean {
   );
 }
 
-function errorFromBody(status: number, text: string, retryAfterMs?: number): AgentDBError {
+/** The typed error for an error answer; `headers` give its `retry-after` and `x-request-id`. */
+function errorFromBody(status: number, text: string, headers?: Headers): AgentDBError {
   let code = defaultCode(status);
   let message = text.trim().split("\n")[0] || `HTTP ${status}`;
   try {
@@ -545,7 +546,8 @@ function errorFromBody(status: number, text: string, retryAfterMs?: number): Age
   } catch {
     // not JSON: keep the status's code and the text
   }
-  return errorFor(status, code, message, retryAfterMs);
+  const retryAfterMs = parseRetryAfter(headers?.get("retry-after") ?? null);
+  return errorFor(status, code, message, retryAfterMs, headers?.get("x-request-id") ?? undefined);
 }
 
 async function errorFromResponse(res: Response): Promise<AgentDBError> {
@@ -555,7 +557,7 @@ async function errorFromResponse(res: Response): Promise<AgentDBError> {
   } catch {
     // the body is lost; the status still says enough
   }
-  return errorFromBody(res.status, text, parseRetryAfter(res.headers.get("retry-after")));
+  return errorFromBody(res.status, text, res.headers);
 }
 
 function badAnswer(message: string): AgentDBError {

@@ -11,6 +11,8 @@ export interface AgentDBErrorOptions {
   cause?: unknown;
   /** For 429/503: how long the hub asked us to wait, in milliseconds. */
   retryAfterMs?: number;
+  /** The hub's id of the request (its `x-request-id` header). */
+  requestId?: string;
 }
 
 export class AgentDBError extends Error {
@@ -19,6 +21,11 @@ export class AgentDBError extends Error {
   /** The HTTP status; 0 when no answer was received. */
   readonly status: number;
   readonly retryAfterMs: number | undefined;
+  /**
+   * The hub's id of the request (its `x-request-id` header), under which the hub's audit log
+   * records it: quote it to the hub's operator. Undefined when no answer was received.
+   */
+  readonly requestId: string | undefined;
 
   constructor(message: string, options: AgentDBErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -26,6 +33,7 @@ export class AgentDBError extends Error {
     this.code = options.code;
     this.status = options.status;
     this.retryAfterMs = options.retryAfterMs;
+    this.requestId = options.requestId;
   }
 }
 
@@ -78,8 +86,9 @@ export function errorFor(
   code: string,
   message: string,
   retryAfterMs?: number,
+  requestId?: string,
 ): AgentDBError {
-  const options: AgentDBErrorOptions = { code, status, retryAfterMs };
+  const options: AgentDBErrorOptions = { code, status, retryAfterMs, requestId };
   switch (status) {
     case 400:
     case 422:

@@ -118,6 +118,8 @@ test("store, get, update, list, query, stats, delete", async () => {
     assert.ok(e instanceof NotFoundError);
     assert.equal(e.code, "not_found");
     assert.equal(e.status, 404);
+    // The hub's id of the request, which its audit log records it under.
+    assert.match(e.requestId, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     return true;
   });
   await assert.rejects(db.deleteEpisode("0190a000-0000-7000-8000-0000000000ff"), NotFoundError);

@@ -272,7 +272,8 @@ class Core:
 
     def _error(self, raw: RawResponse) -> AgentDBError:
         retry_after = parse_retry_after(raw.headers.get("retry-after"), self.settings.clock())
-        return error_from_body(raw.status, raw.content.decode("utf-8", "replace"), retry_after)
+        text = raw.content.decode("utf-8", "replace")
+        return error_from_body(raw.status, text, retry_after, raw.headers.get("x-request-id"))
 
     # -------------------------------------------------------------- iterations
 
@@ -386,10 +387,11 @@ def _decode(raw: RawResponse, what: str) -> Any:
     return _loads(raw.content, f"the answer to {what}")
 
 
-def error_from_body(status: int, text: str, retry_after: float | None) -> AgentDBError:
+def error_from_body(status: int, text: str, retry_after: float | None, request_id: str | None = None) -> AgentDBError:
     """The typed error for an error body ``{"error": {"code", "message"}}`` (any text is
     accepted: a proxy's page keeps the status's code and its first line). ``status`` 0 means
-    the status is the code's (a stream's ``error`` event)."""
+    the status is the code's (a stream's ``error`` event); ``request_id`` is the answer's
+    ``x-request-id``."""
     code: str | None = None
     message = text
     try:
@@ -408,7 +410,7 @@ def error_from_body(status: int, text: str, retry_after: float | None) -> AgentD
     code = code or default_code(status)
     if not message.strip():
         message = f"HTTP {status}"
-    return error_for(status, code, message, retry_after)
+    return error_for(status, code, message, retry_after, request_id)
 
 
 def _is_after(a: str, b: str) -> bool:

@@ -55,12 +55,16 @@ class AgentDBError(Exception):
         status: the HTTP status; 0 when no answer was received.
         message: one line, for people.
         retry_after: for 429 and 503, the seconds the hub asked the client to wait.
+        request_id: the hub's id of the request (its ``x-request-id`` header), under which the
+            hub's audit log records it: quote it to the hub's operator. ``None`` when no answer
+            was received.
     """
 
     code: str
     status: int
     message: str
     retry_after: float | None
+    request_id: str | None
 
     def __init__(
         self,
@@ -69,11 +73,13 @@ class AgentDBError(Exception):
         code: str,
         status: int = 0,
         retry_after: float | None = None,
+        request_id: str | None = None,
     ) -> None:
         self.message = _one_line(message) or code
         self.code = code
         self.status = status
         self.retry_after = retry_after
+        self.request_id = request_id
         super().__init__(self.message)
 
     def __str__(self) -> str:
@@ -207,8 +213,14 @@ def status_for(code: str) -> int:
     return _BY_CODE[code][1] if code in _BY_CODE else 0
 
 
-def error_for(status: int, code: str, message: str, retry_after: float | None = None) -> AgentDBError:
+def error_for(
+    status: int,
+    code: str,
+    message: str,
+    retry_after: float | None = None,
+    request_id: str | None = None,
+) -> AgentDBError:
     """The typed error for an answer's status and code (an unknown code falls back to the status's)."""
     known = _BY_CODE.get(code) or _BY_CODE.get(default_code(status))
     cls = known[0] if known is not None else AgentDBError
-    return cls(message, code=code, status=status, retry_after=retry_after)
+    return cls(message, code=code, status=status, retry_after=retry_after, request_id=request_id)
