@@ -289,6 +289,17 @@ async fn every_endpoint_answers_over_https() {
         }
     }
     assert_eq!(paths.len(), 8, "{:?}", paths.keys().collect::<Vec<_>>());
+    // Every documented answer declares the request id header the hub adds to it.
+    for (path, methods) in paths {
+        for (method, operation) in methods.as_object().unwrap() {
+            for (status, response) in operation["responses"].as_object().unwrap() {
+                assert!(
+                    response["headers"]["x-request-id"].is_object(),
+                    "{method} {path} {status} does not declare x-request-id"
+                );
+            }
+        }
+    }
 }
 
 /// An `alg: none` token with otherwise valid claims.

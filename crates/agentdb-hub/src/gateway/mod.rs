@@ -104,7 +104,44 @@ fn api() -> OpenApiRouter<Arc<HubState>> {
 /// The OpenAPI document of the gateway.
 pub fn openapi() -> &'static utoipa::openapi::OpenApi {
     static DOCUMENT: OnceLock<utoipa::openapi::OpenApi> = OnceLock::new();
-    DOCUMENT.get_or_init(|| api().split_for_parts().1)
+    DOCUMENT.get_or_init(|| {
+        let mut document = api().split_for_parts().1;
+        utoipa::Modify::modify(&RequestIdHeader, &mut document);
+        document
+    })
+}
+
+/// Declares [`crate::request_id::HEADER`] on every response of every path (the router's
+/// outermost middleware adds it to every answer).
+struct RequestIdHeader;
+
+impl utoipa::Modify for RequestIdHeader {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{header::HeaderBuilder, ObjectBuilder, RefOr, Type};
+        let header = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "The hub's id of this request; its audit log records the request under it.",
+            ))
+            .build();
+        for item in api.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for response in operation.responses.responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        let name = crate::request_id::HEADER.to_owned();
+                        response.headers.insert(name, header.clone());
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The gateway's router, for `state`. An unknown path answers 404 in the error format.
