@@ -379,8 +379,8 @@ impl QuotaBook {
         })
     }
 
-    /// Forgets the tenant's stored bytes (after deletes this hub did not serve, such as a
-    /// retention sweep's): they are counted again when next needed.
+    /// Forgets the tenant's stored bytes (after changes this hub did not serve: a retention
+    /// sweep's deletes, ops replicated from a peer): they are counted again when next needed.
     pub fn recount(&self, tenant: &TenantId) {
         if let Some(account) = self.accounts.lock().get(tenant) {
             account.state.lock().bytes = None;

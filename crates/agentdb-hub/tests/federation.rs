@@ -1438,3 +1438,43 @@ async fn a_link_refused_at_once_is_retried_with_a_growing_wait() {
     })
     .await;
 }
+
+/// The tenant's stored bytes as `hub`'s quota route reports them.
+async fn stored_bytes(hub: &TestHub, admin: &str) -> u64 {
+    let (status, body) = hub.http_get("/v1/tenants/acme/quota", Some(admin)).await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    report["usage"]["bytes"].as_u64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicated_stores_and_deletes_move_the_receivers_stored_bytes() {
+    let pki = TestPki::new();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut config = federated_hub_config(&pki, "global", "global", fed(None));
+    config.limits.quotas.default.max_bytes = Some(1_000_000);
+    let global = TestHub::start(config, dirs[0].path()).await;
+    let eu = start_hub(&pki, "eu", "eu", Some(&global), dirs[1].path()).await;
+    let admin = pki.token_with("acme", "ops", 60, vec![Scope::Admin]);
+
+    // The receiver has counted the tenant's bytes (one episode of its own).
+    let local = NewEpisode::new("stored at global", "i", "o", 0.5);
+    store_as_agent(&global, &pki, "acme", local).await.unwrap();
+    let before = stored_bytes(&global, &admin).await;
+    assert!(before > 0);
+
+    // 5,000 bytes more arrive by replication, then leave by a replicated delete.
+    let id = episode_id(9);
+    let big = NewEpisode::new("stored at eu", "x".repeat(5_000), "o", 0.5).with_id(id);
+    store_as_agent(&eu, &pki, "acme", big).await.unwrap();
+    eventually("the episode at global", || holds(&global, "acme", &id)).await;
+    assert!(stored_bytes(&global, &admin).await >= before + 5_000);
+
+    let agent = EphemeralAgent::spawn(eu.agent_config(&pki, "acme"))
+        .await
+        .unwrap();
+    assert!(agent.delete_episode(id).await.unwrap());
+    agent.destroy().await.unwrap();
+    eventually("the delete at global", || !holds(&global, "acme", &id)).await;
+    assert_eq!(stored_bytes(&global, &admin).await, before);
+}

@@ -50,6 +50,11 @@ impl ReplicaStore for EngineStore {
         let out = engine
             .apply_ops(tenant, ops, engine.now().unix_ms())
             .map_err(|e| StoreFailure(e.to_string()))?;
+        if out.applied > 0 {
+            // Episodes stored, changed or deleted here without passing the quota book: the
+            // tenant's stored bytes are counted again when next needed.
+            self.state.quotas.recount(tenant);
+        }
         if let Some(newest) = out.newest_ms {
             let lag_ms = unix_ms().saturating_sub(newest);
             self.state
