@@ -254,6 +254,9 @@ struct AccountState {
     writing: usize,
     /// A walk counting the bytes is under way (or waiting for the writes to finish).
     counting: bool,
+    /// Bumped by every recount: a walk that began before one may have missed what prompted
+    /// it, so its total answers the caller that walked but is not kept.
+    generation: u64,
     bucket: Option<TokenBucket>,
 }
 
@@ -383,7 +386,9 @@ impl QuotaBook {
     /// sweep's deletes, ops replicated from a peer): they are counted again when next needed.
     pub fn recount(&self, tenant: &TenantId) {
         if let Some(account) = self.accounts.lock().get(tenant) {
-            account.state.lock().bytes = None;
+            let mut st = account.state.lock();
+            st.bytes = None;
+            st.generation += 1;
         }
     }
 
@@ -415,11 +420,12 @@ impl QuotaBook {
                 account.changed.wait(&mut st);
             }
         }
+        let generation = account.state.lock().generation;
         let walked = walk_bytes(engine, tenant);
         let mut st = account.state.lock();
         st.counting = false;
-        if let Ok(bytes) = walked {
-            st.bytes = Some(bytes);
+        if let (Ok(bytes), true) = (&walked, st.generation == generation) {
+            st.bytes = Some(*bytes);
         }
         account.changed.notify_all();
         walked
