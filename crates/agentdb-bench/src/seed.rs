@@ -299,14 +299,7 @@ pub async fn run(sizes: Sizes, kinds: &[RowKind], pb: &ProgressBar) -> anyhow::R
 /// Agent spawn: latency one at a time; rate under concurrent spawners. The agents are the
 /// tenant's that holds the data, with the default configuration.
 async fn spawn_row(b: &Bench<'_>) -> anyhow::Result<Row> {
-    let Bench {
-        hub,
-        pki,
-        tenant,
-        sizes,
-        pb,
-        ..
-    } = b;
+    let (hub, pki, tenant, sizes, pb) = (&b.hub, &b.pki, &b.tenant, &b.sizes, b.pb);
     let spawn_sizes = crate::spawn::Sizes::of(sizes);
     let report = crate::spawn::measure(
         &hub.agent_config(pki, tenant.as_str()),
@@ -323,13 +316,7 @@ async fn spawn_row(b: &Bench<'_>) -> anyhow::Result<Row> {
 
 /// Local query: the engine in-process; latency on one thread, rate on one thread per core.
 async fn local_row(b: &Bench<'_>) -> anyhow::Result<Row> {
-    let Bench {
-        engine,
-        tenant,
-        sizes,
-        pb,
-        ..
-    } = b;
+    let (engine, tenant, sizes, pb) = (&b.engine, &b.tenant, &b.sizes, b.pb);
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let (mut light, mut load) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
@@ -381,13 +368,7 @@ async fn local_row(b: &Bench<'_>) -> anyhow::Result<Row> {
 /// Hub query at 1 and N concurrent agents.
 async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    let Bench {
-        hub,
-        pki,
-        sizes,
-        pb,
-        ..
-    } = b;
+    let (hub, pki, sizes, pb) = (&b.hub, &b.pki, &b.sizes, b.pb);
     for agents in [1, sizes.agents] {
         let mut runs = Vec::new();
         for _ in 0..sizes.runs {
@@ -437,13 +418,7 @@ async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
 
 /// Episode storage: 16 agents, one episode per request, acknowledged after fsync.
 async fn storage_row(b: &Bench<'_>) -> anyhow::Result<Row> {
-    let Bench {
-        hub,
-        pki,
-        sizes,
-        pb,
-        ..
-    } = b;
+    let (hub, pki, sizes, pb) = (&b.hub, &b.pki, &b.sizes, b.pb);
     let mut runs = Vec::new();
     for run in 0..sizes.runs {
         pb.set_message("episode storage");
@@ -485,13 +460,7 @@ async fn storage_row(b: &Bench<'_>) -> anyhow::Result<Row> {
 /// Sync: push 100 episodes, acknowledged (an agent pulls nothing: it asks the hub). Latency
 /// from one agent's rounds; rate from SYNCERS agents syncing at once.
 async fn sync_row(b: &Bench<'_>) -> anyhow::Result<Row> {
-    let Bench {
-        hub,
-        pki,
-        sizes,
-        pb,
-        ..
-    } = b;
+    let (hub, pki, sizes, pb) = (&b.hub, &b.pki, &b.sizes, b.pb);
     let (mut light, mut load) = (Vec::new(), Vec::new());
     for run in 0..sizes.runs {
         pb.set_message("sync, one agent");
