@@ -240,8 +240,7 @@ impl RowKind {
     /// Progress steps the row takes per run.
     fn steps(self) -> usize {
         match self {
-            RowKind::Spawn => 2,
-            RowKind::Hub => 2,
+            RowKind::Spawn | RowKind::Hub => 2,
             RowKind::Local | RowKind::Storage | RowKind::Sync => 1,
         }
     }

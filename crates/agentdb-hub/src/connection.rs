@@ -153,8 +153,7 @@ pub(crate) async fn serve(
                         let Some(id) = identity.clone() else { continue };
                         let st = Arc::clone(&state);
                         requests.spawn(async move {
-                            let request_id = crate::request_id::RequestId::new();
-                            let response = ops::execute(st, id, req, &request_id).await;
+                            let response = ops::execute(st, id, req, None).await;
                             respond_confirmed(&mut send, &response.encode()).await;
                         });
                     }

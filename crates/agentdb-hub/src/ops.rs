@@ -23,12 +23,13 @@ use crate::state::HubState;
 const MAX_PULL: usize = 1000;
 
 /// Runs `req` for `identity` and returns the response. Counts it in the metrics and records
-/// it in the audit log (operation, episode ids, outcome; never content) under `request_id`.
+/// it in the audit log (operation, episode ids, outcome; never content) under `request_id`:
+/// the HTTP request's, or (`None`, a QUIC request) one minted here when the log records it.
 pub(crate) async fn execute(
     state: Arc<HubState>,
     identity: Arc<VerifiedIdentity>,
     req: Request,
-    request_id: &RequestId,
+    request_id: Option<&RequestId>,
 ) -> Response {
     let kind = req.name();
     let started = Instant::now();
@@ -73,6 +74,7 @@ pub(crate) async fn execute(
         .get_or_create(&KindLabels { kind })
         .observe(started.elapsed().as_secs_f64());
     if let (Some((operation, requested)), Some(identity)) = (audited, audit_identity) {
+        let request_id = request_id.cloned().unwrap_or_else(RequestId::new);
         crate::audit::operation(
             &state,
             &identity,

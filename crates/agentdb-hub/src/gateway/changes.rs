@@ -169,7 +169,7 @@ impl Streaming {
                 limit: STREAM_PAGE,
             });
             let identity = Arc::clone(&self.caller.identity);
-            let request = &self.caller.request;
+            let request = Some(&self.caller.request);
             match ops::execute(Arc::clone(&self.state), identity, pull, request).await {
                 Response::Page(page) => {
                     self.cursor = page.next_cursor;

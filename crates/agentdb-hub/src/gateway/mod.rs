@@ -181,7 +181,7 @@ async fn call(
     request: Request,
 ) -> Result<Response, ApiError> {
     let identity = Arc::clone(&caller.identity);
-    match ops::execute(Arc::clone(state), identity, request, &caller.request).await {
+    match ops::execute(Arc::clone(state), identity, request, Some(&caller.request)).await {
         Response::Error(e) => Err(ApiError::from(e)),
         response => Ok(response),
     }
