@@ -73,7 +73,6 @@ pub(crate) async fn serve(
     let mut identity: Option<Arc<VerifiedIdentity>> = None;
     let mut slot: Option<AgentSlot> = None;
     let mut requests = JoinSet::new();
-    let mut said_goodbye = false;
     let close = loop {
         let timeout = session
             .poll_timeout()
@@ -183,8 +182,16 @@ pub(crate) async fn serve(
                     }
                     Step::Reply(frame) => respond(&mut send, &frame).await,
                     Step::ReplyAndClose(frame, close) => {
-                        // A close without an error code is the answer to Goodbye.
-                        said_goodbye = close.code.is_none();
+                        // A close without an error code is the answer to Goodbye. An agent that
+                        // said goodbye is done: its token is revoked until it expires, durably,
+                        // before the answer leaves, so no later connection can still use it.
+                        if let (Some(id), None) = (&identity, close.code) {
+                            let revoked = state.revoke(&id.claims.jti, id.claims.exp).await;
+                            let failure = revoked
+                                .is_err()
+                                .then(|| error(ErrorCode::Internal, "revocation failed"));
+                            crate::audit::session(&state, Operation::SessionEnd, id, failure.as_ref());
+                        }
                         respond_confirmed(&mut send, &frame).await;
                         if let Some(code) = close.code.filter(|_| !session.is_authenticated()) {
                             let e = error(code, close.reason.clone());
@@ -200,14 +207,6 @@ pub(crate) async fn serve(
     };
     // Drain: every request already accepted gets its answer.
     while requests.join_next().await.is_some() {}
-    if let (Some(id), true) = (&identity, said_goodbye) {
-        // An agent that said goodbye is done: its token is revoked until it expires.
-        let revoked = state.revoke(&id.claims.jti, id.claims.exp).await;
-        let failure = revoked
-            .is_err()
-            .then(|| error(ErrorCode::Internal, "revocation failed"));
-        crate::audit::session(&state, Operation::SessionEnd, id, failure.as_ref());
-    }
     match close {
         Some(c) => conn.close(
             quinn::VarInt::from_u32(c.app_error_code()),
