@@ -249,11 +249,12 @@ class Sent:
     headers: dict[str, str]
     body: bytes
     status: int | None = None
+    request_id: str | None = None
 
 
 @dataclass
 class RequestLog:
-    """httpx event hooks that record every request and its status."""
+    """httpx event hooks that record every request, its status and its answer's request id."""
 
     sent: list[Sent] = field(default_factory=list)
 
@@ -264,6 +265,7 @@ class RequestLog:
         for s in reversed(self.sent):
             if s.status is None and s.path == response.request.url.path:
                 s.status = response.status_code
+                s.request_id = response.headers.get("x-request-id")
                 break
 
     async def aon_request(self, request: httpx.Request) -> None:

@@ -153,10 +153,12 @@ def test_a_stream_ended_by_token_expiry_resumes_with_a_fresh_token(
     assert streams[1].headers["last-event-id"] == client.changes_page(since=since).changes[1].cursor
 
 
-def test_a_token_revoked_mid_stream_ends_it_with_a_typed_error(hub: Hub, tenant: Tenant, client: AgentDBClient) -> None:
+def test_a_token_revoked_mid_stream_ends_it_with_a_typed_error(
+    hub: Hub, tenant: Tenant, client: AgentDBClient, log: RequestLog, logged: Logged
+) -> None:
     token = hub.issue_token(tenant.name)
     since = client.changes_page().next_cursor
-    with hub.client(tenant, token=token) as reader, reader.changes(since=since) as stream:
+    with logged(tenant, token=token) as reader, reader.changes(since=since) as stream:
         store(client, 1, "sse-d")
         next(stream)
         with hub.client(tenant, token=token) as revoker:
@@ -165,6 +167,9 @@ def test_a_token_revoked_mid_stream_ends_it_with_a_typed_error(hub: Hub, tenant:
         with pytest.raises(agentdb.AuthenticationError) as e:
             next(stream)
     assert e.value.code == "unauthenticated" and "revoked" in e.value.message
+    # The error names the stream's answer, as the hub's audit log records it.
+    (opened,) = [s for s in log.sent if s.path == "/v1/changes"]
+    assert opened.request_id is not None and e.value.request_id == opened.request_id
 
 
 def test_a_stream_without_the_sync_scope_is_refused(hub: Hub, tenant: Tenant, log: RequestLog, logged: Logged) -> None:

@@ -18,6 +18,7 @@ import {
   TimeoutError,
   defaultCode,
   errorFor,
+  statusFor,
 } from "./errors.js";
 import { readEvents } from "./sse.js";
 import type {
@@ -263,7 +264,7 @@ export class AgentDBClient {
         let expired = false;
         for await (const ev of readEvents(read)) {
           if (ev.event === "error") {
-            const err = errorFromBody(401, ev.data);
+            const err = errorFromBody(0, ev.data, res.headers);
             if (err.code === "token_expired" && this.refreshable()) {
               this.invalidate(bearer.token);
               expired = true;
@@ -533,10 +534,13 @@ function isRetryable(e: unknown): boolean {
   );
 }
 
-/** The typed error for an error answer; `headers` give its `retry-after` and `x-request-id`. */
+/**
+ * The typed error for an error answer; `headers` give its `retry-after` and `x-request-id`.
+ * `status` 0 means the status is the code's (a change stream's `error` event).
+ */
 function errorFromBody(status: number, text: string, headers?: Headers): AgentDBError {
-  let code = defaultCode(status);
-  let message = text.trim().split("\n")[0] || `HTTP ${status}`;
+  let code: string | undefined;
+  let message = text.trim().split("\n")[0];
   try {
     const b = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     if (b && typeof b.error === "object" && b.error !== null) {
@@ -546,6 +550,12 @@ function errorFromBody(status: number, text: string, headers?: Headers): AgentDB
   } catch {
     // not JSON: keep the status's code and the text
   }
+  if (status === 0) {
+    code ??= "internal";
+    status = statusFor(code);
+  }
+  code ??= defaultCode(status);
+  message ||= `HTTP ${status}`;
   const retryAfterMs = parseRetryAfter(headers?.get("retry-after") ?? null);
   return errorFor(status, code, message, retryAfterMs, headers?.get("x-request-id") ?? undefined);
 }

@@ -113,6 +113,31 @@ export function errorFor(
 }
 
 /** The default stable code for a status, when an answer carried none. */
+/** The status the hub answers `code` with, for errors that arrive without one (a change stream's `error` event); 500 for a code it does not answer. */
+export function statusFor(code: string): number {
+  switch (code) {
+    case "invalid_request":
+      return 400;
+    case "unauthenticated":
+    case "token_expired":
+      return 401;
+    case "forbidden":
+    case "tenant_mismatch":
+    case "quota_exceeded":
+      return 403;
+    case "not_found":
+      return 404;
+    case "too_large":
+      return 413;
+    case "overloaded":
+      return 429;
+    case "unavailable":
+      return 503;
+    default:
+      return 500;
+  }
+}
+
 export function defaultCode(status: number): string {
   switch (status) {
     case 400:

@@ -226,6 +226,29 @@ test("changes: stream, abort mid-stream, resume: each change once, in order", as
   assert.deepEqual(seen, [...before, ...after]);
 });
 
+test("changes: a token revoked mid-stream ends it with a typed error naming the stream's answer", async () => {
+  const token = (await new AgentDBClient({ endpoint: hub.endpoint, apiKey: key, fetch: hub.fetch }).authenticate()).token;
+  const answered = [];
+  const recording = async (url, init) => {
+    const res = await hub.fetch(url, init);
+    if (String(url).endsWith("/v1/changes")) answered.push(res.headers.get("x-request-id"));
+    return res;
+  };
+  const reader = new AgentDBClient({ endpoint: hub.endpoint, token, fetch: recording });
+  const since = (await db.changesPage({ limit: 1000 })).next_cursor;
+  await storeN(1, "sse-r");
+  const it = reader.changes({ since })[Symbol.asyncIterator]();
+  assert.equal((await it.next()).done, false);
+  await new AgentDBClient({ endpoint: hub.endpoint, token, fetch: hub.fetch }).revokeToken();
+  await storeN(1, "sse-r"); // wakes the stream, which finds its token revoked
+  await assert.rejects(
+    it.next(),
+    (e) => e instanceof AuthenticationError && e.code === "unauthenticated" && e.status === 401 && /revoked/.test(e.message) && e.requestId === answered[0],
+  );
+  assert.equal(answered.length, 1);
+  assert.match(answered[0], /^[0-9a-f-]{36}$/);
+});
+
 test("changes: a dropped connection is resumed with Last-Event-ID, nothing twice", async () => {
   const since = (await db.changesPage({ limit: 1000 })).next_cursor;
   const ids = await storeN(6, "sse-b");

@@ -152,6 +152,27 @@ test("changes: an error event for token expiry refreshes and resumes; another er
   assert.notEqual(seenLastIds[0][0], seenLastIds[1][0]);
 });
 
+test("changes: an error event's status is its code's, and it carries the stream's request id", async () => {
+  const ended = (code) => async () =>
+    new Response(`event: error\ndata: {"error":{"code":"${code}","message":"${code}"}}\n\n`, {
+      status: 200,
+      headers: { "content-type": "text/event-stream", "x-request-id": `id-${code}` },
+    });
+  const drain = async (c) => {
+    for await (const _ of c.changes()) {
+      // no change precedes the error
+    }
+  };
+  for (const [code, status, type] of [
+    ["internal", 500, InternalError],
+    ["forbidden", 403, PermissionError],
+    ["unauthenticated", 401, AuthenticationError],
+  ]) {
+    const c = new AgentDBClient({ endpoint: "https://hub.test", fetch: ended(code), token: FAKE_JWT, maxRetries: 0 });
+    await assert.rejects(drain(c), (e) => e instanceof type && e.code === code && e.status === status && e.requestId === `id-${code}`);
+  }
+});
+
 test("SSE parser: split chunks, CRLF, comments, multi-line data", () => {
   const p = new SSEParser();
   const out = [];

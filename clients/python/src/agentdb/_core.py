@@ -343,7 +343,7 @@ class Core:
                 raise TransportError("GET /v1/changes: the change stream ended")
             for event in parser.feed(chunk):
                 if event.event == "error":
-                    error = error_from_body(0, event.data, None)
+                    error = error_from_body(0, event.data, None, opened.request_id)
                     if isinstance(error, TokenExpiredError) and self.refreshable:
                         return
                     raise error

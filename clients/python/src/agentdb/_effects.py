@@ -56,9 +56,11 @@ class RawResponse:
 
 @dataclass(eq=False, slots=True)
 class OpenedStream:
-    """A streaming answer being read; ``handle`` belongs to the driver that opened it."""
+    """A streaming answer being read; ``handle`` belongs to the driver that opened it;
+    ``request_id`` is the answer's ``x-request-id``."""
 
     handle: Any
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

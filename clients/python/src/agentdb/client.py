@@ -471,7 +471,7 @@ class AgentDBClient:
             if isinstance(effect, OpenStream):
                 response = self._http.send(_build(self._http, effect.request), stream=True)
                 if response.is_success:
-                    return OpenedStream(_Stream(response, response.iter_bytes()))
+                    return OpenedStream(_Stream(response, response.iter_bytes()), response.headers.get("x-request-id"))
                 try:
                     response.read()
                 finally:
@@ -767,7 +767,9 @@ class AsyncAgentDBClient:
             if isinstance(effect, OpenStream):
                 response = await self._http.send(_build(self._http, effect.request), stream=True)
                 if response.is_success:
-                    return OpenedStream(_AsyncStream(response, response.aiter_bytes()))
+                    return OpenedStream(
+                        _AsyncStream(response, response.aiter_bytes()), response.headers.get("x-request-id")
+                    )
                 try:
                     await response.aread()
                 finally:
