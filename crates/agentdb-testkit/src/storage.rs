@@ -538,6 +538,25 @@ pub fn engines_sharing_a_store_follow_each_other(open: &dyn Fn() -> Arc<dyn Stor
     assert!(!found(&a, "summarise invoice").contains(&invoice));
     assert_eq!(a.stats(&acme).unwrap().episodes, 1);
 
+    // A burst of more changes than one page, one of its rows stored and deleted within it:
+    // one pass brings all of it.
+    let burst: Vec<EpisodeId> = (0..1_100)
+        .map(|i| episode(&format!("burst {i}")))
+        .collect::<Vec<_>>()
+        .chunks(550)
+        .flat_map(|batch| b.store_batch(&acme, batch.to_vec()).unwrap())
+        .map(|s| s.id)
+        .collect();
+    assert!(b.delete(&acme, &burst[7]).unwrap());
+    a.follow_storage().unwrap();
+    assert_eq!(a.stats(&acme).unwrap().episodes, 1 + 1_099);
+    let index = a.index(&acme).unwrap();
+    assert!(!index.contains(&burst[7]));
+    assert!(burst
+        .iter()
+        .filter(|id| **id != burst[7])
+        .all(|id| index.contains(id)));
+
     // Both create a tenant before either follows: one key wins and both use it.
     let globex = TenantId::new("globex").unwrap();
     let from_a = a.store(&globex, episode("plan sprint")).unwrap().id;

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use agentdb_core::TenantId;
+use agentdb_core::{EpisodeId, TenantId};
 
 use super::tenant::TenantState;
 use super::MemoryEngine;
@@ -81,15 +81,28 @@ impl MemoryEngine {
         Ok(true)
     }
 
-    /// Indexes the rows of the tenant's changes after `cursor`.
+    /// Indexes the rows of the tenant's changes after `cursor`: each page of changes, then
+    /// the rows it names in one read (one round trip to a database, not one per row).
     fn catch_up(&self, state: &Arc<TenantState>, mut cursor: u64) -> Result<(), StoreError> {
         loop {
             let page = self.storage.changes(&state.id, cursor, FOLLOW_PAGE)?;
-            for (seq, id) in &page {
-                if let Some(row) = self.storage.episode(&state.id, id)? {
-                    self.index_followed(state, &row)?;
-                }
-                cursor = *seq;
+            // A row changed twice in the page is read (as it is now) and indexed once.
+            let mut seen = HashSet::with_capacity(page.len());
+            let ids: Vec<EpisodeId> = page
+                .iter()
+                .filter(|(_, id)| seen.insert(*id))
+                .map(|(_, id)| *id)
+                .collect();
+            for row in self
+                .storage
+                .episodes(&state.id, &ids)?
+                .into_iter()
+                .flatten()
+            {
+                self.index_followed(state, &row)?;
+            }
+            if let Some((last, _)) = page.last() {
+                cursor = *last;
             }
             state.followed.fetch_max(cursor, Ordering::AcqRel);
             if page.len() < FOLLOW_PAGE {
