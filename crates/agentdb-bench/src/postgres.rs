@@ -12,6 +12,8 @@
 //!   arrangement, not the capacity of several machines.
 //! - **Visibility**: a write on one hub until it is in another hub's index, that hub following
 //!   the database every 25 ms as a hub process does.
+//! - **Catch-up**: another hub writes `episodes` episodes in batches; the rows per second at
+//!   which one pass of a following hub indexes them (a burst of other hubs' writes).
 //! - **Rebuild**: a database holding `rebuild` episodes, and how long a hub takes to open it
 //!   (every row read and opened, every vector indexed) before it can serve.
 //!
@@ -97,6 +99,8 @@ struct Report {
     hubs: Vec<(usize, f64)>,
     visibility_p50_ms: f64,
     visibility_p99_ms: f64,
+    /// Rows per second one follow pass indexes (median of the runs).
+    catch_up_per_sec: f64,
     rebuild_episodes: usize,
     rebuild_secs: f64,
 }
@@ -229,6 +233,32 @@ fn visibility(url: &str, n: usize, seed: u64) -> anyhow::Result<Vec<f64>> {
     Ok(out)
 }
 
+/// Hub A writes `n` episodes in batches of 500 to a tenant hub B already follows; returns the
+/// rows per second of B's one pass that indexes them.
+fn catch_up(url: &str, n: usize, seed: u64) -> anyhow::Result<f64> {
+    let a = engine(postgres(url)?, "hub-a")?;
+    let b = engine(postgres(url)?, "hub-b")?;
+    let mut rng = Rng(seed);
+    a.store(&tenant(), episode(&mut rng, 0))?;
+    b.follow_storage()?;
+    let mut i = 1;
+    while i <= n {
+        let batch: Vec<_> = (i..(i + 500).min(n + 1))
+            .map(|j| episode(&mut rng, j))
+            .collect();
+        i += batch.len();
+        a.store_batch(&tenant(), batch)?;
+    }
+    let started = Instant::now();
+    b.follow_storage()?;
+    let secs = started.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        b.episode_count() == (n + 1) as u64,
+        "the follower misses episodes"
+    );
+    Ok(n as f64 / secs)
+}
+
 /// Loads `n` episodes into the database at `url` (batches from 4 threads), then times a hub
 /// opening it.
 fn rebuild(url: &str, n: usize, progress: &indicatif::ProgressBar) -> anyhow::Result<f64> {
@@ -269,7 +299,7 @@ fn rebuild(url: &str, n: usize, progress: &indicatif::ProgressBar) -> anyhow::Re
 }
 
 pub fn run(server: &str, sizes: Sizes, json: bool, machine: &str) -> anyhow::Result<()> {
-    let steps = (sizes.runs * sizes.episodes * 2 + sizes.rebuild) as u64;
+    let steps = (sizes.runs * sizes.episodes * 3 + sizes.rebuild) as u64;
     let progress = crate::progress(steps);
     progress.set_message("postgres");
     let mut redb_w = Vec::new();
@@ -278,6 +308,7 @@ pub fn run(server: &str, sizes: Sizes, json: bool, machine: &str) -> anyhow::Res
     let mut pg_q = Vec::new();
     let mut hubs: Vec<Vec<f64>> = vec![Vec::new(); 3];
     let mut visible = Vec::new();
+    let mut caught_up = Vec::new();
     for r in 0..sizes.runs {
         let seed = 1 + r as u64;
         let dir = tempfile::tempdir()?;
@@ -314,6 +345,8 @@ pub fn run(server: &str, sizes: Sizes, json: bool, machine: &str) -> anyhow::Res
             sizes.visibility,
             seed,
         )?);
+        caught_up.push(catch_up(&fresh_database_on(server), sizes.episodes, seed)?);
+        progress.inc(sizes.episodes as u64);
     }
     let rebuild_secs =
         rebuild(&fresh_database_on(server), sizes.rebuild, &progress).context("rebuild phase")?;
@@ -350,6 +383,7 @@ pub fn run(server: &str, sizes: Sizes, json: bool, machine: &str) -> anyhow::Res
             .collect(),
         visibility_p50_ms: quantile(0.5),
         visibility_p99_ms: quantile(0.99),
+        catch_up_per_sec: median(&mut caught_up),
         rebuild_episodes: sizes.rebuild,
         rebuild_secs,
     };
@@ -385,6 +419,10 @@ pub fn run(server: &str, sizes: Sizes, json: bool, machine: &str) -> anyhow::Res
         report.visibility_p50_ms,
         report.visibility_p99_ms,
         visible.len()
+    );
+    println!(
+        "another hub's {} writes indexed by one follow pass: {:.0} rows/s",
+        sizes.episodes, report.catch_up_per_sec
     );
     println!(
         "index rebuild: {} episodes in {:.1} s ({:.0} s per million)",
