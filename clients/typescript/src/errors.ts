@@ -112,8 +112,10 @@ export function errorFor(
   }
 }
 
-/** The default stable code for a status, when an answer carried none. */
-/** The status the hub answers `code` with, for errors that arrive without one (a change stream's `error` event); 500 for a code it does not answer. */
+/**
+ * The status the hub answers `code` with, for errors that arrive without one (a change stream's
+ * `error` event); 500 for a code it does not answer.
+ */
 export function statusFor(code: string): number {
   switch (code) {
     case "invalid_request":
@@ -138,6 +140,7 @@ export function statusFor(code: string): number {
   }
 }
 
+/** The default stable code for a status, when an answer carried none. */
 export function defaultCode(status: number): string {
   switch (status) {
     case 400:
