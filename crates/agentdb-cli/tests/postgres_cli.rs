@@ -137,6 +137,86 @@ fn three_hubs_over_one_database_serve_the_same_tenants() {
     });
 }
 
+/// An operator's revocation issued on one hub of a group is enforced by the others: it is
+/// kept in the shared database, and every hub reads the group's revocations each second.
+#[test]
+fn a_revocation_issued_on_one_hub_is_enforced_by_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::new(dir.path(), &["hub-a", "hub-b"]);
+    let (a, b) = (group.start("hub-a"), group.start("hub-b"));
+    let pki = &group.pki;
+    let issue = |agent: &str| {
+        let key = pki.path("signing.key");
+        let args = [
+            "token",
+            "issue",
+            "--signing-key",
+            &key,
+            "--tenant",
+            "acme",
+            "--agent",
+            agent,
+        ];
+        String::from_utf8(common::run_ok(&args).stdout)
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    // Tokens of agent worker-1, all issued before the revocation. A CLI agent's token is
+    // revoked on the hub it says goodbye to, so each attempt takes a fresh one.
+    let tokens: Vec<String> = (0..40).map(|_| issue("worker-1")).collect();
+    let mut tokens = tokens.iter();
+    let query = |hub: &Hub, token: &str| {
+        let mut args: Vec<String> = vec!["agent".into(), "query".into(), "--hub".into()];
+        args.push(hub.quic.clone());
+        args.extend(["--ca", &pki.path("ca.pem"), "--token", token].map(String::from));
+        args.extend(["--cert", &pki.path("tenant-acme.pem")].map(String::from));
+        args.extend(["--key", &pki.path("tenant-acme.key")].map(String::from));
+        args.extend(["--tenant", "acme", "summarise invoice", "--json"].map(String::from));
+        let out = agentdb().args(&args).output().unwrap();
+        match out.status.success() {
+            true => Ok(()),
+            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        }
+    };
+    for hub in [&a, &b] {
+        query(hub, tokens.next().unwrap()).unwrap();
+    }
+
+    let revoked = agentdb()
+        .args(["revoke", "agent", "--tenant", "acme", "--agent", "worker-1"])
+        .args(["--http", &a.http, "--signing-key", &pki.path("signing.key")])
+        .output()
+        .unwrap();
+    assert!(revoked.status.success(), "{revoked:?}");
+    let e = query(&a, tokens.next().unwrap()).unwrap_err();
+    assert!(
+        e.contains("agent worker-1 of tenant acme has been revoked"),
+        "{e}"
+    );
+    // hub-b refuses the agent once it has read the group's revocations (about a second).
+    let deadline = Instant::now() + VISIBLE;
+    loop {
+        let token = tokens.next().expect("hub-b never enforced the revocation");
+        match query(&b, token) {
+            Err(e) => {
+                assert!(
+                    e.contains("agent worker-1 of tenant acme has been revoked"),
+                    "{e}"
+                );
+                break;
+            }
+            Ok(()) => assert!(
+                Instant::now() < deadline,
+                "hub-b never enforced the revocation"
+            ),
+        }
+        std::thread::sleep(POLL);
+    }
+    // Another agent of the tenant is still served there.
+    query(&b, &issue("worker-2")).unwrap();
+}
+
 #[test]
 fn a_hub_killed_mid_write_loses_nothing_acknowledged_and_a_fresh_hub_serves_everything() {
     let dir = tempfile::tempdir().unwrap();

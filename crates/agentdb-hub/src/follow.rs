@@ -1,32 +1,54 @@
 //! A hub over a store other hubs share (PostgreSQL): what they write reaches this hub's
-//! indexes, change streams and federation links through the store's change log.
+//! indexes, change streams and federation links through the store's change log, and the
+//! operators' revocations they keep reach this hub's checks.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentdb_memory::MemoryEngine;
 use tokio::task::JoinHandle;
-use tokio::time::MissedTickBehavior;
+use tokio::time::{Instant, MissedTickBehavior};
+
+use crate::HubHandle;
 
 /// How often a hub over a shared store looks for other hubs' writes by default. A write
 /// acknowledged by one hub is searchable on the others after at most about this long plus the
 /// time to read it.
 pub const DEFAULT_FOLLOW_INTERVAL: Duration = Duration::from_millis(25);
 
-/// Starts following the shared store under `engine` every `every` (see
-/// [`MemoryEngine::follow_storage`]) until the task is aborted or the runtime stops. A failed
+/// How often a hub over a shared store reads the operators' revocations the group keeps: a
+/// revocation issued on one hub is enforced by the others after at most about this long.
+pub const REVOCATION_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Starts following the shared store under `hub` every `every` (see
+/// [`agentdb_memory::MemoryEngine::follow_storage`]), and reading the group's revocations
+/// every [`REVOCATION_INTERVAL`], until the task is aborted or the runtime stops. A failed
 /// pass is logged and tried again at the next tick.
-pub fn follow_shared_storage(engine: Arc<MemoryEngine>, every: Duration) -> JoinHandle<()> {
+pub fn follow_shared_storage(hub: &HubHandle, every: Duration) -> JoinHandle<()> {
+    let state = Arc::clone(&hub.state);
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut revocations_read = Instant::now();
         loop {
             tick.tick().await;
-            let e = Arc::clone(&engine);
-            match tokio::task::spawn_blocking(move || e.follow_storage()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "cannot follow the shared store"),
-                Err(_) => return,
+            let revocations = revocations_read.elapsed() >= REVOCATION_INTERVAL;
+            if revocations {
+                revocations_read = Instant::now();
+            }
+            let st = Arc::clone(&state);
+            let pass = tokio::task::spawn_blocking(move || {
+                if let Err(err) = st.engine.follow_storage() {
+                    tracing::warn!(error = %err, "cannot follow the shared store");
+                }
+                // Applying a revocation again changes nothing: every record is read.
+                if revocations {
+                    if let Err(err) = crate::revocations::load(&st) {
+                        tracing::warn!(error = %err, "cannot read the group's revocations");
+                    }
+                }
+            });
+            if pass.await.is_err() {
+                return;
             }
         }
     })

@@ -50,7 +50,7 @@ pub use config::AuditSettings;
 pub use config::Retention;
 pub use config::{HubConfig, HubLimits, MasterKeySource, Quotas, TenantQuota, TokenKey};
 pub use federation::{FederationConfig, FederationStatus, Topology};
-pub use follow::{follow_shared_storage, DEFAULT_FOLLOW_INTERVAL};
+pub use follow::{follow_shared_storage, DEFAULT_FOLLOW_INTERVAL, REVOCATION_INTERVAL};
 pub use gateway::openapi;
 pub use retention::{format_retention, parse_retention, FOREVER};
 

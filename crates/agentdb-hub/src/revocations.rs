@@ -124,7 +124,9 @@ pub(crate) fn records(state: &HubState) -> Result<Vec<Revocation>, String> {
     Ok(out)
 }
 
-/// Loads the revocations kept in the hub's data into memory (at start).
+/// Loads the revocations kept in the hub's data into memory: at start, and each second on a
+/// hub over a shared database (what another hub of the group issued). Loading one again
+/// changes nothing.
 pub(crate) fn load(state: &HubState) -> Result<usize, String> {
     let records = records(state)?;
     let now = unix_secs();

@@ -422,12 +422,8 @@ async fn serve(
         .await
         .context("cannot start the hub")?;
     // Other hubs write to a shared database: follow them.
-    let follower = matches!(settings.storage, StorageChoice::Postgres(_)).then(|| {
-        agentdb_hub::follow_shared_storage(
-            Arc::clone(&engine),
-            agentdb_hub::DEFAULT_FOLLOW_INTERVAL,
-        )
-    });
+    let follower = matches!(settings.storage, StorageChoice::Postgres(_))
+        .then(|| agentdb_hub::follow_shared_storage(&handle, agentdb_hub::DEFAULT_FOLLOW_INTERVAL));
     let quic = handle.quic_addr();
     if let Some(dir) = dev {
         let hub_flag = if quic.to_string() == DEFAULT_QUIC {
