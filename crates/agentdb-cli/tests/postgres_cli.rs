@@ -174,9 +174,10 @@ fn a_revocation_issued_on_one_hub_is_enforced_by_the_others() {
         args.extend(["--key", &pki.path("tenant-acme.key")].map(String::from));
         args.extend(["--tenant", "acme", "summarise invoice", "--json"].map(String::from));
         let out = agentdb().args(&args).output().unwrap();
-        match out.status.success() {
-            true => Ok(()),
-            false => Err(String::from_utf8_lossy(&out.stderr).into_owned()),
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
         }
     };
     for hub in [&a, &b] {
