@@ -782,52 +782,6 @@ fn an_erasure_reaches_every_hub_with_signed_receipts_and_nothing_comes_back() {
     assert!(leaked.is_empty(), "erased text found in {leaked:?}");
 }
 
-/// `agentdb token issue --json` for an agent of `tenant`: the token and its id.
-fn issue_token(pki: &Pki, tenant: &str, agent: &str) -> (String, String, u64) {
-    let out = run_ok(&[
-        "token",
-        "issue",
-        "--signing-key",
-        &pki.path("signing.key"),
-        "--tenant",
-        tenant,
-        "--agent",
-        agent,
-        "--json",
-    ]);
-    let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
-    (
-        issued["token"].as_str().unwrap().to_owned(),
-        issued["claims"]["jti"].as_str().unwrap().to_owned(),
-        issued["claims"]["exp"].as_u64().unwrap(),
-    )
-}
-
-/// Whether `agentdb agent query` on `hub` with the tenant's certificate and `credential`
-/// (`--token T` or `--api-key K`) is served; the error text when it is not.
-fn served(pki: &Pki, hub: &Hub, tenant: &str, credential: [&str; 2]) -> Result<(), String> {
-    let out = agentdb()
-        .args([
-            "agent",
-            "query",
-            "--hub",
-            &hub.quic,
-            "--ca",
-            &pki.path("ca.pem"),
-        ])
-        .args(["--cert", &pki.path(&format!("tenant-{tenant}.pem"))])
-        .args(["--key", &pki.path(&format!("tenant-{tenant}.key"))])
-        .args(credential)
-        .args(["--tenant", tenant, "summarise invoice", "--json"])
-        .output()
-        .unwrap();
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
-}
-
 /// Polls until `check` holds; fails with `what`.
 fn wait_until(what: &str, check: impl Fn() -> bool) {
     let deadline = Instant::now() + CONVERGE;
@@ -871,11 +825,11 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
         us,
     } = Example::start();
     let key = pki.path("signing.key");
-    let fresh = |agent: &str| issue_token(&pki, "acme", agent).0;
+    let fresh = |agent: &str| pki.issue_token("acme", agent).0;
     for agent in ["worker-1", "worker-2"] {
-        served(&pki, &us, "acme", ["--token", &fresh(agent)]).unwrap();
+        pki.served(&us, "acme", ["--token", &fresh(agent)]).unwrap();
     }
-    let (t1, jti1, exp1) = issue_token(&pki, "acme", "worker-1");
+    let (t1, jti1, exp1) = pki.issue_token("acme", "worker-1");
     let [t2, t2_later_use] = [fresh("worker-2"), fresh("worker-2")];
     let created = run_ok(&[
         "tenant",
@@ -892,7 +846,7 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
     let created: Value = serde_json::from_slice(&created.stdout).unwrap();
     let api_key = created["secret"].as_str().unwrap().to_owned();
     let key_id = created["key"]["id"].as_str().unwrap().to_owned();
-    served(&pki, &eu, "acme", ["--api-key", &api_key]).unwrap();
+    pki.served(&eu, "acme", ["--api-key", &api_key]).unwrap();
 
     let revoke = |args: &[&str]| {
         let mut all = vec!["revoke"];
@@ -918,24 +872,27 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
         format!("revoked api-key/acme/{key_id}")
     );
     // At once on eu.
-    let e = served(&pki, &eu, "acme", ["--token", &t1]).unwrap_err();
+    let e = pki.served(&eu, "acme", ["--token", &t1]).unwrap_err();
     assert!(e.contains("token has been revoked"), "{e}");
-    let e = served(&pki, &eu, "acme", ["--token", &t2]).unwrap_err();
+    let e = pki.served(&eu, "acme", ["--token", &t2]).unwrap_err();
     assert!(
         e.contains("agent worker-2 of tenant acme has been revoked"),
         "{e}"
     );
-    let e = served(&pki, &eu, "acme", ["--api-key", &api_key]).unwrap_err();
+    let e = pki
+        .served(&eu, "acme", ["--api-key", &api_key])
+        .unwrap_err();
     assert!(e.contains("revoked"), "{e}");
-    served(&pki, &eu, "acme", ["--token", &fresh("worker-1")]).unwrap();
+    pki.served(&eu, "acme", ["--token", &fresh("worker-1")])
+        .unwrap();
 
     // On us once the revocations have come through global (t1 and t2 were never used there).
     wait_until("three revocations on us", || {
         revocations(&pki, &us).len() == 3
     });
-    let e = served(&pki, &us, "acme", ["--token", &t1]).unwrap_err();
+    let e = pki.served(&us, "acme", ["--token", &t1]).unwrap_err();
     assert!(e.contains("token has been revoked"), "{e}");
-    let e = served(&pki, &us, "acme", ["--token", &t2]).unwrap_err();
+    let e = pki.served(&us, "acme", ["--token", &t2]).unwrap_err();
     assert!(
         e.contains("agent worker-2 of tenant acme has been revoked"),
         "{e}"
@@ -943,20 +900,25 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
     // A token the agent gets after its revocation works.
     let second = agentdb_testkit::unix_now();
     wait_until("the next second", || agentdb_testkit::unix_now() > second);
-    served(&pki, &us, "acme", ["--token", &fresh("worker-2")]).unwrap();
+    pki.served(&us, "acme", ["--token", &fresh("worker-2")])
+        .unwrap();
 
     // The tenant's certificate: refused everywhere, the other tenant's still served.
     let cert = pki.path("tenant-acme.pem");
     assert!(revoke(&["cert", "--file", &cert]).starts_with("revoked certificate/"));
-    let e = served(&pki, &eu, "acme", ["--token", &fresh("worker-3")]).unwrap_err();
+    let e = pki
+        .served(&eu, "acme", ["--token", &fresh("worker-3")])
+        .unwrap_err();
     assert!(e.contains("certificate"), "{e}");
     wait_until("four revocations on us", || {
         revocations(&pki, &us).len() == 4
     });
-    let e = served(&pki, &us, "acme", ["--token", &fresh("worker-3")]).unwrap_err();
+    let e = pki
+        .served(&us, "acme", ["--token", &fresh("worker-3")])
+        .unwrap_err();
     assert!(e.contains("certificate"), "{e}");
-    let other = issue_token(&pki, "acme-eu", "worker-1").0;
-    served(&pki, &eu, "acme-eu", ["--token", &other]).unwrap();
+    let other = pki.issue_token("acme-eu", "worker-1").0;
+    pki.served(&eu, "acme-eu", ["--token", &other]).unwrap();
 
     // Every hub holds the four, wherever they were issued.
     let at_global = revocations(&pki, &global);
@@ -966,7 +928,7 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
         "{at_global:?}"
     );
     // Only an operator may revoke.
-    let (tenant_admin, _, _) = issue_token(&pki, "acme", "operator");
+    let (tenant_admin, _, _) = pki.issue_token("acme", "operator");
     let refused = agentdb()
         .args(["revoke", "agent", "--tenant", "acme", "--agent", "worker-3"])
         .args(["--http", &eu.http, "--token", &tenant_admin])
@@ -978,7 +940,9 @@ fn revocations_take_effect_at_once_and_travel_to_every_hub() {
     // Kept across a restart.
     us.kill();
     let us = Example::start_hub(&dir, "us").unwrap();
-    let e = served(&pki, &us, "acme", ["--token", &t2_later_use]).unwrap_err();
+    let e = pki
+        .served(&us, "acme", ["--token", &t2_later_use])
+        .unwrap_err();
     assert!(e.contains("revoked"), "{e}");
     assert_eq!(revocations(&pki, &us).len(), 4);
 }

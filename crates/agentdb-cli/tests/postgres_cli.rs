@@ -145,41 +145,12 @@ fn a_revocation_issued_on_one_hub_is_enforced_by_the_others() {
     let group = Group::new(dir.path(), &["hub-a", "hub-b"]);
     let (a, b) = (group.start("hub-a"), group.start("hub-b"));
     let pki = &group.pki;
-    let issue = |agent: &str| {
-        let key = pki.path("signing.key");
-        let args = [
-            "token",
-            "issue",
-            "--signing-key",
-            &key,
-            "--tenant",
-            "acme",
-            "--agent",
-            agent,
-        ];
-        String::from_utf8(common::run_ok(&args).stdout)
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
+    let issue = |agent: &str| pki.issue_token("acme", agent).0;
     // Tokens of agent worker-1, all issued before the revocation. A CLI agent's token is
     // revoked on the hub it says goodbye to, so each attempt takes a fresh one.
     let tokens: Vec<String> = (0..40).map(|_| issue("worker-1")).collect();
     let mut tokens = tokens.iter();
-    let query = |hub: &Hub, token: &str| {
-        let mut args: Vec<String> = vec!["agent".into(), "query".into(), "--hub".into()];
-        args.push(hub.quic.clone());
-        args.extend(["--ca", &pki.path("ca.pem"), "--token", token].map(String::from));
-        args.extend(["--cert", &pki.path("tenant-acme.pem")].map(String::from));
-        args.extend(["--key", &pki.path("tenant-acme.key")].map(String::from));
-        args.extend(["--tenant", "acme", "summarise invoice", "--json"].map(String::from));
-        let out = agentdb().args(&args).output().unwrap();
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(String::from_utf8_lossy(&out.stderr).into_owned())
-        }
-    };
+    let query = |hub: &Hub, token: &str| pki.served(hub, "acme", ["--token", token]);
     for hub in [&a, &b] {
         query(hub, tokens.next().unwrap()).unwrap();
     }

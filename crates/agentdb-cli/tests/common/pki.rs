@@ -113,6 +113,53 @@ impl Pki {
         ]
     }
 
+    /// `agentdb token issue --json` for an agent of `tenant`: the token, its id and its expiry.
+    pub fn issue_token(&self, tenant: &str, agent: &str) -> (String, String, u64) {
+        let key = self.path("signing.key");
+        let out = run_ok(&[
+            "token",
+            "issue",
+            "--signing-key",
+            &key,
+            "--tenant",
+            tenant,
+            "--agent",
+            agent,
+            "--json",
+        ]);
+        let issued: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            issued["token"].as_str().unwrap().to_owned(),
+            issued["claims"]["jti"].as_str().unwrap().to_owned(),
+            issued["claims"]["exp"].as_u64().unwrap(),
+        )
+    }
+
+    /// Whether `agentdb agent query` on `hub` with the tenant's certificate and `credential`
+    /// (`--token T` or `--api-key K`) is served; the error text when it is not.
+    pub fn served(&self, hub: &Hub, tenant: &str, credential: [&str; 2]) -> Result<(), String> {
+        let out = agentdb()
+            .args([
+                "agent",
+                "query",
+                "--hub",
+                &hub.quic,
+                "--ca",
+                &self.path("ca.pem"),
+            ])
+            .args(["--cert", &self.path(&format!("tenant-{tenant}.pem"))])
+            .args(["--key", &self.path(&format!("tenant-{tenant}.key"))])
+            .args(credential)
+            .args(["--tenant", tenant, "summarise invoice", "--json"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
     /// `agentdb agent store` on `hub` for `tenant`: the new episode's id.
     pub fn store(&self, hub: &Hub, tenant: &str, task: &str, output: &str) -> String {
         let mut args: Vec<String> = vec!["agent".into(), "store".into(), "--hub".into()];
