@@ -40,7 +40,7 @@ pub use engine::{
     ResealProgress, Stored, MAX_BATCH, MAX_K, MAX_PAGE_BYTES, REINDEX_BATCH, RESEAL_BATCH,
 };
 pub use engine::{
-    SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
+    SealedLogEntry, SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
     SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 pub use error::{

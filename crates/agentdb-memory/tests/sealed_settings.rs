@@ -265,6 +265,95 @@ fn a_value_copied_under_another_name_fails_to_open() {
     ));
 }
 
+fn log_values(db: &MemoryEngine, log: &str, after: u64) -> Vec<(u64, Vec<u8>)> {
+    db.sealed_log_after(log, after, 100)
+        .unwrap()
+        .into_iter()
+        .map(|(n, v)| (n, v.to_vec()))
+        .collect()
+}
+
+#[test]
+fn sealed_logs_number_seal_and_forget_their_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = MasterKey::generate().unwrap();
+    let (first, second) = {
+        let store = open(dir.path(), &key).unwrap();
+        let db = &store.engine;
+        db.append_sealed_log("revoked/", PLAINTEXT).unwrap();
+        db.append_sealed_log("other/", b"elsewhere").unwrap();
+        db.append_sealed_log("revoked/", b"second").unwrap();
+        let entries = log_values(db, "revoked/", 0);
+        assert_eq!(
+            entries
+                .iter()
+                .map(|(_, v)| v.as_slice())
+                .collect::<Vec<_>>(),
+            [PLAINTEXT, b"second"]
+        );
+        let (first, second) = (entries[0].0, entries[1].0);
+        assert!(first < second);
+        assert_eq!(
+            log_values(db, "revoked/", first),
+            [(second, b"second".to_vec())]
+        );
+        // A log's entries are no sealed settings, and its value is sealed at rest.
+        assert_eq!(listing(db, ""), []);
+        let raw = std::fs::read(dir.path().join(DB_FILE)).unwrap();
+        assert!(!contains(&raw, PLAINTEXT));
+
+        // An entry moved into another log, or made a setting, does not open.
+        let stored = |log: &str, n: u64| format!("sealed-log/{log}{n:020}");
+        let sealed = store
+            .storage
+            .meta(&stored("revoked/", first))
+            .unwrap()
+            .unwrap();
+        store
+            .storage
+            .apply(&[
+                Write::PutMeta {
+                    name: stored("other/", 99),
+                    value: sealed.clone(),
+                },
+                Write::PutMeta {
+                    name: format!("{SEALED_SETTING_PREFIX}revoked/x"),
+                    value: sealed,
+                },
+            ])
+            .unwrap();
+        assert!(matches!(
+            db.sealed_log_after("other/", 0, 100),
+            Err(SettingsError::Open {
+                source: SealError::Authentication,
+                ..
+            })
+        ));
+        assert!(matches!(
+            db.sealed_setting("revoked/x"),
+            Err(SettingsError::Open { .. })
+        ));
+
+        // Deleting: only what exists counts.
+        assert_eq!(
+            db.delete_sealed_log_entries("revoked/", &[first, 12_345])
+                .unwrap(),
+            1
+        );
+        assert_eq!(db.delete_sealed_log_entries("revoked/", &[]).unwrap(), 0);
+        (first, second)
+    };
+    // Kept across reopening; a new entry gets a number above every earlier one, the deleted
+    // one's included.
+    let db = open(dir.path(), &key).unwrap().engine;
+    db.append_sealed_log("revoked/", b"third").unwrap();
+    let entries = log_values(&db, "revoked/", 0);
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[0], (second, b"second".to_vec()));
+    assert_eq!(entries[1].1, b"third");
+    assert!(entries[1].0 > second && entries[1].0 != first);
+}
+
 /// Every file under `dir`, recursively.
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();

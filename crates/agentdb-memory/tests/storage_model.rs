@@ -5,8 +5,8 @@
 
 use agentdb_memory::storage::{RedbStorage, Storage};
 use agentdb_testkit::storage::{
-    batches, dump, matches_the_model, peer_records_persist_and_match_the_model,
-    settings_persist_and_match_the_model,
+    batches, dump, logs_number_entries_in_order, matches_the_model,
+    peer_records_persist_and_match_the_model, settings_persist_and_match_the_model,
 };
 use proptest::prelude::*;
 
@@ -39,6 +39,12 @@ fn redb_peer_records_persist_and_match_the_model() {
 fn redb_settings_persist_and_match_the_model() {
     let dir = tempfile::tempdir().unwrap();
     settings_persist_and_match_the_model(&reopening(&dir));
+}
+
+#[test]
+fn redb_logs_number_entries_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    logs_number_entries_in_order(&reopening(&dir));
 }
 
 #[test]

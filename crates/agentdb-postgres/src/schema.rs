@@ -17,15 +17,19 @@
 //! | `peers`       | peer                 | the peer hub's region record            |
 //! | `peer_acks`   | (tenant, peer)       | what the peer acknowledged              |
 //!
+//! And one sequence, `meta_log_number` (version 2): the numbers of store-wide log entries,
+//! which are `meta` rows named by log and number.
+//!
 //! [`StoredEpisode::encode`]: agentdb_memory::storage::StoredEpisode::encode
 
 use tokio_postgres::Client;
 
 /// The schema version this build writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `n` (1-based) brings the schema from version `n - 1` to `n`.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE episodes (
     tenant TEXT COLLATE "C" NOT NULL,
     id BYTEA NOT NULL,
@@ -81,7 +85,11 @@ CREATE TABLE peer_acks (
     acked BYTEA NOT NULL,
     PRIMARY KEY (tenant, peer)
 );
-"#];
+"#,
+    r#"
+CREATE SEQUENCE meta_log_number AS BIGINT MINVALUE 1;
+"#,
+];
 
 /// Why the schema could not be brought up to date.
 #[derive(Debug, thiserror::Error)]

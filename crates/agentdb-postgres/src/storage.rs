@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use agentdb_core::{EpisodeId, HubId, Region, TenantId, VersionVector};
 use agentdb_memory::storage::{
-    decode_acked, decode_region, Storage, StorageError, StoredEpisode, Write,
+    decode_acked, decode_region, log_entry_name, log_entry_number, Storage, StorageError,
+    StoredEpisode, Write,
 };
 use agentdb_security::WrappedTenantKey;
 use tokio_postgres::{Client, NoTls, Row};
@@ -371,6 +372,29 @@ impl Storage for PostgresStorage {
             out.push((name, r.get(1)));
         }
         Ok(out)
+    }
+
+    fn meta_log_after(
+        &self,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        // Entry names sort in number order: one range of the primary key.
+        let (from, through) = (log_entry_name(log, after), log_entry_name(log, u64::MAX));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        Ok(self
+            .rows(
+                "SELECT name, value FROM meta WHERE name > $1 AND name <= $2 ORDER BY name \
+                 LIMIT $3",
+                &[&from, &through, &limit],
+            )?
+            .into_iter()
+            .filter_map(|r| {
+                let name: String = r.get(0);
+                Some((log_entry_number(log, &name)?, r.get(1)))
+            })
+            .collect())
     }
 
     fn peers(&self) -> Result<Vec<(HubId, Region)>, StorageError> {

@@ -3,8 +3,8 @@
 
 use agentdb_core::{EpisodeId, HubId, TenantId};
 use agentdb_memory::storage::{
-    encode_region, joined_acked, merge_keeps, raised_clock, reseal_replaces, tombstone_row, OpSeq,
-    StorageError, StoredEpisode, Write, CLOCK_META,
+    encode_region, joined_acked, log_entry_name, merge_keeps, raised_clock, reseal_replaces,
+    tombstone_row, OpSeq, StorageError, StoredEpisode, Write, CLOCK_META,
 };
 use agentdb_security::WrappedTenantKey;
 use tokio_postgres::Transaction;
@@ -366,6 +366,16 @@ async fn apply_one(
         }
         Write::PutMeta { name, value } => {
             put_meta(tx, name, value).await?;
+            true
+        }
+        Write::AppendMeta { log, value } => {
+            let number: i64 = tx
+                .query_one("SELECT nextval('meta_log_number')", &[])
+                .await
+                .map_err(db)?
+                .get(0);
+            // The sequence starts at 1 and only rises.
+            put_meta(tx, &log_entry_name(log, number.unsigned_abs()), value).await?;
             true
         }
         Write::DeleteMeta { name } => {

@@ -7,8 +7,9 @@
 use agentdb_memory::storage::Storage;
 use agentdb_postgres::PostgresStorage;
 use agentdb_testkit::storage::{
-    batches, dump, key_destruction_and_reseal_persist, matches_the_model,
-    peer_records_persist_and_match_the_model, settings_persist_and_match_the_model,
+    batches, dump, key_destruction_and_reseal_persist, logs_number_entries_in_order,
+    matches_the_model, peer_records_persist_and_match_the_model,
+    settings_persist_and_match_the_model,
 };
 use proptest::prelude::*;
 
@@ -41,6 +42,11 @@ fn postgres_peer_records_persist_and_match_the_model() {
 #[test]
 fn postgres_settings_persist_and_match_the_model() {
     settings_persist_and_match_the_model(&reconnecting(&fresh_database()));
+}
+
+#[test]
+fn postgres_logs_number_entries_in_order() {
+    logs_number_entries_in_order(&reconnecting(&fresh_database()));
 }
 
 #[test]

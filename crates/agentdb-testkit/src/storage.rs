@@ -587,3 +587,70 @@ pub fn engines_sharing_a_store_follow_each_other(open: &dyn Fn() -> Arc<dyn Stor
     assert!(!b.tenants().contains(&acme));
     assert!(b.tenants().contains(&globex));
 }
+
+/// Store-wide logs through a backend (`open` as above): appended entries get numbers that rise
+/// in the order of the appends, shared by every log, never given out again after a delete, and
+/// kept across reopening; [`Storage::meta_log_after`] lists a log's entries above a number and
+/// nothing of another log or of a setting that merely shares the prefix. The numbers' values
+/// are the backend's; only their order is checked.
+pub fn logs_number_entries_in_order(open: &dyn Fn() -> Box<dyn Storage>) {
+    let append = |log: &str, value: &[u8]| Write::AppendMeta {
+        log: log.into(),
+        value: value.to_vec(),
+    };
+    let values = |entries: &[(u64, Vec<u8>)]| -> Vec<Vec<u8>> {
+        entries.iter().map(|(_, v)| v.clone()).collect()
+    };
+    let db = open();
+    assert_eq!(
+        db.apply(&[
+            append("log/a/", b"a1"),
+            append("log/b/", b"b1"),
+            Write::PutMeta {
+                name: "log/a/not-an-entry".into(),
+                value: b"x".to_vec(),
+            },
+        ])
+        .unwrap(),
+        [true, true, true]
+    );
+    assert_eq!(db.apply(&[append("log/a/", b"a2")]).unwrap(), [true]);
+    let a = db.meta_log_after("log/a/", 0, 100).unwrap();
+    let b = db.meta_log_after("log/b/", 0, 100).unwrap();
+    assert_eq!(values(&a), [b"a1".to_vec(), b"a2".to_vec()]);
+    assert_eq!(values(&b), [b"b1".to_vec()]);
+    let (a1, a2, b1) = (a[0].0, a[1].0, b[0].0);
+    assert!(0 < a1 && a1 < b1 && b1 < a2, "numbers {a1}, {b1}, {a2}");
+    assert_eq!(
+        db.meta(&agentdb_memory::storage::log_entry_name("log/a/", a2))
+            .unwrap(),
+        Some(b"a2".to_vec())
+    );
+    // Above a number: only what follows it; at most `limit`, the lowest numbers first.
+    assert_eq!(
+        values(&db.meta_log_after("log/a/", a1, 100).unwrap()),
+        [b"a2".to_vec()]
+    );
+    assert_eq!(db.meta_log_after("log/a/", a2, 100).unwrap(), []);
+    assert_eq!(
+        values(&db.meta_log_after("log/a/", 0, 1).unwrap()),
+        [b"a1".to_vec()]
+    );
+    assert_eq!(
+        db.meta_log_after("log/", 0, 100).unwrap(),
+        [],
+        "entries sit right under their log"
+    );
+    // A deleted entry's number is not given out again, after reopening either.
+    let deleted = Write::DeleteMeta {
+        name: agentdb_memory::storage::log_entry_name("log/a/", a2),
+    };
+    assert_eq!(db.apply(&[deleted]).unwrap(), [true]);
+    drop(db);
+    let db = open();
+    assert_eq!(db.meta_log_after("log/b/", 0, 100).unwrap(), b);
+    db.apply(&[append("log/a/", b"a3")]).unwrap();
+    let after = db.meta_log_after("log/a/", a1, 100).unwrap();
+    assert_eq!(values(&after), [b"a3".to_vec()]);
+    assert!(after[0].0 > a2, "number {} given out again", after[0].0);
+}

@@ -39,7 +39,7 @@ mod write;
 pub use erasure::ErasureOutcome;
 pub use reseal::{KeyVersion, ResealProgress, RESEAL_BATCH};
 pub use settings::{
-    SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
+    SealedLogEntry, SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
     SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 pub use types::{

@@ -13,6 +13,13 @@
 //! another name fails to open. The prefix keeps sealed settings apart from the settings the
 //! engine writes for itself (`clock`, `master_key_check`, `store_secret`), none of which
 //! starts with it, so no setting name a caller chooses can overwrite or read those.
+//!
+//! A sealed log is a series of sealed entries the store numbers as they are appended
+//! ([`Write::AppendMeta`]), for what other hubs sharing the store read as it grows (revoked
+//! tokens). Its entries are store-wide settings under [`SEALED_LOG_PREFIX`]` + log`, sealed like
+//! settings but as records of kind `log-entry` whose AAD binds the log's name (the number is
+//! given by the store, after sealing): an entry copied into another log, or into a setting,
+//! fails to open.
 
 use std::fmt;
 
@@ -20,12 +27,14 @@ use agentdb_security::{Keyring, KeyringError, RecordKey, SealError, StoreRecordA
 use zeroize::Zeroizing;
 
 use crate::error::OpenError;
-use crate::storage::{Storage, StorageError, Write};
+use crate::storage::{log_entry_name, Storage, StorageError, Write};
 
 use super::MemoryEngine;
 
 /// The store-wide setting names under which sealed settings are stored begin with this.
 pub const SEALED_SETTING_PREFIX: &str = "sealed/";
+/// The store-wide setting names under which sealed log entries are stored begin with this.
+pub const SEALED_LOG_PREFIX: &str = "sealed-log/";
 /// The store-wide setting holding the store secret, wrapped under the master key.
 pub const STORE_SECRET_META: &str = "store_secret";
 /// The longest sealed-setting name, in bytes.
@@ -35,6 +44,9 @@ pub const MAX_SETTING_VALUE_LEN: usize = 1024 * 1024;
 
 /// A sealed setting's name and opened value, as [`MemoryEngine::sealed_settings`] lists them.
 pub type SealedSetting = (String, Zeroizing<Vec<u8>>);
+/// A sealed log entry's number and opened value, as [`MemoryEngine::sealed_log_after`] lists
+/// them.
+pub type SealedLogEntry = (u64, Zeroizing<Vec<u8>>);
 
 /// The purpose the store secret is wrapped for (bound into its AAD).
 const STORE_SECRET_PURPOSE: &str = "engine-store-secret";
@@ -44,6 +56,8 @@ const SEALING_LABEL: &str = "engine/sealed-settings/v1";
 const DERIVED_LABEL_PREFIX: &str = "derived/";
 /// The record kind of a sealed setting.
 const SETTING_KIND: &str = "setting";
+/// The record kind of a sealed log entry.
+const LOG_ENTRY_KIND: &str = "log-entry";
 /// The key version written into sealed settings.
 const SEALING_KEY_VERSION: u32 = 1;
 
@@ -143,6 +157,24 @@ fn storage_name(name: &str) -> String {
     format!("{SEALED_SETTING_PREFIX}{name}")
 }
 
+fn log_aad(log: &str) -> StoreRecordAad<'_> {
+    StoreRecordAad {
+        kind: LOG_ENTRY_KIND,
+        record_id: log.as_bytes(),
+    }
+}
+
+fn storage_log(log: &str) -> String {
+    format!("{SEALED_LOG_PREFIX}{log}")
+}
+
+fn check_value(value: &[u8]) -> Result<(), SettingsError> {
+    if value.len() > MAX_SETTING_VALUE_LEN {
+        return Err(SettingsError::ValueTooLarge { len: value.len() });
+    }
+    Ok(())
+}
+
 impl MemoryEngine {
     /// Stores `value` under `name`, sealed, replacing any value it had. Durable on return.
     ///
@@ -150,9 +182,7 @@ impl MemoryEngine {
     /// `api-key/<id>`); `value` is at most [`MAX_SETTING_VALUE_LEN`] bytes.
     pub fn put_sealed_setting(&self, name: &str, value: &[u8]) -> Result<(), SettingsError> {
         check_name(name)?;
-        if value.len() > MAX_SETTING_VALUE_LEN {
-            return Err(SettingsError::ValueTooLarge { len: value.len() });
-        }
+        check_value(value)?;
         let sealed = self
             .settings
             .sealing
@@ -200,6 +230,71 @@ impl MemoryEngine {
             name: storage_name(name),
         }])?;
         Ok(flags.first().copied().unwrap_or(false))
+    }
+
+    /// Appends `value`, sealed, to the sealed log `log` (a name as for settings, e.g.
+    /// `token-revocations/`); the store numbers the entry (see [`Write::AppendMeta`] for the
+    /// order readers may see entries in). Durable on return.
+    pub fn append_sealed_log(&self, log: &str, value: &[u8]) -> Result<(), SettingsError> {
+        check_name(log)?;
+        check_value(value)?;
+        let sealed = self
+            .settings
+            .sealing
+            .seal_store(log_aad(log), value)
+            .map_err(SettingsError::Seal)?;
+        self.commit.submit(vec![Write::AppendMeta {
+            log: storage_log(log),
+            value: sealed,
+        }])?;
+        Ok(())
+    }
+
+    /// The first `limit` entries of the sealed log `log` numbered above `after`, with their
+    /// numbers, in number order. Fails if any of them does not open.
+    pub fn sealed_log_after(
+        &self,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<SealedLogEntry>, SettingsError> {
+        check_name(log)?;
+        let stored = storage_log(log);
+        let mut out = Vec::new();
+        for (number, sealed) in self.storage.meta_log_after(&stored, after, limit)? {
+            let value = self
+                .settings
+                .sealing
+                .open_store(log_aad(log), &sealed)
+                .map_err(|source| SettingsError::Open {
+                    name: log_entry_name(log, number),
+                    source,
+                })?;
+            out.push((number, value));
+        }
+        Ok(out)
+    }
+
+    /// Deletes the entries numbered `numbers` of the sealed log `log`, in one commit; returns
+    /// how many existed. Durable on return.
+    pub fn delete_sealed_log_entries(
+        &self,
+        log: &str,
+        numbers: &[u64],
+    ) -> Result<usize, SettingsError> {
+        check_name(log)?;
+        if numbers.is_empty() {
+            return Ok(0);
+        }
+        let stored = storage_log(log);
+        let writes = numbers
+            .iter()
+            .map(|&n| Write::DeleteMeta {
+                name: log_entry_name(&stored, n),
+            })
+            .collect();
+        let flags = self.commit.submit(writes)?;
+        Ok(flags.into_iter().filter(|&deleted| deleted).count())
     }
 
     /// A 256-bit key for the caller's purpose `label` (e.g. keyed hashes of API keys), derived

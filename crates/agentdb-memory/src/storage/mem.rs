@@ -9,8 +9,8 @@ use agentdb_security::WrappedTenantKey;
 use parking_lot::RwLock;
 
 use super::{
-    merge_keeps, peers, raised_clock, reseal_replaces, tombstone_row, OpSeq, Storage, StorageError,
-    StoredEpisode, Write, CLOCK_META,
+    log_entry_name, merge_keeps, peers, raised_clock, reseal_replaces, tombstone_row, OpSeq,
+    Storage, StorageError, StoredEpisode, Write, CLOCK_META,
 };
 
 #[derive(Debug, Default)]
@@ -25,6 +25,8 @@ struct Tables {
     peers: BTreeMap<HubId, Region>,
     /// Encoded as the redb backend stores them, so both join alike.
     peer_acks: BTreeMap<(TenantId, HubId), Vec<u8>>,
+    /// The last number given to a store-wide log entry.
+    log_number: u64,
 }
 
 impl Tables {
@@ -198,6 +200,12 @@ impl Storage for MemStorage {
                 }
                 Write::PutMeta { name, value } => {
                     t.meta.insert(name.clone(), value.clone());
+                    true
+                }
+                Write::AppendMeta { log, value } => {
+                    t.log_number += 1;
+                    let name = log_entry_name(log, t.log_number);
+                    t.meta.insert(name, value.clone());
                     true
                 }
                 Write::DeleteMeta { name } => t.meta.remove(name).is_some(),

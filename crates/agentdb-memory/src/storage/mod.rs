@@ -64,6 +64,29 @@ pub enum OpSeq {
 /// (u32 BE).
 pub const CLOCK_META: &str = "clock";
 
+/// The store-wide setting holding the last number given to a store-wide log entry (u64 BE),
+/// where a backend keeps it among the settings (redb).
+pub const LOG_NUMBER_META: &str = "log_number";
+
+/// The digits of an entry's number in the name of a store-wide log entry
+/// ([`Write::AppendMeta`]): zero-padded, so that names sort in number order.
+pub const LOG_NUMBER_DIGITS: usize = 20;
+
+/// The name of entry `number` of the store-wide log `log` (see [`Write::AppendMeta`]).
+pub fn log_entry_name(log: &str, number: u64) -> String {
+    format!("{log}{number:0width$}", width = LOG_NUMBER_DIGITS)
+}
+
+/// The number of a store-wide log entry named `name` in log `log`, or `None` when the name is
+/// not one of that log's entries.
+pub fn log_entry_number(log: &str, name: &str) -> Option<u64> {
+    let digits = name.strip_prefix(log)?;
+    if digits.len() != LOG_NUMBER_DIGITS || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
 /// Encodes a clock high-water mark.
 pub fn encode_hlc(hlc: Hlc) -> Vec<u8> {
     let mut out = hlc.wall_ms.to_be_bytes().to_vec();
@@ -255,6 +278,20 @@ pub enum Write {
         /// Its value.
         value: Vec<u8>,
     },
+    /// Appends `value` to the store-wide log `log`: stores it as the setting
+    /// [`log_entry_name`]`(log, n)`, where `n` is a number the store gives out once, above
+    /// every number given out before (all logs share one counter). The outcome is true.
+    ///
+    /// Where several writers share the store (PostgreSQL), an entry can become visible after
+    /// one with a higher number that committed first: a reader that follows a log by number
+    /// must allow for gaps that fill later (and for gaps that never fill, when a transaction
+    /// holding a number rolled back). A store with one writer has no such gaps.
+    AppendMeta {
+        /// The log: a prefix of setting names.
+        log: String,
+        /// The entry.
+        value: Vec<u8>,
+    },
     /// Deletes a named store-wide setting; the outcome says whether it existed.
     DeleteMeta {
         /// The setting's name.
@@ -415,6 +452,25 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
         Err(StorageError::Backend(
             "this storage cannot list settings".into(),
         ))
+    }
+
+    /// The first `limit` entries of the store-wide log `log` (see [`Write::AppendMeta`])
+    /// numbered above `after`, with their numbers, in number order. The default reads the
+    /// log's settings with [`Self::meta_with_prefix`] and skips the rest; a backend with range
+    /// reads does better.
+    fn meta_log_after(
+        &self,
+        log: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StorageError> {
+        Ok(self
+            .meta_with_prefix(log)?
+            .into_iter()
+            .filter_map(|(name, value)| Some((log_entry_number(log, &name)?, value)))
+            .filter(|(number, _)| *number > after)
+            .take(limit)
+            .collect())
     }
 
     /// The peer hubs this store's hub links with, and their regions (see

@@ -30,8 +30,8 @@ use agentdb_security::WrappedTenantKey;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::{
-    merge_keeps, peers, raised_clock, reseal_replaces, tombstone_row, OpSeq, Storage, StorageError,
-    StoredEpisode, Write, CLOCK_META,
+    log_entry_name, merge_keeps, peers, raised_clock, reseal_replaces, tombstone_row, OpSeq,
+    Storage, StorageError, StoredEpisode, Write, CLOCK_META, LOG_NUMBER_META,
 };
 
 const EPISODES: TableDefinition<'_, (&str, u128), &[u8]> = TableDefinition::new("episodes");
@@ -351,6 +351,20 @@ impl Storage for RedbStorage {
                     }
                     Write::PutMeta { name, value } => {
                         meta.insert(name.as_str(), value.as_slice())
+                            .map_err(backend)?;
+                        true
+                    }
+                    Write::AppendMeta { log, value } => {
+                        let number = {
+                            let last = meta.get(LOG_NUMBER_META).map_err(backend)?;
+                            last.as_ref()
+                                .and_then(|v| <[u8; 8]>::try_from(v.value()).ok())
+                                .map_or(0, u64::from_be_bytes)
+                                + 1
+                        };
+                        meta.insert(LOG_NUMBER_META, number.to_be_bytes().as_slice())
+                            .map_err(backend)?;
+                        meta.insert(log_entry_name(log, number).as_str(), value.as_slice())
                             .map_err(backend)?;
                         true
                     }
