@@ -190,6 +190,52 @@ fn a_revocation_issued_on_one_hub_is_enforced_by_the_others() {
 }
 
 #[test]
+fn a_token_revoked_by_its_agent_on_one_hub_is_refused_by_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let group = Group::new(dir.path(), &["hub-a", "hub-b"]);
+    let (a, b) = (group.start("hub-a"), group.start("hub-b"));
+    let pki = &group.pki;
+    let query = |hub: &Hub, token: &str| pki.served(hub, "acme", ["--token", token]);
+    // Agents that each say goodbye to hub-a, which revokes their tokens there. Each attempt
+    // on hub-b takes another of these tokens: one served there is revoked by hub-b itself
+    // at its goodbye, so it could not tell whether hub-b read hub-a's revocation.
+    let tokens: Vec<String> = (0..16)
+        .map(|_| pki.issue_token("acme", "worker-1").0)
+        .collect();
+    for token in &tokens {
+        query(&a, token).unwrap();
+    }
+    let e = query(&a, &tokens[0]).unwrap_err();
+    assert!(e.contains("token has been revoked"), "{e}");
+    // hub-b refuses them once it has read the group's revoked tokens (about a second): the
+    // one revoked last first.
+    let deadline = Instant::now() + VISIBLE;
+    let mut tokens = tokens.iter().rev();
+    loop {
+        let token = tokens
+            .next()
+            .expect("hub-b never refused a token revoked on hub-a");
+        match query(&b, token) {
+            Err(e) => {
+                assert!(e.contains("token has been revoked"), "{e}");
+                break;
+            }
+            Ok(()) => assert!(
+                Instant::now() < deadline,
+                "hub-b never refused a token revoked on hub-a"
+            ),
+        }
+        std::thread::sleep(POLL);
+    }
+    // And every one of them from then on; a token of the same agent not used yet is served.
+    for token in tokens {
+        let e = query(&b, token).unwrap_err();
+        assert!(e.contains("token has been revoked"), "{e}");
+    }
+    query(&b, &pki.issue_token("acme", "worker-1").0).unwrap();
+}
+
+#[test]
 fn a_hub_killed_mid_write_loses_nothing_acknowledged_and_a_fresh_hub_serves_everything() {
     let dir = tempfile::tempdir().unwrap();
     let group = Group::new(dir.path(), &["hub-a", "hub-b", "hub-d"]);

@@ -1,6 +1,6 @@
 //! A hub over a store other hubs share (PostgreSQL): what they write reaches this hub's
 //! indexes, change streams and federation links through the store's change log, and the
-//! operators' revocations they keep reach this hub's checks.
+//! revocations they keep (an operator's, a token's own) reach this hub's checks.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,8 +15,9 @@ use crate::HubHandle;
 /// time to read it.
 pub const DEFAULT_FOLLOW_INTERVAL: Duration = Duration::from_millis(25);
 
-/// How often a hub over a shared store reads the operators' revocations the group keeps: a
-/// revocation issued on one hub is enforced by the others after at most about this long.
+/// How often a hub over a shared store reads the revocations the group keeps (operators'
+/// revocations, and tokens revoked by their holders): a revocation issued on one hub is
+/// enforced by the others after at most about this long.
 pub const REVOCATION_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Starts following the shared store under `hub` every `every` (see
@@ -40,10 +41,14 @@ pub fn follow_shared_storage(hub: &HubHandle, every: Duration) -> JoinHandle<()>
                 if let Err(err) = st.engine.follow_storage() {
                     tracing::warn!(error = %err, "cannot follow the shared store");
                 }
-                // Applying a revocation again changes nothing: every record is read.
+                // Applying a revocation again changes nothing: every operator's record is read,
+                // and the revoked tokens from where the last reading stopped.
                 if revocations {
                     if let Err(err) = crate::revocations::load(&st) {
                         tracing::warn!(error = %err, "cannot read the group's revocations");
+                    }
+                    if let Err(err) = crate::revoked_tokens::follow(&st) {
+                        tracing::warn!(error = %err, "cannot read the group's revoked tokens");
                     }
                 }
             });

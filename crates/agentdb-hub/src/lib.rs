@@ -35,6 +35,7 @@ mod quota;
 mod request_id;
 mod retention;
 mod revocations;
+mod revoked_tokens;
 mod state;
 
 use std::net::SocketAddr;
@@ -269,7 +270,7 @@ pub async fn start(config: HubConfig, engine: Arc<MemoryEngine>) -> Result<HubHa
         signer,
         audit,
     ));
-    state.load_revocations().map_err(StartError::Credentials)?;
+    revoked_tokens::load(&state).map_err(StartError::Credentials)?;
     revocations::load(&state).map_err(StartError::Credentials)?;
     state
         .quotas

@@ -192,7 +192,8 @@ pub(crate) fn sweep(state: &HubState) -> u64 {
     deleted
 }
 
-/// Starts the periodic sweep (the first one at once). The task ends when `shutdown` turns
+/// Starts the periodic sweep (the first one at once), which also forgets the revocations of
+/// expired tokens ([`crate::revoked_tokens::collect`]). The task ends when `shutdown` turns
 /// true.
 pub(crate) fn start(state: &Arc<HubState>, shutdown: watch::Receiver<bool>) {
     let st = Arc::clone(state);
@@ -206,7 +207,13 @@ pub(crate) fn start(state: &Arc<HubState>, shutdown: watch::Receiver<bool>) {
                 _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
                 _ = every.tick() => {
                     let st2 = Arc::clone(&st);
-                    let _ = tokio::task::spawn_blocking(move || sweep(&st2)).await;
+                    let _ = tokio::task::spawn_blocking(move || {
+                        sweep(&st2);
+                        if let Err(err) = crate::revoked_tokens::collect(&st2) {
+                            tracing::warn!(error = %err, "cannot collect expired token revocations");
+                        }
+                    })
+                    .await;
                 }
             }
         }

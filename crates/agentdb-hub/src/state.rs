@@ -32,8 +32,6 @@ pub(crate) fn unix_ms() -> u64 {
 
 /// Changes queued for slow event streams before they are told to look again.
 const CHANGE_QUEUE: usize = 1024;
-/// Where revoked tokens live among the hub's sealed settings: `revoked-token/<jti>` → `exp`.
-const REVOKED_PREFIX: &str = "revoked-token/";
 
 /// Shared hub state.
 #[derive(Debug)]
@@ -44,6 +42,8 @@ pub(crate) struct HubState {
     pub tokens: TokenKeys,
     pub credentials: Credentials,
     pub revoked: RevocationList,
+    /// How far the log of revoked tokens has been read.
+    pub revoked_read: Mutex<crate::revoked_tokens::Cursor>,
     /// Operators' revocations of agents and certificates.
     pub revocations: crate::revocations::Revocations,
     /// Key re-seal passes and master-key rewraps under way.
@@ -91,6 +91,7 @@ impl HubState {
             tokens,
             credentials,
             revoked: RevocationList::new(),
+            revoked_read: Mutex::default(),
             revocations: crate::revocations::Revocations::default(),
             key_passes: crate::key_ops::KeyPasses::default(),
             changes,
@@ -104,44 +105,21 @@ impl HubState {
         }
     }
 
-    /// Revokes token `jti` (expiring at `exp`): at once in memory, and in the hub's data so
-    /// that a restart keeps it revoked. The write runs on the blocking pool; await the handle
-    /// to know it is durable.
+    /// Revokes token `jti` (expiring at `exp`): at once in memory, and in the hub's data (the
+    /// log of revoked tokens, which a restart and the other hubs sharing the store read). The
+    /// write runs on the blocking pool; await the handle to know it is durable.
     pub fn revoke(self: &Arc<Self>, jti: &str, exp: u64) -> JoinHandle<()> {
         self.revoked.revoke(jti.to_owned(), exp);
         let state = Arc::clone(self);
-        let jti = jti.to_owned();
+        let entry = crate::revoked_tokens::entry(jti, exp);
         tokio::task::spawn_blocking(move || {
-            let name = format!("{REVOKED_PREFIX}{jti}");
-            if let Err(e) = state.engine.put_sealed_setting(&name, &exp.to_be_bytes()) {
+            if let Err(e) = state
+                .engine
+                .append_sealed_log(crate::revoked_tokens::LOG, &entry)
+            {
                 tracing::warn!(error = %e, "cannot record a revoked token durably");
             }
         })
-    }
-
-    /// Loads the revoked tokens kept in the hub's data, and forgets those that have expired.
-    pub fn load_revocations(&self) -> Result<usize, String> {
-        let now = unix_secs();
-        let mut live = 0;
-        let entries = self
-            .engine
-            .sealed_settings(REVOKED_PREFIX)
-            .map_err(|e| format!("cannot read revoked tokens: {e}"))?;
-        for (name, value) in entries {
-            let jti = name.strip_prefix(REVOKED_PREFIX).unwrap_or(&name);
-            let exp = <[u8; 8]>::try_from(&value[..])
-                .map(u64::from_be_bytes)
-                .unwrap_or(0);
-            if now < exp.saturating_add(agentdb_security::token::MAX_CLOCK_SKEW_SECS) {
-                self.revoked.revoke(jti.to_owned(), exp);
-                live += 1;
-            } else {
-                self.engine
-                    .delete_setting(&name)
-                    .map_err(|e| format!("cannot forget an expired revocation: {e}"))?;
-            }
-        }
-        Ok(live)
     }
 
     /// Connected, authenticated agents.
