@@ -41,7 +41,7 @@ pub use engine::{
 };
 pub use engine::{
     SealedLogEntry, SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
-    SEALED_SETTING_PREFIX, STORE_SECRET_META,
+    SEALED_LOG_PREFIX, SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 pub use error::{
     ErasureError, KeyError, OpenError, QueryError, ReadError, ReindexError, ReplicaError,

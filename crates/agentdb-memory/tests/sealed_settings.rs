@@ -9,7 +9,7 @@ use std::sync::Arc;
 use agentdb_memory::storage::{Storage, Write};
 use agentdb_memory::{
     MemoryEngine, OpenError, RedbStorage, SettingsError, DB_FILE, MAX_SETTING_NAME_LEN,
-    MAX_SETTING_VALUE_LEN, SEALED_SETTING_PREFIX, STORE_SECRET_META,
+    MAX_SETTING_VALUE_LEN, SEALED_LOG_PREFIX, SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 use agentdb_security::{MasterKey, SealError};
 
@@ -303,7 +303,7 @@ fn sealed_logs_number_seal_and_forget_their_entries() {
         assert!(!contains(&raw, PLAINTEXT));
 
         // An entry moved into another log, or made a setting, does not open.
-        let stored = |log: &str, n: u64| format!("sealed-log/{log}{n:020}");
+        let stored = |log: &str, n: u64| format!("{SEALED_LOG_PREFIX}{log}{n:020}");
         let sealed = store
             .storage
             .meta(&stored("revoked/", first))

@@ -40,7 +40,7 @@ pub use erasure::ErasureOutcome;
 pub use reseal::{KeyVersion, ResealProgress, RESEAL_BATCH};
 pub use settings::{
     SealedLogEntry, SealedSetting, SettingsError, MAX_SETTING_NAME_LEN, MAX_SETTING_VALUE_LEN,
-    SEALED_SETTING_PREFIX, STORE_SECRET_META,
+    SEALED_LOG_PREFIX, SEALED_SETTING_PREFIX, STORE_SECRET_META,
 };
 pub use types::{
     Change, ChangePage, EngineConfig, EpisodeList, EraseReport, Match, Query, QueryInput, Stored,

@@ -182,15 +182,9 @@ impl MemoryEngine {
     /// `api-key/<id>`); `value` is at most [`MAX_SETTING_VALUE_LEN`] bytes.
     pub fn put_sealed_setting(&self, name: &str, value: &[u8]) -> Result<(), SettingsError> {
         check_name(name)?;
-        check_value(value)?;
-        let sealed = self
-            .settings
-            .sealing
-            .seal_store(aad(name), value)
-            .map_err(SettingsError::Seal)?;
         self.commit.submit(vec![Write::PutMeta {
             name: storage_name(name),
-            value: sealed,
+            value: self.seal(aad(name), value)?,
         }])?;
         Ok(())
     }
@@ -237,15 +231,9 @@ impl MemoryEngine {
     /// order readers may see entries in). Durable on return.
     pub fn append_sealed_log(&self, log: &str, value: &[u8]) -> Result<(), SettingsError> {
         check_name(log)?;
-        check_value(value)?;
-        let sealed = self
-            .settings
-            .sealing
-            .seal_store(log_aad(log), value)
-            .map_err(SettingsError::Seal)?;
         self.commit.submit(vec![Write::AppendMeta {
             log: storage_log(log),
-            value: sealed,
+            value: self.seal(log_aad(log), value)?,
         }])?;
         Ok(())
     }
@@ -262,14 +250,7 @@ impl MemoryEngine {
         let stored = storage_log(log);
         let mut out = Vec::new();
         for (number, sealed) in self.storage.meta_log_after(&stored, after, limit)? {
-            let value = self
-                .settings
-                .sealing
-                .open_store(log_aad(log), &sealed)
-                .map_err(|source| SettingsError::Open {
-                    name: log_entry_name(log, number),
-                    source,
-                })?;
+            let value = self.open(log_aad(log), &sealed, || log_entry_name(log, number))?;
             out.push((number, value));
         }
         Ok(out)
@@ -308,11 +289,30 @@ impl MemoryEngine {
     }
 
     fn open_setting(&self, name: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, SettingsError> {
+        self.open(aad(name), sealed, || name.to_owned())
+    }
+
+    /// `value`, checked for size and sealed under `aad`.
+    fn seal(&self, aad: StoreRecordAad<'_>, value: &[u8]) -> Result<Vec<u8>, SettingsError> {
+        check_value(value)?;
         self.settings
             .sealing
-            .open_store(aad(name), sealed)
+            .seal_store(aad, value)
+            .map_err(SettingsError::Seal)
+    }
+
+    /// Opens what was sealed under `aad`; a failure names the record `name()`.
+    fn open(
+        &self,
+        aad: StoreRecordAad<'_>,
+        sealed: &[u8],
+        name: impl FnOnce() -> String,
+    ) -> Result<Zeroizing<Vec<u8>>, SettingsError> {
+        self.settings
+            .sealing
+            .open_store(aad, sealed)
             .map_err(|source| SettingsError::Open {
-                name: name.to_owned(),
+                name: name(),
                 source,
             })
     }
