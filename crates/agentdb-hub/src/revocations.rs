@@ -134,7 +134,7 @@ pub(crate) fn load(state: &HubState) -> Result<usize, String> {
         match &r.revoked {
             // A token past its expiry needs no entry.
             Revoked::Token { expires, .. }
-                if now >= expires.saturating_add(agentdb_security::token::MAX_CLOCK_SKEW_SECS) => {}
+                if !agentdb_security::revocation::live(*expires, now) => {}
             revoked => state.revocations.remember(state, revoked),
         }
     }

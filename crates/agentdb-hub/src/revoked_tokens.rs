@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use agentdb_security::token::MAX_CLOCK_SKEW_SECS;
+use agentdb_security::revocation::live;
 
 use crate::state::{unix_secs, HubState};
 
@@ -41,11 +41,6 @@ fn decode(value: &[u8]) -> Option<(&str, u64)> {
     let (exp, jti) = value.split_at_checked(8)?;
     let exp = u64::from_be_bytes(exp.try_into().ok()?);
     Some((std::str::from_utf8(jti).ok()?, exp))
-}
-
-/// Whether a revocation of a token expiring at `exp` still matters at `now`.
-fn live(exp: u64, now: u64) -> bool {
-    now < exp.saturating_add(MAX_CLOCK_SKEW_SECS)
 }
 
 /// How far a hub has read the log: every entry numbered up to `through` has been applied.

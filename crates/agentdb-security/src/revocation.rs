@@ -50,8 +50,9 @@ impl Inner {
     }
 }
 
-/// Whether an entry for a token expiring at `exp` still matters at `now`.
-fn live(exp: u64, now: u64) -> bool {
+/// Whether a revocation of a token expiring at `exp` still matters at `now` (the verifier could
+/// still accept the token). Wherever revocations are kept, one that no longer matters is dropped.
+pub fn live(exp: u64, now: u64) -> bool {
     now < exp.saturating_add(MAX_CLOCK_SKEW_SECS)
 }
 
