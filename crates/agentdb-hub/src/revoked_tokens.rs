@@ -6,8 +6,8 @@
 //! id), numbered by the store as it is appended. A hub reads the whole log at start. A hub over
 //! a shared store (PostgreSQL) reads the entries above its [`Cursor`] each second as well
 //! ([`crate::follow`]), so a token revoked on one hub of the group is refused by the others
-//! about a second later. Entries whose token has expired are deleted, oldest first, by the
-//! retention sweep and at start.
+//! about a second later. Entries whose token has expired are deleted by whichever reading finds
+//! them (the start's finds them all) and, oldest first, by the retention sweep.
 //!
 //! Tokens revoked before the log existed were kept as sealed settings `revoked-token/<jti>` →
 //! `exp`; the start reads those too, and deletes them once expired.
@@ -19,7 +19,7 @@ use agentdb_security::revocation::live;
 use crate::state::{unix_secs, HubState};
 
 /// The sealed log of revoked tokens.
-pub(crate) const LOG: &str = "token-revocations/";
+const LOG: &str = "token-revocations/";
 /// Where revoked tokens were kept before the log: `revoked-token/<jti>` → `exp`.
 const LEGACY_PREFIX: &str = "revoked-token/";
 /// Entries read per request.
@@ -29,11 +29,36 @@ const PAGE: usize = 1_000;
 /// another log).
 const GAP_WAIT: Duration = Duration::from_secs(10);
 
-/// The log entry of token `jti`, expiring at `exp` (seconds since the Unix epoch).
-pub(crate) fn entry(jti: &str, exp: u64) -> Vec<u8> {
+/// Appends the revocation of token `jti`, expiring at `exp` (seconds since the Unix epoch), to
+/// the log. Durable on return.
+pub(crate) fn record(state: &HubState, jti: &str, exp: u64) -> Result<(), String> {
+    state
+        .engine
+        .append_sealed_log(LOG, &entry(jti, exp))
+        .map_err(|e| format!("cannot record a revoked token: {e}"))
+}
+
+/// The log entry of token `jti`, expiring at `exp`.
+fn entry(jti: &str, exp: u64) -> Vec<u8> {
     let mut out = exp.to_be_bytes().to_vec();
     out.extend_from_slice(jti.as_bytes());
     out
+}
+
+/// Up to [`PAGE`] log entries numbered above `after`.
+fn page(state: &HubState, after: u64) -> Result<Vec<agentdb_memory::SealedLogEntry>, String> {
+    state
+        .engine
+        .sealed_log_after(LOG, after, PAGE)
+        .map_err(|e| format!("cannot read revoked tokens: {e}"))
+}
+
+/// Deletes the log entries numbered `numbers`; returns how many existed.
+fn forget(state: &HubState, numbers: &[u64]) -> Result<usize, String> {
+    state
+        .engine
+        .delete_sealed_log_entries(LOG, numbers)
+        .map_err(|e| format!("cannot forget expired revocations: {e}"))
 }
 
 /// The token id and expiry of a log entry.
@@ -93,22 +118,23 @@ impl Cursor {
 }
 
 /// Revokes in memory every live token of the log entries above the hub's cursor (all of them at
-/// start), and moves the cursor on. Returns how many live revocations were read.
+/// start), deletes the entries of expired tokens among them, and moves the cursor on. Returns
+/// how many live revocations were read.
 pub(crate) fn follow(state: &HubState) -> Result<usize, String> {
     let mut cursor = state.revoked_read.lock();
     let now = unix_secs();
-    let (mut after, mut read, mut live_read) = (cursor.through, Vec::new(), 0);
+    let (mut after, mut read, mut expired, mut live_read) =
+        (cursor.through, Vec::new(), Vec::new(), 0);
     loop {
-        let page = state
-            .engine
-            .sealed_log_after(LOG, after, PAGE)
-            .map_err(|e| format!("cannot read revoked tokens: {e}"))?;
+        let page = page(state, after)?;
         for (number, value) in &page {
             let (jti, exp) =
                 decode(value).ok_or_else(|| format!("revoked token entry {number} is damaged"))?;
             if live(exp, now) {
                 state.revoked.revoke(jti.to_owned(), exp);
                 live_read += 1;
+            } else {
+                expired.push(*number);
             }
             read.push(*number);
         }
@@ -117,6 +143,7 @@ pub(crate) fn follow(state: &HubState) -> Result<usize, String> {
             _ => break,
         }
     }
+    forget(state, &expired)?;
     cursor.advance(&read, Instant::now());
     Ok(live_read)
 }
@@ -127,28 +154,20 @@ pub(crate) fn collect(state: &HubState) -> Result<usize, String> {
     let now = unix_secs();
     let mut deleted = 0;
     loop {
-        let page = state
-            .engine
-            .sealed_log_after(LOG, 0, PAGE)
-            .map_err(|e| format!("cannot read revoked tokens: {e}"))?;
-        let expired: Vec<u64> = page
+        let expired: Vec<u64> = page(state, 0)?
             .iter()
             .take_while(|(_, value)| decode(value).is_some_and(|(_, exp)| !live(exp, now)))
             .map(|(number, _)| *number)
             .collect();
-        deleted += state
-            .engine
-            .delete_sealed_log_entries(LOG, &expired)
-            .map_err(|e| format!("cannot forget expired revocations: {e}"))?;
+        deleted += forget(state, &expired)?;
         if expired.len() < PAGE {
             return Ok(deleted);
         }
     }
 }
 
-/// Loads what a start needs: the revocations kept before the log (deleting the expired ones),
-/// then the whole log, whose expired entries are then deleted. Returns how many live
-/// revocations were read.
+/// Loads what a start needs: the revocations kept before the log, then the whole log, deleting
+/// the expired ones of both. Returns how many live revocations were read.
 pub(crate) fn load(state: &HubState) -> Result<usize, String> {
     let now = unix_secs();
     let mut live_read = 0;
@@ -171,9 +190,7 @@ pub(crate) fn load(state: &HubState) -> Result<usize, String> {
                 .map_err(|e| format!("cannot forget an expired revocation: {e}"))?;
         }
     }
-    live_read += follow(state)?;
-    collect(state)?;
-    Ok(live_read)
+    Ok(live_read + follow(state)?)
 }
 
 #[cfg(test)]

@@ -111,12 +111,9 @@ impl HubState {
     pub fn revoke(self: &Arc<Self>, jti: &str, exp: u64) -> JoinHandle<()> {
         self.revoked.revoke(jti.to_owned(), exp);
         let state = Arc::clone(self);
-        let entry = crate::revoked_tokens::entry(jti, exp);
+        let jti = jti.to_owned();
         tokio::task::spawn_blocking(move || {
-            if let Err(e) = state
-                .engine
-                .append_sealed_log(crate::revoked_tokens::LOG, &entry)
-            {
+            if let Err(e) = crate::revoked_tokens::record(&state, &jti, exp) {
                 tracing::warn!(error = %e, "cannot record a revoked token durably");
             }
         })

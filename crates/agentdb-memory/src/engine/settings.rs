@@ -168,13 +168,6 @@ fn storage_log(log: &str) -> String {
     format!("{SEALED_LOG_PREFIX}{log}")
 }
 
-fn check_value(value: &[u8]) -> Result<(), SettingsError> {
-    if value.len() > MAX_SETTING_VALUE_LEN {
-        return Err(SettingsError::ValueTooLarge { len: value.len() });
-    }
-    Ok(())
-}
-
 impl MemoryEngine {
     /// Stores `value` under `name`, sealed, replacing any value it had. Durable on return.
     ///
@@ -294,7 +287,9 @@ impl MemoryEngine {
 
     /// `value`, checked for size and sealed under `aad`.
     fn seal(&self, aad: StoreRecordAad<'_>, value: &[u8]) -> Result<Vec<u8>, SettingsError> {
-        check_value(value)?;
+        if value.len() > MAX_SETTING_VALUE_LEN {
+            return Err(SettingsError::ValueTooLarge { len: value.len() });
+        }
         self.settings
             .sealing
             .seal_store(aad, value)
