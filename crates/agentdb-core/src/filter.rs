@@ -150,6 +150,15 @@ impl Filter {
             && self.created_until.is_none_or(|t| meta.created < t)
     }
 
+    /// Whether the filter has no condition on clear-text facts: [`Filter::accepts`] is true for
+    /// every episode.
+    pub fn accepts_all_facts(&self) -> bool {
+        self.min_reward.is_none()
+            && self.outcome == Outcome::Any
+            && self.created_from.is_none()
+            && self.created_until.is_none()
+    }
+
     /// Whether the filter has conditions on content (tags or metadata), which only an opened
     /// episode can be checked against (see [`Filter::accepts_content`]).
     pub fn needs_content(&self) -> bool {
@@ -286,6 +295,38 @@ mod tests {
             created_until: Some(Timestamp(100)),
             ..Default::default()
         }));
+    }
+
+    #[test]
+    fn only_a_filter_without_fact_conditions_accepts_all_facts() {
+        assert!(Filter::default().accepts_all_facts());
+        // Content conditions are not facts.
+        assert!(Filter {
+            tags: tags(&["eu"]),
+            ..Default::default()
+        }
+        .accepts_all_facts());
+        let conditioned = [
+            Filter {
+                min_reward: Some(0.0),
+                ..Default::default()
+            },
+            Filter {
+                outcome: Outcome::Failures,
+                ..Default::default()
+            },
+            Filter {
+                created_from: Some(Timestamp(0)),
+                ..Default::default()
+            },
+            Filter {
+                created_until: Some(Timestamp(u64::MAX)),
+                ..Default::default()
+            },
+        ];
+        for f in conditioned {
+            assert!(!f.accepts_all_facts(), "{f:?}");
+        }
     }
 
     fn tags(t: &[&str]) -> Vec<String> {

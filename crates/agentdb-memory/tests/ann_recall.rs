@@ -205,3 +205,42 @@ fn fresh_vectors_are_found_before_they_reach_the_graph() {
     let hits = index.search(&model, &probe, 1, &Filter::default()).unwrap();
     assert_ne!(hits[0].id, id);
 }
+
+#[test]
+fn a_vector_removed_from_the_graph_is_never_returned() {
+    let model = ModelId::new("random").unwrap();
+    let config = IndexConfig {
+        exact_below: 100,
+        ..Default::default()
+    };
+    let index = VectorIndex::new(model.clone(), 8, config);
+    let mut rng = Rng(11);
+    let data = vectors(&mut rng, 500, 8);
+    for (i, v) in data.iter().enumerate() {
+        let meta = EpisodeFacts {
+            reward: 1.0,
+            success: true,
+            created: Timestamp(0),
+        };
+        index
+            .insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, v, meta)
+            .unwrap();
+    }
+    index.build_pending(500).unwrap();
+    assert_eq!(index.pending(), 0);
+    // Every vector of the graph is its own nearest neighbour, found by the walk...
+    let id = EpisodeId::from_parts(42, [0; 10]);
+    let hits = index
+        .search(&model, &data[42], 1, &Filter::default())
+        .unwrap();
+    assert_eq!(hits[0].id, id);
+    // ...until it is removed: it stays in the graph, and the walk must pass over it.
+    assert!(index.remove(&id));
+    for k in [1, 10] {
+        let hits = index
+            .search(&model, &data[42], k, &Filter::default())
+            .unwrap();
+        assert_eq!(hits.len(), k);
+        assert!(hits.iter().all(|h| h.id != id), "removed vector returned");
+    }
+}

@@ -129,6 +129,13 @@ struct Slots {
     by_id: HashMap<EpisodeId, u32>,
 }
 
+impl Slots {
+    /// Whether no slot has been removed.
+    fn all_live(&self) -> bool {
+        self.live_count == self.ids.len()
+    }
+}
+
 /// A tenant's vector index. See the module docs.
 pub struct VectorIndex {
     model: ModelId,
@@ -304,14 +311,18 @@ impl VectorIndex {
         } else {
             self.indexed.load(Ordering::Acquire).min(len)
         };
-        let accept = |slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
+        let accept: &dyn Fn(usize) -> bool =
+            &|slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
+        // With every slot live and no condition on facts, the graph is walked without a
+        // predicate (a call back into Rust for every candidate otherwise).
+        let predicate = (!s.all_live() || !filter.accepts_all_facts()).then_some(accept);
         let mut top = TopK::new(k);
         let mut exact_from = indexed;
         if indexed > 0 && k > 0 {
             let guard = self.hnsw.read();
             let ef = self.ef.load(Ordering::Relaxed);
             let found = match guard.as_ref() {
-                Some(graph) => self.walk(graph, ef, &q, k, indexed, &s.vectors, &accept),
+                Some(graph) => self.walk(graph, ef, &q, k, indexed, &s.vectors, predicate),
                 None => Err(IndexError::Hnsw("graph not built".into())),
             };
             match found {
@@ -327,11 +338,12 @@ impl VectorIndex {
                 }
             }
         }
-        scan(&s, &q, exact_from..len, &accept, &mut top);
+        scan(&s, &q, exact_from..len, accept, &mut top);
         Ok(hits(&s, top))
     }
 
-    /// One search of the graph at breadth `ef` (widened for a large `k`).
+    /// One search of the graph at breadth `ef` (widened for a large `k`) for slots below
+    /// `indexed` that pass `accept` (all of them when `None`).
     #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
@@ -341,7 +353,7 @@ impl VectorIndex {
         k: usize,
         indexed: usize,
         vectors: &[f32],
-        accept: &dyn Fn(usize) -> bool,
+        accept: Option<&dyn Fn(usize) -> bool>,
     ) -> Result<Vec<Scored>, IndexError> {
         // Ask the graph for more candidates than needed and re-score them with the exact f32
         // vectors, which undoes the quantization's ranking noise. With 2k candidates, 0.07 % of
@@ -352,14 +364,19 @@ impl VectorIndex {
         if graph.expansion_search() != ef {
             graph.change_expansion_search(ef);
         }
-        let m = graph
-            .filtered_search(q, candidates, |key| {
+        let m = match accept {
+            Some(accept) => graph.filtered_search(q, candidates, |key| {
                 let slot = key as usize;
                 slot < indexed && accept(slot)
-            })
-            .map_err(hnsw_err)?;
+            }),
+            None => graph.search(q, candidates),
+        }
+        .map_err(hnsw_err)?;
+        // A vector being added meanwhile may be in the graph already; it is still scanned
+        // exactly (slots from `indexed` on), so the graph's answer leaves it out.
         Ok(m.keys
             .iter()
+            .filter(|key| (**key as usize) < indexed)
             .map(|key| {
                 let slot = *key as usize;
                 Scored {
@@ -408,8 +425,9 @@ impl VectorIndex {
                     let graph = guard
                         .as_ref()
                         .ok_or_else(|| IndexError::Hnsw("graph missing".into()))?;
-                    let live = |slot: usize| s.live[slot];
-                    self.walk(graph, ef, q, CALIBRATION_K, indexed, &s.vectors, &live)?
+                    let live: &dyn Fn(usize) -> bool = &|slot: usize| s.live[slot];
+                    let predicate = (!s.all_live()).then_some(live);
+                    self.walk(graph, ef, q, CALIBRATION_K, indexed, &s.vectors, predicate)?
                 };
                 let mut top = TopK::new(CALIBRATION_K);
                 approx.into_iter().for_each(|c| top.push(c));
