@@ -3,9 +3,12 @@
 
     bench/.venv/bin/python bench/peers/report.py DIR [DIR2 ...] [--out bench/peers/latest.md]
 
-One markdown table per directory (i.e. per dataset size). "Ours" is results-agentdb-rs.json,
-written by the Rust side in the same schema; every other row gets ratios against it, oriented
-so that a ratio above 1 means ours is better:
+One markdown table per directory (i.e. per dataset size). Our rows are results-agentdb-rs*.json,
+written by the Rust side in the same schema: agentdb-rs is the engine's default configuration,
+agentdb-rs-ef128 etc. a fixed search breadth. Every peer's row gets ratios against the fastest
+(q/s) of our rows whose recall@10 is at least the peer's -- the comparison at equal or better
+recall -- or against agentdb-rs when none is. Ratios are oriented so that above 1 means ours is
+better:
   q/s and insert/s: ours / theirs      p50 and p99 latency: theirs / ours
 Only numbers found in the result files are printed; missing ones show as "-".
 """
@@ -77,10 +80,24 @@ def size_label(n: int | None) -> str:
     return f"{n // 1000}k" if n % 1000 == 0 else str(n)
 
 
+def is_ours(r: dict) -> bool:
+    return r["system"] == OURS or r["system"].startswith(OURS + "-")
+
+
+def against(peer: dict, ours: list[dict], default: dict | None) -> dict | None:
+    """The fastest of our rows with recall at least the peer's, else the default row."""
+    recall = num(peer, "recall_at_10")
+    at_least = [r for r in ours if recall is not None and (num(r, "recall_at_10") or 0.0) >= recall]
+    if at_least:
+        return max(at_least, key=lambda r: num(r, "qps") or 0.0)
+    return default
+
+
 def table(d: str) -> str:
     meta, rows = load(d)
     n = meta.get("n") or next((r.get("n") for r in rows if r.get("n")), None)
-    ours = next((r for r in rows if r["system"] == OURS and "error" not in r), None)
+    mine = [r for r in rows if is_ours(r) and "error" not in r]
+    ours = next((r for r in mine if r["system"] == OURS), None)
     lines = []
     lines.append(f"### {size_label(n)} episodes (`{d}`)")
     lines.append("")
@@ -100,28 +117,30 @@ def table(d: str) -> str:
             loads.append(f"{r['system']} {min(la):.1f}–{max(la):.1f}")
     if loads:
         lines.append("- 1-minute load average after each run (other work on the machine): " + ", ".join(loads))
-    if ours is None:
-        lines.append(f"- no usable `results-{OURS}.json` here: ratios are left out")
+    if not mine:
+        lines.append(f"- no usable `results-{OURS}*.json` here: ratios are left out")
     lines.append("")
     lines.append("| system | version | runs | timed q | insert/s | p50 ms | p99 ms | q/s | recall@10 "
-                 "| q/s ours÷theirs | insert/s ours÷theirs | p50 theirs÷ours | p99 theirs÷ours |")
-    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                 "| against | q/s ours÷theirs | insert/s ours÷theirs | p50 theirs÷ours | p99 theirs÷ours |")
+    lines.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
     errors = []
     for r in rows:
         s = r["system"]
         if "error" in r:
-            lines.append(f"| {s} | {r.get('version', '-')} | - | - | - | - | - | - | - | - | - | - | - |")
+            lines.append(f"| {s} | {r.get('version', '-')} | - | - | - | - | - | - | - | - | - | - | - | - |")
             errors.append((s, r["error"]))
             continue
-        is_ours = ours is not None and r is ours
-        if ours is None or is_ours:
+        mine_row = is_ours(r)
+        base = None if mine_row else against(r, mine, ours)
+        if base is None:
             rq = ri = r50 = r99 = None
         else:
-            rq = ratio(num(ours, "qps"), num(r, "qps"))
-            ri = ratio(num(ours, "insert_per_sec"), num(r, "insert_per_sec"))
-            r50 = ratio(num(r, "query_p50_ms"), num(ours, "query_p50_ms"))
-            r99 = ratio(num(r, "query_p99_ms"), num(ours, "query_p99_ms"))
-        name = f"**{s}** (ours)" if is_ours else s
+            rq = ratio(num(base, "qps"), num(r, "qps"))
+            ri = ratio(num(base, "insert_per_sec"), num(r, "insert_per_sec"))
+            r50 = ratio(num(r, "query_p50_ms"), num(base, "query_p50_ms"))
+            r99 = ratio(num(r, "query_p99_ms"), num(base, "query_p99_ms"))
+        name = f"**{s}** (ours)" if mine_row else s
+        dash = "—" if mine_row else "-"
         q_used = r.get("q", meta.get("q"))
         if q_used is not None and isinstance(r.get("warmup"), int) and r["warmup"] != 50:
             q_used = f"{q_used} (warm-up {r['warmup']})"
@@ -130,8 +149,9 @@ def table(d: str) -> str:
             f"| {fmt(num(r, 'insert_per_sec'), 'rate')} | {fmt(num(r, 'query_p50_ms'), 'ms')} "
             f"| {fmt(num(r, 'query_p99_ms'), 'ms')} | {fmt(num(r, 'qps'), 'rate')} "
             f"| {fmt(num(r, 'recall_at_10'), 'recall')} "
-            f"| {'—' if is_ours else fmt(rq, 'ratio')} | {'—' if is_ours else fmt(ri, 'ratio')} "
-            f"| {'—' if is_ours else fmt(r50, 'ratio')} | {'—' if is_ours else fmt(r99, 'ratio')} |")
+            f"| {base['system'] if base is not None else dash} "
+            f"| {dash if mine_row else fmt(rq, 'ratio')} | {dash if mine_row else fmt(ri, 'ratio')} "
+            f"| {dash if mine_row else fmt(r50, 'ratio')} | {dash if mine_row else fmt(r99, 'ratio')} |")
     lines.append("")
     for s, e in errors:
         lines.append(f"- **{s}** did not run: `{e}`")
@@ -163,7 +183,9 @@ def main() -> int:
         "Same episodes and the same vectors supplied to every system. Insert/s, q/s and latencies are medians "
         "over independent runs (each run rebuilds from scratch); latencies are per single query (k=10, one at a "
         "time, after an untimed warm-up); recall@10 is the mean against the exact top-10 by cosine. "
-        "Ratios above 1 mean agentdb-rs is ahead. Produced by `bench/peers/report.py` from the results files "
+        "Each peer is compared with the fastest of our rows whose recall@10 is at least its own (column "
+        "'against'; agentdb-rs is the default configuration, agentdb-rs-efN a fixed search breadth). "
+        "Ratios above 1 mean ours is ahead. Produced by `bench/peers/report.py` from the results files "
         "listed below; see bench/README.md for the commands.",
         "",
     ]

@@ -233,7 +233,7 @@ enum Command {
         #[arg(long)]
         hub_bin: Option<PathBuf>,
     },
-    /// Run this engine on a data set; writes results-agentdb-rs.json beside it.
+    /// Run this engine on a data set; writes results-agentdb-rs[-<graph>][-ef<N>].json beside it.
     PeersSelf {
         /// The data set directory.
         #[arg(long)]
@@ -244,6 +244,9 @@ enum Command {
         /// A fixed search breadth (ef) instead of the one calibrated to the data.
         #[arg(long)]
         ef_search: Option<usize>,
+        /// How the graph stores vectors: f32, f16 or i8 (the engine's default).
+        #[arg(long, default_value = "i8")]
+        graph: peers::Graph,
     },
 }
 
@@ -525,8 +528,9 @@ fn main() -> anyhow::Result<()> {
             dir,
             runs,
             ef_search,
+            graph,
         } => {
-            let r = peers::run_self(&dir, runs, ef_search)?;
+            let r = peers::run_self(&dir, runs, ef_search, graph)?;
             println!("{}", serde_json::to_string_pretty(&r)?);
         }
     }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentdb_core::{Embedding, EpisodeId, ModelId, NewEpisode, TenantId};
+use agentdb_memory::index::Quantization;
 use agentdb_memory::{
     Embedder, EngineConfig, LexicalEmbedder, MemoryEngine, Query, RedbStorage, DB_FILE,
 };
@@ -109,13 +110,36 @@ pub fn export(dir: &Path, n: usize, q: usize, k: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How the engine's graph stores vectors in a run of [`run_self`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Graph {
+    /// 32-bit floats.
+    F32,
+    /// 16-bit floats.
+    F16,
+    /// 8-bit integers (the engine's default).
+    I8,
+}
+
+impl Graph {
+    fn quantization(self) -> Quantization {
+        match self {
+            Self::F32 => Quantization::F32,
+            Self::F16 => Quantization::F16,
+            Self::I8 => Quantization::I8,
+        }
+    }
+}
+
 /// Runs this engine on the data set `runs` times (a fresh encrypted redb store each run) and
 /// writes `results-agentdb-rs.json` in the peers' schema. `ef_search` fixes the search breadth
-/// (calibrated to the data when `None`).
+/// (calibrated to the data when `None`) and `graph` the graph's vectors; a run that changes
+/// either is named by it (`results-agentdb-rs-ef128.json`, `-f16-ef128`).
 pub fn run_self(
     dir: &Path,
     runs: usize,
     ef_search: Option<usize>,
+    graph: Graph,
 ) -> anyhow::Result<serde_json::Value> {
     let meta: Meta = serde_json::from_slice(&std::fs::read(dir.join("meta.json"))?)?;
     let vectors = read_f32(&dir.join("vectors.f32"), meta.dims)?;
@@ -142,6 +166,7 @@ pub fn run_self(
             config.index.expansion_search = ef;
             config.index.recall_target = None;
         }
+        config.index.quantization = graph.quantization();
         let engine = MemoryEngine::builder(storage, agentdb_security::MasterKey::generate()?)
             .config(config)
             .open()?;
@@ -207,12 +232,21 @@ pub fn run_self(
         recalls.push(hit as f64 / total as f64);
     }
     let recall = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
+    let graph_name = format!("{graph:?}").to_lowercase();
+    // The default configuration is `agentdb-rs`; others are named by what they change.
+    let mut system = String::from("agentdb-rs");
+    if graph != Graph::I8 {
+        system.push_str(&format!("-{graph_name}"));
+    }
+    if let Some(ef) = ef_search {
+        system.push_str(&format!("-ef{ef}"));
+    }
     let breadth = match ef_search {
         Some(ef) => format!("ef={ef} fixed"),
         None => format!("ef calibrated to recall@10 0.97: {breadths:?} in the runs"),
     };
     let result = serde_json::json!({
-        "system": "agentdb-rs",
+        "system": system,
         "version": env!("CARGO_PKG_VERSION"),
         "n": meta.n,
         "runs": runs,
@@ -221,10 +255,10 @@ pub fn run_self(
         "query_p99_ms": median(&mut p99s),
         "qps": median(&mut qps),
         "recall_at_10": recall,
-        "notes": format!("encrypted redb store + usearch HNSW (i8, M=16, ef_add=128, {breadth}) with f32 re-scoring; insert = durable batches of 1000 + graph build (calibration included); query returns decrypted episodes"),
+        "notes": format!("encrypted redb store + usearch HNSW ({graph_name}, M=16, ef_add=128, {breadth}) with f32 re-scoring; insert = durable batches of 1000 + graph build (calibration included); query returns decrypted episodes"),
     });
     std::fs::write(
-        dir.join("results-agentdb-rs.json"),
+        dir.join(format!("results-{system}.json")),
         serde_json::to_vec_pretty(&result)?,
     )?;
     Ok(result)
