@@ -167,25 +167,32 @@ fn the_search_breadth_is_calibrated_to_the_data() {
     assert_eq!(ef, widest);
 }
 
-#[test]
-fn fresh_vectors_are_found_before_they_reach_the_graph() {
+/// An index of 500 random 8-d vectors (episode `i` holds vector `i`), none in the graph yet
+/// (graphs start at 100 vectors), with its model and the vectors.
+fn small_index(seed: u64) -> (VectorIndex, ModelId, Vec<Vec<f32>>) {
     let model = ModelId::new("random").unwrap();
     let config = IndexConfig {
         exact_below: 100,
         ..Default::default()
     };
     let index = VectorIndex::new(model.clone(), 8, config);
-    let mut rng = Rng(7);
-    for (i, v) in vectors(&mut rng, 500, 8).into_iter().enumerate() {
+    let data = vectors(&mut Rng(seed), 500, 8);
+    for (i, v) in data.iter().enumerate() {
         let meta = EpisodeFacts {
             reward: 1.0,
             success: true,
             created: Timestamp(0),
         };
         index
-            .insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, &v, meta)
+            .insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, v, meta)
             .unwrap();
     }
+    (index, model, data)
+}
+
+#[test]
+fn fresh_vectors_are_found_before_they_reach_the_graph() {
+    let (index, model, _) = small_index(7);
     index.build_pending(300).unwrap();
     assert_eq!(index.pending(), 200);
     // A vector only in the exact tail is its own nearest neighbour.
@@ -208,24 +215,7 @@ fn fresh_vectors_are_found_before_they_reach_the_graph() {
 
 #[test]
 fn a_vector_removed_from_the_graph_is_never_returned() {
-    let model = ModelId::new("random").unwrap();
-    let config = IndexConfig {
-        exact_below: 100,
-        ..Default::default()
-    };
-    let index = VectorIndex::new(model.clone(), 8, config);
-    let mut rng = Rng(11);
-    let data = vectors(&mut rng, 500, 8);
-    for (i, v) in data.iter().enumerate() {
-        let meta = EpisodeFacts {
-            reward: 1.0,
-            success: true,
-            created: Timestamp(0),
-        };
-        index
-            .insert(EpisodeId::from_parts(i as u64, [0; 10]), &model, v, meta)
-            .unwrap();
-    }
+    let (index, model, data) = small_index(11);
     index.build_pending(500).unwrap();
     assert_eq!(index.pending(), 0);
     // Every vector of the graph is its own nearest neighbour, found by the walk...
