@@ -461,12 +461,29 @@ impl Storage for RedbStorage {
         tenant: &TenantId,
         id: &EpisodeId,
     ) -> Result<Option<StoredEpisode>, StorageError> {
+        Ok(self
+            .episodes(tenant, std::slice::from_ref(id))?
+            .pop()
+            .flatten())
+    }
+
+    /// One read transaction and one table for all of `ids` (a search's hits): opening them
+    /// per id cost each hit a transaction and the table's allocations.
+    fn episodes(
+        &self,
+        tenant: &TenantId,
+        ids: &[EpisodeId],
+    ) -> Result<Vec<Option<StoredEpisode>>, StorageError> {
         let tx = self.db.begin_read().map_err(backend)?;
         let table = tx.open_table(EPISODES).map_err(backend)?;
-        match table.get(episode_key(tenant, id)).map_err(backend)? {
-            Some(v) => Ok(Some(StoredEpisode::decode(v.value())?)),
-            None => Ok(None),
-        }
+        ids.iter()
+            .map(
+                |id| match table.get(episode_key(tenant, id)).map_err(backend)? {
+                    Some(v) => Ok(Some(StoredEpisode::decode(v.value())?)),
+                    None => Ok(None),
+                },
+            )
+            .collect()
     }
 
     fn scan_episodes(
