@@ -232,7 +232,9 @@ pub fn run_self(
         recalls.push(hit as f64 / total as f64);
     }
     let recall = recalls.iter().sum::<f64>() / recalls.len().max(1) as f64;
-    let graph_name = format!("{graph:?}").to_lowercase();
+    // The name the command line gives the graph's vectors.
+    let graph_name = clap::ValueEnum::to_possible_value(&graph)
+        .map_or_else(String::new, |v| v.get_name().to_owned());
     // The default configuration is `agentdb-rs`; others are named by what they change.
     let mut system = String::from("agentdb-rs");
     if graph != Graph::I8 {

@@ -130,9 +130,15 @@ struct Slots {
 }
 
 impl Slots {
-    /// Whether no slot has been removed.
-    fn all_live(&self) -> bool {
-        self.live_count == self.ids.len()
+    /// Whether `slot` is live and passes `filter`.
+    fn passes(&self, slot: usize, filter: &Filter) -> bool {
+        self.live[slot] && filter.accepts(&self.metas[slot])
+    }
+
+    /// Whether a graph walk must check its candidates against `filter`: a slot has been
+    /// removed, or the filter has a condition on facts. Otherwise every slot passes.
+    fn walk_checks(&self, filter: &Filter) -> bool {
+        self.live_count != self.ids.len() || !filter.accepts_all_facts()
     }
 }
 
@@ -311,11 +317,10 @@ impl VectorIndex {
         } else {
             self.indexed.load(Ordering::Acquire).min(len)
         };
-        let accept: &dyn Fn(usize) -> bool =
-            &|slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
-        // With every slot live and no condition on facts, the graph is walked without a
-        // predicate (a call back into Rust for every candidate otherwise).
-        let predicate = (!s.all_live() || !filter.accepts_all_facts()).then_some(accept);
+        let accept: &dyn Fn(usize) -> bool = &|slot: usize| s.passes(slot, filter);
+        // When every slot passes, the graph is walked without a predicate (a call back into
+        // Rust for every candidate otherwise).
+        let predicate = s.walk_checks(filter).then_some(accept);
         let mut top = TopK::new(k);
         let mut exact_from = indexed;
         if indexed > 0 && k > 0 {
@@ -402,6 +407,8 @@ impl VectorIndex {
         let count = queries.len() / self.dims;
         let step = (count / CALIBRATION_QUERIES).max(1);
         let queries: Vec<&[f32]> = queries.chunks_exact(self.dims).step_by(step).collect();
+        // Calibration measures the walk of a search without conditions.
+        let everything = Filter::default();
         // Every lock is taken per query, so that writes and searches wait for one query's work
         // at most, never for the whole calibration.
         let exact: Vec<Vec<u64>> = queries
@@ -409,7 +416,13 @@ impl VectorIndex {
             .map(|q| {
                 let s = self.slots.read();
                 let mut top = TopK::new(CALIBRATION_K);
-                scan(&s, q, 0..indexed, &|slot| s.live[slot], &mut top);
+                scan(
+                    &s,
+                    q,
+                    0..indexed,
+                    &|slot| s.passes(slot, &everything),
+                    &mut top,
+                );
                 ranked(top)
             })
             .collect();
@@ -425,8 +438,8 @@ impl VectorIndex {
                     let graph = guard
                         .as_ref()
                         .ok_or_else(|| IndexError::Hnsw("graph missing".into()))?;
-                    let live: &dyn Fn(usize) -> bool = &|slot: usize| s.live[slot];
-                    let predicate = (!s.all_live()).then_some(live);
+                    let live: &dyn Fn(usize) -> bool = &|slot: usize| s.passes(slot, &everything);
+                    let predicate = s.walk_checks(&everything).then_some(live);
                     self.walk(graph, ef, q, CALIBRATION_K, indexed, &s.vectors, predicate)?
                 };
                 let mut top = TopK::new(CALIBRATION_K);
@@ -450,9 +463,14 @@ impl VectorIndex {
     ) -> Result<Vec<Hit>, IndexError> {
         let q = self.prepare(model, query)?;
         let s = self.slots.read();
-        let accept = |slot: usize| s.live[slot] && filter.accepts(&s.metas[slot]);
         let mut top = TopK::new(k);
-        scan(&s, &q, 0..s.ids.len(), &accept, &mut top);
+        scan(
+            &s,
+            &q,
+            0..s.ids.len(),
+            &|slot| s.passes(slot, filter),
+            &mut top,
+        );
         Ok(hits(&s, top))
     }
 
