@@ -91,7 +91,7 @@ cargo run --locked -p agentdb-bench --features $models -- semantic --quick \
   --model-dir "$static_dir" --model-dir "$onnx_dir"
 
 # A benchmark is not a test, but it must keep running: the quick table on tiny sizes.
-cargo run --locked -p agentdb-bench -- run --quick
+cargo run --locked -p agentdb-bench -- run --quick --rows spawn,local,hub,hub-floor,storage,sync
 cargo run --locked -p agentdb-bench -- federation --quick
 cargo run --locked -p agentdb-bench -- gateway --quick
 cargo run --locked -p agentdb-bench -- crash --trials 3

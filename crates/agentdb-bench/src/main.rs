@@ -56,7 +56,8 @@ enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
-        /// Measure only these rows (comma-separated; all by default).
+        /// Measure only these rows (comma-separated; the table's five by default; hub-floor,
+        /// the hub query without engine work, only when named).
         #[arg(long, value_enum, value_delimiter = ',')]
         rows: Vec<seed::RowKind>,
     },

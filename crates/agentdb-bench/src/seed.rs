@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
-use agentdb_core::{NewEpisode, TenantId};
+use agentdb_core::{EpisodeId, NewEpisode, TenantId};
 use agentdb_memory::{MemoryEngine, Query};
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 use indicatif::ProgressBar;
@@ -225,6 +225,9 @@ pub enum RowKind {
     Hub,
     Storage,
     Sync,
+    /// Not in the table: the hub query's rows with a request that does no engine work, what
+    /// the transport alone costs (measured only when asked for).
+    HubFloor,
 }
 
 impl RowKind {
@@ -237,17 +240,30 @@ impl RowKind {
         RowKind::Sync,
     ];
 
+    /// Every row `run --rows` knows, in the order they run.
+    const ORDER: [RowKind; 6] = [
+        RowKind::Spawn,
+        RowKind::Local,
+        RowKind::Hub,
+        RowKind::HubFloor,
+        RowKind::Storage,
+        RowKind::Sync,
+    ];
+
     /// Progress steps the row takes per run.
     fn steps(self) -> usize {
         match self {
-            RowKind::Spawn | RowKind::Hub => 2,
+            RowKind::Spawn | RowKind::Hub | RowKind::HubFloor => 2,
             RowKind::Local | RowKind::Storage | RowKind::Sync => 1,
         }
     }
 
     /// Whether the row runs against the tenant holding the data set.
     fn needs_data(self) -> bool {
-        matches!(self, RowKind::Spawn | RowKind::Local | RowKind::Hub)
+        matches!(
+            self,
+            RowKind::Spawn | RowKind::Local | RowKind::Hub | RowKind::HubFloor
+        )
     }
 }
 
@@ -283,11 +299,12 @@ pub async fn run(sizes: Sizes, kinds: &[RowKind], pb: &ProgressBar) -> anyhow::R
         pb,
     };
     let mut rows = Vec::new();
-    for kind in RowKind::ALL.into_iter().filter(|k| kinds.contains(k)) {
+    for kind in RowKind::ORDER.into_iter().filter(|k| kinds.contains(k)) {
         rows.extend(match kind {
             RowKind::Spawn => vec![spawn_row(&b).await?],
             RowKind::Local => vec![local_row(&b).await?],
-            RowKind::Hub => hub_rows(&b).await?,
+            RowKind::Hub => hub_rows(&b, HubRequest::Query).await?,
+            RowKind::HubFloor => hub_rows(&b, HubRequest::MissingEpisode).await?,
             RowKind::Storage => vec![storage_row(&b).await?],
             RowKind::Sync => vec![sync_row(&b).await?],
         });
@@ -364,8 +381,19 @@ async fn local_row(b: &Bench<'_>) -> anyhow::Result<Row> {
     ))
 }
 
-/// Hub query at 1 and N concurrent agents.
-async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
+/// What the agents of [`hub_rows`] ask.
+#[derive(Debug, Clone, Copy)]
+enum HubRequest {
+    /// A text query, k = 5: the table's row.
+    Query,
+    /// A read of an episode id that does not exist: the round trip through QUIC, TLS, the
+    /// session, the policy and the blocking hand-off, with one index lookup as its only
+    /// engine work — the floor under the query's latency and above its rate.
+    MissingEpisode,
+}
+
+/// Hub query (or `request`) at 1 and N concurrent agents.
+async fn hub_rows(b: &Bench<'_>, request: HubRequest) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let (hub, pki, sizes, pb) = (&b.hub, &b.pki, &b.sizes, b.pb);
     for agents in [1, sizes.agents] {
@@ -385,11 +413,23 @@ async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
                     let mut r = Run::new()?;
                     let mut qrng = Rng(0xabc + n as u64);
                     while Instant::now() < deadline {
-                        let q = query(&mut qrng);
                         let t0 = Instant::now();
-                        let got = a.query_memories(&q, 5).await?;
+                        match request {
+                            HubRequest::Query => {
+                                let q = query(&mut qrng);
+                                let got = a.query_memories(&q, 5).await?;
+                                anyhow::ensure!(got.memories.len() == 5);
+                            }
+                            HubRequest::MissingEpisode => {
+                                // Stored ids carry their write time; none was written at 1 ms
+                                // past the epoch.
+                                let [a0, a1, a2, a3, a4, a5, a6, a7] = qrng.next().to_le_bytes();
+                                let random = [a0, a1, a2, a3, a4, a5, a6, a7, 0, 0];
+                                let id = EpisodeId::from_parts(1, random);
+                                anyhow::ensure!(a.get_episode(id).await?.is_none());
+                            }
+                        }
                         r.hist.record(t0.elapsed().as_nanos() as u64)?;
-                        anyhow::ensure!(got.memories.len() == 5);
                     }
                     Ok::<_, anyhow::Error>(r)
                 }));
@@ -403,12 +443,22 @@ async fn hub_rows(b: &Bench<'_>) -> anyhow::Result<Vec<Row>> {
             runs.push(r);
             pb.inc(1);
         }
+        let (measure, note) = match request {
+            HubRequest::Query => (
+                format!("hub query k=5, {agents} concurrent agents"),
+                "the hub embeds the text",
+            ),
+            HubRequest::MissingEpisode => (
+                format!("hub no-op round trip, {agents} concurrent agents"),
+                "each request reads an episode id that does not exist (compare the hub query)",
+            ),
+        };
         rows.push(row(
-            &format!("hub query k=5, {agents} concurrent agents"),
+            &measure,
             50.0,
             2000.0,
             &runs,
-            format!("{} episodes; the hub embeds the text", sizes.episodes),
+            format!("{} episodes; {note}", sizes.episodes),
             Method::same(agents, sizes.episodes),
         ));
     }
