@@ -397,11 +397,7 @@ fn crash_episode(rng: &mut Rng, t: usize, a: usize, n: usize) -> NewEpisode {
     if rng.next().is_multiple_of(4) {
         e.tags = vec![format!("t{}", rng.next() % 16), "crash".into()];
     }
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&rng.next().to_le_bytes());
-    random[8..].copy_from_slice(&rng.next().to_le_bytes()[..2]);
-    let ms = agentdb_memory::SystemClock::unix_ms();
-    e.with_id(EpisodeId::from_parts(ms, random))
+    e.with_id(rng.episode_id(agentdb_memory::SystemClock::unix_ms()))
 }
 
 /// Whether the hub's `got` carries what was sent in `sent`.

@@ -1,6 +1,6 @@
 //! Synthetic episodes shaped like agent work, deterministic from a seed.
 
-use agentdb_core::NewEpisode;
+use agentdb_core::{EpisodeId, NewEpisode};
 
 /// xorshift64*: small, fast, deterministic.
 #[derive(Debug, Clone)]
@@ -12,6 +12,16 @@ impl Rng {
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// An episode id (UUIDv7) of time `unix_ms` with its random part drawn from this generator.
+    // `agentdb-bench-memory` shares this file and makes no ids.
+    #[allow(dead_code)]
+    pub fn episode_id(&mut self, unix_ms: u64) -> EpisodeId {
+        let mut random = [0u8; 10];
+        random[..8].copy_from_slice(&self.next().to_le_bytes());
+        random[8..].copy_from_slice(&self.next().to_le_bytes()[..2]);
+        EpisodeId::from_parts(unix_ms, random)
     }
 
     pub fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {

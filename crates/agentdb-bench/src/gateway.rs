@@ -320,14 +320,6 @@ impl Client {
     }
 }
 
-/// A fresh episode id (UUIDv7 from the current time and `rng`).
-fn new_id(rng: &mut Rng) -> EpisodeId {
-    let mut random = [0u8; 10];
-    random[..8].copy_from_slice(&rng.next().to_le_bytes());
-    random[8..].copy_from_slice(&rng.next().to_le_bytes()[..2]);
-    EpisodeId::from_parts(SystemClock::unix_ms(), random)
-}
-
 /// Times `ops` requests of `op` spread over the first `n` of `clients`, all started together.
 /// `seed` makes the queries and episodes: clients of the same seed ask the same queries.
 async fn phase(
@@ -351,7 +343,8 @@ async fn phase(
             for j in 0..count {
                 match op {
                     Op::Store => {
-                        let e = episode(&mut rng, j).with_id(new_id(&mut rng));
+                        let e =
+                            episode(&mut rng, j).with_id(rng.episode_id(SystemClock::unix_ms()));
                         let t0 = Instant::now();
                         client.store(e).await?;
                         run.hist.record(t0.elapsed().as_nanos() as u64)?;

@@ -292,7 +292,10 @@ fn main() -> anyhow::Result<()> {
                 seed::Sizes::FULL
             };
             let kinds = if rows.is_empty() {
-                seed::RowKind::ALL.to_vec()
+                seed::RowKind::ALL
+                    .into_iter()
+                    .filter(|k| k.in_table())
+                    .collect()
             } else {
                 rows
             };

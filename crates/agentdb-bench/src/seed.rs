@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentdb_client::EphemeralAgent;
-use agentdb_core::{EpisodeId, NewEpisode, TenantId};
+use agentdb_core::{NewEpisode, TenantId};
 use agentdb_memory::{MemoryEngine, Query};
 use agentdb_testkit::{hub_config, TestHub, TestPki};
 use indicatif::ProgressBar;
@@ -231,17 +231,8 @@ pub enum RowKind {
 }
 
 impl RowKind {
-    /// Every row, in the table's order.
-    pub const ALL: [RowKind; 5] = [
-        RowKind::Spawn,
-        RowKind::Local,
-        RowKind::Hub,
-        RowKind::Storage,
-        RowKind::Sync,
-    ];
-
     /// Every row `run --rows` knows, in the order they run.
-    const ORDER: [RowKind; 6] = [
+    pub const ALL: [RowKind; 6] = [
         RowKind::Spawn,
         RowKind::Local,
         RowKind::Hub,
@@ -249,6 +240,11 @@ impl RowKind {
         RowKind::Storage,
         RowKind::Sync,
     ];
+
+    /// Whether the row is one of the seed's table (measured when no row is named).
+    pub fn in_table(self) -> bool {
+        self != RowKind::HubFloor
+    }
 
     /// Progress steps the row takes per run.
     fn steps(self) -> usize {
@@ -299,7 +295,7 @@ pub async fn run(sizes: Sizes, kinds: &[RowKind], pb: &ProgressBar) -> anyhow::R
         pb,
     };
     let mut rows = Vec::new();
-    for kind in RowKind::ORDER.into_iter().filter(|k| kinds.contains(k)) {
+    for kind in RowKind::ALL.into_iter().filter(|k| kinds.contains(k)) {
         rows.extend(match kind {
             RowKind::Spawn => vec![spawn_row(&b).await?],
             RowKind::Local => vec![local_row(&b).await?],
@@ -425,9 +421,7 @@ async fn hub_rows(b: &Bench<'_>, request: HubRequest) -> anyhow::Result<Vec<Row>
                             HubRequest::MissingEpisode => {
                                 // Stored ids carry their write time; none was written at 1 ms
                                 // past the epoch.
-                                let [a0, a1, a2, a3, a4, a5, a6, a7] = qrng.next().to_le_bytes();
-                                let random = [a0, a1, a2, a3, a4, a5, a6, a7, 0, 0];
-                                let id = EpisodeId::from_parts(1, random);
+                                let id = qrng.episode_id(1);
                                 t0 = Instant::now();
                                 anyhow::ensure!(a.get_episode(id).await?.is_none());
                             }
